@@ -1,0 +1,176 @@
+"""Image and text encoders: CLIP through Hugging Face transformers, loaded lazily."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from core.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+
+class Encoder(ABC):
+    """A model behind a lazy, thread-safe :meth:`load`; nothing heavy happens in ``__init__``."""
+
+    def __init__(self) -> None:
+        self._load_lock = threading.Lock()
+        self._loaded = False
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    def load(self) -> None:
+        """Load the model once; concurrent callers wait for the first load."""
+        if self._loaded:
+            return
+        with self._load_lock:
+            if not self._loaded:
+                self._load()
+                self._loaded = True
+
+    @abstractmethod
+    def _load(self) -> None: ...
+
+
+class ImageTextEncoder(Encoder):
+    """Maps images and texts into one space of L2-normalised float32 vectors."""
+
+    model_id: str
+
+    @property
+    @abstractmethod
+    def dim(self) -> int: ...
+
+    @abstractmethod
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Return an ``(n, dim)`` float32 array of unit vectors."""
+
+    @abstractmethod
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Return an ``(n, dim)`` float32 array of unit vectors."""
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` becomes ``cuda`` when a GPU is usable, else ``cpu``."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def model_load_error(setting: str, source: str, exc: BaseException) -> ModelLoadError:
+    """One line naming the setting and the fix, instead of a transformers traceback."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if len(reason) > 160:
+        reason = reason[:157] + "..."
+    return ModelLoadError(
+        f"Cannot load the model {source!r} from {setting} ({reason}). Fix: set {setting} to a model "
+        f"directory on this machine, or run `clipbot download-models` once with internet access."
+    )
+
+
+class ClipEncoder(ImageTextEncoder):
+    """OpenAI CLIP (``CLIPModel`` + ``CLIPProcessor``) from a hub id or a local directory."""
+
+    SETTING = "CLIPBOT_CLIP_MODEL"
+
+    def __init__(self, source: str, *, device: str = "auto", torch_threads: int = 0, batch_size: int = 16) -> None:
+        super().__init__()
+        self.source = source
+        self.model_id = source.rstrip("/\\") or source
+        self._device_setting = device
+        self._torch_threads = torch_threads
+        self.batch_size = max(1, batch_size)
+        self._model: Any = None
+        self._processor: Any = None
+        self._device = "cpu"
+        self._dim = 0
+        self._max_text_tokens = 77
+
+    def _load(self) -> None:
+        import torch
+        from transformers import CLIPModel, CLIPProcessor
+
+        if self._torch_threads > 0:
+            torch.set_num_threads(self._torch_threads)
+        self._device = resolve_device(self._device_setting)
+        try:
+            # The PIL backend is what CLIP was trained with, and needs no torchvision.
+            processor = CLIPProcessor.from_pretrained(self.source, backend="pil")
+            model = CLIPModel.from_pretrained(self.source)
+        except Exception as exc:  # noqa: BLE001 - transformers raises many types here
+            raise model_load_error(self.SETTING, self.source, exc) from exc
+        model.eval().to(self._device)
+        self._model, self._processor = model, processor
+        self._dim = int(model.config.projection_dim)
+        self._max_text_tokens = int(model.config.text_config.max_position_embeddings)
+        log.info("loaded CLIP %s on %s (dim %d)", self.source, self._device, self._dim)
+
+    @property
+    def dim(self) -> int:
+        self.load()
+        return self._dim
+
+    @property
+    def device(self) -> str:
+        self.load()
+        return self._device
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        self.load()
+        chunks = [
+            self._run_images(images[i:i + self.batch_size]) for i in range(0, len(images), self.batch_size)
+        ]
+        return _stack(chunks, self._dim)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        self.load()
+        chunks = [self._run_texts(texts[i:i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
+        return _stack(chunks, self._dim)
+
+    def _run_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        import torch
+
+        inputs = self._processor(images=list(images), return_tensors="pt")
+        with torch.inference_mode():
+            out = self._model.get_image_features(pixel_values=inputs["pixel_values"].to(self._device))
+        return _normalise(_features(out))
+
+    def _run_texts(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        # Long text is cut to the model's context (77 tokens for CLIP), never an error.
+        inputs = self._processor(
+            text=list(texts), return_tensors="pt", padding=True, truncation=True, max_length=self._max_text_tokens
+        )
+        with torch.inference_mode():
+            out = self._model.get_text_features(
+                input_ids=inputs["input_ids"].to(self._device),
+                attention_mask=inputs["attention_mask"].to(self._device),
+            )
+        return _normalise(_features(out))
+
+
+def _features(out: Any) -> Any:
+    """transformers 5 returns a model output whose pooler_output holds the projected features."""
+    tensor = out if hasattr(out, "detach") else out.pooler_output
+    return tensor.detach().float().cpu().numpy()
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, np.float32(1e-12))
+
+
+def _stack(chunks: list[np.ndarray], dim: int) -> np.ndarray:
+    return np.concatenate(chunks) if chunks else np.zeros((0, dim), dtype=np.float32)

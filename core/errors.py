@@ -1,0 +1,63 @@
+"""The typed error tree of clipbot's engine.
+
+Every error carries a message a chat user or an operator can read as it is; adapters and the
+CLI turn these into replies or one-line messages, never into tracebacks.
+"""
+
+from __future__ import annotations
+
+
+class ClipbotError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+
+class InputError(ClipbotError):
+    """Something a user or operator gave us is unusable; nothing was stored."""
+
+
+class ImageError(InputError):
+    """An image could not be accepted."""
+
+
+class FileMissingError(ImageError):
+    """A path names no readable file."""
+
+
+class NotAnImageError(ImageError):
+    """The data is not an image at all."""
+
+
+class UnsupportedFormatError(ImageError):
+    """An image, but of a format outside the allow-list."""
+
+
+class CorruptImageError(ImageError):
+    """An image of an allowed format that is truncated or damaged."""
+
+
+class ImageTooLargeError(ImageError):
+    """An image over the byte or pixel limit; refused before decoding."""
+
+
+class PickleRefusedError(InputError):
+    """A pickled database holds something other than plain data and numpy arrays."""
+
+
+class DimensionMismatchError(InputError):
+    """Vectors whose dimension differs from the configured model's."""
+
+
+class NotFoundError(InputError):
+    """No image with the given id."""
+
+
+class ModelLoadError(ClipbotError):
+    """A model could not be found, downloaded or loaded."""
+
+
+class ConfigError(ClipbotError):
+    """A setting has an unusable value."""
+
+
+class StoreError(ClipbotError):
+    """The database is unusable (for example written by a newer clipbot)."""

@@ -1,0 +1,43 @@
+"""Runs blocking model calls off the event loop, on one dedicated inference thread."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import numpy as np
+from PIL import Image
+
+from core.encoders import ImageTextEncoder
+
+T = TypeVar("T")
+
+
+class InferenceRunner:
+    """Async front of an encoder: calls run one at a time on a dedicated thread.
+
+    One thread because torch already spreads one batch over every core; two batches at once
+    would only fight over them.
+    """
+
+    def __init__(self, encoder: ImageTextEncoder) -> None:
+        self.encoder = encoder
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clipbot-inference")
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    async def load(self) -> int:
+        """Load the model (if not yet) and return its vector dimension."""
+        return await self.call(lambda: self.encoder.dim)
+
+    async def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return await self.call(lambda: self.encoder.encode_images(images))
+
+    async def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return await self.call(lambda: self.encoder.encode_texts(texts))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)

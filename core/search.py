@@ -1,0 +1,77 @@
+"""Ranking rules shared by the engine and the seed functions: word matching and hybrid order."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.vector_index import top_k_order
+
+# Words that say nothing about what is in a picture; "a photo of a cat" should look for "cat".
+STOPWORDS: frozenset[str] = frozenset(
+    "a an and are as at be by for from image images in is it of on or photo photos picture pictures "
+    "show some the this to with".split()
+)
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One hit: what a chat reply or the CLI shows."""
+
+    id: int
+    label: str
+    description: str
+    path: str | None
+    score: float
+    collection: str = ""
+    text_match: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id, "label": self.label, "description": self.description, "path": self.path,
+            "score": round(float(self.score), 6),
+        }
+
+
+def words_of(text: str) -> list[str]:
+    """Casefolded word tokens of ``text``, in order."""
+    return _WORD.findall(text.casefold())
+
+
+def query_words(query: str) -> list[str]:
+    """The words of a query that must appear in a label or description (stopwords dropped)."""
+    return list(dict.fromkeys(w for w in words_of(query) if w not in STOPWORDS))
+
+
+def _variants(word: str) -> set[str]:
+    # Light plural folding so "cats" finds "cat" and "boxes" finds "box", without stemming "cat" to "catalog".
+    forms = {word, word + "s", word + "es"}
+    if word.endswith("es") and len(word) > 3:
+        forms.add(word[:-2])
+    if word.endswith("s") and len(word) > 2:
+        forms.add(word[:-1])
+    return forms
+
+
+def matches_words(words: list[str], label: str, description: str) -> bool:
+    """Whether every query word appears as a whole word in the label or description."""
+    if not words:
+        return False
+    tokens = set(words_of(f"{label} {description}"))
+    return all(_variants(w) & tokens for w in words)
+
+
+def hybrid_order(scores: np.ndarray, text_match: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the top ``k``: text matches first, each tier ordered by CLIP score.
+
+    ``text_match`` is a boolean mask over ``scores``; one matrix-wide pass per tier, no row loop.
+    """
+    matched = np.flatnonzero(text_match)
+    first = matched[top_k_order(scores[matched], k)]
+    if len(first) >= k:
+        return first
+    rest = np.flatnonzero(~text_match)
+    return np.concatenate([first, rest[top_k_order(scores[rest], k - len(first))]])

@@ -1,0 +1,330 @@
+"""The image database: SQLite through aiosqlite, one connection that owns every write."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import aiosqlite
+import numpy as np
+
+from core.errors import NotFoundError, StoreError
+
+DB_FILENAME = "clipbot.db"
+
+# Each entry upgrades the schema by one version; PRAGMA user_version records how far we got.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE collections (
+        name TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE images (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        collection TEXT NOT NULL REFERENCES collections(name),
+        label TEXT NOT NULL DEFAULT '',
+        description TEXT NOT NULL DEFAULT '',
+        caption TEXT,
+        sha256 TEXT NOT NULL,
+        width INTEGER NOT NULL DEFAULT 0,
+        height INTEGER NOT NULL DEFAULT 0,
+        added_by TEXT,
+        created_at TEXT NOT NULL,
+        file TEXT,
+        source_path TEXT,
+        search_text TEXT NOT NULL DEFAULT '',
+        UNIQUE (collection, sha256)
+    );
+    CREATE INDEX images_by_file ON images(file);
+    CREATE TABLE embeddings (
+        image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        model_id TEXT NOT NULL,
+        dim INTEGER NOT NULL,
+        vector BLOB NOT NULL,
+        PRIMARY KEY (image_id, model_id)
+    );
+    CREATE INDEX embeddings_by_model ON embeddings(model_id);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_IMAGE_COLUMNS = (
+    "id, collection, label, description, caption, sha256, width, height, added_by, created_at, file, source_path"
+)
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One row of the images table."""
+
+    id: int
+    collection: str
+    label: str
+    description: str
+    caption: str | None
+    sha256: str
+    width: int
+    height: int
+    added_by: str | None
+    created_at: str
+    file: str | None
+    source_path: str | None
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """What :meth:`Store.insert_image` needs to create a row."""
+
+    collection: str
+    label: str
+    description: str
+    sha256: str
+    width: int
+    height: int
+    file: str | None
+    source_path: str | None = None
+    added_by: str | None = None
+    caption: str | None = None
+
+
+def vector_to_blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f4").reshape(-1).tobytes()
+
+
+def blob_to_vector(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
+
+
+def search_text(label: str, description: str) -> str:
+    """Casefolded text that word queries match against (SQLite's lower() is ASCII-only)."""
+    return f"{label}\n{description}".casefold()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class Store:
+    """All reads and writes of ``clipbot.db``; open with ``await store.open()`` or ``async with``."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.path = data_dir / DB_FILENAME
+        self._db: aiosqlite.Connection | None = None
+        # aiosqlite serialises statements, not transactions: this keeps each transaction whole.
+        self._write_lock = asyncio.Lock()
+
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StoreError("The database is not open.")
+        return self._db
+
+    async def open(self) -> None:
+        """Create the data directory and database if needed, and bring the schema up to date."""
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._db = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._db.execute("PRAGMA journal_mode=WAL")
+            await self._db.execute("PRAGMA foreign_keys=ON")
+            await self._db.execute("PRAGMA synchronous=NORMAL")
+            await self._db.execute("PRAGMA busy_timeout=5000")
+            await self._migrate()
+        except (OSError, sqlite3.Error) as exc:
+            await self.close()
+            raise StoreError(f"Cannot open the database {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def schema_version(self) -> int:
+        async with self.db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def _migrate(self) -> None:
+        version = await self.schema_version()
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has schema version {version}, newer than this clipbot understands "
+                f"({SCHEMA_VERSION}); upgrade clipbot."
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            async with self._transaction() as db:
+                for statement in MIGRATIONS[target - 1].split(";"):
+                    if statement.strip():
+                        await db.execute(statement)
+                await db.execute(f"PRAGMA user_version = {target}")
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            await self.db.execute("COMMIT")
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    async def insert_image(self, image: NewImage, vector: np.ndarray, model_id: str) -> int:
+        """Insert an image and its embedding in one transaction; returns the new id."""
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT OR IGNORE INTO collections(name, created_at) VALUES (?, ?)", (image.collection, _now())
+            )
+            cur = await db.execute(
+                "INSERT INTO images(collection, label, description, caption, sha256, width, height, added_by,"
+                " created_at, file, source_path, search_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (image.collection, image.label, image.description, image.caption, image.sha256, image.width,
+                 image.height, image.added_by, _now(), image.file, image.source_path,
+                 search_text(image.label, image.description)),
+            )
+            image_id = int(cur.lastrowid or 0)
+            await self._put_vector(db, image_id, vector, model_id)
+        return image_id
+
+    async def update_image(
+        self, image_id: int, *, label: str, description: str, vector: np.ndarray | None = None, model_id: str = ""
+    ) -> None:
+        """Replace label and description (and the embedding, when given)."""
+        async with self._transaction() as db:
+            cur = await db.execute(
+                "UPDATE images SET label = ?, description = ?, search_text = ? WHERE id = ?",
+                (label, description, search_text(label, description), image_id),
+            )
+            if cur.rowcount == 0:
+                raise NotFoundError(f"There is no image #{image_id}.")
+            if vector is not None:
+                await self._put_vector(db, image_id, vector, model_id)
+
+    @staticmethod
+    async def _put_vector(db: aiosqlite.Connection, image_id: int, vector: np.ndarray, model_id: str) -> None:
+        await db.execute(
+            "INSERT OR REPLACE INTO embeddings(image_id, model_id, dim, vector) VALUES (?, ?, ?, ?)",
+            (image_id, model_id, int(np.asarray(vector).size), vector_to_blob(vector)),
+        )
+
+    async def delete_image(self, image_id: int) -> tuple[ImageRecord, bool]:
+        """Delete an image; returns its record and whether its file is now unreferenced."""
+        async with self._transaction() as db:
+            record = await self._get_one(image_id)
+            await db.execute("DELETE FROM images WHERE id = ?", (image_id,))
+            orphan = False
+            if record.file is not None:
+                async with db.execute("SELECT 1 FROM images WHERE file = ? LIMIT 1", (record.file,)) as cur:
+                    orphan = await cur.fetchone() is None
+        return record, orphan
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    async def _get_one(self, image_id: int) -> ImageRecord:
+        found = await self.get_images([image_id])
+        if image_id not in found:
+            raise NotFoundError(f"There is no image #{image_id}.")
+        return found[image_id]
+
+    async def get_image(self, image_id: int) -> ImageRecord:
+        """The record of ``image_id``, or :class:`NotFoundError`."""
+        return await self._get_one(image_id)
+
+    async def get_images(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
+        out: dict[int, ImageRecord] = {}
+        for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
+            chunk = [int(i) for i in ids[start:start + 500]]
+            marks = ",".join("?" * len(chunk))
+            async with self.db.execute(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE id IN ({marks})", chunk) as cur:
+                for row in await cur.fetchall():
+                    out[row[0]] = ImageRecord(*row)
+        return out
+
+    async def find_by_sha256(self, collection: str, sha256: str) -> ImageRecord | None:
+        async with self.db.execute(
+            f"SELECT {_IMAGE_COLUMNS} FROM images WHERE collection = ? AND sha256 = ?", (collection, sha256)
+        ) as cur:
+            row = await cur.fetchone()
+        return ImageRecord(*row) if row else None
+
+    async def has_vector(self, image_id: int, model_id: str) -> bool:
+        async with self.db.execute(
+            "SELECT 1 FROM embeddings WHERE image_id = ? AND model_id = ?", (image_id, model_id)
+        ) as cur:
+            return await cur.fetchone() is not None
+
+    async def list_images(self, collection: str | None = None) -> list[ImageRecord]:
+        where, args = ("WHERE collection = ?", (collection,)) if collection else ("", ())
+        async with self.db.execute(f"SELECT {_IMAGE_COLUMNS} FROM images {where} ORDER BY id", args) as cur:
+            return [ImageRecord(*row) for row in await cur.fetchall()]
+
+    async def collection_counts(self) -> dict[str, int]:
+        async with self.db.execute(
+            "SELECT c.name, COUNT(i.id) FROM collections c LEFT JOIN images i ON i.collection = c.name"
+            " GROUP BY c.name ORDER BY c.name"
+        ) as cur:
+            return {name: int(n) for name, n in await cur.fetchall()}
+
+    async def embedding_counts(self) -> dict[str, int]:
+        async with self.db.execute("SELECT model_id, COUNT(*) FROM embeddings GROUP BY model_id") as cur:
+            return {model: int(n) for model, n in await cur.fetchall()}
+
+    async def load_vectors(self, model_id: str) -> AsyncIterator[tuple[str, np.ndarray, np.ndarray]]:
+        """Yield ``(collection, ids, vectors)`` for every collection, vectors of ``model_id``."""
+        async with self.db.execute(
+            "SELECT i.collection, e.image_id, e.vector FROM embeddings e JOIN images i ON i.id = e.image_id"
+            " WHERE e.model_id = ? ORDER BY i.collection, e.image_id",
+            (model_id,),
+        ) as cur:
+            rows = await cur.fetchall()
+        start = 0
+        while start < len(rows):
+            collection = rows[start][0]
+            end = start
+            while end < len(rows) and rows[end][0] == collection:
+                end += 1
+            ids = np.fromiter((r[1] for r in rows[start:end]), dtype=np.int64, count=end - start)
+            vectors = np.stack([blob_to_vector(r[2]) for r in rows[start:end]])
+            yield collection, ids, vectors
+            start = end
+
+    async def vectors_for(self, ids: Sequence[int], model_id: str) -> dict[int, np.ndarray]:
+        """Stored vectors, bit for bit, of the given images."""
+        out: dict[int, np.ndarray] = {}
+        for start in range(0, len(ids), 500):
+            chunk = [int(i) for i in ids[start:start + 500]]
+            marks = ",".join("?" * len(chunk))
+            async with self.db.execute(
+                f"SELECT image_id, vector FROM embeddings WHERE model_id = ? AND image_id IN ({marks})",
+                [model_id, *chunk],
+            ) as cur:
+                for image_id, blob in await cur.fetchall():
+                    out[int(image_id)] = blob_to_vector(blob)
+        return out
+
+    async def text_candidates(self, collections: Iterable[str], words: Sequence[str]) -> list[ImageRecord]:
+        """Images of ``collections`` whose label or description contains every word as a substring."""
+        names = list(dict.fromkeys(collections))
+        if not names or not words:
+            return []
+        clauses = " AND ".join("instr(search_text, ?) > 0" for _ in words)
+        args: list[str] = [*names, *(w.casefold() for w in words)]
+        marks = ",".join("?" * len(names))
+        async with self.db.execute(
+            f"SELECT {_IMAGE_COLUMNS} FROM images WHERE collection IN ({marks}) AND {clauses}", args
+        ) as cur:
+            return [ImageRecord(*row) for row in await cur.fetchall()]

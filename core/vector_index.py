@@ -1,0 +1,158 @@
+"""In-memory float32 vector matrices, one per collection, searched by one matrix product."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from core.errors import DimensionMismatchError
+
+
+class _Shelf:
+    """One collection's rows: a growable (capacity, dim) matrix plus its image ids."""
+
+    def __init__(self, dim: int) -> None:
+        self.matrix = np.zeros((0, dim), dtype=np.float32)
+        self.ids = np.zeros(0, dtype=np.int64)
+        self.size = 0
+        self.row_of: dict[int, int] = {}
+
+    def view(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.matrix[: self.size], self.ids[: self.size]
+
+    def put(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        fresh_ids, fresh_vecs = [], []
+        for image_id, vec in zip(ids.tolist(), vectors):
+            row = self.row_of.get(image_id)
+            if row is None:
+                fresh_ids.append(image_id)
+                fresh_vecs.append(vec)
+            else:
+                self.matrix[row] = vec
+        if not fresh_ids:
+            return
+        need = self.size + len(fresh_ids)
+        if need > len(self.ids):
+            # Doubling keeps inserts amortised O(1) instead of copying the matrix each time.
+            cap = max(need, 2 * len(self.ids), 64)
+            matrix = np.zeros((cap, self.matrix.shape[1]), dtype=np.float32)
+            matrix[: self.size] = self.matrix[: self.size]
+            new_ids = np.zeros(cap, dtype=np.int64)
+            new_ids[: self.size] = self.ids[: self.size]
+            self.matrix, self.ids = matrix, new_ids
+        self.matrix[self.size:need] = np.asarray(fresh_vecs, dtype=np.float32)
+        self.ids[self.size:need] = fresh_ids
+        for offset, image_id in enumerate(fresh_ids):
+            self.row_of[image_id] = self.size + offset
+        self.size = need
+
+    def drop(self, image_id: int) -> bool:
+        row = self.row_of.pop(image_id, None)
+        if row is None:
+            return False
+        last = self.size - 1
+        if row != last:  # move the last row into the hole
+            moved = int(self.ids[last])
+            self.matrix[row] = self.matrix[last]
+            self.ids[row] = moved
+            self.row_of[moved] = row
+        self.size = last
+        return True
+
+
+class VectorIndex:
+    """Unit vectors of every image, grouped by collection, kept in step with the database.
+
+    Vectors are normalised on the way in, so a dot product is the cosine similarity even for
+    vectors imported from elsewhere without normalisation.
+    """
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self._shelves: dict[str, _Shelf] = {}
+        self._collection_of: dict[int, str] = {}
+        # Reads happen on the event loop while ingest may add rows; a lock keeps views whole.
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._collection_of)
+
+    def __contains__(self, image_id: object) -> bool:
+        return image_id in self._collection_of
+
+    def count(self, collection: str) -> int:
+        shelf = self._shelves.get(collection)
+        return shelf.size if shelf else 0
+
+    def add(self, collection: str, ids: Sequence[int] | np.ndarray, vectors: np.ndarray) -> None:
+        """Insert or replace the rows of ``ids`` in ``collection``."""
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
+        if vectors.shape[1] != self.dim:
+            raise DimensionMismatchError(
+                f"Vectors have dimension {vectors.shape[1]}, but the model makes {self.dim}-dimensional vectors."
+            )
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = vectors / np.maximum(norms, np.float32(1e-12))
+        ids_arr = np.asarray(ids, dtype=np.int64)
+        with self._lock:
+            for image_id in ids_arr.tolist():
+                old = self._collection_of.get(image_id)
+                if old is not None and old != collection:
+                    self._shelves[old].drop(image_id)
+                self._collection_of[image_id] = collection
+            self._shelves.setdefault(collection, _Shelf(self.dim)).put(ids_arr, vectors)
+
+    def remove(self, image_id: int) -> bool:
+        with self._lock:
+            collection = self._collection_of.pop(image_id, None)
+            return collection is not None and self._shelves[collection].drop(image_id)
+
+    def scores(self, query: np.ndarray, collections: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine of ``query`` with every row of ``collections``: ``(ids, scores)``."""
+        q = _unit(query, self.dim)
+        id_parts, score_parts = [], []
+        with self._lock:
+            for name in dict.fromkeys(collections):
+                shelf = self._shelves.get(name)
+                if shelf is None or shelf.size == 0:
+                    continue
+                matrix, ids = shelf.view()
+                score_parts.append(matrix @ q)
+                id_parts.append(ids.copy())
+        if not id_parts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        return np.concatenate(id_parts), np.concatenate(score_parts)
+
+    def search(self, query: np.ndarray, collections: Iterable[str], k: int) -> list[tuple[int, float]]:
+        """The ``k`` best ``(id, cosine)`` pairs, best first."""
+        ids, scores = self.scores(query, collections)
+        order = top_k_order(scores, k)
+        return [(int(ids[i]), float(scores[i])) for i in order]
+
+    def vector(self, image_id: int) -> np.ndarray | None:
+        with self._lock:
+            collection = self._collection_of.get(image_id)
+            if collection is None:
+                return None
+            shelf = self._shelves[collection]
+            return shelf.matrix[shelf.row_of[image_id]].copy()
+
+
+def top_k_order(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest scores, best first, ties broken by position (stable)."""
+    n = len(scores)
+    if k <= 0 or n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if k < n:
+        part = np.argpartition(-scores, k - 1)[:k]
+        return part[np.lexsort((part, -scores[part]))]
+    return np.lexsort((np.arange(n), -scores))
+
+
+def _unit(query: np.ndarray, dim: int) -> np.ndarray:
+    q = np.asarray(query, dtype=np.float32).reshape(-1)
+    if q.shape[0] != dim:
+        raise DimensionMismatchError(f"The query vector has dimension {q.shape[0]}, the index {dim}.")
+    return q / max(float(np.linalg.norm(q)), 1e-12)
