@@ -103,12 +103,18 @@ class ClipEncoder(ImageTextEncoder):
         if self._torch_threads > 0:
             torch.set_num_threads(self._torch_threads)
         self._device = resolve_device(self._device_setting)
+        from transformers.utils import logging as hf_logging
+
+        # transformers draws a "Loading weights" bar on every load; in a chat bot's log it is noise.
+        hf_logging.disable_progress_bar()
         try:
             # The PIL backend is what CLIP was trained with, and needs no torchvision.
             processor = CLIPProcessor.from_pretrained(self.source, backend="pil")
             model = CLIPModel.from_pretrained(self.source)
         except Exception as exc:  # noqa: BLE001 - transformers raises many types here
             raise model_load_error(self.SETTING, self.source, exc) from exc
+        finally:
+            hf_logging.enable_progress_bar()
         model.eval().to(self._device)
         self._model, self._processor = model, processor
         self._dim = int(model.config.projection_dim)

@@ -1,0 +1,1 @@
+"""clipbot's entry point: settings, the command line and the composition root."""

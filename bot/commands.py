@@ -1,0 +1,179 @@
+"""One handler per ``clipbot`` subcommand, each named after its command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Awaitable, Callable
+
+from bot import output
+from bot.composition import build_encoder, build_engine
+from bot.downloads import download_model
+from bot.settings import Settings
+from core.engine import GLOBAL_COLLECTION, Engine
+from core.ingest import collect_items, ingest
+
+Handler = Callable[[argparse.Namespace, Settings], Awaitable[int]]
+HANDLERS: dict[str, Handler] = {}
+
+
+def command(name: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        HANDLERS[name] = fn
+        return fn
+
+    return register
+
+
+async def _with_engine(settings: Settings, work: Callable[[Engine], Awaitable[int]]) -> int:
+    async with build_engine(settings) as engine:
+        return await work(engine)
+
+
+def _collections(args: argparse.Namespace) -> list[str]:
+    return list(dict.fromkeys(args.collection or [GLOBAL_COLLECTION]))
+
+
+@command("index")
+async def index(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from core.errors import InputError
+
+    if not args.paths and not args.labels_csv:
+        raise InputError("Give at least one PATH to index, or --labels-csv FILE.")
+    items, skipped = collect_items(
+        args.paths, label=args.label, description=args.description,
+        labels_from_folders=args.labels_from_folders, labels_csv=args.labels_csv,
+    )
+    for path, reason in skipped:
+        print(f"clipbot: warning: skipping {path}: {reason}", file=sys.stderr)
+
+    async def work(engine: Engine) -> int:
+        with tqdm(total=len(items), unit="img", desc="Indexing", file=sys.stderr, disable=None) as bar:
+            summary = await ingest(
+                engine, items, collection=args.collection, batch_size=settings.batch_size,
+                added_by="cli", progress=bar.update,
+            )
+        output.print_summary(summary, args.collection, already_warned=len(skipped))
+        return 0
+
+    return await _with_engine(settings, work)
+
+
+@command("search")
+async def search(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(engine: Engine) -> int:
+        results = await engine.search_image(args.image, collections=_collections(args), k=args.k)
+        output.print_results(results, as_json=args.json)
+        return 0
+
+    return await _with_engine(settings, work)
+
+
+@command("find")
+async def find(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(engine: Engine) -> int:
+        results = await engine.find_text(" ".join(args.text), collections=_collections(args), k=args.k)
+        output.print_results(results, as_json=args.json)
+        return 0
+
+    return await _with_engine(settings, work)
+
+
+@command("scores")
+async def scores(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(engine: Engine) -> int:
+        output.print_results(await engine.scores(args.image, collection=args.collection), as_json=args.json)
+        return 0
+
+    return await _with_engine(settings, work)
+
+
+@command("list")
+async def list_images(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(engine: Engine) -> int:
+        records = await engine.store.list_images(args.collection)
+        output.print_records(records, [engine.path_of(r) for r in records], as_json=args.json)
+        return 0
+
+    return await _with_engine(settings, work)
+
+
+@command("remove")
+async def remove(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(engine: Engine) -> int:
+        record = await engine.remove(args.id)
+        print(f"Removed #{record.id} {record.label!r} from {record.collection!r}.")
+        return 0
+
+    return await _with_engine(settings, work)
+
+
+@command("stats")
+async def stats(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(engine: Engine) -> int:
+        counts = await engine.store.collection_counts()
+        vectors = await engine.store.embedding_counts()
+        total = sum(counts.values())
+        print(f"Database:    {engine.store.path} (schema {await engine.store.schema_version()})")
+        print(f"Model:       {settings.clip_model}")
+        print(f"Images:      {total} in {len(counts)} collection(s)")
+        for name, n in counts.items():
+            print(f"  {name:<24} {n}")
+        current = vectors.get(engine.model_id, 0)
+        print(f"Vectors:     {current} for the configured model")
+        for model, n in vectors.items():
+            if model != engine.model_id:
+                print(f"  {n} made by another model ({model}); searches skip them")
+        if current < total:
+            print(f"  {total - current} image(s) have no vector for this model: `clipbot index` them again.")
+        return 0
+
+    return await _with_engine(settings, work)
+
+
+@command("import")
+async def import_seed(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(engine: Engine) -> int:
+        report = await engine.import_seed(args.file, collection=args.collection)
+        print(f"Imported into {args.collection!r}: {report.added} added, {report.updated} updated.")
+        if report.without_file:
+            print(f"  {report.without_file} entr(ies) had no readable image file: vectors kept, no picture to show.")
+        return 0
+
+    return await _with_engine(settings, work)
+
+
+@command("export")
+async def export_seed(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(engine: Engine) -> int:
+        n = await engine.export_seed(args.file, collection=args.collection)
+        print(f"Exported {n} image(s) of {args.collection!r} to {args.file}.")
+        return 0
+
+    return await _with_engine(settings, work)
+
+
+@command("download-models")
+async def download_models(args: argparse.Namespace, settings: Settings) -> int:
+    where = download_model(settings.clip_model, setting="CLIPBOT_CLIP_MODEL")
+    encoder = build_encoder(settings)
+    encoder.load()  # proves the files load, so an offline machine will not find out later
+    print(f"CLIP model {settings.clip_model} ready at {where} ({encoder.dim}-dimensional vectors).")
+    return 0
+
+
+@command("run")
+async def run(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(engine: Engine) -> int:
+        counts = await engine.store.collection_counts()
+        print(
+            "No chat platform is configured yet, so there is nothing to start.\n"
+            f"The image database at {engine.store.path} holds {sum(counts.values())} image(s).\n"
+            "Copy .env.example to .env and fill in a platform token as it explains; meanwhile use\n"
+            "`clipbot index PATH`, `clipbot search IMAGE` and `clipbot find TEXT` from the terminal."
+        )
+        return 0
+
+    return await _with_engine(settings, work)

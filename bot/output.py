@@ -1,0 +1,56 @@
+"""How the command line prints results: plain text for people, ``--json`` for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from core.ingest import IngestSummary
+from core.search import SearchResult
+from core.store import ImageRecord
+
+
+def print_results(results: Sequence[SearchResult], *, as_json: bool, out: TextIO = sys.stdout) -> None:
+    if as_json:
+        json.dump({"results": [r.to_dict() for r in results]}, out, ensure_ascii=False, indent=2)
+        out.write("\n")
+        return
+    if not results:
+        out.write("No images in this collection yet: add some with `clipbot index PATH`.\n")
+        return
+    for rank, r in enumerate(results, 1):
+        text = " - ".join(part for part in (r.label, r.description) if part) or "(no label)"
+        out.write(f"{rank:>3}. #{r.id:<6} {r.score:6.3f}  {text}\n")
+        out.write(f"     {r.path or '(no file)'}\n")
+
+
+def print_records(records: Sequence[ImageRecord], paths: Sequence[str | None], *, as_json: bool,
+                  out: TextIO = sys.stdout) -> None:
+    if as_json:
+        rows = [
+            {"id": r.id, "collection": r.collection, "label": r.label, "description": r.description,
+             "path": p, "width": r.width, "height": r.height, "added_by": r.added_by, "created_at": r.created_at}
+            for r, p in zip(records, paths)
+        ]
+        json.dump({"images": rows}, out, ensure_ascii=False, indent=2)
+        out.write("\n")
+        return
+    if not records:
+        out.write("No images yet: add some with `clipbot index PATH`.\n")
+        return
+    for r, p in zip(records, paths):
+        text = " - ".join(part for part in (r.label, r.description) if part) or "(no label)"
+        out.write(f"#{r.id:<6} {r.collection:<20} {r.width}x{r.height:<6} {text}\n       {p or '(no file)'}\n")
+
+
+def print_summary(summary: IngestSummary, collection: str, *, already_warned: int = 0,
+                  out: TextIO = sys.stdout) -> None:
+    """The closing line of ``clipbot index``, then each file that failed to decode and why."""
+    out.write(
+        f"Indexed into {collection!r}: {summary.added} added, {summary.updated} updated, "
+        f"{len(summary.skipped) + already_warned} skipped.\n"
+    )
+    for path, reason in summary.skipped:
+        out.write(f"  skipped {path}: {reason}\n")

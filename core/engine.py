@@ -1,0 +1,313 @@
+"""The async engine every front end talks to: add, search, find, score, list, remove."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from core.errors import DimensionMismatchError, FileMissingError, ImageError
+from core.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, decode_image
+from core.inference import InferenceRunner
+from core.media import MediaStore
+from core.search import SearchResult, hybrid_order, matches_words, query_words
+from core.seed_format import read_seed_database, write_seed_database
+from core.store import ImageRecord, NewImage, Store
+from core.vector_index import VectorIndex, top_k_order
+
+GLOBAL_COLLECTION = "global"
+AddStatus = Literal["added", "updated"]
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """The outcome of adding one image."""
+
+    record: ImageRecord
+    status: AddStatus
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    added: int
+    updated: int
+    without_file: int
+
+
+class Engine:
+    """CLIP image search over a SQLite gallery.
+
+    Build it with collaborators (see ``bot.composition``), then ``await engine.start()``.
+    The model loads on the first call that needs it, not at start.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        media: MediaStore,
+        runner: InferenceRunner,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        decode_workers: int = 2,
+    ) -> None:
+        self.store = store
+        self.media = media
+        self.runner = runner
+        self.max_pixels = max_pixels
+        self.max_bytes = max_bytes
+        self._decode_pool = ThreadPoolExecutor(max_workers=max(1, decode_workers), thread_name_prefix="clipbot-decode")
+        self._index: VectorIndex | None = None
+        self._index_lock = asyncio.Lock()
+
+    @property
+    def model_id(self) -> str:
+        return self.runner.encoder.model_id
+
+    async def start(self) -> None:
+        """Open the database (the model and the vectors load on first use)."""
+        await self.store.open()
+
+    async def close(self) -> None:
+        await self.store.close()
+        self._decode_pool.shutdown(wait=True, cancel_futures=True)
+        self.runner.close()
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def index(self) -> VectorIndex:
+        """The in-memory index, built from the database on first use."""
+        if self._index is None:
+            async with self._index_lock:
+                if self._index is None:
+                    dim = await self.runner.load()
+                    index = VectorIndex(dim)
+                    async for collection, ids, vectors in self.store.load_vectors(self.model_id):
+                        if vectors.shape[1] != dim:
+                            raise DimensionMismatchError(
+                                f"The database holds {vectors.shape[1]}-dimensional vectors under model "
+                                f"{self.model_id!r}, which makes {dim}-dimensional ones."
+                            )
+                        index.add(collection, ids, vectors)
+                    self._index = index
+        return self._index
+
+    # -- intake ---------------------------------------------------------------------------------
+
+    async def decode(self, source: bytes | str | Path) -> DecodedImage:
+        """Decode an image on the decode threads; raises :class:`ImageError` subclasses."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._decode_pool, lambda: decode_image(source, max_pixels=self.max_pixels, max_bytes=self.max_bytes)
+        )
+
+    async def add_image(
+        self,
+        source: bytes | str | Path,
+        *,
+        collection: str = GLOBAL_COLLECTION,
+        label: str | None = None,
+        description: str | None = None,
+        added_by: str | None = None,
+    ) -> AddResult:
+        """Add one image; the same bytes in the same collection update label and description."""
+        decoded = await self.decode(source)
+        source_path = None if isinstance(source, bytes) else str(Path(source).resolve())
+        [result] = await self.add_decoded(
+            [decoded], collection=collection, labels=[label], descriptions=[description],
+            added_by=added_by, source_paths=[source_path],
+        )
+        return result
+
+    async def add_decoded(
+        self,
+        images: Sequence[DecodedImage],
+        *,
+        collection: str,
+        labels: Sequence[str | None],
+        descriptions: Sequence[str | None],
+        added_by: str | None = None,
+        source_paths: Sequence[str | None] | None = None,
+    ) -> list[AddResult]:
+        """Store already decoded images, encoding only those not yet stored for this model."""
+        if len({d.sha256 for d in images}) != len(images):
+            raise ValueError("add_decoded() takes distinct images; drop repeated files first")
+        index = await self.index()
+        paths = source_paths or [None] * len(images)
+        existing = [await self.store.find_by_sha256(collection, d.sha256) for d in images]
+        need = [
+            i for i, rec in enumerate(existing) if rec is None or not await self.store.has_vector(rec.id, self.model_id)
+        ]
+        vectors = await self.runner.encode_images([images[i].image for i in need]) if need else None
+        vector_of = {i: vectors[n] for n, i in enumerate(need)} if vectors is not None else {}
+        results = []
+        for i, decoded in enumerate(images):
+            rec, vec = existing[i], vector_of.get(i)
+            if rec is not None:
+                await self.store.update_image(
+                    rec.id,
+                    label=rec.label if labels[i] is None else labels[i] or "",
+                    description=rec.description if descriptions[i] is None else descriptions[i] or "",
+                    vector=vec, model_id=self.model_id,
+                )
+                if vec is not None:
+                    index.add(collection, [rec.id], vec[None, :])
+                results.append(AddResult(await self.store.get_image(rec.id), "updated"))
+                continue
+            assert vec is not None
+            relative = await asyncio.get_running_loop().run_in_executor(
+                self._decode_pool, self.media.put, decoded.data, decoded.sha256, decoded.extension
+            )
+            new = NewImage(
+                collection=collection, label=labels[i] or "", description=descriptions[i] or "",
+                sha256=decoded.sha256, width=decoded.width, height=decoded.height, file=relative,
+                source_path=paths[i], added_by=added_by,
+            )
+            image_id = await self.store.insert_image(new, vec, self.model_id)
+            index.add(collection, [image_id], vec[None, :])
+            results.append(AddResult(await self.store.get_image(image_id), "added"))
+        return results
+
+    async def remove(self, image_id: int) -> ImageRecord:
+        """Delete an image, its vectors and (when no other row uses it) its file."""
+        record, orphan = await self.store.delete_image(image_id)
+        if self._index is not None:
+            self._index.remove(image_id)
+        if orphan and record.file:
+            self.media.delete(record.file)
+        return record
+
+    # -- search ---------------------------------------------------------------------------------
+
+    async def search_image(
+        self, source: bytes | str | Path, *, collections: Sequence[str] = (GLOBAL_COLLECTION,), k: int = 5
+    ) -> list[SearchResult]:
+        """The ``k`` images most similar to ``source`` across ``collections``, best first."""
+        decoded = await self.decode(source)
+        return await self.search_vector(await self.encode_decoded(decoded), collections=collections, k=k)
+
+    async def encode_decoded(self, decoded: DecodedImage) -> np.ndarray:
+        return (await self.runner.encode_images([decoded.image]))[0]
+
+    async def search_vector(
+        self, vector: np.ndarray, *, collections: Sequence[str] = (GLOBAL_COLLECTION,), k: int = 5
+    ) -> list[SearchResult]:
+        index = await self.index()
+        ids, scores = index.scores(vector, collections)
+        order = top_k_order(scores, k)
+        return await self._results(ids[order], scores[order])
+
+    async def find_text(
+        self, text: str, *, collections: Sequence[str] = (GLOBAL_COLLECTION,), k: int = 5
+    ) -> list[SearchResult]:
+        """Hybrid text search: label/description word matches first, then pure CLIP matches.
+
+        Both tiers are ordered by CLIP text-to-image cosine.
+        """
+        index = await self.index()
+        query = (await self.runner.encode_texts([text]))[0]
+        ids, scores = index.scores(query, collections)
+        words = query_words(text)
+        candidates = await self.store.text_candidates(collections, words)
+        matched = {r.id for r in candidates if matches_words(words, r.label, r.description)}
+        mask = np.fromiter((int(i) in matched for i in ids), dtype=bool, count=len(ids)) if matched else (
+            np.zeros(len(ids), dtype=bool)
+        )
+        order = hybrid_order(scores, mask, k)
+        return await self._results(ids[order], scores[order], text_match=mask[order])
+
+    async def scores(self, source: bytes | str | Path, *, collection: str = GLOBAL_COLLECTION) -> list[SearchResult]:
+        """Every image of ``collection`` with its cosine to ``source``, best first."""
+        index = await self.index()
+        return await self.search_image(source, collections=[collection], k=index.count(collection))
+
+    async def _results(
+        self, ids: np.ndarray, scores: np.ndarray, text_match: np.ndarray | None = None
+    ) -> list[SearchResult]:
+        records = await self.store.get_images([int(i) for i in ids])
+        out = []
+        for n, (image_id, score) in enumerate(zip(ids.tolist(), scores.tolist())):
+            rec = records.get(image_id)
+            if rec is None:  # deleted while we searched
+                continue
+            out.append(
+                SearchResult(
+                    id=rec.id, label=rec.label, description=rec.description, path=self.path_of(rec),
+                    score=float(np.clip(score, -1.0, 1.0)), collection=rec.collection,
+                    text_match=bool(text_match[n]) if text_match is not None else False,
+                )
+            )
+        return out
+
+    def path_of(self, record: ImageRecord) -> str | None:
+        """Where the image's picture lies: the stored copy, else where it was imported from."""
+        return str(self.media.absolute(record.file)) if record.file else record.source_path
+
+    # -- the seed's pickled database ------------------------------------------------------------
+
+    async def import_seed(self, path: str | Path, *, collection: str = GLOBAL_COLLECTION) -> ImportReport:
+        """Import a seed pickle; vectors are kept bit for bit, image files copied when present."""
+        entries = read_seed_database(path)
+        index = await self.index()
+        for n, entry in enumerate(entries):
+            if entry["embedding"].shape[0] != index.dim:
+                raise DimensionMismatchError(
+                    f"Entry {n} has {entry['embedding'].shape[0]}-dimensional vectors, but {self.model_id} "
+                    f"makes {index.dim}-dimensional ones; import it with the model that made it "
+                    "(CLIPBOT_CLIP_MODEL)."
+                )
+        added = updated = without_file = 0
+        for entry in entries:
+            decoded: DecodedImage | None = None
+            try:
+                decoded = await self.decode(entry["path"]) if entry["path"] else None
+            except (FileMissingError, ImageError):
+                decoded = None
+            vector = entry["embedding"]
+            if decoded is None:
+                without_file += 1
+                sha = "vector:" + hashlib.sha256(vector.tobytes() + entry["path"].encode()).hexdigest()
+            else:
+                sha = decoded.sha256
+            rec = await self.store.find_by_sha256(collection, sha)
+            if rec is not None:
+                await self.store.update_image(
+                    rec.id, label=entry["label"], description=entry["description"], vector=vector,
+                    model_id=self.model_id,
+                )
+                index.add(collection, [rec.id], vector[None, :])
+                updated += 1
+                continue
+            relative = self.media.put(decoded.data, sha, decoded.extension) if decoded else None
+            new = NewImage(
+                collection=collection, label=entry["label"], description=entry["description"], sha256=sha,
+                width=decoded.width if decoded else 0, height=decoded.height if decoded else 0, file=relative,
+                source_path=entry["path"] or None, added_by="import",
+            )
+            image_id = await self.store.insert_image(new, vector, self.model_id)
+            index.add(collection, [image_id], vector[None, :])
+            added += 1
+        return ImportReport(added=added, updated=updated, without_file=without_file)
+
+    async def export_seed(self, path: str | Path, *, collection: str = GLOBAL_COLLECTION) -> int:
+        """Write ``collection`` as a seed pickle (vectors exactly as stored); returns the count."""
+        records = await self.store.list_images(collection)
+        vectors = await self.store.vectors_for([r.id for r in records], self.model_id)
+        entries = [
+            {"path": self.path_of(r) or "", "embedding": vectors[r.id], "description": r.description, "label": r.label}
+            for r in records
+            if r.id in vectors
+        ]
+        write_seed_database(entries, path)
+        return len(entries)

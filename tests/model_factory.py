@@ -1,0 +1,75 @@
+"""Builds small random CLIP models on disk, loadable with from_pretrained like real ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's byte-to-printable-character table, which the BPE vocab is written in."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, [chr(c) for c in cs]))
+
+
+def write_clip_tokenizer_files(directory: Path) -> int:
+    """A character-level CLIP vocab (every byte, alone and word-final) plus the two special tokens."""
+    chars = list(_bytes_to_unicode().values())
+    vocab: dict[str, int] = {}
+    for c in chars:
+        vocab[c] = len(vocab)
+    for c in chars:
+        vocab[c + "</w>"] = len(vocab)
+    for special in ("<|startoftext|>", "<|endoftext|>"):
+        vocab[special] = len(vocab)
+    (directory / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (directory / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    return len(vocab)
+
+
+def build_clip_model(
+    directory: Path,
+    *,
+    full_size: bool = False,
+    image_size: int = 64,
+    patch_size: int = 16,
+    hidden: int = 32,
+    layers: int = 2,
+    projection_dim: int = 16,
+    seed: int = 0,
+) -> Path:
+    """Save a random CLIP (model, tokenizer, image processor) into ``directory``.
+
+    ``full_size=True`` is the real ViT-B/32 architecture (``CLIPConfig()``), for speed figures.
+    """
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    directory.mkdir(parents=True, exist_ok=True)
+    vocab_size = write_clip_tokenizer_files(directory)
+    tokenizer = CLIPTokenizer(vocab_file=str(directory / "vocab.json"), merges_file=str(directory / "merges.txt"))
+    eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    bos = tokenizer.convert_tokens_to_ids("<|startoftext|>")
+    text = dict(vocab_size=vocab_size, eos_token_id=eos, bos_token_id=bos, pad_token_id=eos, max_position_embeddings=77)
+    if full_size:
+        config = CLIPConfig(text_config=text)
+        image_size = config.vision_config.image_size
+    else:
+        text.update(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers, num_attention_heads=2)
+        vision = dict(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                      num_attention_heads=2, image_size=image_size, patch_size=patch_size)
+        config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=projection_dim)
+    torch.manual_seed(seed)
+    CLIPModel(config).save_pretrained(directory)
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    )
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(directory)
+    return directory
