@@ -56,7 +56,8 @@ async def index(args: argparse.Namespace, settings: Settings) -> int:
                 added_by="cli", progress=bar.update,
             )
         output.print_summary(summary, args.collection, already_warned=len(skipped))
-        return 0
+        # Scripts can tell "nothing could be indexed" from success.
+        return 1 if items and summary.added + summary.updated == 0 else 0
 
     return await _with_engine(settings, work)
 

@@ -12,7 +12,8 @@ from core.search import SearchResult
 from core.store import ImageRecord
 
 
-def print_results(results: Sequence[SearchResult], *, as_json: bool, out: TextIO = sys.stdout) -> None:
+def print_results(results: Sequence[SearchResult], *, as_json: bool, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     if as_json:
         json.dump({"results": [r.to_dict() for r in results]}, out, ensure_ascii=False, indent=2)
         out.write("\n")
@@ -27,7 +28,8 @@ def print_results(results: Sequence[SearchResult], *, as_json: bool, out: TextIO
 
 
 def print_records(records: Sequence[ImageRecord], paths: Sequence[str | None], *, as_json: bool,
-                  out: TextIO = sys.stdout) -> None:
+                  out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     if as_json:
         rows = [
             {"id": r.id, "collection": r.collection, "label": r.label, "description": r.description,
@@ -46,8 +48,9 @@ def print_records(records: Sequence[ImageRecord], paths: Sequence[str | None], *
 
 
 def print_summary(summary: IngestSummary, collection: str, *, already_warned: int = 0,
-                  out: TextIO = sys.stdout) -> None:
+                  out: TextIO | None = None) -> None:
     """The closing line of ``clipbot index``, then each file that failed to decode and why."""
+    out = out or sys.stdout
     out.write(
         f"Indexed into {collection!r}: {summary.added} added, {summary.updated} updated, "
         f"{len(summary.skipped) + already_warned} skipped.\n"

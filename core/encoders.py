@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -14,6 +14,7 @@ from PIL import Image
 from core.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Encoder(ABC):
@@ -108,9 +109,11 @@ class ClipEncoder(ImageTextEncoder):
         # transformers draws a "Loading weights" bar on every load; in a chat bot's log it is noise.
         hf_logging.disable_progress_bar()
         try:
-            # The PIL backend is what CLIP was trained with, and needs no torchvision.
-            processor = CLIPProcessor.from_pretrained(self.source, backend="pil")
-            model = CLIPModel.from_pretrained(self.source)
+            processor, model = _from_cache_or_hub(
+                # The PIL backend is what CLIP was trained with, and needs no torchvision.
+                lambda **kw: (CLIPProcessor.from_pretrained(self.source, backend="pil", **kw),
+                              CLIPModel.from_pretrained(self.source, **kw)),
+            )
         except Exception as exc:  # noqa: BLE001 - transformers raises many types here
             raise model_load_error(self.SETTING, self.source, exc) from exc
         finally:
@@ -164,6 +167,15 @@ class ClipEncoder(ImageTextEncoder):
                 attention_mask=inputs["attention_mask"].to(self._device),
             )
         return _normalise(_features(out))
+
+
+def _from_cache_or_hub(load: Callable[..., T]) -> T:
+    """Load from the local cache first: a cached model then starts with no network at all,
+    instead of waiting on hub timeouts on an offline server. Only a cache miss goes online."""
+    try:
+        return load(local_files_only=True)
+    except OSError:
+        return load()
 
 
 def _features(out: Any) -> Any:

@@ -16,7 +16,7 @@ from core.errors import DimensionMismatchError, FileMissingError, ImageError
 from core.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, decode_image
 from core.inference import InferenceRunner
 from core.media import MediaStore
-from core.search import SearchResult, hybrid_order, matches_words, query_words
+from core.search import SearchResult, hybrid_order, matches_words, query_words, word_stem
 from core.seed_format import read_seed_database, write_seed_database
 from core.store import ImageRecord, NewImage, Store
 from core.vector_index import VectorIndex, top_k_order
@@ -219,7 +219,7 @@ class Engine:
         query = (await self.runner.encode_texts([text]))[0]
         ids, scores = index.scores(query, collections)
         words = query_words(text)
-        candidates = await self.store.text_candidates(collections, words)
+        candidates = await self.store.text_candidates(collections, [word_stem(w) for w in words])
         matched = {r.id for r in candidates if matches_words(words, r.label, r.description)}
         mask = np.fromiter((int(i) in matched for i in ids), dtype=bool, count=len(ids)) if matched else (
             np.zeros(len(ids), dtype=bool)

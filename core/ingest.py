@@ -82,8 +82,8 @@ def collect_items(
                     skipped.append((str(p), "not an image file"))
         elif root.is_file():
             files.append(root)
-        else:
-            skipped.append((str(root), "no such file or folder"))
+        else:  # a mistyped argument is an error, not a skip: nothing is indexed
+            raise FileMissingError(f"No such file or folder: {root}")
     items, seen = [], set()
     for f in files:
         key = f.resolve()

@@ -14,7 +14,8 @@ STOPWORDS: frozenset[str] = frozenset(
     "a an and are as at be by for from image images in is it of on or photo photos picture pictures "
     "show some the this to with".split()
 )
-_WORD = re.compile(r"\w+", re.UNICODE)
+# Underscores split words too: folder labels such as "grace_hopper" should match "grace".
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,11 @@ def _variants(word: str) -> set[str]:
     if word.endswith("s") and len(word) > 2:
         forms.add(word[:-1])
     return forms
+
+
+def word_stem(word: str) -> str:
+    """The shortest form a word may match as; every accepted form contains it (a cheap prefilter)."""
+    return min(_variants(word), key=len)
 
 
 def matches_words(words: list[str], label: str, description: str) -> bool:

@@ -317,7 +317,10 @@ class Store:
         return out
 
     async def text_candidates(self, collections: Iterable[str], words: Sequence[str]) -> list[ImageRecord]:
-        """Images of ``collections`` whose label or description contains every word as a substring."""
+        """Images of ``collections`` whose label or description contains every string given.
+
+        A prefilter: callers check whole words on the few rows it returns.
+        """
         names = list(dict.fromkeys(collections))
         if not names or not words:
             return []

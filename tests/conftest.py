@@ -1,0 +1,97 @@
+"""Shared fixtures: a tiny random CLIP saved to disk, real photos from installed packages, engines."""
+
+from __future__ import annotations
+
+import os
+
+# Tests never touch the network: with no hub, a hub id must fail at once, not after timeouts.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import io  # noqa: E402
+import shutil  # noqa: E402
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import matplotlib
+import pytest
+import skimage
+import sklearn
+from PIL import Image
+
+from bot.composition import build_encoder, build_engine
+from bot.settings import Settings
+from core.encoders import ClipEncoder
+from core.engine import Engine
+from tests.model_factory import build_clip_model
+
+SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
+PHOTO_FILES: dict[str, Path] = {
+    "astronaut": SKIMAGE_DATA / "astronaut.png",
+    "coffee": SKIMAGE_DATA / "coffee.png",
+    "chelsea": SKIMAGE_DATA / "chelsea.png",
+    "rocket": SKIMAGE_DATA / "rocket.jpg",
+    "motorcycle": SKIMAGE_DATA / "motorcycle_left.png",
+    "hubble": SKIMAGE_DATA / "hubble_deep_field.jpg",
+    "retina": SKIMAGE_DATA / "retina.jpg",
+    "grace_hopper": Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg",
+    "china": Path(sklearn.__file__).parent / "datasets" / "images" / "china.jpg",
+    "flower": Path(sklearn.__file__).parent / "datasets" / "images" / "flower.jpg",
+}
+
+
+@pytest.fixture(scope="session")
+def photos() -> dict[str, Path]:
+    missing = [str(p) for p in PHOTO_FILES.values() if not p.is_file()]
+    assert not missing, f"test photos missing from installed packages: {missing}"
+    return PHOTO_FILES
+
+
+@pytest.fixture(scope="session")
+def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random CLIP directory, loaded by the same from_pretrained path as a real one."""
+    return build_clip_model(tmp_path_factory.mktemp("tiny-clip"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, clip_dir: Path) -> Settings:
+    return Settings(clip_model=str(clip_dir), data_dir=tmp_path / "data", _env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+def encoder(clip_dir: Path) -> ClipEncoder:
+    """One loaded encoder for the whole session; loading is what it shares, not state."""
+    enc = build_encoder(Settings(clip_model=str(clip_dir), _env_file=None))  # type: ignore[call-arg]
+    enc.load()
+    return enc
+
+
+@pytest.fixture
+async def engine(settings: Settings, encoder: ClipEncoder) -> AsyncIterator[Engine]:
+    async with build_engine(settings, encoder) as eng:
+        yield eng
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, clip_dir: Path) -> Path:
+    """Environment for running the CLI in a temp working directory; returns the data dir."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CLIPBOT_CLIP_MODEL", str(clip_dir))
+    monkeypatch.setenv("CLIPBOT_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def recompressed(path: Path, *, scale: float = 0.6, quality: int = 70) -> bytes:
+    """A resized, JPEG re-compressed copy: what a chat app makes of a photo."""
+    img = Image.open(path).convert("RGB")
+    img = img.resize((max(1, int(img.width * scale)), max(1, int(img.height * scale))))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def labelled_folder(root: Path, photos: dict[str, Path]) -> Path:
+    """Copy each photo into a folder named after it (its label)."""
+    for name, src in photos.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, root / name / src.name)
+    return root

@@ -1,0 +1,257 @@
+"""The clipbot command line, run in-process against a temp data dir and the tiny model."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.cli import main
+from tests.conftest import labelled_folder, recompressed
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def image_count(data_dir: Path) -> int:
+    with sqlite3.connect(data_dir / "clipbot.db") as con:
+        return int(con.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+
+
+@pytest.fixture
+def indexed(cli_env: Path, tmp_path: Path, photos: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> Path:
+    folder = labelled_folder(tmp_path / "photos", photos)
+    (folder / "notes.txt").write_text("not a photo")
+    code, out, err = run(capsys, "index", str(folder), "--labels-from-folders")
+    assert code == 0, err
+    assert f"{len(photos)} added, 0 updated, 1 skipped" in out
+    assert "notes.txt" in err and "not an image" in err
+    return folder
+
+
+def test_index_search_and_find_end_to_end(
+    indexed: Path, tmp_path: Path, photos: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("chelsea", "grace_hopper", "motorcycle"):
+        query = tmp_path / f"query-{name}.jpg"
+        query.write_bytes(recompressed(photos[name], scale=0.5, quality=60))
+        code, out, _ = run(capsys, "search", str(query), "-k", "3", "--json")
+        assert code == 0
+        results = json.loads(out)["results"]
+        assert results[0]["label"] == name and len(results) == 3
+    code, out, _ = run(capsys, "find", "grace", "--json")
+    assert code == 0 and json.loads(out)["results"][0]["label"] == "grace_hopper"
+
+
+def test_json_shape(indexed: Path, photos: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "search", str(photos["rocket"]), "--json", "-k", "2")
+    results = json.loads(out)["results"]
+    assert code == 0 and list(json.loads(out)) == ["results"]
+    for r in results:
+        assert set(r) == {"id", "label", "description", "path", "score"}
+        assert isinstance(r["id"], int) and isinstance(r["score"], float) and -1.0 <= r["score"] <= 1.0
+        assert Path(r["path"]).is_file()
+
+
+def test_scores_lists_every_image_best_first(
+    indexed: Path, photos: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "scores", str(photos["coffee"]), "--json")
+    scores = [r["score"] for r in json.loads(out)["results"]]
+    assert code == 0 and len(scores) == len(photos) and scores == sorted(scores, reverse=True)
+
+
+def test_plain_output_is_readable(indexed: Path, photos: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "search", str(photos["rocket"]), "-k", "1")
+    assert code == 0 and "rocket" in out and "1.000" in out
+
+
+def test_reindex_updates_and_csv_labels(indexed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        cli_env: Path) -> None:
+    csv_file = tmp_path / "labels.csv"
+    csv_file.write_text("path,label,description\nphotos/rocket/rocket.jpg,Saturn V,on the pad at dawn\n")
+    code, out, _ = run(capsys, "index", str(indexed / "rocket"), "--labels-csv", str(csv_file))
+    assert code == 0 and "0 added, 1 updated" in out
+    code, out, _ = run(capsys, "find", "dawn", "--json", "-k", "1")
+    hit = json.loads(out)["results"][0]
+    assert (hit["label"], hit["description"]) == ("Saturn V", "on the pad at dawn")
+    assert image_count(cli_env) == 10
+
+
+def test_csv_alone_indexes_its_rows(cli_env: Path, tmp_path: Path, photos: dict[str, Path],
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    csv_file = tmp_path / "labels.csv"
+    csv_file.write_text(f"path,label,description\n{photos['coffee']},coffee,a cup\n{photos['rocket']},rocket,\n")
+    code, out, _ = run(capsys, "index", "--labels-csv", str(csv_file), "--collection", "kitchen")
+    assert code == 0 and "2 added" in out and "'kitchen'" in out
+
+
+def test_list_stats_remove(indexed: Path, capsys: pytest.CaptureFixture[str], cli_env: Path) -> None:
+    code, out, _ = run(capsys, "list", "--json")
+    images = json.loads(out)["images"]
+    assert code == 0 and len(images) == 10
+    code, out, _ = run(capsys, "stats")
+    assert code == 0 and "Images:      10 in 1 collection(s)" in out and "10 for the configured model" in out
+    code, out, _ = run(capsys, "remove", str(images[0]["id"]))
+    assert code == 0 and "Removed" in out and image_count(cli_env) == 9
+    code, _, err = run(capsys, "remove", str(images[0]["id"]))
+    assert code == 1 and err.strip() == f"clipbot: error: There is no image #{images[0]['id']}."
+
+
+def _half_rocket() -> bytes:
+    from tests.conftest import PHOTO_FILES
+
+    data = PHOTO_FILES["rocket"].read_bytes()
+    return data[: len(data) // 2]
+
+
+BAD_INPUTS = {
+    "missing.jpg": (None, "No such file"),
+    "notes.jpg": (b"hello, I am text", "not an image"),
+    "doc.pdf": (b"%PDF-1.4\n...", "PDF"),
+    "cut.jpg": (_half_rocket(), "truncated"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_bad_input_exit_1_one_line_nothing_stored(
+    cli_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    data, message = BAD_INPUTS[name]
+    path = tmp_path / name
+    if data is not None:
+        path.write_bytes(data)
+    for command in ("search", "scores"):
+        code, out, err = run(capsys, command, str(path))
+        assert code == 1 and message in err and out == ""
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    code, out, err = run(capsys, "index", str(path))
+    assert code == 1 and message in out + err  # nothing could be indexed
+    assert not (cli_env / "clipbot.db").exists() or image_count(cli_env) == 0
+
+
+def test_too_large_exit_1(cli_env: Path, photos: dict[str, Path], capsys: pytest.CaptureFixture[str],
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLIPBOT_MAX_IMAGE_PIXELS", "1000")
+    code, _, err = run(capsys, "search", str(photos["astronaut"]))
+    assert code == 1 and "megapixels" in err and "Traceback" not in err
+
+
+def test_index_reports_bad_files_in_summary(cli_env: Path, tmp_path: Path, photos: dict[str, Path],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "good.jpg").write_bytes(photos["rocket"].read_bytes())
+    (folder / "broken.jpg").write_bytes(_half_rocket())
+    (folder / "fake.png").write_bytes(b"plain text")
+    code, out, _ = run(capsys, "index", str(folder))
+    assert code == 0 and "1 added, 0 updated, 2 skipped" in out
+    assert "broken.jpg: The JPEG image is damaged or truncated" in out and "fake.png: That file is not an image" in out
+    assert image_count(cli_env) == 1
+
+
+def test_usage_errors_exit_2(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "search")[0] == 2
+    assert run(capsys, "frobnicate")[0] == 2
+    assert run(capsys, "search", "x.jpg", "-k", "many")[0] == 2
+    code, _, err = run(capsys, "index")
+    assert code == 1 and "at least one PATH" in err
+
+
+def test_debug_shows_traceback(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "--debug", "search", "missing.jpg")
+    assert code == 1 and "Traceback" in err and "No such file" in err
+
+
+def test_bad_setting_is_one_line(cli_env: Path, capsys: pytest.CaptureFixture[str],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLIPBOT_BATCH_SIZE", "zero")
+    code, _, err = run(capsys, "stats")
+    assert code == 1 and "CLIPBOT_BATCH_SIZE" in err and len(err.strip().splitlines()) == 1
+
+
+def test_dotenv_file_is_read(cli_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CLIPBOT_DATA_DIR")
+    (tmp_path / ".env").write_text(f"CLIPBOT_DATA_DIR={tmp_path / 'from-dotenv'}\n")
+    code, out, _ = run(capsys, "stats")
+    assert code == 0 and str(tmp_path / "from-dotenv" / "clipbot.db") in out
+
+
+def test_export_import_round_trip_bit_exact(indexed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    out_file = tmp_path / "export.pkl"
+    code, out, _ = run(capsys, "export", str(out_file))
+    assert code == 0 and "Exported 10" in out
+    exported = pickle.loads(out_file.read_bytes())
+    monkeypatch.setenv("CLIPBOT_DATA_DIR", str(tmp_path / "fresh"))
+    code, out, _ = run(capsys, "import", str(out_file), "--collection", "imported")
+    assert code == 0 and "10 added" in out
+    again = tmp_path / "again.pkl"
+    run(capsys, "export", str(again), "--collection", "imported")
+    reimported = pickle.loads(again.read_bytes())
+    by_label = {e["label"]: e for e in reimported}
+    for e in exported:
+        assert by_label[e["label"]]["embedding"].tobytes() == e["embedding"].tobytes()
+        assert by_label[e["label"]]["embedding"].dtype == np.float32
+
+
+def test_import_without_image_files_keeps_vectors(cli_env: Path, tmp_path: Path, photos: dict[str, Path],
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    vec = np.random.default_rng(1).standard_normal(16).astype(np.float32)
+    f = tmp_path / "seed.pkl"
+    f.write_bytes(pickle.dumps([{"path": "/gone/cat.jpg", "embedding": vec, "label": "cat", "description": ""}]))
+    code, out, _ = run(capsys, "import", str(f))
+    assert code == 0 and "1 added" in out and "no readable image file" in out
+    code, out, _ = run(capsys, "find", "cat", "--json")
+    assert json.loads(out)["results"][0]["path"] == "/gone/cat.jpg"
+
+
+def test_import_refuses_other_dimension_and_malicious(cli_env: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    wrong = tmp_path / "wrong.pkl"
+    wrong.write_bytes(pickle.dumps([{"path": "a.jpg", "embedding": np.ones(512, np.float32), "label": "a",
+                                     "description": ""}]))
+    code, _, err = run(capsys, "import", str(wrong))
+    assert code == 1 and "512-dimensional" in err and "16-dimensional" in err
+    evil = tmp_path / "evil.pkl"
+    marker = tmp_path / "ran"
+    evil.write_bytes(b"cos\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR.")
+    code, _, err = run(capsys, "import", str(evil))
+    assert code == 1 and "Refused to load the pickle" in err and not marker.exists()
+    assert image_count(cli_env) == 0
+
+
+def test_download_models_with_local_dir(cli_env: Path, clip_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "download-models")
+    assert code == 0 and str(clip_dir) in out and "16-dimensional" in out
+
+
+def test_unreachable_model_is_one_line(cli_env: Path, photos: dict[str, Path], capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLIPBOT_CLIP_MODEL", "nobody/not-a-model")
+    for argv in (["download-models"], ["search", str(photos["rocket"])]):
+        code, _, err = run(capsys, *argv)
+        assert code == 1 and "CLIPBOT_CLIP_MODEL" in err and len(err.strip().splitlines()) == 1
+
+
+def test_run_without_platforms_explains(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "run")
+    assert code == 0 and "No chat platform is configured" in out and ".env.example" in out
+
+
+def test_python_dash_m_bot(cli_env: Path, tmp_path: Path) -> None:
+    help_run = subprocess.run([sys.executable, "-m", "bot", "find", "--help"], capture_output=True, text=True)
+    assert help_run.returncode == 0 and "usage: clipbot find" in help_run.stdout
+    bad = subprocess.run([sys.executable, "-m", "bot", "search", str(tmp_path / "nope.jpg")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.startswith("clipbot: error: No such file")

@@ -1,0 +1,64 @@
+"""CLIP encoding through from_pretrained: normalised float32, batch equals single, long text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.encoders import ClipEncoder
+from core.errors import ModelLoadError
+from core.images import decode_image
+
+
+def test_encoder_is_lazy(clip_dir: Path) -> None:
+    enc = ClipEncoder(str(clip_dir))
+    assert not enc.loaded
+    assert enc.dim == 16 and enc.loaded
+
+
+def test_image_vectors_are_unit_float32(encoder: ClipEncoder, photos: dict[str, Path]) -> None:
+    vecs = encoder.encode_images([decode_image(photos[n]).image for n in ("astronaut", "coffee", "rocket")])
+    assert vecs.dtype == np.float32 and vecs.shape == (3, encoder.dim)
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+
+
+def test_single_equals_batched(encoder: ClipEncoder, photos: dict[str, Path]) -> None:
+    images = [decode_image(p).image for p in photos.values()]
+    batch = encoder.encode_images(images)
+    for i, img in enumerate(images):
+        np.testing.assert_allclose(encoder.encode_images([img])[0], batch[i], atol=1e-5)
+
+
+def test_text_single_equals_batched_and_long_text_truncated(encoder: ClipEncoder) -> None:
+    texts = ["a cat", "a rocket on a launch pad", "coffee " * 300]
+    batch = encoder.encode_texts(texts)
+    assert batch.shape == (3, encoder.dim)
+    np.testing.assert_allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-5)
+    for i, t in enumerate(texts):
+        np.testing.assert_allclose(encoder.encode_texts([t])[0], batch[i], atol=1e-5)
+
+
+def test_empty_batches(encoder: ClipEncoder) -> None:
+    assert encoder.encode_images([]).shape == (0, encoder.dim)
+    assert encoder.encode_texts([]).shape == (0, encoder.dim)
+
+
+def test_chunking_by_batch_size(clip_dir: Path) -> None:
+    enc = ClipEncoder(str(clip_dir), batch_size=2)
+    imgs = [Image.new("RGB", (50, 50), c) for c in ("red", "green", "blue", "white", "black")]
+    full = ClipEncoder(str(clip_dir), batch_size=16).encode_images(imgs)
+    np.testing.assert_allclose(enc.encode_images(imgs), full, atol=1e-5)
+
+
+@pytest.mark.parametrize("source", ["/nonexistent/clip-model", "nobody/no-such-clip-model"])
+def test_missing_model_is_one_line_naming_the_setting(source: str) -> None:
+    enc = ClipEncoder(source)
+    with pytest.raises(ModelLoadError) as info:
+        enc.load()
+    message = str(info.value)
+    assert "\n" not in message
+    assert "CLIPBOT_CLIP_MODEL" in message and source in message and "download-models" in message
+    assert not enc.loaded

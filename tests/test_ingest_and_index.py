@@ -1,0 +1,176 @@
+"""Bulk ingest (decode overlapped with encode, duplicates, skips) and the in-memory vector index."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bot.composition import build_engine
+from bot.settings import Settings
+from core.encoders import ClipEncoder, ImageTextEncoder
+from core.errors import DimensionMismatchError
+from core.ingest import IngestItem, collect_items, ingest
+from core.vector_index import VectorIndex, top_k_order
+from tests.conftest import labelled_folder
+
+
+class RecordingEncoder(ImageTextEncoder):
+    """The real tiny CLIP, with a log of when each batch ran and which thread decoded meanwhile."""
+
+    def __init__(self, inner: ClipEncoder, delay: float) -> None:
+        super().__init__()
+        self.inner, self.delay = inner, delay
+        self.model_id = inner.model_id
+        self.spans: list[tuple[float, float, int]] = []
+
+    def _load(self) -> None:
+        self.inner.load()
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        start = time.monotonic()
+        out = self.inner.encode_images(images)
+        time.sleep(self.delay)  # stands in for a real model's batch time
+        self.spans.append((start, time.monotonic(), len(images)))
+        return out
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return self.inner.encode_texts(texts)
+
+
+async def test_decoding_overlaps_encoding(settings: Settings, encoder: ClipEncoder, photos: dict[str, Path],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import core.engine as engine_module
+
+    decode_starts: list[float] = []
+    real_decode = engine_module.decode_image
+
+    def timed_decode(source: object, **kw: object) -> object:
+        decode_starts.append(time.monotonic())
+        return real_decode(source, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine_module, "decode_image", timed_decode)
+    recording = RecordingEncoder(encoder, delay=0.3)
+    items = [IngestItem(p, label=n) for n, p in photos.items()]
+    async with build_engine(settings, recording) as engine:  # type: ignore[arg-type]
+        summary = await ingest(engine, items, collection="global", batch_size=4)
+    assert (summary.added, summary.updated, summary.skipped) == (10, 0, [])
+    assert [n for _, _, n in recording.spans] == [4, 4, 2]
+    _, first_end, _ = recording.spans[0]
+    # The second batch's files were being decoded before the first batch finished encoding,
+    # and the third batch's were not fetched until the first was done (a bounded prefetch).
+    assert sum(t < first_end for t in decode_starts) == 8
+
+
+async def test_ingest_matches_one_by_one(settings: Settings, encoder: ClipEncoder, photos: dict[str, Path],
+                                         tmp_path: Path) -> None:
+    items = [IngestItem(p, label=n) for n, p in photos.items()]
+    async with build_engine(settings, encoder) as engine:
+        await ingest(engine, items, collection="bulk", batch_size=3)
+        for it in items:
+            await engine.add_image(it.path, collection="single", label=it.label)
+        bulk = await engine.search_image(photos["flower"], collections=["bulk"], k=10)
+        single = await engine.search_image(photos["flower"], collections=["single"], k=10)
+    assert [r.label for r in bulk] == [r.label for r in single]
+    np.testing.assert_allclose([r.score for r in bulk], [r.score for r in single], atol=1e-5)
+
+
+async def test_duplicates_and_bad_files_in_one_run(settings: Settings, encoder: ClipEncoder,
+                                                   photos: dict[str, Path], tmp_path: Path) -> None:
+    copy = tmp_path / "copy-of-rocket.jpg"
+    copy.write_bytes(photos["rocket"].read_bytes())
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(photos["coffee"].read_bytes()[:300])
+    items = [IngestItem(photos["rocket"]), IngestItem(copy), IngestItem(broken), IngestItem(photos["coffee"])]
+    async with build_engine(settings, encoder) as engine:
+        summary = await ingest(engine, items, collection="global", batch_size=2)
+        assert len(await engine.store.list_images()) == 2
+    assert (summary.added, summary.updated) == (2, 0)
+    reasons = dict(summary.skipped)
+    assert reasons[str(copy)].startswith("same picture as") and "damaged" in reasons[str(broken)]
+
+
+def test_collect_items_labels(tmp_path: Path, photos: dict[str, Path]) -> None:
+    folder = labelled_folder(tmp_path / "lib", {"cat": photos["chelsea"], "rocket": photos["rocket"]})
+    (folder / ".hidden").mkdir()
+    (folder / ".hidden" / "x.jpg").write_bytes(b"ignored")
+    (folder / "cat" / "notes.md").write_text("x")
+    items, skipped = collect_items([folder], label="fallback", labels_from_folders=True)
+    assert sorted(i.label or "" for i in items) == ["cat", "rocket"]
+    assert skipped == [(str(folder / "cat" / "notes.md"), "not an image file")]
+    items, _ = collect_items([folder], label="fallback", description="d")
+    assert {i.label for i in items} == {"fallback"} and {i.description for i in items} == {"d"}
+
+
+def test_vector_index_matches_brute_force_through_changes() -> None:
+    rng = np.random.default_rng(7)
+    index = VectorIndex(32)
+    reference: dict[int, tuple[str, np.ndarray]] = {}
+    next_id = 1
+    for step in range(300):
+        if step % 7 == 3 and reference:
+            victim = int(rng.choice(list(reference)))
+            assert index.remove(victim)
+            del reference[victim]
+        else:
+            coll = ("a", "b", "c")[step % 3]
+            vec = rng.standard_normal(32).astype(np.float32) * rng.uniform(0.5, 3)
+            index.add(coll, [next_id], vec[None, :])
+            reference[next_id] = (coll, vec / np.linalg.norm(vec))
+            next_id += 1
+    query = rng.standard_normal(32).astype(np.float32)
+    q = query / np.linalg.norm(query)
+    for colls in (["a"], ["a", "c"], ["a", "b", "c"]):
+        expected = sorted(((float(v @ q), i) for i, (c, v) in reference.items() if c in colls), reverse=True)[:10]
+        got = index.search(query, colls, 10)
+        assert [i for i, _ in got] == [i for _, i in expected]
+        np.testing.assert_allclose([s for _, s in got], [s for s, _ in expected], atol=1e-5)
+    assert len(index) == len(reference)
+
+
+def test_vector_index_replace_move_and_dimension() -> None:
+    index = VectorIndex(3)
+    index.add("a", [1], np.array([[1, 0, 0]], np.float32))
+    index.add("b", [1], np.array([[0, 1, 0]], np.float32))  # moved to another collection
+    assert index.count("a") == 0 and index.count("b") == 1
+    assert index.search(np.array([0, 1, 0], np.float32), ["b"], 5) == [(1, pytest.approx(1.0))]
+    with pytest.raises(DimensionMismatchError):
+        index.add("a", [2], np.ones((1, 4), np.float32))
+    assert index.search(np.array([1, 0, 0], np.float32), ["missing"], 3) == []
+
+
+def test_top_k_order() -> None:
+    scores = np.array([0.1, 0.9, 0.5, 0.9, -1.0], np.float32)
+    assert top_k_order(scores, 2).tolist() == [1, 3]
+    assert top_k_order(scores, 10).tolist() == [1, 3, 2, 0, 4]
+    assert top_k_order(scores, 0).tolist() == []
+
+
+def test_index_reads_while_writing() -> None:
+    index = VectorIndex(8)
+    rng = np.random.default_rng(0)
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for i in range(2000):
+                index.add("g", [i], rng.standard_normal((1, 8)).astype(np.float32))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    while t.is_alive():
+        ids, scores = index.scores(np.ones(8, np.float32), ["g"])
+        assert len(ids) == len(scores)
+    t.join()
+    assert not errors and index.count("g") == 2000
