@@ -74,6 +74,10 @@ class Engine:
         """Open the database (the model and the vectors load on first use)."""
         await self.store.open()
 
+    async def warm(self) -> None:
+        """Load the model and every collection's vectors now, so the first user waits for neither."""
+        await self.index()
+
     async def close(self) -> None:
         await self.store.close()
         self._decode_pool.shutdown(wait=True, cancel_futures=True)
@@ -221,9 +225,7 @@ class Engine:
         words = query_words(text)
         candidates = await self.store.text_candidates(collections, [word_stem(w) for w in words])
         matched = {r.id for r in candidates if matches_words(words, r.label, r.description)}
-        mask = np.fromiter((int(i) in matched for i in ids), dtype=bool, count=len(ids)) if matched else (
-            np.zeros(len(ids), dtype=bool)
-        )
+        mask = np.isin(ids, np.fromiter(matched, dtype=np.int64, count=len(matched)))
         order = hybrid_order(scores, mask, k)
         return await self._results(ids[order], scores[order], text_match=mask[order])
 
