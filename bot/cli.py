@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--collection", default=GLOBAL_COLLECTION, help="collection (default: global)")
 
     add("download-models", "Download the configured models into the Hugging Face cache for offline use.")
-    add("run", "Start the bot on every configured chat platform.")
+    add("run", "Start the bot on every platform whose token is set (else the console chat).")
+    add("chat", "Chat with the bot in this terminal: /find, /match PATH, /add PATH | label | description.")
     return parser
 
 

@@ -167,14 +167,13 @@ async def download_models(args: argparse.Namespace, settings: Settings) -> int:
 
 @command("run")
 async def run(args: argparse.Namespace, settings: Settings) -> int:
-    async def work(engine: Engine) -> int:
-        counts = await engine.store.collection_counts()
-        print(
-            "No chat platform is configured yet, so there is nothing to start.\n"
-            f"The image database at {engine.store.path} holds {sum(counts.values())} image(s).\n"
-            "Copy .env.example to .env and fill in a platform token as it explains; meanwhile use\n"
-            "`clipbot index PATH`, `clipbot search IMAGE` and `clipbot find TEXT` from the terminal."
-        )
-        return 0
+    from bot.runner import run_bot
 
-    return await _with_engine(settings, work)
+    return await run_bot(settings)
+
+
+@command("chat")
+async def chat(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.runner import run_console
+
+    return await run_console(settings)

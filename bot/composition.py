@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from bot.settings import Settings
+from core.batching import MicroBatcher
 from core.encoders import ClipEncoder
 from core.engine import Engine
 from core.inference import InferenceRunner
 from core.media import MediaStore
+from core.ratelimit import RateLimiter
+from core.service import ChatService, ServiceConfig
 from core.store import Store
+
+
+class Platform(Protocol):
+    """A chat platform adapter as ``clipbot run`` drives it."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 def build_encoder(settings: Settings) -> ClipEncoder:
@@ -28,3 +43,42 @@ def build_engine(settings: Settings, encoder: ClipEncoder | None = None) -> Engi
         max_bytes=settings.max_image_bytes,
         decode_workers=settings.decode_workers,
     )
+
+
+def build_chat_engine(settings: Settings, encoder: ClipEncoder | None = None) -> Engine:
+    """The engine for chat front ends: concurrent requests share model batches."""
+    runner = MicroBatcher(
+        InferenceRunner(encoder or build_encoder(settings)), max_batch=settings.max_batch,
+        max_wait_ms=settings.batch_wait_ms, max_queue=settings.queue_size,
+    )
+    return Engine(
+        store=Store(settings.data_dir),
+        media=MediaStore(settings.data_dir / "media"),
+        runner=runner,
+        max_pixels=settings.max_image_pixels,
+        max_bytes=settings.max_image_bytes,
+        decode_workers=settings.decode_workers,
+    )
+
+
+def build_service(settings: Settings, engine: Engine) -> ChatService:
+    config = ServiceConfig(
+        top_k=settings.top_k, weak_image_score=settings.weak_image_score, weak_text_score=settings.weak_text_score,
+        add_requires_admin=settings.add_requires_admin, admin_ids=settings.admin_id_set,
+    )
+    return ChatService(engine, config=config, limiter=RateLimiter(settings.rate_limit_per_minute))
+
+
+def build_platforms(settings: Settings, service: ChatService) -> list[Platform]:
+    """Every chat platform whose token is set; platform libraries are imported only then."""
+    platforms: list[Platform] = []
+    token = settings.telegram_token
+    if token:
+        from adapters.telegram import TelegramPlatform
+
+        platforms.append(TelegramPlatform(
+            service, token=token, base_url=settings.telegram_base_url,
+            base_file_url=settings.telegram_base_file_url,
+            max_file_bytes=int(settings.telegram_max_file_mb * 1024 * 1024),
+        ))
+    return platforms

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
@@ -26,9 +26,36 @@ class Settings(BaseSettings):
     max_image_mb: float = Field(100.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
+    # Chat behaviour
+    top_k: int = Field(5, ge=1, le=50)
+    weak_image_score: float = Field(0.75, ge=-1, le=1)
+    weak_text_score: float = Field(0.20, ge=-1, le=1)
+    add_requires_admin: bool = False
+    admin_ids: str = ""
+    rate_limit_per_minute: float = Field(10, ge=0)
+    queue_size: int = Field(64, ge=1)
+    max_batch: int = Field(16, ge=1, le=1024)
+    batch_wait_ms: float = Field(5, ge=0, le=1000)
+
+    # Telegram (names without the CLIPBOT_ prefix, as Telegram tooling spells them)
+    telegram_bot_token: SecretStr | None = Field(None, validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN"))
+    telegram_base_url: str | None = Field(None, validation_alias=AliasChoices("TELEGRAM_BASE_URL"))
+    telegram_base_file_url: str | None = Field(None, validation_alias=AliasChoices("TELEGRAM_BASE_FILE_URL"))
+    telegram_max_file_mb: float = Field(20, gt=0, le=2000)
+
     @property
     def max_image_bytes(self) -> int:
         return int(self.max_image_mb * 1024 * 1024)
+
+    @property
+    def admin_id_set(self) -> frozenset[str]:
+        """``CLIPBOT_ADMIN_IDS``: comma-separated user ids, bare (``123``) or per platform (``telegram:123``)."""
+        return frozenset(part.strip() for part in self.admin_ids.split(",") if part.strip())
+
+    @property
+    def telegram_token(self) -> str | None:
+        token = self.telegram_bot_token.get_secret_value().strip() if self.telegram_bot_token else ""
+        return token or None
 
 
 def load_settings(env_file: str | Path | None = ".env") -> Settings:
@@ -36,7 +63,10 @@ def load_settings(env_file: str | Path | None = ".env") -> Settings:
     try:
         return Settings(_env_file=env_file)  # type: ignore[call-arg]
     except ValidationError as exc:
-        problems = "; ".join(
-            f"CLIPBOT_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{_env_name(err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"Invalid setting: {problems}") from None
+
+
+def _env_name(loc: tuple[object, ...]) -> str:
+    name = "_".join(str(p) for p in loc).upper()
+    return name if name.startswith("TELEGRAM_") else f"CLIPBOT_{name}"

@@ -14,7 +14,7 @@ import numpy as np
 
 from core.errors import DimensionMismatchError, FileMissingError, ImageError
 from core.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, decode_image
-from core.inference import InferenceRunner
+from core.inference import Encoding
 from core.media import MediaStore
 from core.search import SearchResult, hybrid_order, matches_words, query_words, word_stem
 from core.seed_format import read_seed_database, write_seed_database
@@ -52,7 +52,7 @@ class Engine:
         *,
         store: Store,
         media: MediaStore,
-        runner: InferenceRunner,
+        runner: Encoding,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_bytes: int = DEFAULT_MAX_BYTES,
         decode_workers: int = 2,
@@ -68,7 +68,7 @@ class Engine:
 
     @property
     def model_id(self) -> str:
-        return self.runner.encoder.model_id
+        return self.runner.model_id
 
     async def start(self) -> None:
         """Open the database (the model and the vectors load on first use)."""
@@ -81,7 +81,7 @@ class Engine:
     async def close(self) -> None:
         await self.store.close()
         self._decode_pool.shutdown(wait=True, cancel_futures=True)
-        self.runner.close()
+        await self.runner.aclose()
 
     async def __aenter__(self) -> Engine:
         await self.start()

@@ -61,3 +61,11 @@ class ConfigError(ClipbotError):
 
 class StoreError(ClipbotError):
     """The database is unusable (for example written by a newer clipbot)."""
+
+
+class BusyError(ClipbotError):
+    """The inference queue is full; the user should try again in a moment."""
+
+
+class PermissionDeniedError(InputError):
+    """The user may not do this here."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -13,6 +13,21 @@ from PIL import Image
 from core.encoders import ImageTextEncoder
 
 T = TypeVar("T")
+
+
+class Encoding(Protocol):
+    """What the engine needs to turn images and texts into vectors without blocking the loop."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    async def load(self) -> int: ...
+
+    async def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
+
+    async def encode_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    async def aclose(self) -> None: ...
 
 
 class InferenceRunner:
@@ -25,6 +40,10 @@ class InferenceRunner:
     def __init__(self, encoder: ImageTextEncoder) -> None:
         self.encoder = encoder
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clipbot-inference")
+
+    @property
+    def model_id(self) -> str:
+        return self.encoder.model_id
 
     async def call(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
@@ -39,5 +58,5 @@ class InferenceRunner:
     async def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         return await self.call(lambda: self.encoder.encode_texts(texts))
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,106 @@
+"""Between Telegram objects and the service's shapes: contexts, attachments, replies."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Message, Update
+from telegram.constants import ChatMemberStatus, ChatType
+
+from core.conversation import Chat, Context, Reply, User
+from core.images import SUPPORTED_TEXT
+
+PLATFORM = "telegram"
+CAPTION_LIMIT = 1024
+TEXT_LIMIT = 4096
+_COMMAND = re.compile(r"^/(?P<name>[A-Za-z0-9_]+)(?:@(?P<bot>[A-Za-z0-9_]+))?(?:\s+(?P<args>.*))?$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A photo or file in a message, described by what Telegram tells us before any download."""
+
+    file_id: str
+    file_size: int | None
+    mime_type: str | None = None
+    file_name: str | None = None
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    args: str
+
+
+def parse_command(text: str | None, bot_username: str | None) -> Command | None:
+    """``/cmd args`` or ``/cmd@this_bot args``; commands addressed to another bot are not ours."""
+    match = _COMMAND.match((text or "").strip())
+    if not match:
+        return None
+    addressed = match.group("bot")
+    if addressed and bot_username and addressed.lower() != bot_username.lower():
+        return None
+    return Command(match.group("name").lower(), (match.group("args") or "").strip())
+
+
+def context_of(update: Update, bot: Bot) -> Context:
+    """The service context of an update; admin status is asked of Telegram only if needed."""
+    chat, user = update.effective_chat, update.effective_user
+    assert chat is not None and user is not None
+    private = chat.type == ChatType.PRIVATE
+
+    async def is_chat_admin() -> bool:
+        if private:
+            return True  # a private chat's gallery belongs to its one user
+        member = await bot.get_chat_member(chat.id, user.id)
+        return member.status in (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
+
+    return Context(
+        Chat(PLATFORM, str(chat.id), private=private), User(PLATFORM, str(user.id), user.full_name), is_chat_admin
+    )
+
+
+def attachment_of(message: Message | None) -> Attachment | None:
+    """The largest size of a photo, or a document; None when the message carries neither."""
+    if message is None:
+        return None
+    if message.photo:
+        largest = message.photo[-1]
+        return Attachment(largest.file_id, largest.file_size, "image/jpeg")
+    if message.document:
+        doc = message.document
+        return Attachment(doc.file_id, doc.file_size, doc.mime_type, doc.file_name)
+    return None
+
+
+def refusal_before_download(att: Attachment, max_bytes: int) -> str | None:
+    """Why we will not download this attachment, judged from its metadata alone."""
+    if att.mime_type and not att.mime_type.startswith("image/"):
+        kind = att.mime_type.split("/")[-1].upper() if "/" in att.mime_type else att.mime_type
+        return f"That file is {kind}, not an image; send a {SUPPORTED_TEXT} image."
+    if att.file_size is not None and att.file_size > max_bytes:
+        return (f"That file is {att.file_size / 1024 / 1024:.1f} MB; the limit is "
+                f"{max_bytes / 1024 / 1024:.0f} MB. Send a smaller image.")
+    return None
+
+
+def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
+    if not reply.buttons:
+        return None
+    return InlineKeyboardMarkup([[InlineKeyboardButton(b.text, callback_data=b.data) for b in reply.buttons]])
+
+
+def trimmed(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+async def send_reply(message: Message, reply: Reply, *, quote: bool) -> None:
+    """Answer ``message``: a photo with a caption and buttons, or plain text."""
+    if reply.image is not None:
+        await message.reply_photo(
+            photo=InputFile(reply.image, filename=reply.image_name or "match.jpg"),
+            caption=trimmed(reply.text, CAPTION_LIMIT), reply_markup=keyboard(reply), do_quote=quote,
+        )
+    else:
+        await message.reply_text(trimmed(reply.text, TEXT_LIMIT), reply_markup=keyboard(reply), do_quote=quote)

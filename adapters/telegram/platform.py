@@ -1,0 +1,100 @@
+"""Runs the Telegram bot inside a shared event loop: initialize, start, poll; stop in reverse."""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import BotCommand, Update
+from telegram.error import InvalidToken, NetworkError, TelegramError
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    CallbackQueryHandler,
+    CommandHandler,
+    MessageHandler,
+    filters,
+)
+
+from adapters.telegram.handlers import TelegramHandlers
+from core.errors import ConfigError
+from core.service import NEXT_PREFIX, ChatService
+
+log = logging.getLogger(__name__)
+
+COMMANDS = [
+    BotCommand("find", "Find an image by words: /find red car"),
+    BotCommand("match", "Match a photo (reply to it, or use as its caption)"),
+    BotCommand("add", "Add a photo: /add label | description"),
+    BotCommand("delete", "Delete an image you added: /delete 12"),
+    BotCommand("list", "This chat's images"),
+    BotCommand("stats", "Gallery sizes"),
+    BotCommand("help", "What I can do"),
+]
+
+
+class TelegramPlatform:
+    """One Telegram bot; ``start()`` returns once polling runs, ``stop()`` shuts it down cleanly."""
+
+    name = "telegram"
+
+    def __init__(self, service: ChatService, *, token: str, base_url: str | None = None,
+                 base_file_url: str | None = None, max_file_bytes: int = 20 * 1024 * 1024,
+                 poll_timeout: float = 10, rate_limit: bool = True) -> None:
+        self.service = service
+        self.handlers = TelegramHandlers(service, max_file_bytes=max_file_bytes)
+        self._token = token
+        self._base_url = base_url
+        self._base_file_url = base_file_url
+        self._poll_timeout = poll_timeout
+        self._rate_limit = rate_limit
+        self.application: Application | None = None  # type: ignore[type-arg]
+
+    def build(self) -> Application:  # type: ignore[type-arg]
+        builder = Application.builder().token(self._token).concurrent_updates(True)
+        if self._base_url:
+            builder = builder.base_url(self._base_url)
+        if self._base_file_url:
+            builder = builder.base_file_url(self._base_file_url)
+        if self._rate_limit:
+            # Spaces messages within Telegram's flood limits and honours RetryAfter (3 retries).
+            builder = builder.rate_limiter(AIORateLimiter(max_retries=3))
+        app = builder.build()
+        h = self.handlers
+        for name in ("start", "help", "find", "match", "add", "delete", "list", "stats"):
+            app.add_handler(CommandHandler(name, getattr(h, name)))
+        app.add_handler(MessageHandler(filters.PHOTO | filters.Document.ALL, h.attachment))
+        app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, h.text))
+        app.add_handler(MessageHandler(filters.COMMAND & filters.ChatType.PRIVATE, h.unknown))
+        app.add_handler(CallbackQueryHandler(h.next_match, pattern=f"^{NEXT_PREFIX}"))
+        app.add_error_handler(h.error)
+        return app
+
+    async def start(self) -> None:
+        app = self.application = self.build()
+        try:
+            await app.initialize()  # getMe: proves the token and the server
+        except InvalidToken:
+            raise ConfigError("Telegram refused TELEGRAM_BOT_TOKEN; copy the token @BotFather gave you.") from None
+        except NetworkError as exc:
+            where = self._base_url or "api.telegram.org"
+            raise ConfigError(f"Cannot reach the Telegram Bot API at {where} ({exc}); check TELEGRAM_BASE_URL "
+                              "and the network.") from None
+        try:
+            await app.bot.set_my_commands(COMMANDS)
+        except TelegramError:
+            log.warning("could not register the command list with Telegram", exc_info=True)
+        await app.start()
+        assert app.updater is not None
+        await app.updater.start_polling(timeout=self._poll_timeout, allowed_updates=Update.ALL_TYPES)
+        log.warning("Telegram bot @%s is running", app.bot.username)
+
+    async def stop(self) -> None:
+        app = self.application
+        if app is None:
+            return
+        if app.updater is not None and app.updater.running:
+            await app.updater.stop()
+        if app.running:
+            await app.stop()
+        await app.shutdown()
+        self.application = None

@@ -1,0 +1,82 @@
+"""``clipbot run`` and ``clipbot chat``: every configured platform in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from adapters.console import ConsoleChat
+from bot.composition import build_chat_engine, build_platforms, build_service
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class SecretFilter(logging.Filter):
+    """Blanks secrets (the bot tokens) out of every log line, tracebacks included."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        for secret in self.secrets:
+            message = message.replace(secret, "<token>")
+            if record.exc_text:
+                record.exc_text = record.exc_text.replace(secret, "<token>")
+        record.msg, record.args = message, None
+        return True
+
+
+def protect_logs(settings: Settings) -> None:
+    # httpx logs each request URL at INFO, and Telegram's URLs contain the token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    secret_filter = SecretFilter([settings.telegram_token or ""])
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(secret_filter)
+
+
+async def run_bot(settings: Settings) -> int:
+    """Start every platform with a token; with none, the console chat. Stops on SIGINT/SIGTERM."""
+    protect_logs(settings)
+    engine = build_chat_engine(settings)
+    async with engine:
+        await engine.warm()
+        service = build_service(settings, engine)
+        platforms = build_platforms(settings, service)
+        if not platforms:
+            print("No chat platform is configured: set TELEGRAM_BOT_TOKEN in .env (see .env.example).\n"
+                  "Starting the console chat instead.", file=sys.stderr)
+            await ConsoleChat(service).run()
+            return 0
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        started = []
+        try:
+            for platform in platforms:
+                await platform.start()
+                started.append(platform)
+            print(f"Running on {', '.join(p.name for p in started)}; Ctrl+C stops.", file=sys.stderr)
+            await stop.wait()
+        finally:
+            for platform in reversed(started):
+                await platform.stop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        print("Stopped.", file=sys.stderr)
+        return 0
+
+
+async def run_console(settings: Settings) -> int:
+    """``clipbot chat``: the console adapter alone."""
+    engine = build_chat_engine(settings)
+    async with engine:
+        await ConsoleChat(build_service(settings, engine)).run()
+    return 0

@@ -1,0 +1,74 @@
+"""The platform-neutral shapes of a chat request and a reply."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+GLOBAL = "global"
+
+
+@dataclass(frozen=True)
+class Chat:
+    """Where a request came from; each chat has its own gallery."""
+
+    platform: str
+    id: str
+    private: bool = True
+
+    @property
+    def collection(self) -> str:
+        return f"{self.platform}:{self.id}"
+
+    @property
+    def searchable(self) -> tuple[str, str]:
+        """A chat sees its own gallery plus the operator's ``global`` one, never another chat's."""
+        return (self.collection, GLOBAL)
+
+
+@dataclass(frozen=True)
+class User:
+    platform: str
+    id: str
+    name: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.platform}:{self.id}"
+
+
+async def _never_admin() -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class Context:
+    """One request's chat and user. ``is_chat_admin`` is asked only when a permission needs it."""
+
+    chat: Chat
+    user: User
+    is_chat_admin: Callable[[], Awaitable[bool]] = field(default=_never_admin)
+
+
+@dataclass(frozen=True)
+class Button:
+    text: str
+    data: str  # opaque to adapters; short enough for Telegram's 64-byte callback data
+
+
+ReplyKind = Literal["result", "info", "error", "busy", "rate_limited"]
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the bot says: text, optionally with an image, its score and buttons."""
+
+    text: str
+    kind: ReplyKind = "info"
+    image: bytes | None = None
+    image_name: str | None = None
+    score: float | None = None
+    result_id: int | None = None
+    buttons: tuple[Button, ...] = ()
+    path: str | None = None  # where the shown image lies on the server (the console prints it)

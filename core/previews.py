@@ -1,0 +1,34 @@
+"""Reply-sized JPEG previews of stored images: chat platforms cap photo size and dimensions."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+from PIL import Image
+
+from core.errors import ImageError
+from core.images import decode_image
+
+log = logging.getLogger(__name__)
+PREVIEW_MAX_SIDE = 1280
+
+
+def make_preview(path: str | Path, *, max_side: int = PREVIEW_MAX_SIDE, quality: int = 85) -> bytes | None:
+    """A JPEG no larger than ``max_side`` on its longer side, or None if the file is unusable.
+
+    Telegram refuses photos over 10 MB or 10000 px and Discord caps attachments; a stored
+    40-megapixel TIFF must still come back as a picture.
+    """
+    try:
+        img = decode_image(path, max_pixels=10**9).image
+    except ImageError:
+        log.warning("stored image %s cannot be read", path)
+        return None
+    if max(img.size) > max_side:
+        img = img.copy()
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality, optimize=True)
+    return buf.getvalue()

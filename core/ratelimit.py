@@ -1,0 +1,58 @@
+"""A per-user token bucket that tells a user once, not once per message, to slow down."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    notify: bool = False  # True for the first refusal after an allowed request only
+    retry_after: float = 0.0
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+    notified: bool = False
+
+
+class RateLimiter:
+    """``per_minute`` requests a minute per key, with bursts up to ``burst`` (default: the same)."""
+
+    def __init__(self, per_minute: float = 10, *, burst: int | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = float(burst if burst is not None else max(1, int(per_minute)))
+        self._clock = clock
+        self._buckets: dict[str, _Bucket] = {}
+
+    def check(self, key: str) -> Decision:
+        """Take one token for ``key`` if there is one."""
+        if self.rate <= 0:
+            return Decision(True)
+        now = self._clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) > 10_000:
+                self._forget_idle(now)
+            bucket = self._buckets[key] = _Bucket(self.burst, now)
+        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+        bucket.updated = now
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            bucket.notified = False
+            return Decision(True)
+        notify = not bucket.notified
+        bucket.notified = True
+        return Decision(False, notify=notify, retry_after=(1 - bucket.tokens) / self.rate)
+
+    def _forget_idle(self, now: float) -> None:
+        # A bucket that has refilled completely holds nothing worth remembering.
+        full_after = self.burst / self.rate
+        for key in [k for k, b in self._buckets.items() if now - b.updated >= full_after]:
+            del self._buckets[key]

@@ -1,0 +1,218 @@
+"""The chat service every platform adapter calls: match, find, add, delete, list, stats, help."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from core.conversation import GLOBAL, Button, Context, Reply
+from core.engine import Engine
+from core.errors import BusyError, ClipbotError, NotFoundError, PermissionDeniedError
+from core.pages import ResultPage, ResultPages
+from core.previews import make_preview
+from core.ratelimit import RateLimiter
+from core.search import SearchResult
+
+log = logging.getLogger(__name__)
+NEXT_PREFIX = "next:"
+EMPTY_GALLERY = (
+    "This gallery has no images yet. Add one by sending a photo with the caption "
+    "/add label | description (or reply /add label | description to a photo)."
+)
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """The chat behaviour settings, as plain values (``bot`` fills them from the settings)."""
+
+    top_k: int = 5
+    weak_image_score: float = 0.75
+    weak_text_score: float = 0.20
+    add_requires_admin: bool = False
+    admin_ids: frozenset[str] = field(default_factory=frozenset)
+    list_limit: int = 20
+
+
+class ChatService:
+    """Turns chat requests into engine calls and engine results into :class:`Reply` objects.
+
+    Every method returns a reply, or ``None`` where the bot should stay silent (a user who was
+    already told to slow down). Errors users can act on become replies; others propagate to
+    the adapter's central error handler.
+    """
+
+    def __init__(self, engine: Engine, *, config: ServiceConfig | None = None,
+                 limiter: RateLimiter | None = None, pages: ResultPages | None = None) -> None:
+        self.engine = engine
+        self.config = config or ServiceConfig()
+        self.limiter = limiter or RateLimiter(10)
+        self.pages = pages or ResultPages()
+
+    # -- requests -------------------------------------------------------------------------------
+
+    async def match(self, ctx: Context, image: bytes) -> Reply | None:
+        """Reply with the closest image of the chat's gallery (plus ``global``) to ``image``."""
+        async def work() -> Reply:
+            decoded = await self.engine.decode(image)
+            vector = await self.engine.encode_decoded(decoded)
+            results = await self.engine.search_vector(vector, collections=ctx.chat.searchable, k=self.config.top_k)
+            return await self._first_page(ctx, results, self.config.weak_image_score, "photo")
+
+        return await self._guarded(ctx, work)
+
+    async def find(self, ctx: Context, text: str) -> Reply | None:
+        """Reply with the best image for a text query (label/description words, then CLIP)."""
+        query = text.strip()
+        if not query:
+            return Reply("Tell me what to look for, for example: /find red car", kind="error")
+
+        async def work() -> Reply:
+            results = await self.engine.find_text(query, collections=ctx.chat.searchable, k=self.config.top_k)
+            return await self._first_page(ctx, results, self.config.weak_text_score, query)
+
+        return await self._guarded(ctx, work)
+
+    async def add(self, ctx: Context, image: bytes, label: str, description: str = "") -> Reply | None:
+        """Add a photo to the chat's gallery (same photo again: label and description updated)."""
+        if not label.strip():
+            return Reply("Give the photo a label: /add label | description", kind="error")
+
+        async def work() -> Reply:
+            if self.config.add_requires_admin and not await self._is_admin(ctx):
+                raise PermissionDeniedError("Only admins can add images in this chat.")
+            result = await self.engine.add_image(
+                image, collection=ctx.chat.collection, label=label.strip(), description=description.strip(),
+                added_by=ctx.user.key,
+            )
+            rec = result.record
+            verb = "Added" if result.status == "added" else "Updated"
+            text = f"{verb} #{rec.id} \u201c{rec.label}\u201d" + (f" ({rec.description})" if rec.description else "")
+            return Reply(f"{text} to this chat's gallery.", kind="info", result_id=rec.id)
+
+        return await self._guarded(ctx, work)
+
+    async def delete(self, ctx: Context, image_id: int) -> Reply | None:
+        """Delete an image: its author, the chat's admins or bot admins only."""
+        async def work() -> Reply:
+            record = await self.engine.store.get_image(image_id)
+            if record.collection not in ctx.chat.searchable:
+                raise NotFoundError(f"There is no image #{image_id} in this chat.")
+            if record.collection == GLOBAL:
+                allowed = self._is_bot_admin(ctx)
+            else:
+                allowed = record.added_by == ctx.user.key or await self._is_admin(ctx)
+            if not allowed:
+                raise PermissionDeniedError(
+                    "Only the person who added it, this chat's admins or the bot's admins can delete it."
+                )
+            await self.engine.remove(image_id)
+            return Reply(f"Deleted #{image_id} \u201c{record.label}\u201d.", kind="info", result_id=image_id)
+
+        return await self._guarded(ctx, work)
+
+    async def list(self, ctx: Context) -> Reply | None:
+        """The newest images of the chat's gallery."""
+        async def work() -> Reply:
+            records = await self.engine.store.list_images(ctx.chat.collection)
+            if not records:
+                return Reply(EMPTY_GALLERY)
+            shown = records[-self.config.list_limit:][::-1]
+            lines = [f"#{r.id} {r.label}" + (f" \u2014 {r.description}" if r.description else "") for r in shown]
+            more = f"\n\u2026and {len(records) - len(shown)} more." if len(records) > len(shown) else ""
+            return Reply(f"This chat's gallery ({len(records)} images, newest first):\n" + "\n".join(lines) + more)
+
+        return await self._guarded(ctx, work)
+
+    async def stats(self, ctx: Context) -> Reply | None:
+        async def work() -> Reply:
+            counts = await self.engine.store.collection_counts()
+            mine, shared = counts.get(ctx.chat.collection, 0), counts.get(GLOBAL, 0)
+            return Reply(
+                f"This chat's gallery: {mine} images.\nShared gallery: {shared} images.\n"
+                f"Searches here look through {mine + shared} images."
+            )
+
+        return await self._guarded(ctx, work)
+
+    def help(self, ctx: Context) -> Reply:
+        where = "" if ctx.chat.private else (
+            "\nIn groups, mention me in a photo's caption, reply /match to a photo, or use /find."
+        )
+        return Reply(
+            "Send me a photo and I'll answer with the closest image in this chat's gallery and the "
+            "shared one, with a similarity score.\n"
+            "/find <words> \u2014 find an image by label, description or meaning\n"
+            "/match \u2014 as a photo's caption or a reply to a photo\n"
+            "/add label | description \u2014 as a photo's caption or a reply to a photo\n"
+            "/delete <id> \u2014 delete an image you added\n"
+            "/list \u2014 this chat's images\n/stats \u2014 gallery sizes" + where
+        )
+
+    async def page(self, ctx: Context, data: str) -> Reply:
+        """The reply a "next match" button leads to, for editing the message in place."""
+        token, _, index_text = data.removeprefix(NEXT_PREFIX).partition(":")
+        page = self.pages.get(token)
+        if page is None or page.collection != ctx.chat.collection or not index_text.isdigit():
+            return Reply("These results have expired; send the photo or /find again.", kind="error")
+        index = int(index_text) % len(page.results)
+        return await self._result_reply(page, token, index)
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    async def _guarded(self, ctx: Context, work: Callable[[], Awaitable[Reply]]) -> Reply | None:
+        decision = self.limiter.check(ctx.user.key)
+        if not decision.allowed:
+            if not decision.notify:
+                return None
+            return Reply(
+                f"You're sending requests faster than I can take them; try again in "
+                f"{max(1, round(decision.retry_after))} s.", kind="rate_limited",
+            )
+        try:
+            return await work()
+        except BusyError as exc:
+            return Reply(str(exc), kind="busy")
+        except ClipbotError as exc:
+            return Reply(str(exc), kind="error")
+
+    async def _first_page(self, ctx: Context, results: list[SearchResult], weak_below: float, query: str) -> Reply:
+        if not results:
+            return Reply(EMPTY_GALLERY)
+        page = ResultPage(ctx.chat.collection, tuple(results), weak_below, query)
+        return await self._result_reply(page, self.pages.put(page), 0)
+
+    async def _result_reply(self, page: ResultPage, token: str, index: int) -> Reply:
+        result = page.results[index]
+        total = len(page.results)
+        lines = []
+        if result.score < page.weak_below:
+            lines.append("Weak match: nothing here looks much like this.")
+        lines.append(result.label or "(no label)")
+        if result.description:
+            lines.append(result.description)
+        lines.append(f"Score: {result.score:.2f} \u00b7 #{result.id} \u00b7 match {index + 1} of {total}")
+        buttons: tuple[Button, ...] = ()
+        if total > 1:
+            nxt = (index + 1) % total
+            text = f"Next match ({nxt + 1}/{total})" if nxt else "Back to best match"
+            buttons = (Button(text, f"{NEXT_PREFIX}{token}:{nxt}"),)
+        image = await asyncio.to_thread(make_preview, result.path) if result.path else None
+        return Reply(
+            "\n".join(lines), kind="result", image=image, image_name=f"match-{result.id}.jpg" if image else None,
+            score=result.score, result_id=result.id, buttons=buttons, path=result.path,
+        )
+
+    def _is_bot_admin(self, ctx: Context) -> bool:
+        return ctx.user.key in self.config.admin_ids or ctx.user.id in self.config.admin_ids
+
+    async def _is_admin(self, ctx: Context) -> bool:
+        if self._is_bot_admin(ctx):
+            return True
+        try:
+            return bool(await ctx.is_chat_admin())
+        except Exception:  # noqa: BLE001 - unknown admin status means no
+            log.warning("could not determine admin status of %s in %s", ctx.user.key, ctx.chat.collection,
+                        exc_info=True)
+            return False
