@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import pickle
 import sqlite3
 import subprocess
@@ -244,9 +245,15 @@ def test_unreachable_model_is_one_line(cli_env: Path, photos: dict[str, Path], c
         assert code == 1 and "CLIPBOT_CLIP_MODEL" in err and len(err.strip().splitlines()) == 1
 
 
-def test_run_without_platforms_explains(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "run")
-    assert code == 0 and "No chat platform is configured" in out and ".env.example" in out
+def test_run_without_platforms_starts_the_console(cli_env: Path, capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch, photos: dict[str, Path]) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"/add {photos['rocket']} | rocket | on the pad\n/find rocket\n"))
+    code, out, err = run(capsys, "run")
+    assert code == 0 and "No chat platform is configured" in err and ".env.example" in err
+    assert "Added #1 \u201crocket\u201d (on the pad)" in out
+    assert re.search(r"bot> rocket\nbot> on the pad\nbot> Score: -?\d\.\d\d \u00b7 #1 \u00b7 match 1 of 1", out)
 
 
 def test_python_dash_m_bot(cli_env: Path, tmp_path: Path) -> None:
