@@ -4,47 +4,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from bot.composition import build_engine
 from bot.settings import Settings
-from core.encoders import ClipEncoder, ImageTextEncoder
+from core.encoders import ClipEncoder
 from core.errors import DimensionMismatchError
 from core.ingest import IngestItem, collect_items, ingest
 from core.vector_index import VectorIndex, top_k_order
 from tests.conftest import labelled_folder
-
-
-class RecordingEncoder(ImageTextEncoder):
-    """The real tiny CLIP, with a log of when each batch ran and which thread decoded meanwhile."""
-
-    def __init__(self, inner: ClipEncoder, delay: float) -> None:
-        super().__init__()
-        self.inner, self.delay = inner, delay
-        self.model_id = inner.model_id
-        self.spans: list[tuple[float, float, int]] = []
-
-    def _load(self) -> None:
-        self.inner.load()
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
-
-    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
-        start = time.monotonic()
-        out = self.inner.encode_images(images)
-        time.sleep(self.delay)  # stands in for a real model's batch time
-        self.spans.append((start, time.monotonic(), len(images)))
-        return out
-
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        return self.inner.encode_texts(texts)
+from tests.fakes import RecordingEncoder
 
 
 async def test_decoding_overlaps_encoding(settings: Settings, encoder: ClipEncoder, photos: dict[str, Path],

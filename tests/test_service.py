@@ -1,0 +1,240 @@
+"""The chat service over the real engine: galleries, permissions, rate limit, batching, paging."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.composition import build_chat_engine, build_service
+from bot.settings import Settings
+from core.conversation import Chat, Context, User
+from core.encoders import ClipEncoder
+from core.engine import Engine
+from core.pages import ResultPages
+from core.ratelimit import RateLimiter
+from core.service import ChatService, ServiceConfig
+from tests.conftest import recompressed
+from tests.fakes import RecordingEncoder
+
+
+def ctx(chat: str = "100", user: str = "1", *, private: bool = False, admin: bool | Exception = False) -> Context:
+    async def is_admin() -> bool:
+        if isinstance(admin, Exception):
+            raise admin
+        return admin
+
+    return Context(Chat("telegram", chat, private=private), User("telegram", user, f"user {user}"), is_admin)
+
+
+@pytest.fixture
+def recording(encoder: ClipEncoder) -> RecordingEncoder:
+    return RecordingEncoder(encoder)
+
+
+@pytest.fixture
+async def engine(settings: Settings, recording: RecordingEncoder) -> AsyncIterator[Engine]:
+    async with build_chat_engine(settings, recording) as eng:  # type: ignore[arg-type]
+        yield eng
+
+
+@pytest.fixture
+def service(engine: Engine, settings: Settings) -> ChatService:
+    return build_service(settings.model_copy(update={"rate_limit_per_minute": 0}), engine)
+
+
+async def test_match_replies_with_photo_score_and_next_button(service: ChatService, photos: dict[str, Path]) -> None:
+    c = ctx()
+    for name in ("rocket", "coffee", "chelsea"):
+        await service.add(c, photos[name].read_bytes(), name, f"a {name}")
+    reply = await service.match(c, recompressed(photos["coffee"]))
+    assert reply is not None and reply.kind == "result"
+    assert reply.text.splitlines()[0:2] == ["coffee", "a coffee"]
+    assert f"Score: {reply.score:.2f}" in reply.text and "match 1 of 3" in reply.text
+    assert reply.image is not None and reply.image[:3] == b"\xff\xd8\xff"  # a JPEG preview
+    assert [b.text for b in reply.buttons] == ["Next match (2/3)"]
+    second = await service.page(c, reply.buttons[0].data)
+    third = await service.page(c, second.buttons[0].data)
+    assert "match 2 of 3" in second.text and "match 3 of 3" in third.text
+    assert third.buttons[0].text == "Back to best match"
+    assert second.score is not None and reply.score is not None and second.score <= reply.score
+
+
+async def test_paging_is_bound_to_its_chat_and_expires(service: ChatService, photos: dict[str, Path]) -> None:
+    c = ctx()
+    for name in ("rocket", "coffee"):
+        await service.add(c, photos[name].read_bytes(), name)
+    reply = await service.match(c, photos["rocket"].read_bytes())
+    assert reply is not None
+    stolen = await service.page(ctx(chat="999"), reply.buttons[0].data)
+    assert stolen.kind == "error" and "expired" in stolen.text
+    assert (await service.page(c, "next:nonsense:1")).kind == "error"
+
+
+async def test_weak_match_and_empty_gallery(service: ChatService, engine: Engine, photos: dict[str, Path]) -> None:
+    c = ctx()
+    empty = await service.match(c, photos["rocket"].read_bytes())
+    assert empty is not None and "no images yet" in empty.text and "/add" in empty.text
+    await service.add(c, photos["rocket"].read_bytes(), "rocket")
+    service.config = ServiceConfig(weak_image_score=1.5)  # nothing can reach it
+    weak = await service.match(c, photos["coffee"].read_bytes())
+    assert weak is not None and weak.text.startswith("Weak match")
+
+
+async def test_galleries_are_isolated(service: ChatService, engine: Engine, photos: dict[str, Path]) -> None:
+    await engine.add_image(photos["astronaut"], label="shared astronaut")  # the operator's global
+    await service.add(ctx(chat="A"), photos["rocket"].read_bytes(), "A's rocket")
+    await service.add(ctx(chat="B"), photos["coffee"].read_bytes(), "B's coffee")
+    seen_by_a = []
+    reply = await service.match(ctx(chat="A"), photos["coffee"].read_bytes())
+    while reply is not None and reply.text.split("\n")[0] not in seen_by_a:
+        seen_by_a.append(reply.text.split("\n")[0])
+        reply = await service.page(ctx(chat="A"), reply.buttons[0].data) if reply.buttons else None
+    assert set(seen_by_a) == {"A's rocket", "shared astronaut"}
+    found = await service.find(ctx(chat="A"), "coffee")
+    assert found is not None and "B's coffee" not in found.text
+
+
+async def test_delete_permissions(service: ChatService, engine: Engine, photos: dict[str, Path]) -> None:
+    author, stranger = ctx(user="1"), ctx(user="2")
+    added = await service.add(author, photos["rocket"].read_bytes(), "rocket")
+    assert added is not None and added.result_id is not None
+    image_id = added.result_id
+    denied = await service.delete(stranger, image_id)
+    assert denied is not None and denied.kind == "error" and "Only the person who added it" in denied.text
+    unknown = await service.delete(ctx(user="2", admin=RuntimeError("Telegram is down")), image_id)
+    assert unknown is not None and unknown.kind == "error"  # unknown admin status means no
+    elsewhere = await service.delete(ctx(chat="other", user="1"), image_id)
+    assert elsewhere is not None and "no image" in elsewhere.text
+    assert len(await engine.store.list_images()) == 1
+    ok = await service.delete(ctx(user="3", admin=True), image_id)  # a chat admin
+    assert ok is not None and ok.text.startswith(f"Deleted #{image_id}")
+    assert await engine.store.list_images() == []
+    again = await service.add(author, photos["coffee"].read_bytes(), "coffee")
+    assert again is not None and again.result_id is not None
+    assert (await service.delete(author, again.result_id)).kind == "info"  # type: ignore[union-attr]
+
+
+async def test_global_images_only_bot_admins_delete(engine: Engine, settings: Settings,
+                                                    photos: dict[str, Path]) -> None:
+    svc = build_service(settings.model_copy(update={"admin_ids": "telegram:42", "rate_limit_per_minute": 0}), engine)
+    rec = (await engine.add_image(photos["rocket"], label="global rocket")).record
+    chat_admin = await svc.delete(ctx(user="7", admin=True), rec.id)
+    assert chat_admin is not None and chat_admin.kind == "error"
+    bot_admin = await svc.delete(ctx(user="42"), rec.id)
+    assert bot_admin is not None and bot_admin.kind == "info"
+
+
+async def test_add_can_be_restricted_to_admins(engine: Engine, photos: dict[str, Path]) -> None:
+    svc = ChatService(engine, config=ServiceConfig(add_requires_admin=True), limiter=RateLimiter(0))
+    refused = await svc.add(ctx(user="5"), photos["rocket"].read_bytes(), "rocket")
+    assert refused is not None and "Only admins" in refused.text
+    assert await engine.store.list_images() == []
+    allowed = await svc.add(ctx(user="6", admin=True), photos["rocket"].read_bytes(), "rocket")
+    assert allowed is not None and allowed.kind == "info"
+
+
+async def test_bad_photo_is_a_clear_reply_and_stores_nothing(service: ChatService, engine: Engine) -> None:
+    reply = await service.add(ctx(), b"%PDF-1.4 not a photo", "doc")
+    assert reply is not None and reply.kind == "error" and "PDF" in reply.text
+    assert await engine.store.list_images() == []
+    usage = await service.add(ctx(), b"whatever", "  ")
+    assert usage is not None and "/add label" in usage.text
+
+
+async def test_rate_limit_notices_once(engine: Engine, photos: dict[str, Path]) -> None:
+    now = [0.0]
+    svc = ChatService(engine, limiter=RateLimiter(10, clock=lambda: now[0]))
+    c = ctx()
+    replies = [await svc.find(c, "rocket") for _ in range(10)]
+    assert all(r is not None and r.kind != "rate_limited" for r in replies)
+    notice = await svc.find(c, "rocket")
+    assert notice is not None and notice.kind == "rate_limited" and "try again in 6 s" in notice.text
+    assert await svc.find(c, "rocket") is None and await svc.find(c, "rocket") is None  # silent after one notice
+    other = await svc.find(ctx(user="someone else"), "rocket")
+    assert other is not None and other.kind != "rate_limited"
+    now[0] += 6.0
+    assert (await svc.find(c, "rocket")) is not None
+
+
+async def test_micro_batching_merges_concurrent_requests(
+    settings: Settings, recording: RecordingEncoder, photos: dict[str, Path]
+) -> None:
+    names = list(photos)
+    async with build_chat_engine(settings.model_copy(update={"batch_wait_ms": 50}), recording) as engine:  # type: ignore[arg-type]
+        svc = ChatService(engine, limiter=RateLimiter(0))
+        for name in names:
+            await engine.add_image(photos[name], label=name)
+        sequential = [await svc.match(ctx(user=n), photos[n].read_bytes()) for n in names]
+        recording.calls.clear()
+        concurrent = await asyncio.gather(*(svc.match(ctx(user=n), photos[n].read_bytes()) for n in names))
+    image_calls = [n for kind, n in recording.calls if kind == "image"]
+    assert len(image_calls) < len(names) and sum(image_calls) == len(names)
+    for a, b in zip(sequential, concurrent):
+        assert a is not None and b is not None
+        assert a.result_id == b.result_id and a.score == pytest.approx(b.score, abs=1e-5)
+    assert [r.text.split("\n")[0] for r in concurrent if r] == names
+
+
+async def test_queue_full_says_busy(settings: Settings, recording: RecordingEncoder, photos: dict[str, Path]) -> None:
+    tight = settings.model_copy(update={"queue_size": 2, "max_batch": 1, "batch_wait_ms": 0})
+    async with build_chat_engine(tight, recording) as engine:  # type: ignore[arg-type]
+        svc = ChatService(engine, limiter=RateLimiter(0))
+        await engine.add_image(photos["rocket"], label="rocket")
+        recording.gate = threading.Event()  # the model hangs until we let it go
+        tasks = [asyncio.create_task(svc.match(ctx(user=str(i)), photos["rocket"].read_bytes())) for i in range(8)]
+        done, _ = await asyncio.wait(tasks, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.sleep(0.3)
+        busy = [t.result() for t in tasks if t.done()]
+        recording.gate.set()
+        rest = await asyncio.gather(*tasks)
+    assert busy and all(r is not None and r.kind == "busy" and "try again" in r.text for r in busy)
+    assert sum(1 for r in rest if r is not None and r.kind == "result") >= 2  # the queued ones were answered
+
+
+async def test_event_loop_stays_responsive_while_encoding(
+    settings: Settings, encoder: ClipEncoder, photos: dict[str, Path]
+) -> None:
+    slow = RecordingEncoder(encoder, delay=0.5)
+    async with build_chat_engine(settings, slow) as engine:  # type: ignore[arg-type]
+        svc = ChatService(engine, limiter=RateLimiter(0))
+        await engine.add_image(photos["rocket"], label="rocket")
+        beats = 0
+
+        async def heartbeat() -> None:
+            nonlocal beats
+            while True:
+                await asyncio.sleep(0.01)
+                beats += 1
+
+        hb = asyncio.create_task(heartbeat())
+        await svc.match(ctx(), photos["coffee"].read_bytes())
+        hb.cancel()
+    assert beats >= 10  # a blocked loop would not have ticked at all during the 0.5 s encode
+
+
+async def test_model_failure_reaches_every_waiting_caller(settings: Settings, recording: RecordingEncoder,
+                                                          photos: dict[str, Path]) -> None:
+    async with build_chat_engine(settings, recording) as engine:  # type: ignore[arg-type]
+        await engine.warm()
+        recording.fail_with = RuntimeError("CUDA out of memory")
+        results = await asyncio.gather(
+            *(engine.search_image(photos[n]) for n in ("rocket", "coffee")), return_exceptions=True
+        )
+    assert all(isinstance(r, RuntimeError) for r in results)
+
+
+def test_result_pages_expire_and_are_bounded() -> None:
+    now = [0.0]
+    pages = ResultPages(capacity=2, ttl_seconds=10, clock=lambda: now[0])
+    from core.pages import ResultPage
+
+    tokens = [pages.put(ResultPage("c", (), 0.5, "q")) for _ in range(3)]
+    assert pages.get(tokens[0]) is None and pages.get(tokens[2]) is not None
+    now[0] = 11
+    assert pages.get(tokens[2]) is None
+    assert len(np.unique(tokens)) == 3
