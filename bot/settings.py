@@ -14,7 +14,8 @@ from core.errors import ConfigError
 class Settings(BaseSettings):
     """Every setting clipbot reads; ``.env.example`` documents each with its default."""
 
-    model_config = SettingsConfigDict(env_prefix="CLIPBOT_", env_file=".env", extra="ignore")
+    # Empty values (as in .env.example) mean "use the default", not "set to an empty string".
+    model_config = SettingsConfigDict(env_prefix="CLIPBOT_", env_file=".env", extra="ignore", env_ignore_empty=True)
 
     clip_model: str = Field("openai/clip-vit-base-patch32", min_length=1)
     data_dir: Path = Path("data")

@@ -187,7 +187,8 @@ class ChatService:
         result = page.results[index]
         total = len(page.results)
         lines = []
-        if result.score < page.weak_below:
+        # A label or description that names what was asked for is a good answer whatever CLIP scores.
+        if result.score < page.weak_below and not result.text_match:
             lines.append("Weak match: nothing here looks much like this.")
         lines.append(result.label or "(no label)")
         if result.description:
