@@ -81,4 +81,13 @@ def build_platforms(settings: Settings, service: ChatService) -> list[Platform]:
             base_file_url=settings.telegram_base_file_url,
             max_file_bytes=int(settings.telegram_max_file_mb * 1024 * 1024),
         ))
+    token = settings.discord_token
+    if token:
+        from adapters.discord import DiscordPlatform
+
+        platforms.append(DiscordPlatform(
+            service, token=token, guild_ids=settings.discord_guild_id_list,
+            max_file_bytes=int(settings.discord_max_file_mb * 1024 * 1024),
+            message_content=settings.discord_message_content, api_base_url=settings.discord_api_base_url,
+        ))
     return platforms

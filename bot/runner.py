@@ -36,7 +36,7 @@ class SecretFilter(logging.Filter):
 def protect_logs(settings: Settings) -> None:
     # httpx logs each request URL at INFO, and Telegram's URLs contain the token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    secret_filter = SecretFilter([settings.telegram_token or ""])
+    secret_filter = SecretFilter([settings.telegram_token or "", settings.discord_token or ""])
     for handler in logging.getLogger().handlers:
         handler.addFilter(secret_filter)
 
@@ -50,7 +50,8 @@ async def run_bot(settings: Settings) -> int:
         service = build_service(settings, engine)
         platforms = build_platforms(settings, service)
         if not platforms:
-            print("No chat platform is configured: set TELEGRAM_BOT_TOKEN in .env (see .env.example).\n"
+            print("No chat platform is configured: set TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN in .env "
+                  "(see .env.example).\n"
                   "Starting the console chat instead.", file=sys.stderr)
             await ConsoleChat(service).run()
             return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
@@ -44,6 +44,20 @@ class Settings(BaseSettings):
     telegram_base_file_url: str | None = Field(None, validation_alias=AliasChoices("TELEGRAM_BASE_FILE_URL"))
     telegram_max_file_mb: float = Field(20, gt=0, le=2000)
 
+    # Discord
+    discord_bot_token: SecretStr | None = Field(None, validation_alias=AliasChoices("DISCORD_BOT_TOKEN"))
+    discord_guild_ids: str = Field("", validation_alias=AliasChoices("DISCORD_GUILD_IDS"))
+    discord_api_base_url: str | None = Field(None, validation_alias=AliasChoices("DISCORD_API_BASE_URL"))
+    discord_max_file_mb: float = Field(25, gt=0, le=500)
+    discord_message_content: bool = False
+
+    @field_validator("discord_guild_ids")
+    @classmethod
+    def _guild_ids_are_numbers(cls, value: str) -> str:
+        if any(not part.strip().isdigit() for part in value.split(",") if part.strip()):
+            raise ValueError("must be comma-separated server ids (numbers)")
+        return value
+
     @property
     def max_image_bytes(self) -> int:
         return int(self.max_image_mb * 1024 * 1024)
@@ -52,6 +66,15 @@ class Settings(BaseSettings):
     def admin_id_set(self) -> frozenset[str]:
         """``CLIPBOT_ADMIN_IDS``: comma-separated user ids, bare (``123``) or per platform (``telegram:123``)."""
         return frozenset(part.strip() for part in self.admin_ids.split(",") if part.strip())
+
+    @property
+    def discord_token(self) -> str | None:
+        token = self.discord_bot_token.get_secret_value().strip() if self.discord_bot_token else ""
+        return token or None
+
+    @property
+    def discord_guild_id_list(self) -> tuple[int, ...]:
+        return tuple(int(part) for part in self.discord_guild_ids.split(",") if part.strip())
 
     @property
     def telegram_token(self) -> str | None:
@@ -70,4 +93,4 @@ def load_settings(env_file: str | Path | None = ".env") -> Settings:
 
 def _env_name(loc: tuple[object, ...]) -> str:
     name = "_".join(str(p) for p in loc).upper()
-    return name if name.startswith("TELEGRAM_") else f"CLIPBOT_{name}"
+    return name if name.startswith(("TELEGRAM_", "DISCORD_")) else f"CLIPBOT_{name}"

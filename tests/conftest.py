@@ -18,7 +18,7 @@ import skimage
 import sklearn
 from PIL import Image
 
-from bot.composition import build_encoder, build_engine
+from bot.composition import build_chat_engine, build_encoder, build_engine
 from bot.settings import Settings
 from core.encoders import ClipEncoder
 from core.engine import Engine
@@ -95,3 +95,15 @@ def labelled_folder(root: Path, photos: dict[str, Path]) -> Path:
         (root / name).mkdir(parents=True, exist_ok=True)
         shutil.copy(src, root / name / src.name)
     return root
+
+
+@pytest.fixture
+async def gallery(settings: Settings, encoder: ClipEncoder, photos: dict[str, Path]) -> AsyncIterator[Engine]:
+    """A chat engine whose shared gallery holds four labelled photos."""
+    engine = build_chat_engine(settings, encoder)
+    await engine.start()
+    for name, description in (("rocket", "on the launch pad"), ("coffee", "a cup"), ("chelsea", "ginger cat"),
+                              ("astronaut", "portrait")):
+        await engine.add_image(photos[name], label=name, description=description)
+    yield engine
+    await engine.close()

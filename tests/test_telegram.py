@@ -16,7 +16,7 @@ import pytest
 
 from adapters.telegram import TelegramPlatform
 from adapters.telegram.messages import parse_command
-from bot.composition import build_chat_engine, build_service
+from bot.composition import build_service
 from bot.runner import SecretFilter, run_bot
 from bot.settings import Settings
 from core.encoders import ClipEncoder
@@ -51,17 +51,6 @@ def photo(fake: FakeTelegram, file_id: str, data: bytes, size: int | None = None
              "file_size": 900}
     return [small, {"file_id": file_id, "file_unique_id": f"u{file_id}", "width": 640, "height": 427,
                     "file_size": size if size is not None else len(data)}]
-
-
-@pytest.fixture
-async def gallery(settings: Settings, encoder: ClipEncoder, photos: dict[str, Path]) -> AsyncIterator[Engine]:
-    engine = build_chat_engine(settings, encoder)
-    await engine.start()
-    for name, description in (("rocket", "on the launch pad"), ("coffee", "a cup"), ("chelsea", "ginger cat"),
-                              ("astronaut", "portrait")):
-        await engine.add_image(photos[name], label=name, description=description)
-    yield engine
-    await engine.close()
 
 
 @pytest.fixture

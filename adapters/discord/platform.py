@@ -1,0 +1,101 @@
+"""Runs the Discord bot in the shared event loop: log in, sync commands, connect; close to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+import discord
+from discord.ext import commands
+
+from adapters.discord.cog import ClipbotCog
+from adapters.discord.views import NextMatchButton
+from core.errors import ConfigError
+from core.service import ChatService
+
+log = logging.getLogger(__name__)
+
+
+class ClipBot(commands.Bot):
+    """discord.py's Bot holding the chat service (buttons reach it through ``interaction.client``)."""
+
+    def __init__(self, service: ChatService, *, intents: discord.Intents, guild_ids: tuple[int, ...],
+                 max_file_bytes: int) -> None:
+        # No prefix commands: everything is slash commands or messages addressed to the bot.
+        super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None)
+        self.service = service
+        self.guild_ids = guild_ids
+        self.max_file_bytes = max_file_bytes
+
+    async def setup_hook(self) -> None:
+        await self.add_cog(ClipbotCog(self, self.service, max_file_bytes=self.max_file_bytes))
+        self.add_dynamic_items(NextMatchButton)
+        if self.guild_ids:  # guild commands appear at once; global ones can take up to an hour
+            for guild_id in self.guild_ids:
+                guild = discord.Object(id=guild_id)
+                self.tree.copy_global_to(guild=guild)
+                await self.tree.sync(guild=guild)
+        else:
+            await self.tree.sync()
+
+
+def make_intents(message_content: bool) -> discord.Intents:
+    """Default intents; mentions, DMs and replies that ping the bot carry attachments without the
+    privileged message-content intent. With it, replies that do not ping work too."""
+    intents = discord.Intents.default()
+    intents.message_content = message_content
+    return intents
+
+
+class DiscordPlatform:
+    """One Discord bot; ``start()`` returns once logged in, ``stop()`` closes it cleanly."""
+
+    name = "discord"
+
+    def __init__(self, service: ChatService, *, token: str, guild_ids: tuple[int, ...] = (),
+                 max_file_bytes: int = 25 * 1024 * 1024, message_content: bool = False,
+                 api_base_url: str | None = None) -> None:
+        self._token = token
+        if api_base_url:  # a REST proxy in front of Discord's API
+            discord.http.Route.BASE = api_base_url.rstrip("/")
+        self.intents = make_intents(message_content)
+        self.bot = ClipBot(service, intents=self.intents, guild_ids=guild_ids, max_file_bytes=max_file_bytes)
+        self._gateway: asyncio.Task[None] | None = None
+
+    async def login(self) -> None:
+        """Log in over REST and sync the slash commands (no gateway connection yet)."""
+        log.warning("Discord intents: message_content=%s, guilds=%s, guild_messages=%s, dm_messages=%s",
+                    self.intents.message_content, self.intents.guilds, self.intents.guild_messages,
+                    self.intents.dm_messages)
+        try:
+            await self.bot.login(self._token)
+        except discord.LoginFailure:
+            await self.bot.close()
+            raise ConfigError("Discord refused DISCORD_BOT_TOKEN; copy the bot token from the Developer Portal.") \
+                from None
+        except (aiohttp.ClientError, discord.HTTPException, OSError) as exc:
+            await self.bot.close()
+            raise ConfigError(f"Cannot reach Discord ({exc}); check the network.") from None
+
+    async def start(self) -> None:
+        await self.login()
+        self._gateway = asyncio.create_task(self.bot.connect(reconnect=True), name="discord-gateway")
+        self._gateway.add_done_callback(_report_gateway_end)
+        log.warning("Discord bot %s is connecting", self.bot.user)
+
+    async def stop(self) -> None:
+        await self.bot.close()
+        if self._gateway is not None:
+            await asyncio.gather(self._gateway, return_exceptions=True)
+            self._gateway = None
+
+
+def _report_gateway_end(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        if isinstance(exc, discord.PrivilegedIntentsRequired):
+            log.error("Discord refused the message-content intent: enable it for the bot in the Developer "
+                      "Portal, or set CLIPBOT_DISCORD_MESSAGE_CONTENT=false")
+        else:
+            log.error("the Discord connection ended", exc_info=exc)

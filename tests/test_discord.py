@@ -1,0 +1,178 @@
+"""Discord: the real discord.py client, REST over HTTP to a fake API, events in Discord's payload shapes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import discord
+import pytest
+
+from adapters.discord import DiscordPlatform
+from bot.composition import build_service
+from bot.settings import Settings
+from core.engine import Engine
+from tests.conftest import recompressed
+from tests.fake_discord import APP_ID, BOT, GUILD_ID, FakeDiscord, user
+
+ALICE = user("11", "alice")
+BOB = user("12", "bob")
+MANAGE_MESSAGES = str(1 << 13)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    server = FakeDiscord()
+    await server.start()
+    original_base = discord.http.Route.BASE
+    yield server
+    discord.http.Route.BASE = original_base
+    await server.stop()
+
+
+@pytest.fixture
+async def platform(fake: FakeDiscord, gallery: Engine, settings: Settings) -> AsyncIterator[DiscordPlatform]:
+    service = build_service(settings.model_copy(update={"rate_limit_per_minute": 0}), gallery)
+    bot = DiscordPlatform(service, token="fake-discord-token", guild_ids=(int(GUILD_ID),),
+                          api_base_url=fake.api_base, max_file_bytes=25 * 1024 * 1024)
+    await bot.login()
+    yield bot
+    await bot.stop()
+
+
+def dispatch(platform: DiscordPlatform, event: str, payload: dict[str, Any]) -> None:
+    """Hand an event to discord.py exactly as its gateway reader does."""
+    getattr(platform.bot._connection, f"parse_{event}")(payload)
+
+
+def image_option(fake: FakeDiscord, data: bytes, name: str = "photo.jpg", content_type: str = "image/jpeg",
+                 size: int | None = None) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    att = fake.attachment(data, name, content_type, size=size)
+    return [{"name": "image", "type": 11, "value": att["id"]}], {att["id"]: att}
+
+
+async def test_login_syncs_slash_commands_to_the_configured_server(fake: FakeDiscord,
+                                                                   platform: DiscordPlatform) -> None:
+    [sync] = fake.sent("PUT", f"/applications/{APP_ID}/guilds/{GUILD_ID}/commands")
+    commands = {c["name"]: c for c in sync.json}  # type: ignore[union-attr]
+    assert set(commands) == {"match", "find", "add", "delete", "list", "stats", "help"}
+    assert [o["type"] for o in commands["match"]["options"]] == [11]  # an attachment
+    assert [o["name"] for o in commands["add"]["options"]] == ["image", "label", "description"]
+    assert platform.intents.message_content is False
+
+
+async def test_match_defers_then_follows_up_with_embed_file_and_button(
+    fake: FakeDiscord, platform: DiscordPlatform, photos: dict[str, Path]
+) -> None:
+    options, resolved = image_option(fake, recompressed(photos["coffee"]))
+    dispatch(platform, "interaction_create", fake.slash(ALICE, "match", options, resolved))
+    [follow] = await fake.wait_for("POST", f"/webhooks/{APP_ID}/")
+    [defer] = fake.sent("POST", "/callback")
+    assert defer.json["type"] == 5  # type: ignore[index]  # deferred "thinking", before any work
+    assert fake.calls.index(defer) < fake.calls.index(follow)
+    embed = follow.json["embeds"][0]  # type: ignore[index]
+    assert embed["description"].startswith("coffee\na cup\nScore: ") and "match 1 of 4" in embed["description"]
+    [name] = follow.files
+    assert embed["image"]["url"] == f"attachment://{name}" and follow.files[name][:3] == b"\xff\xd8\xff"
+    button = follow.json["components"][0]["components"][0]  # type: ignore[index]
+    assert button["label"] == "Next match (2/4)" and button["custom_id"].startswith("next:")
+
+    # Pressing the button edits the message in place (callback type 7) with the next match.
+    message = {"id": "7777", "channel_id": "600", "author": BOT, "content": "", "timestamp": follow.json and
+               "2026-11-26T12:00:00+00:00", "edited_timestamp": None, "tts": False, "mention_everyone": False,
+               "mentions": [], "mention_roles": [], "attachments": [], "embeds": [], "pinned": False, "type": 0,
+               "flags": 0, "components": follow.json["components"]}  # type: ignore[index]
+    dispatch(platform, "interaction_create", fake.interaction(
+        ALICE, kind=3, data={"custom_id": button["custom_id"], "component_type": 2}, message=message))
+    edits = await fake.wait_for("POST", "/callback", count=2)
+    edit = edits[1]
+    assert edit.json["type"] == 7  # type: ignore[index]
+    assert "match 2 of 4" in edit.json["data"]["embeds"][0]["description"]  # type: ignore[index]
+    assert edit.json["data"]["components"][0]["components"][0]["label"] == "Next match (3/4)"  # type: ignore[index]
+    assert len(edit.files) == 1
+
+
+async def test_find_and_gallery_isolation(fake: FakeDiscord, platform: DiscordPlatform, gallery: Engine,
+                                          photos: dict[str, Path]) -> None:
+    options, resolved = image_option(fake, photos["motorcycle"].read_bytes(), "bike.png", "image/png")
+    options += [{"name": "label", "type": 3, "value": "motorbike"},
+                {"name": "description", "type": 3, "value": "red and shiny"}]
+    dispatch(platform, "interaction_create", fake.slash(BOB, "add", options, resolved))
+    [added] = await fake.wait_for("POST", f"/webhooks/{APP_ID}/")
+    assert "Added #" in added.json["embeds"][0]["description"]  # type: ignore[index]
+    [rec] = await gallery.store.list_images(f"discord:{GUILD_ID}")
+    assert (rec.label, rec.description, rec.added_by) == ("motorbike", "red and shiny", "discord:12")
+
+    dispatch(platform, "interaction_create", fake.slash(ALICE, "find", [{"name": "text", "type": 3,
+                                                                        "value": "motorbike"}]))
+    dispatch(platform, "interaction_create", fake.slash(ALICE, "find", [{"name": "text", "type": 3,
+                                                                        "value": "motorbike"}], guild=False))
+    follows = (await fake.wait_for("POST", f"/webhooks/{APP_ID}/", count=3))[1:]
+    texts = sorted(f.json["embeds"][0]["description"] for f in follows)  # type: ignore[index]
+    assert sum(t.startswith("motorbike") for t in texts) == 1  # the server sees it, Alice's DMs do not
+
+
+async def test_delete_needs_author_or_manage_messages(fake: FakeDiscord, platform: DiscordPlatform,
+                                                      gallery: Engine, photos: dict[str, Path]) -> None:
+    rec = (await gallery.add_image(photos["flower"], collection=f"discord:{GUILD_ID}", label="flower",
+                                   added_by="discord:12")).record
+    delete = [{"name": "id", "type": 4, "value": rec.id}]
+    dispatch(platform, "interaction_create", fake.slash(ALICE, "delete", delete))
+    [denied] = await fake.wait_for("POST", f"/webhooks/{APP_ID}/")
+    assert "Only the person who added it" in denied.json["embeds"][0]["description"]  # type: ignore[index]
+    dispatch(platform, "interaction_create", fake.slash(ALICE, "delete", delete, permissions=MANAGE_MESSAGES))
+    done = (await fake.wait_for("POST", f"/webhooks/{APP_ID}/", count=2))[1]
+    assert done.json["embeds"][0]["description"].startswith(f"Deleted #{rec.id}")  # type: ignore[index]
+    assert await gallery.store.list_images(f"discord:{GUILD_ID}") == []
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type", "size", "expected"),
+    [("report.pdf", "application/pdf", 1000, "is PDF, not an image"),
+     ("huge.jpg", "image/jpeg", 30 * 1024 * 1024, "is 30.0 MB; the limit is 25 MB")],
+)
+async def test_attachments_checked_before_download(fake: FakeDiscord, platform: DiscordPlatform, name: str,
+                                                   content_type: str, size: int, expected: str) -> None:
+    options, resolved = image_option(fake, b"%PDF-1.4", name, content_type, size=size)
+    dispatch(platform, "interaction_create", fake.slash(ALICE, "match", options, resolved))
+    [follow] = await fake.wait_for("POST", f"/webhooks/{APP_ID}/")
+    assert expected in follow.json["embeds"][0]["description"]  # type: ignore[index]
+    assert fake.sent("GET", "/attachments/") == []
+
+
+async def test_messages_in_dms_and_addressed_server_messages(fake: FakeDiscord, platform: DiscordPlatform,
+                                                             photos: dict[str, Path]) -> None:
+    rocket = photos["rocket"].read_bytes()
+    dispatch(platform, "message_create", fake.message(
+        BOB, attachments=[fake.attachment(rocket, "r.jpg", "image/jpeg")]))  # not addressed: ignored
+    dispatch(platform, "message_create", fake.message(
+        ALICE, guild=False, attachments=[fake.attachment(rocket, "r.jpg", "image/jpeg")]))
+    [dm_reply] = await fake.wait_for("POST", "/channels/601/messages")
+    assert dm_reply.json["embeds"][0]["description"].startswith("rocket")  # type: ignore[index]
+    assert dm_reply.json["message_reference"]["message_id"]  # type: ignore[index]
+    chelsea = photos["chelsea"].read_bytes()
+    dispatch(platform, "message_create", fake.message(
+        BOB, content="<@900> what is this?", mentions=[BOT],
+        attachments=[fake.attachment(chelsea, "c.png", "image/png")]))
+    [mention_reply] = await fake.wait_for("POST", "/channels/600/messages")
+    assert mention_reply.json["embeds"][0]["description"].startswith("chelsea")  # type: ignore[index]
+    bot_message = {**fake.message(BOT), "author": BOT}
+    dispatch(platform, "message_create", fake.message(BOB, content="coffee", referenced=bot_message))
+    second = (await fake.wait_for("POST", "/channels/600/messages", count=2))[1]
+    assert second.json["embeds"][0]["description"].startswith("coffee")  # type: ignore[index]
+    assert len(fake.sent("GET", "/attachments/")) == 2  # the unaddressed photo was never downloaded
+
+
+async def test_command_errors_become_a_plain_follow_up(fake: FakeDiscord, platform: DiscordPlatform,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    att = fake.attachment(b"", "gone.jpg", "image/jpeg", size=100)
+    del fake.attachments[att["id"]]  # the CDN no longer has it
+    with caplog.at_level(logging.ERROR):
+        dispatch(platform, "interaction_create", fake.slash(
+            ALICE, "match", [{"name": "image", "type": 11, "value": att["id"]}], {att["id"]: att}))
+        [follow] = await fake.wait_for("POST", f"/webhooks/{APP_ID}/")
+    assert follow.json["content"] == "Sorry, something went wrong on my side. Please try again."  # type: ignore[index]
+    assert follow.json["flags"] == 64  # type: ignore[index]  # ephemeral
+    assert any("while handling /match" in r.getMessage() for r in caplog.records)
