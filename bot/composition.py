@@ -89,5 +89,6 @@ def build_platforms(settings: Settings, service: ChatService) -> list[Platform]:
             service, token=token, guild_ids=settings.discord_guild_id_list,
             max_file_bytes=int(settings.discord_max_file_mb * 1024 * 1024),
             message_content=settings.discord_message_content, api_base_url=settings.discord_api_base_url,
+            gateway_url=settings.discord_gateway_url,
         ))
     return platforms

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     discord_bot_token: SecretStr | None = Field(None, validation_alias=AliasChoices("DISCORD_BOT_TOKEN"))
     discord_guild_ids: str = Field("", validation_alias=AliasChoices("DISCORD_GUILD_IDS"))
     discord_api_base_url: str | None = Field(None, validation_alias=AliasChoices("DISCORD_API_BASE_URL"))
+    discord_gateway_url: str | None = Field(None, validation_alias=AliasChoices("DISCORD_GATEWAY_URL"))
     discord_max_file_mb: float = Field(25, gt=0, le=500)
     discord_message_content: bool = False
 

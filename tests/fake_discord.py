@@ -45,10 +45,14 @@ class FakeDiscord:
         self._ids = itertools.count(10_000)
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self._sockets: list[web.WebSocketResponse] = []
+        self._seq = itertools.count(2)
+        self.identified = asyncio.Event()
 
     async def start(self) -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/attachments/{id}/{name}", self._attachment)
+        app.router.add_get("/gateway", self._gateway)
         app.router.add_route("*", "/api/v10/{path:.*}", self._api)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -57,12 +61,38 @@ class FakeDiscord:
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def stop(self) -> None:
+        for ws in list(self._sockets):
+            await ws.close()
         if self._runner:
             await self._runner.cleanup()
 
     @property
     def api_base(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/v10"
+
+    async def dispatch(self, event: str, payload: dict[str, Any]) -> None:
+        """Send a gateway DISPATCH to every connected client, as Discord's gateway does."""
+        for ws in self._sockets:
+            await ws.send_str(json.dumps({"op": 0, "t": event, "s": next(self._seq), "d": payload}))
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 41250}}))
+        async for msg in ws:
+            frame = json.loads(msg.data)
+            if frame["op"] == 2:  # IDENTIFY
+                ready = {"v": 10, "user": BOT, "guilds": [], "session_id": "session", "private_channels": [],
+                         "resume_gateway_url": f"ws://127.0.0.1:{self.port}/gateway",
+                         "application": {"id": APP_ID, "flags": 0}}
+                await ws.send_str(json.dumps({"op": 0, "t": "READY", "s": 1, "d": ready}))
+                self._sockets.append(ws)
+                self.identified.set()
+            elif frame["op"] == 1:  # heartbeat
+                await ws.send_str(json.dumps({"op": 11}))
+        if ws in self._sockets:
+            self._sockets.remove(ws)
+        return ws
 
     def next_id(self) -> str:
         return str(next(self._ids))
@@ -161,6 +191,10 @@ class FakeDiscord:
                 elif part.name:
                     files[part.filename or part.name] = bytes(await part.read())
         self.calls.append(Call(request.method, path, body, files))
+        if request.method == "GET" and path in ("/gateway", "/gateway/bot"):
+            return _json({"url": f"ws://127.0.0.1:{self.port}/gateway", "shards": 1,
+                          "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0,
+                                                  "max_concurrency": 1}})
         if request.method == "GET" and path == "/users/@me":
             return _json(BOT)
         if request.method == "GET" and path == "/oauth2/applications/@me":

@@ -26,9 +26,9 @@ MANAGE_MESSAGES = str(1 << 13)
 async def fake() -> AsyncIterator[FakeDiscord]:
     server = FakeDiscord()
     await server.start()
-    original_base = discord.http.Route.BASE
+    original_base, original_gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
     yield server
-    discord.http.Route.BASE = original_base
+    discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = original_base, original_gateway
     await server.stop()
 
 
@@ -176,3 +176,53 @@ async def test_command_errors_become_a_plain_follow_up(fake: FakeDiscord, platfo
     assert follow.json["content"] == "Sorry, something went wrong on my side. Please try again."  # type: ignore[index]
     assert follow.json["flags"] == 64  # type: ignore[index]  # ephemeral
     assert any("while handling /match" in r.getMessage() for r in caplog.records)
+
+
+async def test_clipbot_run_serves_telegram_and_discord_together(
+    settings: Settings, fake: FakeDiscord, photos: dict[str, Path]
+) -> None:
+    """Both platforms in one event loop, Discord over a real (fake) gateway websocket; SIGTERM stops both."""
+    import asyncio
+    import os
+    import signal
+
+    from pydantic import SecretStr
+
+    from bot.runner import run_bot
+    from tests.fake_telegram import FakeTelegram
+    from tests.test_telegram import ALICE as TG_ALICE
+    from tests.test_telegram import TOKEN as TG_TOKEN
+    from tests.test_telegram import message as tg_message
+    from tests.test_telegram import photo as tg_photo
+    from tests.test_telegram import private as tg_private
+
+    telegram = FakeTelegram(TG_TOKEN)
+    await telegram.start()
+    run_settings = settings.model_copy(update={
+        "telegram_bot_token": SecretStr(TG_TOKEN), "telegram_base_url": telegram.base_url,
+        "telegram_base_file_url": telegram.base_file_url, "discord_bot_token": SecretStr("fake-discord-token"),
+        "discord_api_base_url": fake.api_base, "discord_gateway_url": f"ws://127.0.0.1:{fake.port}/gateway",
+    })
+    engine_task = asyncio.create_task(run_bot(run_settings))
+    try:
+        await asyncio.wait_for(fake.identified.wait(), 30)
+        await telegram.wait_for("setMyCommands")
+        assert fake.sent("PUT", f"/applications/{APP_ID}/commands")  # no DISCORD_GUILD_IDS: global sync
+        # run_bot holds the only engine: index through a chat, then match through the other one.
+        telegram.push(tg_message(tg_private(TG_ALICE), TG_ALICE, caption="/add rocket | launch",
+                                 photo=tg_photo(telegram, "run-add", photos["rocket"].read_bytes())))
+        await telegram.wait_for("sendMessage")
+        await fake.dispatch("MESSAGE_CREATE", fake.message(
+            ALICE, guild=False, attachments=[fake.attachment(photos["coffee"].read_bytes(), "c.png", "image/png")]))
+        [reply] = await fake.wait_for("POST", "/channels/601/messages")
+        assert "no images yet" in reply.json["embeds"][0]["description"]  # type: ignore[index]
+        telegram.push(tg_message(tg_private(TG_ALICE), TG_ALICE,
+                                 photo=tg_photo(telegram, "run-match", recompressed(photos["rocket"]))))
+        [sent] = await telegram.wait_for("sendPhoto")
+        assert sent.params["caption"].startswith("rocket\nlaunch")
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert await asyncio.wait_for(engine_task, 30) == 0
+    finally:
+        if not engine_task.done():
+            engine_task.cancel()
+        await telegram.stop()

@@ -7,6 +7,7 @@ import logging
 
 import aiohttp
 import discord
+import yarl
 from discord.ext import commands
 
 from adapters.discord.cog import ClipbotCog
@@ -55,10 +56,13 @@ class DiscordPlatform:
 
     def __init__(self, service: ChatService, *, token: str, guild_ids: tuple[int, ...] = (),
                  max_file_bytes: int = 25 * 1024 * 1024, message_content: bool = False,
-                 api_base_url: str | None = None) -> None:
+                 api_base_url: str | None = None, gateway_url: str | None = None) -> None:
         self._token = token
-        if api_base_url:  # a REST proxy in front of Discord's API
+        # Proxies in front of Discord's REST API and gateway; discord.py keeps both as class settings.
+        if api_base_url:
             discord.http.Route.BASE = api_base_url.rstrip("/")
+        if gateway_url:
+            discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
         self.intents = make_intents(message_content)
         self.bot = ClipBot(service, intents=self.intents, guild_ids=guild_ids, max_file_bytes=max_file_bytes)
         self._gateway: asyncio.Task[None] | None = None
