@@ -12,6 +12,7 @@ from bot.downloads import download_model
 from bot.settings import Settings
 from core.engine import GLOBAL_COLLECTION, Engine
 from core.ingest import collect_items, ingest
+from core.seed_io import export_seed, import_seed
 
 Handler = Callable[[argparse.Namespace, Settings], Awaitable[int]]
 HANDLERS: dict[str, Handler] = {}
@@ -135,9 +136,9 @@ async def stats(args: argparse.Namespace, settings: Settings) -> int:
 
 
 @command("import")
-async def import_seed(args: argparse.Namespace, settings: Settings) -> int:
+async def import_pickle(args: argparse.Namespace, settings: Settings) -> int:
     async def work(engine: Engine) -> int:
-        report = await engine.import_seed(args.file, collection=args.collection)
+        report = await import_seed(engine, args.file, collection=args.collection)
         print(f"Imported into {args.collection!r}: {report.added} added, {report.updated} updated.")
         if report.without_file:
             print(f"  {report.without_file} entr(ies) had no readable image file: vectors kept, no picture to show.")
@@ -147,9 +148,9 @@ async def import_seed(args: argparse.Namespace, settings: Settings) -> int:
 
 
 @command("export")
-async def export_seed(args: argparse.Namespace, settings: Settings) -> int:
+async def export_pickle(args: argparse.Namespace, settings: Settings) -> int:
     async def work(engine: Engine) -> int:
-        n = await engine.export_seed(args.file, collection=args.collection)
+        n = await export_seed(engine, args.file, collection=args.collection)
         print(f"Exported {n} image(s) of {args.collection!r} to {args.file}.")
         return 0
 

@@ -109,7 +109,7 @@ class ClipEncoder(ImageTextEncoder):
         # transformers draws a "Loading weights" bar on every load; in a chat bot's log it is noise.
         hf_logging.disable_progress_bar()
         try:
-            processor, model = _from_cache_or_hub(
+            processor, model = from_cache_or_hub(
                 # The PIL backend is what CLIP was trained with, and needs no torchvision.
                 lambda **kw: (CLIPProcessor.from_pretrained(self.source, backend="pil", **kw),
                               CLIPModel.from_pretrained(self.source, **kw)),
@@ -169,7 +169,7 @@ class ClipEncoder(ImageTextEncoder):
         return _normalise(_features(out))
 
 
-def _from_cache_or_hub(load: Callable[..., T]) -> T:
+def from_cache_or_hub(load: Callable[..., T]) -> T:
     """Load from the local cache first: a cached model then starts with no network at all,
     instead of waiting on hub timeouts on an offline server. Only a cache miss goes online."""
     try:

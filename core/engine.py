@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -12,12 +11,11 @@ from typing import Literal
 
 import numpy as np
 
-from core.errors import DimensionMismatchError, FileMissingError, ImageError
+from core.errors import DimensionMismatchError
 from core.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, decode_image
 from core.inference import Encoding
 from core.media import MediaStore
 from core.search import SearchResult, hybrid_order, matches_words, query_words, word_stem
-from core.seed_format import read_seed_database, write_seed_database
 from core.store import ImageRecord, NewImage, Store
 from core.vector_index import VectorIndex, top_k_order
 
@@ -31,13 +29,6 @@ class AddResult:
 
     record: ImageRecord
     status: AddStatus
-
-
-@dataclass(frozen=True)
-class ImportReport:
-    added: int
-    updated: int
-    without_file: int
 
 
 class Engine:
@@ -255,61 +246,3 @@ class Engine:
     def path_of(self, record: ImageRecord) -> str | None:
         """Where the image's picture lies: the stored copy, else where it was imported from."""
         return str(self.media.absolute(record.file)) if record.file else record.source_path
-
-    # -- the seed's pickled database ------------------------------------------------------------
-
-    async def import_seed(self, path: str | Path, *, collection: str = GLOBAL_COLLECTION) -> ImportReport:
-        """Import a seed pickle; vectors are kept bit for bit, image files copied when present."""
-        entries = read_seed_database(path)
-        index = await self.index()
-        for n, entry in enumerate(entries):
-            if entry["embedding"].shape[0] != index.dim:
-                raise DimensionMismatchError(
-                    f"Entry {n} has {entry['embedding'].shape[0]}-dimensional vectors, but {self.model_id} "
-                    f"makes {index.dim}-dimensional ones; import it with the model that made it "
-                    "(CLIPBOT_CLIP_MODEL)."
-                )
-        added = updated = without_file = 0
-        for entry in entries:
-            decoded: DecodedImage | None = None
-            try:
-                decoded = await self.decode(entry["path"]) if entry["path"] else None
-            except (FileMissingError, ImageError):
-                decoded = None
-            vector = entry["embedding"]
-            if decoded is None:
-                without_file += 1
-                sha = "vector:" + hashlib.sha256(vector.tobytes() + entry["path"].encode()).hexdigest()
-            else:
-                sha = decoded.sha256
-            rec = await self.store.find_by_sha256(collection, sha)
-            if rec is not None:
-                await self.store.update_image(
-                    rec.id, label=entry["label"], description=entry["description"], vector=vector,
-                    model_id=self.model_id,
-                )
-                index.add(collection, [rec.id], vector[None, :])
-                updated += 1
-                continue
-            relative = self.media.put(decoded.data, sha, decoded.extension) if decoded else None
-            new = NewImage(
-                collection=collection, label=entry["label"], description=entry["description"], sha256=sha,
-                width=decoded.width if decoded else 0, height=decoded.height if decoded else 0, file=relative,
-                source_path=entry["path"] or None, added_by="import",
-            )
-            image_id = await self.store.insert_image(new, vector, self.model_id)
-            index.add(collection, [image_id], vector[None, :])
-            added += 1
-        return ImportReport(added=added, updated=updated, without_file=without_file)
-
-    async def export_seed(self, path: str | Path, *, collection: str = GLOBAL_COLLECTION) -> int:
-        """Write ``collection`` as a seed pickle (vectors exactly as stored); returns the count."""
-        records = await self.store.list_images(collection)
-        vectors = await self.store.vectors_for([r.id for r in records], self.model_id)
-        entries = [
-            {"path": self.path_of(r) or "", "embedding": vectors[r.id], "description": r.description, "label": r.label}
-            for r in records
-            if r.id in vectors
-        ]
-        write_seed_database(entries, path)
-        return len(entries)
