@@ -1,0 +1,184 @@
+"""Dominant colours: K-Means shares, CSS names in Lab, colour families and chat colour words."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.colors import (
+    COLOR_FAMILIES,
+    CSS_COLORS,
+    DominantColor,
+    color_families,
+    color_family,
+    color_name,
+    dominant_colors,
+    hex_to_rgb,
+    parse_color_word,
+    rgb_to_lab,
+)
+
+
+def banded(size: int = 100) -> Image.Image:
+    """60% pure red, 30% pure blue, 10% white, in horizontal bands."""
+    arr = np.empty((size, size, 3), dtype=np.uint8)
+    arr[: size * 6 // 10] = (255, 0, 0)
+    arr[size * 6 // 10: size * 9 // 10] = (0, 0, 255)
+    arr[size * 9 // 10:] = (255, 255, 255)
+    return Image.fromarray(arr)
+
+
+def test_banded_image_shares_names_and_order() -> None:
+    colors = dominant_colors(banded(), k=3)
+    assert [c.name for c in colors] == ["red", "blue", "white"]
+    for got, want in zip(colors, (60.0, 30.0, 10.0)):
+        assert abs(got.percent - want) <= 3.0, colors
+    assert sum(c.percent for c in colors) == pytest.approx(100.0)
+    assert colors[0].rgb == (255, 0, 0) or color_name(colors[0].rgb) == "red"
+
+
+def test_to_dict_shape_and_hex_format() -> None:
+    colors = dominant_colors(banded(), k=3)
+    for c in colors:
+        assert re.fullmatch(r"#[0-9a-f]{6}", c.hex)
+        assert hex_to_rgb(c.hex) == c.rgb
+        d = c.to_dict()
+        assert set(d) == {"hex", "name", "percent"}
+        assert d["percent"] == round(c.percent, 1)
+    assert DominantColor("#ff0000", "red", 33.333, (255, 0, 0)).to_dict() == {
+        "hex": "#ff0000", "name": "red", "percent": 33.3,
+    }
+
+
+def test_large_image_is_downsampled_to_same_answer() -> None:
+    # 1000 px bands: the sample is 96 px, shares must survive the BOX downsampling.
+    colors = dominant_colors(banded(1000), k=3)
+    assert [c.name for c in colors] == ["red", "blue", "white"]
+    assert abs(colors[0].percent - 60.0) <= 3.0
+
+
+def test_single_colour_image_is_one_colour_at_100() -> None:
+    colors = dominant_colors(Image.new("RGB", (50, 30), (0, 128, 0)), k=5)
+    assert len(colors) == 1
+    assert colors[0].percent == pytest.approx(100.0)
+    assert colors[0].hex == "#008000" and colors[0].name == "green"
+
+
+def test_fewer_distinct_colours_than_k() -> None:
+    img = Image.new("RGB", (40, 40), (255, 255, 255))
+    img.paste((0, 0, 0), (0, 0, 20, 40))
+    colors = dominant_colors(img, k=8, sample_side=40)
+    assert sorted(c.name for c in colors) == ["black", "white"]
+    assert [c.percent for c in colors] == pytest.approx([50.0, 50.0])
+
+
+def test_non_rgb_modes_are_accepted() -> None:
+    rgba = Image.new("RGBA", (20, 20), (0, 0, 255, 255))
+    grey = Image.new("L", (20, 20), 255)
+    assert dominant_colors(rgba)[0].name == "blue"
+    assert dominant_colors(grey)[0].name == "white"
+
+
+@pytest.mark.parametrize("k", [0, -1])
+def test_k_below_one_is_an_error(k: int) -> None:
+    with pytest.raises(ValueError):
+        dominant_colors(banded(), k=k)
+
+
+def test_deterministic(photos: dict[str, Path]) -> None:
+    with Image.open(photos["chelsea"]) as img:
+        img.load()
+        first = dominant_colors(img, k=5)
+        assert dominant_colors(img, k=5) == first
+        assert dominant_colors(img.copy(), k=5, seed=0) == first
+
+
+def test_real_photo_gives_k_colours_summing_to_100(photos: dict[str, Path]) -> None:
+    with Image.open(photos["coffee"]) as img:
+        colors = dominant_colors(img, k=5)
+    assert len(colors) == 5
+    assert sum(c.percent for c in colors) == pytest.approx(100.0)
+    assert [c.percent for c in colors] == sorted((c.percent for c in colors), reverse=True)
+    assert all(c.name in CSS_COLORS for c in colors)
+    # Coffee in a red cup on a wooden table: warm colours, no blue or green.
+    assert {"blue", "green"}.isdisjoint(color_families(colors, min_percent=10))
+
+
+def test_palette_table() -> None:
+    assert len(CSS_COLORS) == 141  # 148 CSS names less the seven "grey" spellings
+    assert not any("grey" in name for name in CSS_COLORS)
+    assert CSS_COLORS["green"] == "#008000" and CSS_COLORS["lime"] == "#00ff00"
+    assert CSS_COLORS["rebeccapurple"] == "#663399"
+
+
+def test_lab_conversion_reference_values() -> None:
+    np.testing.assert_allclose(rgb_to_lab((255, 255, 255)), [100.0, 0.0, 0.0], atol=0.01)
+    np.testing.assert_allclose(rgb_to_lab((0, 0, 0)), [0.0, 0.0, 0.0], atol=0.01)
+    np.testing.assert_allclose(rgb_to_lab((255, 0, 0)), [53.24, 80.09, 67.20], atol=0.05)
+
+
+@pytest.mark.parametrize(("rgb", "name"), [
+    ((255, 0, 0), "red"), ((0, 0, 255), "blue"), ((255, 255, 255), "white"), ((0, 0, 0), "black"),
+    ((0, 128, 0), "green"), ((0, 255, 0), "lime"), ((128, 128, 128), "gray"),
+    ((250, 8, 5), "red"), ((255, 166, 2), "orange"), ((0, 0, 120), "navy"),
+])
+def test_color_name(rgb: tuple[int, int, int], name: str) -> None:
+    assert color_name(rgb) == name
+
+
+@pytest.mark.parametrize(("rgb", "family"), [
+    ((255, 0, 0), "red"), ((139, 0, 0), "red"), ((220, 20, 60), "red"),
+    ((255, 192, 203), "pink"), ((255, 105, 180), "pink"),
+    ((255, 165, 0), "orange"), ((255, 140, 0), "orange"),
+    ((139, 69, 19), "brown"), ((160, 82, 45), "brown"), ((210, 180, 140), "brown"),
+    ((255, 255, 0), "yellow"), ((255, 215, 0), "yellow"),
+    ((0, 128, 0), "green"), ((0, 255, 0), "green"), ((154, 205, 50), "green"),
+    ((0, 0, 255), "blue"), ((0, 0, 128), "blue"), ((135, 206, 235), "blue"), ((0, 128, 128), "blue"),
+    ((128, 0, 128), "purple"), ((75, 0, 130), "purple"),
+    ((0, 0, 0), "black"), ((20, 20, 22), "black"),
+    ((255, 255, 255), "white"), ((250, 250, 245), "white"),
+    ((128, 128, 128), "gray"), ((192, 192, 192), "gray"), ((112, 128, 144), "gray"),
+])
+def test_color_family(rgb: tuple[int, int, int], family: str) -> None:
+    assert color_family(rgb) == family
+
+
+def test_every_css_colour_has_a_family() -> None:
+    families = {color_family(hex_to_rgb(h)) for h in CSS_COLORS.values()}
+    assert families == set(COLOR_FAMILIES)
+
+
+@pytest.mark.parametrize(("word", "family"), [
+    ("Crimson", "red"), ("grey", "gray"), ("GRAY", "gray"), ("red", "red"), ("brown", "brown"),
+    ("navy", "blue"), ("Dark Grey", "gray"), ("light-pink", "pink"), ("SaddleBrown", "brown"),
+    ("lime", "green"), ("  white ", "white"), ("banana", None), ("", None), ("reddish", None),
+])
+def test_parse_color_word(word: str, family: str | None) -> None:
+    assert parse_color_word(word) == family
+
+
+def test_family_names_are_parsed_to_themselves() -> None:
+    # "brown" as a word means the family, even though CSS "brown" (#a52a2a) is a dull red.
+    assert all(parse_color_word(f) == f for f in COLOR_FAMILIES)
+
+
+def test_color_families_threshold_and_order() -> None:
+    colors = [
+        DominantColor("#1010a0", "darkblue", 40.0, (16, 16, 160)),
+        DominantColor("#ff0000", "red", 25.0, (255, 0, 0)),
+        DominantColor("#0000ff", "blue", 20.0, (0, 0, 255)),
+        DominantColor("#ffffff", "white", 9.0, (255, 255, 255)),
+        DominantColor("#00ff00", "lime", 6.0, (0, 255, 0)),
+    ]
+    assert color_families(colors) == ["blue", "red"]
+    assert color_families(colors, min_percent=5.0) == ["blue", "red", "white", "green"]
+    assert color_families(colors, min_percent=50.0) == []
+    assert color_families(list(reversed(colors))) == ["blue", "red"]
+
+
+def test_banded_image_families() -> None:
+    assert color_families(dominant_colors(banded(), k=3)) == ["red", "blue", "white"]
