@@ -73,3 +73,47 @@ def build_clip_model(
     )
     CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(directory)
     return directory
+
+
+# A tiny caption vocabulary: BERT's specials, BLIP's decoder start token, a few words and characters.
+BLIP_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]")
+BLIP_WORDS = (
+    "a an the of on in with and is are at cat dog man woman person people coffee cup rocket sky space "
+    "flower tree red blue green white black small large sitting standing picture photo"
+).split()
+
+
+def build_blip_model(directory: Path, *, seed: int = 0) -> Path:
+    """Save a random BLIP captioner (model, BERT tokenizer, image processor) into ``directory``.
+
+    The ids follow the real ``Salesforce/blip-image-captioning-base``: generate() starts every
+    caption at ``text_config.bos_token_id`` (``[DEC]``) and stops at ``text_config.sep_token_id``
+    (``[SEP]``); finished rows are padded with ``pad_token_id`` (``[PAD]``). All three are special
+    tokens, so ``batch_decode(skip_special_tokens=True)`` leaves only the words.
+    """
+    import torch
+    from transformers import (
+        BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessorPil, BlipProcessor,
+    )
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tokens = list(BLIP_SPECIAL_TOKENS) + BLIP_WORDS + list("abcdefghijklmnopqrstuvwxyz.,")
+    (directory / "vocab.txt").write_text("\n".join(tokens) + "\n", encoding="utf-8")
+    # transformers 5's BertTokenizer takes the vocabulary itself; a vocab_file argument is ignored.
+    vocab = {token: i for i, token in enumerate(tokens)}
+    tokenizer = BertTokenizer(vocab=vocab, bos_token="[DEC]")
+    ids = dict(bos_token_id=tokenizer.bos_token_id, sep_token_id=tokenizer.sep_token_id,
+               eos_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id)
+    image_size = 32
+    # initializer_range: BLIP's vision default (1e-10) makes every image look alike to a random
+    # model, so every caption would be the same and batch-order mistakes would go unseen.
+    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=2, max_position_embeddings=64, projection_dim=32, initializer_range=0.2, **ids)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                  image_size=image_size, patch_size=8, projection_dim=32, initializer_range=0.2)
+    config = BlipConfig(text_config=text, vision_config=vision, projection_dim=32, image_text_hidden_size=32)
+    torch.manual_seed(seed)
+    BlipForConditionalGeneration(config).save_pretrained(directory)
+    image_processor = BlipImageProcessorPil(size={"height": image_size, "width": image_size})
+    BlipProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(directory)
+    return directory

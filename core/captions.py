@@ -1,0 +1,125 @@
+"""Image captioners: BLIP through Hugging Face transformers, loaded lazily like the CLIP encoder."""
+
+from __future__ import annotations
+
+import logging
+import re
+from abc import abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+from PIL import Image
+
+from core.encoders import Encoder, from_cache_or_hub, model_load_error, resolve_device
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CAPTION_MODEL = "Salesforce/blip-image-captioning-base"
+# Values of the setting that turn captioning off instead of naming a model.
+DISABLED = frozenset({"", "none", "off"})
+_SPACES = re.compile(r"\s+")
+
+
+class Captioner(Encoder):
+    """Writes a short English caption for each image; nothing heavy happens in ``__init__``."""
+
+    model_id: str
+
+    @abstractmethod
+    def caption_images(self, images: Sequence[Image.Image]) -> list[str]:
+        """Return one caption per image, in order; ``""`` where the model produced nothing."""
+
+
+class BlipCaptioner(Captioner):
+    """BLIP (``BlipForConditionalGeneration`` + ``BlipProcessor``) from a hub id or a local directory.
+
+    Decoding is greedy (one beam, no sampling), so one image always gets the same caption,
+    alone or inside a batch.
+    """
+
+    SETTING = "CLIPBOT_CAPTION_MODEL"
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        device: str = "auto",
+        torch_threads: int = 0,
+        batch_size: int = 8,
+        max_new_tokens: int = 30,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.model_id = source.rstrip("/\\") or source
+        self._device_setting = device
+        self._torch_threads = torch_threads
+        self.batch_size = max(1, batch_size)
+        self.max_new_tokens = max(1, max_new_tokens)
+        self._model: Any = None
+        self._processor: Any = None
+        self._device = "cpu"
+
+    def _load(self) -> None:
+        import torch
+        from transformers import BlipForConditionalGeneration, BlipProcessor
+
+        if self._torch_threads > 0:
+            torch.set_num_threads(self._torch_threads)
+        self._device = resolve_device(self._device_setting)
+        from transformers.utils import logging as hf_logging
+
+        # transformers draws a "Loading weights" bar on every load; in a chat bot's log it is noise.
+        hf_logging.disable_progress_bar()
+        try:
+            processor, model = from_cache_or_hub(
+                # The PIL backend is what BLIP was trained with, and needs no torchvision.
+                lambda **kw: (BlipProcessor.from_pretrained(self.source, backend="pil", **kw),
+                              BlipForConditionalGeneration.from_pretrained(self.source, **kw)),
+            )
+        except Exception as exc:  # noqa: BLE001 - transformers raises many types here
+            raise model_load_error(self.SETTING, self.source, exc) from exc
+        finally:
+            hf_logging.enable_progress_bar()
+        model.eval().to(self._device)
+        self._model, self._processor = model, processor
+        log.info("loaded BLIP captioner %s on %s", self.source, self._device)
+
+    @property
+    def device(self) -> str:
+        self.load()
+        return self._device
+
+    def caption_images(self, images: Sequence[Image.Image]) -> list[str]:
+        self.load()
+        captions: list[str] = []
+        for i in range(0, len(images), self.batch_size):
+            captions.extend(self._run(images[i:i + self.batch_size]))
+        return captions
+
+    def _run(self, images: Sequence[Image.Image]) -> list[str]:
+        import torch
+
+        # Images only, no text prompt: every row starts from the same decoder start token, so there
+        # is no prompt padding, and finished rows are padded after their end, which decoding drops.
+        inputs = self._processor(images=list(images), return_tensors="pt")
+        inputs = {name: tensor.to(self._device) for name, tensor in inputs.items()}
+        with torch.inference_mode():
+            ids = self._model.generate(
+                **inputs, max_new_tokens=self.max_new_tokens, num_beams=1, do_sample=False
+            )
+        texts = self._processor.batch_decode(ids.cpu(), skip_special_tokens=True)
+        return [tidy_caption(text) for text in texts]
+
+
+def tidy_caption(text: str) -> str:
+    """One line, single spaces, first letter capitalised; ``""`` stays ``""``."""
+    text = _SPACES.sub(" ", text).strip()
+    return text[:1].upper() + text[1:]
+
+
+def captioner_from_setting(source: str | None, **kw: Any) -> BlipCaptioner | None:
+    """A captioner for the ``CLIPBOT_CAPTION_MODEL`` value, or ``None`` when captioning is off
+    (unset, empty, ``none`` or ``off``, in any case). Nothing is loaded here."""
+    if source is None or source.strip().lower() in DISABLED:
+        return None
+    return BlipCaptioner(source.strip(), **kw)
