@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol
 
 from bot.settings import Settings
 from core.batching import MicroBatcher
+from core.captions import Captioner, captioner_from_setting
 from core.encoders import ClipEncoder
 from core.engine import Engine
-from core.inference import InferenceRunner
+from core.inference import Encoding, InferenceRunner
 from core.media import MediaStore
 from core.ratelimit import RateLimiter
 from core.service import ChatService, ServiceConfig
@@ -33,24 +34,29 @@ def build_encoder(settings: Settings) -> ClipEncoder:
     )
 
 
-def build_engine(settings: Settings, encoder: ClipEncoder | None = None) -> Engine:
+def build_captioner(settings: Settings) -> Captioner | None:
+    """BLIP as the settings name it, or None when CLIPBOT_CAPTION_MODEL turns captions off."""
+    return captioner_from_setting(settings.caption_model, device=settings.device,
+                                  torch_threads=settings.torch_threads)
+
+
+def build_engine(settings: Settings, encoder: ClipEncoder | None = None, *,
+                 captioner: Captioner | None | Literal["configured"] = "configured") -> Engine:
     """The engine over ``settings.data_dir``; call ``await engine.start()`` before use."""
-    return Engine(
-        store=Store(settings.data_dir),
-        media=MediaStore(settings.data_dir / "media"),
-        runner=InferenceRunner(encoder or build_encoder(settings)),
-        max_pixels=settings.max_image_pixels,
-        max_bytes=settings.max_image_bytes,
-        decode_workers=settings.decode_workers,
-    )
+    return _engine(settings, InferenceRunner(encoder or build_encoder(settings)), captioner)
 
 
-def build_chat_engine(settings: Settings, encoder: ClipEncoder | None = None) -> Engine:
+def build_chat_engine(settings: Settings, encoder: ClipEncoder | None = None, *,
+                      captioner: Captioner | None | Literal["configured"] = "configured") -> Engine:
     """The engine for chat front ends: concurrent requests share model batches."""
     runner = MicroBatcher(
         InferenceRunner(encoder or build_encoder(settings)), max_batch=settings.max_batch,
         max_wait_ms=settings.batch_wait_ms, max_queue=settings.queue_size,
     )
+    return _engine(settings, runner, captioner)
+
+
+def _engine(settings: Settings, runner: Encoding, captioner: Captioner | None | Literal["configured"]) -> Engine:
     return Engine(
         store=Store(settings.data_dir),
         media=MediaStore(settings.data_dir / "media"),
@@ -58,6 +64,8 @@ def build_chat_engine(settings: Settings, encoder: ClipEncoder | None = None) ->
         max_pixels=settings.max_image_pixels,
         max_bytes=settings.max_image_bytes,
         decode_workers=settings.decode_workers,
+        captioner=build_captioner(settings) if captioner == "configured" else captioner,
+        color_count=settings.color_count,
     )
 
 

@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CLIPBOT_", env_file=".env", extra="ignore", env_ignore_empty=True)
 
     clip_model: str = Field("openai/clip-vit-base-patch32", min_length=1)
+    caption_model: str = "Salesforce/blip-image-captioning-base"
+    color_count: int = Field(5, ge=1, le=16)
     data_dir: Path = Path("data")
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     torch_threads: int = Field(0, ge=0)

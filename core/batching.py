@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -16,6 +16,7 @@ from core.inference import InferenceRunner
 
 log = logging.getLogger(__name__)
 Kind = Literal["image", "text"]
+T = TypeVar("T")
 
 
 @dataclass
@@ -51,6 +52,9 @@ class MicroBatcher:
 
     async def load(self) -> int:
         return await self.runner.load()
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        return await self.runner.call(fn)
 
     async def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         return await self._submit("image", images)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -10,15 +12,19 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from PIL import Image
 
-from core.errors import DimensionMismatchError
+from core.captions import Captioner
+from core.colors import DominantColor, color_families, dominant_colors
+from core.errors import CaptionsOffError, DimensionMismatchError, InputError, ModelLoadError
 from core.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, decode_image
 from core.inference import Encoding
 from core.media import MediaStore
-from core.search import SearchResult, hybrid_order, matches_words, query_words, word_stem
+from core.search import SearchResult, hybrid_order, matches_words, query_words, split_color_filter, word_stem
 from core.store import ImageRecord, NewImage, Store
 from core.vector_index import VectorIndex, top_k_order
 
+log = logging.getLogger(__name__)
 GLOBAL_COLLECTION = "global"
 AddStatus = Literal["added", "updated"]
 
@@ -47,6 +53,8 @@ class Engine:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_bytes: int = DEFAULT_MAX_BYTES,
         decode_workers: int = 2,
+        captioner: Captioner | None = None,
+        color_count: int = 5,
     ) -> None:
         self.store = store
         self.media = media
@@ -56,6 +64,9 @@ class Engine:
         self._decode_pool = ThreadPoolExecutor(max_workers=max(1, decode_workers), thread_name_prefix="clipbot-decode")
         self._index: VectorIndex | None = None
         self._index_lock = asyncio.Lock()
+        self.captioner = captioner
+        self.color_count = color_count
+        self._caption_failure_logged = False
 
     @property
     def model_id(self) -> str:
@@ -146,6 +157,9 @@ class Engine:
         ]
         vectors = await self.runner.encode_images([images[i].image for i in need]) if need else None
         vector_of = {i: vectors[n] for n, i in enumerate(need)} if vectors is not None else {}
+        # New images without a description get BLIP's caption as their description.
+        uncaptioned = [i for i, rec in enumerate(existing) if rec is None and not descriptions[i]]
+        captions = dict(zip(uncaptioned, await self._captions_or_none([images[i].image for i in uncaptioned])))
         results = []
         for i, decoded in enumerate(images):
             rec, vec = existing[i], vector_of.get(i)
@@ -164,15 +178,54 @@ class Engine:
             relative = await asyncio.get_running_loop().run_in_executor(
                 self._decode_pool, self.media.put, decoded.data, decoded.sha256, decoded.extension
             )
+            colors = await self.colors_of(decoded.image)
             new = NewImage(
-                collection=collection, label=labels[i] or "", description=descriptions[i] or "",
+                collection=collection, label=labels[i] or "",
+                description=descriptions[i] or captions.get(i) or "", caption=captions.get(i),
                 sha256=decoded.sha256, width=decoded.width, height=decoded.height, file=relative,
                 source_path=paths[i], added_by=added_by,
+                colors=json.dumps([c.to_dict() for c in colors]),
+                color_families="".join(f" {f} " for f in color_families(colors)),
             )
             image_id = await self.store.insert_image(new, vec, self.model_id)
             index.add(collection, [image_id], vec[None, :])
             results.append(AddResult(await self.store.get_image(image_id), "added"))
         return results
+
+    # -- captions and colours -------------------------------------------------------------------
+
+    async def describe(self, source: bytes | str | Path) -> str:
+        """BLIP's caption of an image; :class:`CaptionsOffError` when captioning is turned off."""
+        decoded = await self.decode(source)
+        [caption] = await self._caption([decoded.image])
+        return caption
+
+    async def colors(self, source: bytes | str | Path) -> list[DominantColor]:
+        """The image's dominant colours, largest share first."""
+        return await self.colors_of((await self.decode(source)).image)
+
+    async def colors_of(self, image: Image.Image) -> list[DominantColor]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._decode_pool, lambda: dominant_colors(image, self.color_count))
+
+    async def _caption(self, images: Sequence[Image.Image]) -> list[str]:
+        captioner = self.captioner
+        if captioner is None:
+            raise CaptionsOffError("Captions are turned off here (CLIPBOT_CAPTION_MODEL=none).")
+        return await self.runner.call(lambda: captioner.caption_images(images))
+
+    async def _captions_or_none(self, images: Sequence[Image.Image]) -> list[str | None]:
+        """Captions for new images, or None each when captioning is off or its model is unusable:
+        an image is still worth adding without one."""
+        if not images or self.captioner is None:
+            return [None] * len(images)
+        try:
+            return list(await self._caption(images))
+        except ModelLoadError as exc:
+            if not self._caption_failure_logged:
+                log.warning("adding images without captions: %s", exc)
+                self._caption_failure_logged = True
+            return [None] * len(images)
 
     async def remove(self, image_id: int) -> ImageRecord:
         """Delete an image, its vectors and (when no other row uses it) its file."""
@@ -208,12 +261,19 @@ class Engine:
     ) -> list[SearchResult]:
         """Hybrid text search: label/description word matches first, then pure CLIP matches.
 
-        Both tiers are ordered by CLIP text-to-image cosine.
+        Both tiers are ordered by CLIP text-to-image cosine. ``color:red`` in the text keeps only
+        images whose dominant colours include red.
         """
+        query_text, families = split_color_filter(text)
+        if not query_text and not families:
+            raise InputError("Tell me what to look for, for example: red car")
         index = await self.index()
-        query = (await self.runner.encode_texts([text]))[0]
+        query = (await self.runner.encode_texts([query_text or " ".join(families)]))[0]
         ids, scores = index.scores(query, collections)
-        words = query_words(text)
+        if families:  # keep only images whose stored dominant colours include every family asked for
+            keep = np.isin(ids, await self.store.ids_with_colors(collections, families))
+            ids, scores = ids[keep], scores[keep]
+        words = query_words(query_text)
         candidates = await self.store.text_candidates(collections, [word_stem(w) for w in words])
         matched = {r.id for r in candidates if matches_words(words, r.label, r.description)}
         mask = np.isin(ids, np.fromiter(matched, dtype=np.int64, count=len(matched)))

@@ -69,3 +69,7 @@ class BusyError(ClipbotError):
 
 class PermissionDeniedError(InputError):
     """The user may not do this here."""
+
+
+class CaptionsOffError(InputError):
+    """Captioning was asked for, but CLIPBOT_CAPTION_MODEL turns it off."""

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.colors import COLOR_FAMILIES, parse_color_word
+from core.errors import InputError
 from core.vector_index import top_k_order
 
 # Words that say nothing about what is in a picture; "a photo of a cat" should look for "cat".
@@ -16,6 +18,7 @@ STOPWORDS: frozenset[str] = frozenset(
 )
 # Underscores split words too: folder labels such as "grace_hopper" should match "grace".
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_COLOR_FILTER = re.compile(r"(?<!\S)colou?r:(\S*)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -81,3 +84,17 @@ def hybrid_order(scores: np.ndarray, text_match: np.ndarray, k: int) -> np.ndarr
         return first
     rest = np.flatnonzero(~text_match)
     return np.concatenate([first, rest[top_k_order(scores[rest], k - len(first))]])
+
+
+def split_color_filter(query: str) -> tuple[str, list[str]]:
+    """``"car color:red"`` becomes ``("car", ["red"])``; an unknown colour is an :class:`InputError`."""
+    families: list[str] = []
+    for match in _COLOR_FILTER.finditer(query):
+        family = parse_color_word(match.group(1))
+        if family is None:
+            raise InputError(
+                f"I don't know the colour {match.group(1)!r}; try one of: {', '.join(COLOR_FAMILIES)}."
+            )
+        if family not in families:
+            families.append(family)
+    return " ".join(_COLOR_FILTER.sub(" ", query).split()), families

@@ -14,9 +14,12 @@ from core.pages import ResultPage, ResultPages
 from core.previews import make_preview
 from core.ratelimit import RateLimiter
 from core.search import SearchResult
+from core.visuals import collage_png, colors_text, palette_png, scores_png
 
 log = logging.getLogger(__name__)
 NEXT_PREFIX = "next:"
+TOP_PREFIX = "top:"
+EXPIRED = Reply("These results have expired; send the photo or /find again.", kind="error")
 EMPTY_GALLERY = (
     "This gallery has no images yet. Add one by sending a photo with the caption "
     "/add label | description (or reply /add label | description to a photo)."
@@ -70,7 +73,43 @@ class ChatService:
 
         async def work() -> Reply:
             results = await self.engine.find_text(query, collections=ctx.chat.searchable, k=self.config.top_k)
+            if not results and "colo" in query.lower():
+                return Reply("No image here has those colours among its dominant ones.")
             return await self._first_page(ctx, results, self.config.weak_text_score, query)
+
+        return await self._guarded(ctx, work)
+
+    async def describe(self, ctx: Context, image: bytes) -> Reply | None:
+        """BLIP's caption of a photo."""
+        async def work() -> Reply:
+            caption = await self.engine.describe(image)
+            return Reply(caption or "I can't put this picture into words.")
+
+        return await self._guarded(ctx, work)
+
+    async def colors(self, ctx: Context, image: bytes) -> Reply | None:
+        """A photo's dominant colours as a list and a palette strip."""
+        async def work() -> Reply:
+            colors = await self.engine.colors(image)
+            png = await asyncio.to_thread(palette_png, colors)
+            return Reply("Dominant colours:\n" + colors_text(colors), image=png, image_name="palette.png")
+
+        return await self._guarded(ctx, work)
+
+    async def scores(self, ctx: Context, image: bytes) -> Reply | None:
+        """How a photo scores against every image this chat can see, as a bar chart."""
+        async def work() -> Reply:
+            decoded = await self.engine.decode(image)
+            vector = await self.engine.encode_decoded(decoded)
+            index = await self.engine.index()
+            total = sum(index.count(c) for c in ctx.chat.searchable)
+            results = await self.engine.search_vector(vector, collections=ctx.chat.searchable, k=total)
+            if not results:
+                return Reply(EMPTY_GALLERY)
+            png = await asyncio.to_thread(scores_png, results)
+            best = "\n".join(f"{r.score:.2f}  {r.label or f'#{r.id}'}" for r in results[:3])
+            return Reply(f"Scores against {len(results)} images, best first:\n{best}", image=png,
+                         image_name="scores.png")
 
         return await self._guarded(ctx, work)
 
@@ -143,9 +182,10 @@ class ChatService:
         return Reply(
             "Send me a photo and I'll answer with the closest image in this chat's gallery and the "
             "shared one, with a similarity score.\n"
-            "/find <words> \u2014 find an image by label, description or meaning\n"
+            "/find <words> \u2014 find an image by label, description or meaning (add color:red to filter)\n"
             "/match \u2014 as a photo's caption or a reply to a photo\n"
             "/add label | description \u2014 as a photo's caption or a reply to a photo\n"
+            "/describe, /colors, /scores \u2014 on a photo: a caption, its colours, all scores as a chart\n"
             "/delete <id> \u2014 delete an image you added\n"
             "/list \u2014 this chat's images\n/stats \u2014 gallery sizes" + where
         )
@@ -153,11 +193,24 @@ class ChatService:
     async def page(self, ctx: Context, data: str) -> Reply:
         """The reply a "next match" button leads to, for editing the message in place."""
         token, _, index_text = data.removeprefix(NEXT_PREFIX).partition(":")
-        page = self.pages.get(token)
-        if page is None or page.collection != ctx.chat.collection or not index_text.isdigit():
-            return Reply("These results have expired; send the photo or /find again.", kind="error")
+        page = self._page_of(ctx, token)
+        if page is None or not index_text.isdigit():
+            return EXPIRED
         index = int(index_text) % len(page.results)
         return await self._result_reply(page, token, index)
+
+    async def collage(self, ctx: Context, data: str) -> Reply:
+        """The reply a "top N" button leads to: every result of the list on one card."""
+        page = self._page_of(ctx, data.removeprefix(TOP_PREFIX))
+        if page is None:
+            return EXPIRED
+        png = await asyncio.to_thread(collage_png, page.results)
+        return Reply(f"Top {len(page.results)} for {page.query}", kind="result", image=png,
+                     image_name="top.png")
+
+    def _page_of(self, ctx: Context, token: str) -> ResultPage | None:
+        page = self.pages.get(token)
+        return page if page is not None and page.collection == ctx.chat.collection else None
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -198,7 +251,8 @@ class ChatService:
         if total > 1:
             nxt = (index + 1) % total
             text = f"Next match ({nxt + 1}/{total})" if nxt else "Back to best match"
-            buttons = (Button(text, f"{NEXT_PREFIX}{token}:{nxt}"),)
+            # The collage comes on request only: the best match alone is the fast reply.
+            buttons = (Button(text, f"{NEXT_PREFIX}{token}:{nxt}"), Button(f"Top {total}", f"{TOP_PREFIX}{token}"))
         image = await asyncio.to_thread(make_preview, result.path) if result.path else None
         return Reply(
             "\n".join(lines), kind="result", image=image, image_name=f"match-{result.id}.jpg" if image else None,

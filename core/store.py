@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -50,11 +51,17 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX embeddings_by_model ON embeddings(model_id);
     """,
+    # 2: dominant colours, computed once at insertion; families padded with spaces for word matching.
+    """
+    ALTER TABLE images ADD COLUMN colors TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE images ADD COLUMN color_families TEXT NOT NULL DEFAULT '';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _IMAGE_COLUMNS = (
-    "id, collection, label, description, caption, sha256, width, height, added_by, created_at, file, source_path"
+    "id, collection, label, description, caption, sha256, width, height, added_by, created_at, file, source_path,"
+    " colors, color_families"
 )
 
 
@@ -74,6 +81,12 @@ class ImageRecord:
     created_at: str
     file: str | None
     source_path: str | None
+    colors: str = "[]"  # JSON list of {"hex", "name", "percent"}
+    color_families: str = ""
+
+    @property
+    def color_list(self) -> list[dict[str, object]]:
+        return list(json.loads(self.colors or "[]"))
 
 
 @dataclass(frozen=True)
@@ -90,6 +103,8 @@ class NewImage:
     source_path: str | None = None
     added_by: str | None = None
     caption: str | None = None
+    colors: str = "[]"
+    color_families: str = ""
 
 
 def vector_to_blob(vector: np.ndarray) -> bytes:
@@ -191,10 +206,11 @@ class Store:
             )
             cur = await db.execute(
                 "INSERT INTO images(collection, label, description, caption, sha256, width, height, added_by,"
-                " created_at, file, source_path, search_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_at, file, source_path, search_text, colors, color_families)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (image.collection, image.label, image.description, image.caption, image.sha256, image.width,
                  image.height, image.added_by, _now(), image.file, image.source_path,
-                 search_text(image.label, image.description)),
+                 search_text(image.label, image.description), image.colors, image.color_families),
             )
             image_id = int(cur.lastrowid or 0)
             await self._put_vector(db, image_id, vector, model_id)
@@ -331,3 +347,16 @@ class Store:
             f"SELECT {_IMAGE_COLUMNS} FROM images WHERE collection IN ({marks}) AND {clauses}", args
         ) as cur:
             return [ImageRecord(*row) for row in await cur.fetchall()]
+
+    async def ids_with_colors(self, collections: Iterable[str], families: Sequence[str]) -> np.ndarray:
+        """Ids of images in ``collections`` whose dominant colours include every family given."""
+        names = list(dict.fromkeys(collections))
+        if not names:
+            return np.zeros(0, dtype=np.int64)
+        marks = ",".join("?" * len(names))
+        clauses = "".join(" AND instr(color_families, ?) > 0" for _ in families)
+        async with self.db.execute(
+            f"SELECT id FROM images WHERE collection IN ({marks}){clauses}", [*names, *(f" {f} " for f in families)]
+        ) as cur:
+            rows = await cur.fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))

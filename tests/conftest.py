@@ -22,7 +22,8 @@ from bot.composition import build_chat_engine, build_encoder, build_engine
 from bot.settings import Settings
 from core.encoders import ClipEncoder
 from core.engine import Engine
-from tests.model_factory import build_clip_model
+from core.captions import BlipCaptioner
+from tests.model_factory import build_blip_model, build_clip_model
 
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
 PHOTO_FILES: dict[str, Path] = {
@@ -52,9 +53,26 @@ def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_clip_model(tmp_path_factory.mktemp("tiny-clip"))
 
 
+@pytest.fixture(scope="session")
+def blip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BLIP directory, loaded by the same from_pretrained path as a real one."""
+    return build_blip_model(tmp_path_factory.mktemp("tiny-blip"))
+
+
+@pytest.fixture(scope="session")
+def captioner(blip_dir: Path) -> BlipCaptioner:
+    """One loaded captioner for the session; loading is what it shares, not state."""
+    cap = BlipCaptioner(str(blip_dir))
+    cap.load()
+    return cap
+
+
 @pytest.fixture
 def settings(tmp_path: Path, clip_dir: Path) -> Settings:
-    return Settings(clip_model=str(clip_dir), data_dir=tmp_path / "data", _env_file=None)  # type: ignore[call-arg]
+    """Captions off unless a test asks for the tiny BLIP: most tests look at other things."""
+    return Settings(  # type: ignore[call-arg]
+        clip_model=str(clip_dir), caption_model="none", data_dir=tmp_path / "data", _env_file=None
+    )
 
 
 @pytest.fixture(scope="session")
@@ -77,6 +95,7 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, clip_dir: Path) -> 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CLIPBOT_CLIP_MODEL", str(clip_dir))
     monkeypatch.setenv("CLIPBOT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CLIPBOT_CAPTION_MODEL", "none")
     return tmp_path / "data"
 
 

@@ -13,20 +13,6 @@ from core.errors import ModelLoadError
 from tests.model_factory import build_blip_model
 
 
-@pytest.fixture(scope="session")
-def blip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random BLIP directory, loaded by the same from_pretrained path as a real one."""
-    return build_blip_model(tmp_path_factory.mktemp("tiny-blip"))
-
-
-@pytest.fixture(scope="session")
-def captioner(blip_dir: Path) -> BlipCaptioner:
-    """One loaded captioner for the session; loading is what it shares, not state."""
-    cap = BlipCaptioner(str(blip_dir))
-    cap.load()
-    return cap
-
-
 def _open(path: Path) -> Image.Image:
     return Image.open(path).convert("RGB")
 

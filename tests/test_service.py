@@ -56,7 +56,7 @@ async def test_match_replies_with_photo_score_and_next_button(service: ChatServi
     assert reply.text.splitlines()[0:2] == ["coffee", "a coffee"]
     assert f"Score: {reply.score:.2f}" in reply.text and "match 1 of 3" in reply.text
     assert reply.image is not None and reply.image[:3] == b"\xff\xd8\xff"  # a JPEG preview
-    assert [b.text for b in reply.buttons] == ["Next match (2/3)"]
+    assert [b.text for b in reply.buttons] == ["Next match (2/3)", "Top 3"]
     second = await service.page(c, reply.buttons[0].data)
     third = await service.page(c, second.buttons[0].data)
     assert "match 2 of 3" in second.text and "match 3 of 3" in third.text

@@ -11,7 +11,7 @@ import yarl
 from discord.ext import commands
 
 from adapters.discord.cog import ClipbotCog
-from adapters.discord.views import NextMatchButton
+from adapters.discord.views import NextMatchButton, TopButton
 from core.errors import ConfigError
 from core.service import ChatService
 
@@ -31,7 +31,7 @@ class ClipBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         await self.add_cog(ClipbotCog(self, self.service, max_file_bytes=self.max_file_bytes))
-        self.add_dynamic_items(NextMatchButton)
+        self.add_dynamic_items(NextMatchButton, TopButton)
         if self.guild_ids:  # guild commands appear at once; global ones can take up to an hour
             for guild_id in self.guild_ids:
                 guild = discord.Object(id=guild_id)

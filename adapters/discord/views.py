@@ -9,6 +9,7 @@ import discord
 
 from adapters.discord.messages import embed_and_file, interaction_context
 from core.conversation import Reply
+from core.service import TOP_PREFIX
 
 if TYPE_CHECKING:
     from core.service import ChatService
@@ -40,10 +41,31 @@ class NextMatchButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r
         )
 
 
+class TopButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"top:[A-Za-z0-9_-]+"):
+    """Sends every result of the list as one collage, in a new message (the match stays)."""
+
+    def __init__(self, data: str, label: str = "Top results") -> None:
+        super().__init__(discord.ui.Button(label=label, custom_id=data, style=discord.ButtonStyle.secondary))
+        self.data = data
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button[Any],
+                             match: re.Match[str], /) -> TopButton:
+        return cls(item.custom_id or "", item.label or "Top results")
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        service: ChatService = interaction.client.service  # type: ignore[attr-defined]
+        await interaction.response.defer(thinking=True)  # rendering the collage takes a moment
+        reply = await service.collage(interaction_context(interaction), self.data)
+        embed, file = embed_and_file(reply)
+        await interaction.followup.send(embed=embed, **({"file": file} if file else {}))  # type: ignore[arg-type]
+
+
 def view_for(reply: Reply) -> discord.ui.View | None:
     if not reply.buttons:
         return None
     view = discord.ui.View(timeout=VIEW_TIMEOUT)
     for button in reply.buttons:
-        view.add_item(NextMatchButton(button.data, button.text))
+        kind = TopButton if button.data.startswith(TOP_PREFIX) else NextMatchButton
+        view.add_item(kind(button.data, button.text))
     return view
