@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 from core.conversation import Chat, Context, Reply, User
-from core.service import ChatService
+from core.service import NEXT_PREFIX, TOP_PREFIX, ChatService
 
 PLATFORM = "console"
 PROMPT = "you> "
 CONSOLE_HELP = """Commands:
 /match PATH (or just PATH)      the closest images to a photo, with scores
 /find WORDS                     images by label, description or meaning
-/next                           the next match of the last result
+/next  /top                     the next match of the last result; all of them on one card
+/describe PATH  /colors PATH  /scores PATH   a caption, dominant colours, every score as a chart
 /add PATH | label | description add a photo to the console gallery
 /delete ID   /list   /stats   /quit"""
 
@@ -29,8 +31,9 @@ class ConsoleChat:
     """Reads commands line by line and prints the service's replies."""
 
     def __init__(self, service: ChatService, *, read_line: Callable[[], str] | None = None,
-                 out: TextIO | None = None, user: str = "operator") -> None:
+                 out: TextIO | None = None, user: str = "operator", cards_dir: Path | None = None) -> None:
         self.service = service
+        self.cards_dir = cards_dir or Path(tempfile.gettempdir()) / "clipbot-cards"
         self._read_line = read_line or sys.stdin.readline
         self._out = out or sys.stdout
         self.ctx = Context(Chat(PLATFORM, "local", private=True), User(PLATFORM, user, user), _is_admin)
@@ -59,8 +62,9 @@ class ConsoleChat:
         svc, ctx = self.service, self.ctx
         if command == "/find":
             self._show(await svc.find(ctx, rest))
-        elif command == "/match":
-            self._show(await self._with_file(rest, lambda data: svc.match(ctx, data)))
+        elif command in ("/match", "/describe", "/colors", "/scores"):
+            handle = getattr(svc, command[1:])
+            self._show(await self._with_file(rest, lambda data: handle(ctx, data)))
         elif command == "/add":
             path, _, meta = rest.partition("|")
             label, _, description = meta.partition("|")
@@ -71,9 +75,12 @@ class ConsoleChat:
             self._show(await svc.list(ctx))
         elif command == "/stats":
             self._show(await svc.stats(ctx))
-        elif command == "/next":
-            nxt = self._last.buttons[0].data if self._last and self._last.buttons else None
-            self._show(await svc.page(ctx, nxt) if nxt else Reply("Nothing to page through; /match or /find first."))
+        elif command in ("/next", "/top"):
+            data = self._button(NEXT_PREFIX if command == "/next" else TOP_PREFIX)
+            if data is None:
+                self._say("Nothing to page through; /match or /find first.")
+            else:
+                self._show(await (svc.page(ctx, data) if command == "/next" else svc.collage(ctx, data)))
         elif command in ("/help", "/start"):
             self._say(CONSOLE_HELP)
         elif Path(line).expanduser().is_file():  # a bare path is a photo to match
@@ -90,16 +97,26 @@ class ConsoleChat:
             return Reply(f"No such file: {path}", kind="error")
         return await send(data)  # type: ignore[no-any-return, misc]
 
+    def _button(self, prefix: str) -> str | None:
+        buttons = self._last.buttons if self._last else ()
+        return next((b.data for b in buttons if b.data.startswith(prefix)), None)
+
     def _show(self, reply: Reply | None) -> None:
         if reply is None:
             return
-        if reply.kind == "result":
+        if reply.buttons:
             self._last = reply
         self._say(reply.text)
         if reply.path:
             self._say(f"  image: {reply.path}")
+        elif reply.image is not None:  # a rendered card: leave it where the operator can open it
+            card = self.cards_dir / (reply.image_name or "card.png")
+            card.parent.mkdir(parents=True, exist_ok=True)
+            card.write_bytes(reply.image)
+            self._say(f"  image: {card}")
         for button in reply.buttons:
-            self._say(f"  [{button.text}] (/next)")
+            command = "/next" if button.data.startswith(NEXT_PREFIX) else "/top"
+            self._say(f"  [{button.text}] ({command})")
 
     def _say(self, text: str) -> None:
         for line in text.splitlines() or [""]:

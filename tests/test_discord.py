@@ -57,7 +57,7 @@ async def test_login_syncs_slash_commands_to_the_configured_server(fake: FakeDis
                                                                    platform: DiscordPlatform) -> None:
     [sync] = fake.sent("PUT", f"/applications/{APP_ID}/guilds/{GUILD_ID}/commands")
     commands = {c["name"]: c for c in sync.json}  # type: ignore[union-attr]
-    assert set(commands) == {"match", "find", "add", "delete", "list", "stats", "help"}
+    assert set(commands) == {"match", "find", "add", "delete", "list", "stats", "help", "describe", "colors", "scores"}
     assert [o["type"] for o in commands["match"]["options"]] == [11]  # an attachment
     assert [o["name"] for o in commands["add"]["options"]] == ["image", "label", "description"]
     assert platform.intents.message_content is False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 
 import discord
 from discord import app_commands
@@ -18,7 +19,7 @@ from adapters.discord.messages import (
     message_context,
 )
 from adapters.discord.views import view_for
-from core.conversation import Reply
+from core.conversation import Context, Reply
 from core.service import ChatService
 
 log = logging.getLogger(__name__)
@@ -38,10 +39,22 @@ class ClipbotCog(commands.Cog):
     @app_commands.command(name="match", description="Find the closest image to a photo")
     @app_commands.describe(image="The photo to match")
     async def match(self, interaction: discord.Interaction, image: discord.Attachment) -> None:
-        await interaction.response.defer(thinking=True)
-        data = await self._read(interaction, image)
-        if data is not None:
-            await self._follow_up(interaction, await self.service.match(interaction_context(interaction), data))
+        await self._photo_command(interaction, image, self.service.match)
+
+    @app_commands.command(name="describe", description="Describe a photo in words")
+    @app_commands.describe(image="The photo to describe")
+    async def describe(self, interaction: discord.Interaction, image: discord.Attachment) -> None:
+        await self._photo_command(interaction, image, self.service.describe)
+
+    @app_commands.command(name="colors", description="A photo's dominant colours")
+    @app_commands.describe(image="The photo")
+    async def colors(self, interaction: discord.Interaction, image: discord.Attachment) -> None:
+        await self._photo_command(interaction, image, self.service.colors)
+
+    @app_commands.command(name="scores", description="Score a photo against every image, as a chart")
+    @app_commands.describe(image="The photo")
+    async def scores(self, interaction: discord.Interaction, image: discord.Attachment) -> None:
+        await self._photo_command(interaction, image, self.service.scores)
 
     @app_commands.command(name="find", description="Find an image by label, description or meaning")
     @app_commands.describe(text="What to look for, e.g. red car")
@@ -125,6 +138,13 @@ class ClipbotCog(commands.Cog):
             return True
         ref = message.reference.resolved if message.reference else None
         return isinstance(ref, discord.Message) and ref.author.id == me.id
+
+    async def _photo_command(self, interaction: discord.Interaction, image: discord.Attachment,
+                             handle: Callable[[Context, bytes], Awaitable[Reply | None]]) -> None:
+        await interaction.response.defer(thinking=True)
+        data = await self._read(interaction, image)
+        if data is not None:
+            await self._follow_up(interaction, await handle(interaction_context(interaction), data))
 
     async def _read(self, interaction: discord.Interaction, attachment: discord.Attachment) -> bytes | None:
         refusal = check_attachment(attachment, self.max_file_bytes)

@@ -27,7 +27,9 @@ from core.service import ChatService
 log = logging.getLogger(__name__)
 Ctx = ContextTypes.DEFAULT_TYPE
 USAGE_ADD = "Send a photo with the caption /add label | description, or reply to a photo with it."
-USAGE_MATCH = "Reply /match to a photo, or send a photo with /match as its caption."
+# Commands that take one photo (as its caption or as a reply to it), and the service method for each.
+PHOTO_COMMANDS = {"match": "match", "describe": "describe", "colors": "colors", "colours": "colors",
+                  "scores": "scores"}
 
 
 def split_label(args: str) -> tuple[str, str]:
@@ -56,11 +58,19 @@ class TelegramHandlers:
 
     async def match(self, update: Update, context: Ctx) -> None:
         """``/match`` as a reply to a photo."""
-        replied = update.effective_message.reply_to_message if update.effective_message else None
-        if attachment_of(replied) is None:
-            await self._answer(update, Reply(USAGE_MATCH))
-            return
-        await self._match_attachment(update, context, attachment_of(replied))  # type: ignore[arg-type]
+        await self._on_replied_photo(update, context, "match")
+
+    async def describe(self, update: Update, context: Ctx) -> None:
+        """``/describe`` as a reply to a photo: BLIP's caption."""
+        await self._on_replied_photo(update, context, "describe")
+
+    async def colors(self, update: Update, context: Ctx) -> None:
+        """``/colors`` as a reply to a photo: dominant colours and a palette strip."""
+        await self._on_replied_photo(update, context, "colors")
+
+    async def scores(self, update: Update, context: Ctx) -> None:
+        """``/scores`` as a reply to a photo: every image's score as a chart."""
+        await self._on_replied_photo(update, context, "scores")
 
     async def add(self, update: Update, context: Ctx) -> None:
         """``/add label | description`` as a reply to a photo."""
@@ -98,10 +108,10 @@ class TelegramHandlers:
         private = update.effective_chat.type == "private"
         if command and command.name == "add":
             await self._add_attachment(update, context, att, command.args)
-        elif command and command.name == "match":
-            await self._match_attachment(update, context, att)
+        elif command and command.name in PHOTO_COMMANDS:
+            await self._photo_command(update, context, att, command.name)
         elif private or self._mentions_me(message, context) or self._replies_to_me(message, context):
-            await self._match_attachment(update, context, att)
+            await self._photo_command(update, context, att, "match")
         # Any other group photo is none of our business.
 
     async def text(self, update: Update, context: Ctx) -> None:
@@ -153,10 +163,31 @@ class TelegramHandlers:
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    async def _match_attachment(self, update: Update, context: Ctx, att: Attachment) -> None:
+    async def top(self, update: Update, context: Ctx) -> None:
+        """The "Top N" button: the whole result list as one collage, in a new message."""
+        query = update.callback_query
+        if query is None or query.data is None or not isinstance(query.message, Message):
+            return
+        reply = await self.service.collage(context_of(update, context.bot), query.data)
+        if reply.kind == "error":
+            await query.answer(reply.text, show_alert=True)
+            return
+        await query.answer()
+        await send_reply(query.message, reply, quote=True)
+
+    async def _on_replied_photo(self, update: Update, context: Ctx, name: str) -> None:
+        replied = update.effective_message.reply_to_message if update.effective_message else None
+        att = attachment_of(replied)
+        if att is None:
+            await self._answer(update, Reply(f"Reply /{name} to a photo, or send a photo with /{name} as its caption."))
+            return
+        await self._photo_command(update, context, att, name)
+
+    async def _photo_command(self, update: Update, context: Ctx, att: Attachment, name: str) -> None:
         data = await self._download(update, context, att)
         if data is not None:
-            await self._answer(update, await self.service.match(context_of(update, context.bot), data))
+            ctx = context_of(update, context.bot)
+            await self._answer(update, await getattr(self.service, PHOTO_COMMANDS[name])(ctx, data))
 
     async def _add_attachment(self, update: Update, context: Ctx, att: Attachment, args: str) -> None:
         label, description = split_label(args)

@@ -17,7 +17,7 @@ from telegram.ext import (
 
 from adapters.telegram.handlers import TelegramHandlers
 from core.errors import ConfigError
-from core.service import NEXT_PREFIX, ChatService
+from core.service import NEXT_PREFIX, TOP_PREFIX, ChatService
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,9 @@ COMMANDS = [
     BotCommand("find", "Find an image by words: /find red car"),
     BotCommand("match", "Match a photo (reply to it, or use as its caption)"),
     BotCommand("add", "Add a photo: /add label | description"),
+    BotCommand("describe", "Describe a photo in words (reply to it)"),
+    BotCommand("colors", "A photo's dominant colours (reply to it)"),
+    BotCommand("scores", "Score a photo against every image (reply to it)"),
     BotCommand("delete", "Delete an image you added: /delete 12"),
     BotCommand("list", "This chat's images"),
     BotCommand("stats", "Gallery sizes"),
@@ -60,12 +63,15 @@ class TelegramPlatform:
             builder = builder.rate_limiter(AIORateLimiter(max_retries=3))
         app = builder.build()
         h = self.handlers
-        for name in ("start", "help", "find", "match", "add", "delete", "list", "stats"):
+        for name in ("start", "help", "find", "match", "add", "delete", "list", "stats", "describe", "colors",
+                     "scores"):
             app.add_handler(CommandHandler(name, getattr(h, name)))
+        app.add_handler(CommandHandler("colours", h.colors))
         app.add_handler(MessageHandler(filters.PHOTO | filters.Document.ALL, h.attachment))
         app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, h.text))
         app.add_handler(MessageHandler(filters.COMMAND & filters.ChatType.PRIVATE, h.unknown))
         app.add_handler(CallbackQueryHandler(h.next_match, pattern=f"^{NEXT_PREFIX}"))
+        app.add_handler(CallbackQueryHandler(h.top, pattern=f"^{TOP_PREFIX}"))
         app.add_error_handler(h.error)
         return app
 
