@@ -41,11 +41,22 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "search":
             p.add_argument("-k", type=int, default=5, help="how many results (default 5)")
         _collections_and_json(p, many=name == "search")
+        _plot(p, "a collage of the results" if name == "search" else "a bar chart of the scores")
 
-    p = add("find", "Find images by text: label and description words first, then CLIP meaning.")
+    p = add("find", "Find images by text: label and description words first, then CLIP meaning. "
+                    "Add color:red (or any colour) to keep only images with that dominant colour.")
     p.add_argument("text", nargs="+", metavar="TEXT")
     p.add_argument("-k", type=int, default=5, help="how many results (default 5)")
     _collections_and_json(p, many=True)
+    _plot(p, "a collage of the results")
+
+    p = add("describe", "Describe an image in words (BLIP caption).")
+    p.add_argument("image", type=Path, metavar="IMAGE")
+
+    p = add("colors", "An image's dominant colours (K-Means), largest share first.")
+    p.add_argument("image", type=Path, metavar="IMAGE")
+    p.add_argument("--json", action="store_true", help='print {"colors": [{"hex", "name", "percent"}, ...]}')
+    _plot(p, "a palette strip")
 
     p = add("list", "List the images in the database.")
     p.add_argument("--collection", help="only this collection")
@@ -75,6 +86,10 @@ def _collections_and_json(p: argparse.ArgumentParser, *, many: bool) -> None:
     else:
         p.add_argument("--collection", default=GLOBAL_COLLECTION, help="collection (default: global)")
     p.add_argument("--json", action="store_true", help='print {"results": [...]} as JSON')
+
+
+def _plot(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--plot", type=Path, metavar="OUT.png", help=f"also write {what} as a PNG file")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

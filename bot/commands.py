@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from bot import output
-from bot.composition import build_encoder, build_engine
+from bot.composition import build_captioner, build_encoder, build_engine
 from bot.downloads import download_model
 from bot.settings import Settings
 from core.engine import GLOBAL_COLLECTION, Engine
+from core.errors import InputError
 from core.ingest import collect_items, ingest
+from core.search import SearchResult
 from core.seed_io import export_seed, import_seed
+from core.visuals import collage_png, colors_text, palette_png, scores_png
 
 Handler = Callable[[argparse.Namespace, Settings], Awaitable[int]]
 HANDLERS: dict[str, Handler] = {}
@@ -39,8 +45,6 @@ def _collections(args: argparse.Namespace) -> list[str]:
 async def index(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
-    from core.errors import InputError
-
     if not args.paths and not args.labels_csv:
         raise InputError("Give at least one PATH to index, or --labels-csv FILE.")
     items, skipped = collect_items(
@@ -63,12 +67,34 @@ async def index(args: argparse.Namespace, settings: Settings) -> int:
     return await _with_engine(settings, work)
 
 
+async def _write_plot(path: Path | None, render: Callable[[], bytes]) -> None:
+    """Render a card off the event loop and write it where --plot says."""
+    if path is None:
+        return
+    png = await asyncio.to_thread(render)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(png)
+    except OSError as exc:
+        raise InputError(f"Cannot write {path}: {exc.strerror or exc}") from None
+    print(f"Wrote {path}", file=sys.stderr)
+
+
+async def _print_results(args: argparse.Namespace, results: list[SearchResult],
+                         render: Callable[[list[SearchResult]], bytes]) -> int:
+    output.print_results(results, as_json=args.json)
+    if results:
+        await _write_plot(args.plot, lambda: render(results))
+    elif args.plot:
+        print("clipbot: warning: nothing to plot", file=sys.stderr)
+    return 0
+
+
 @command("search")
 async def search(args: argparse.Namespace, settings: Settings) -> int:
     async def work(engine: Engine) -> int:
         results = await engine.search_image(args.image, collections=_collections(args), k=args.k)
-        output.print_results(results, as_json=args.json)
-        return 0
+        return await _print_results(args, results, collage_png)
 
     return await _with_engine(settings, work)
 
@@ -77,8 +103,7 @@ async def search(args: argparse.Namespace, settings: Settings) -> int:
 async def find(args: argparse.Namespace, settings: Settings) -> int:
     async def work(engine: Engine) -> int:
         results = await engine.find_text(" ".join(args.text), collections=_collections(args), k=args.k)
-        output.print_results(results, as_json=args.json)
-        return 0
+        return await _print_results(args, results, collage_png)
 
     return await _with_engine(settings, work)
 
@@ -86,7 +111,29 @@ async def find(args: argparse.Namespace, settings: Settings) -> int:
 @command("scores")
 async def scores(args: argparse.Namespace, settings: Settings) -> int:
     async def work(engine: Engine) -> int:
-        output.print_results(await engine.scores(args.image, collection=args.collection), as_json=args.json)
+        return await _print_results(args, await engine.scores(args.image, collection=args.collection), scores_png)
+
+    return await _with_engine(settings, work)
+
+
+@command("describe")
+async def describe(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(engine: Engine) -> int:
+        print(await engine.describe(args.image) or "(no caption)")
+        return 0
+
+    return await _with_engine(settings, work)
+
+
+@command("colors")
+async def colors(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(engine: Engine) -> int:
+        found = await engine.colors(args.image)
+        if args.json:
+            print(json.dumps({"colors": [c.to_dict() for c in found]}, indent=2))
+        else:
+            print(colors_text(found))
+        await _write_plot(args.plot, lambda: palette_png(found))
         return 0
 
     return await _with_engine(settings, work)
@@ -163,6 +210,13 @@ async def download_models(args: argparse.Namespace, settings: Settings) -> int:
     encoder = build_encoder(settings)
     encoder.load()  # proves the files load, so an offline machine will not find out later
     print(f"CLIP model {settings.clip_model} ready at {where} ({encoder.dim}-dimensional vectors).")
+    captioner = build_captioner(settings)
+    if captioner is None:
+        print("Captions are off (CLIPBOT_CAPTION_MODEL=none): no caption model to fetch.")
+        return 0
+    where = download_model(settings.caption_model, setting="CLIPBOT_CAPTION_MODEL")
+    captioner.load()
+    print(f"Caption model {settings.caption_model} ready at {where}.")
     return 0
 
 

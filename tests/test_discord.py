@@ -226,3 +226,16 @@ async def test_clipbot_run_serves_telegram_and_discord_together(
         if not engine_task.done():
             engine_task.cancel()
         await telegram.stop()
+
+
+async def test_colors_and_describe_commands(fake: FakeDiscord, platform: DiscordPlatform,
+                                            photos: dict[str, Path]) -> None:
+    options, resolved = image_option(fake, photos["coffee"].read_bytes(), "c.png", "image/png")
+    dispatch(platform, "interaction_create", fake.slash(ALICE, "colors", options, resolved))
+    [palette] = await fake.wait_for("POST", f"/webhooks/{APP_ID}/")
+    assert palette.json["embeds"][0]["description"].startswith("Dominant colours:")  # type: ignore[index]
+    assert list(palette.files) == ["palette.png"]
+    options, resolved = image_option(fake, photos["coffee"].read_bytes(), "c.png", "image/png")
+    dispatch(platform, "interaction_create", fake.slash(ALICE, "describe", options, resolved))
+    described = (await fake.wait_for("POST", f"/webhooks/{APP_ID}/", count=2))[1]
+    assert "Captions are turned off" in described.json["embeds"][0]["description"]  # type: ignore[index]

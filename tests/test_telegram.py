@@ -250,3 +250,29 @@ async def test_clipbot_run_serves_telegram_and_stops_on_sigterm(
         if not task.done():
             task.cancel()
         await fake.stop()
+
+
+async def test_colors_scores_and_the_top_button(telegram: FakeTelegram, photos: dict[str, Path]) -> None:
+    telegram.push(message(GROUP, BOB, photo=photo(telegram, "col", photos["coffee"].read_bytes()), caption="/colors"))
+    [palette] = await telegram.wait_for("sendPhoto")
+    assert palette.params["caption"].startswith("Dominant colours:") and palette.files["photo"][:4] == b"\x89PNG"
+    original = {"message_id": 79, "date": int(time.time()), "chat": GROUP, "from": BOB,
+                "photo": photo(telegram, "sc", photos["rocket"].read_bytes())}
+    telegram.push(command(GROUP, ALICE, "/scores", reply_to_message=original))
+    chart = (await telegram.wait_for("sendPhoto", count=2))[1]
+    assert chart.params["caption"].startswith("Scores against 4 images")
+    telegram.push(command(GROUP, ALICE, "/describe", reply_to_message=original))
+    [off] = await telegram.wait_for("sendMessage")
+    assert "Captions are turned off" in off.params["text"]
+    telegram.push(command(private(ALICE), ALICE, "/find cat"))
+    found = (await telegram.wait_for("sendPhoto", count=3))[2]
+    top_button = found.params["reply_markup"]["inline_keyboard"][0][1]
+    assert top_button["text"] == "Top 4"
+    telegram.push({"callback_query": {
+        "id": "cb2", "from": ALICE, "chat_instance": "ci", "data": top_button["callback_data"],
+        "message": {"message_id": 556, "date": int(time.time()), "chat": private(ALICE), "from": BOT_USER,
+                    "photo": [{"file_id": "x", "file_unique_id": "x", "width": 1, "height": 1}]},
+    }})
+    collage = (await telegram.wait_for("sendPhoto", count=4))[3]
+    assert collage.params["caption"] == "Top 4 for cat" and collage.files["photo"][:4] == b"\x89PNG"
+    await telegram.wait_for("answerCallbackQuery")
