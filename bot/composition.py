@@ -66,6 +66,7 @@ def _engine(settings: Settings, runner: Encoding, captioner: Captioner | None | 
         decode_workers=settings.decode_workers,
         captioner=build_captioner(settings) if captioner == "configured" else captioner,
         color_count=settings.color_count,
+        index_precision=settings.index_precision,
     )
 
 

@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     decode_workers: int = Field(2, ge=1, le=64)
     max_image_pixels: int = Field(40_000_000, ge=1)
     max_image_mb: float = Field(100.0, gt=0)
+    index_precision: Literal["fp16", "fp32"] = "fp16"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
     # Chat behaviour

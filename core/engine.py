@@ -55,6 +55,7 @@ class Engine:
         decode_workers: int = 2,
         captioner: Captioner | None = None,
         color_count: int = 5,
+        index_precision: str = "fp16",
     ) -> None:
         self.store = store
         self.media = media
@@ -66,6 +67,7 @@ class Engine:
         self._index_lock = asyncio.Lock()
         self.captioner = captioner
         self.color_count = color_count
+        self.index_precision = index_precision
         self._caption_failure_logged = False
 
     @property
@@ -98,7 +100,7 @@ class Engine:
             async with self._index_lock:
                 if self._index is None:
                     dim = await self.runner.load()
-                    index = VectorIndex(dim)
+                    index = VectorIndex(dim, self.index_precision)
                     async for collection, ids, vectors in self.store.load_vectors(self.model_id):
                         if vectors.shape[1] != dim:
                             raise DimensionMismatchError(

@@ -1,4 +1,9 @@
-"""In-memory float32 vector matrices, one per collection, searched by one matrix product."""
+"""In-memory vector matrices, one per collection, searched by one matrix-vector product.
+
+Storage is float16 by default: half the memory of float32 and, since a scan is bound by memory
+bandwidth, about 2.5x faster (1M x 512 in ~45 ms on 2 cores, see docs/performance.md), at the
+cost of scores accurate to about 0.001. ``float32`` keeps scores exact.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,14 @@ import numpy as np
 from core.errors import DimensionMismatchError
 
 
+PRECISIONS = {"fp16": np.float16, "fp32": np.float32}
+
+
 class _Shelf:
     """One collection's rows: a growable (capacity, dim) matrix plus its image ids."""
 
-    def __init__(self, dim: int) -> None:
-        self.matrix = np.zeros((0, dim), dtype=np.float32)
+    def __init__(self, dim: int, dtype: type[np.floating]) -> None:
+        self.matrix = np.zeros((0, dim), dtype=dtype)
         self.ids = np.zeros(0, dtype=np.int64)
         self.size = 0
         self.row_of: dict[int, int] = {}
@@ -35,14 +43,15 @@ class _Shelf:
             return
         need = self.size + len(fresh_ids)
         if need > len(self.ids):
-            # Doubling keeps inserts amortised O(1) instead of copying the matrix each time.
-            cap = max(need, 2 * len(self.ids), 64)
-            matrix = np.zeros((cap, self.matrix.shape[1]), dtype=np.float32)
+            # Growing by half keeps inserts amortised O(1) with at most 50% slack; a bulk load
+            # (the database at start) allocates exactly what it needs.
+            cap = max(need, len(self.ids) + len(self.ids) // 2) if self.size else need
+            matrix = np.zeros((cap, self.matrix.shape[1]), dtype=self.matrix.dtype)
             matrix[: self.size] = self.matrix[: self.size]
             new_ids = np.zeros(cap, dtype=np.int64)
             new_ids[: self.size] = self.ids[: self.size]
             self.matrix, self.ids = matrix, new_ids
-        self.matrix[self.size:need] = np.asarray(fresh_vecs, dtype=np.float32)
+        self.matrix[self.size:need] = np.asarray(fresh_vecs, dtype=np.float32)  # cast on assignment
         self.ids[self.size:need] = fresh_ids
         for offset, image_id in enumerate(fresh_ids):
             self.row_of[image_id] = self.size + offset
@@ -69,8 +78,12 @@ class VectorIndex:
     vectors imported from elsewhere without normalisation.
     """
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, precision: str = "fp16") -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"index precision must be one of {sorted(PRECISIONS)}, not {precision!r}")
         self.dim = dim
+        self.precision = precision
+        self._dtype = PRECISIONS[precision]
         self._shelves: dict[str, _Shelf] = {}
         self._collection_of: dict[int, str] = {}
         # Reads happen on the event loop while ingest may add rows; a lock keeps views whole.
@@ -102,7 +115,7 @@ class VectorIndex:
                 if old is not None and old != collection:
                     self._shelves[old].drop(image_id)
                 self._collection_of[image_id] = collection
-            self._shelves.setdefault(collection, _Shelf(self.dim)).put(ids_arr, vectors)
+            self._shelves.setdefault(collection, _Shelf(self.dim, self._dtype)).put(ids_arr, vectors)
 
     def remove(self, image_id: int) -> bool:
         with self._lock:
@@ -119,7 +132,7 @@ class VectorIndex:
                 if shelf is None or shelf.size == 0:
                     continue
                 matrix, ids = shelf.view()
-                score_parts.append(matrix @ q)
+                score_parts.append(_scan(matrix, q))
                 id_parts.append(ids.copy())
         if not id_parts:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
@@ -137,7 +150,23 @@ class VectorIndex:
             if collection is None:
                 return None
             shelf = self._shelves[collection]
-            return shelf.matrix[shelf.row_of[image_id]].copy()
+            return shelf.matrix[shelf.row_of[image_id]].astype(np.float32)
+
+    def nbytes(self) -> int:
+        """Memory held by the matrices and id arrays (capacity included)."""
+        return sum(s.matrix.nbytes + s.ids.nbytes for s in self._shelves.values())
+
+
+def _scan(matrix: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``matrix @ q`` as float32 scores, by the fastest kernel for the storage type."""
+    if matrix.dtype == np.float32:
+        return matrix @ q  # BLAS sgemv
+    # numpy has no fast float16 kernel; torch's half-precision gemv reads half the bytes of
+    # float32 and accumulates in float32. from_numpy shares memory: nothing is copied.
+    import torch
+
+    scores = torch.mv(torch.from_numpy(matrix), torch.from_numpy(q.astype(np.float16)))
+    return scores.float().numpy()
 
 
 def top_k_order(scores: np.ndarray, k: int) -> np.ndarray:
