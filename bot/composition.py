@@ -30,7 +30,7 @@ def build_encoder(settings: Settings) -> ClipEncoder:
     """The CLIP encoder the settings name (not loaded until first use)."""
     return ClipEncoder(
         settings.clip_model, device=settings.device, torch_threads=settings.torch_threads,
-        batch_size=settings.batch_size,
+        batch_size=settings.batch_size, precision=settings.precision,
     )
 
 

@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     color_count: int = Field(5, ge=1, le=16)
     data_dir: Path = Path("data")
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"
     torch_threads: int = Field(0, ge=0)
     batch_size: int = Field(16, ge=1, le=1024)
     decode_workers: int = Field(2, ge=1, le=64)

@@ -15,14 +15,14 @@ from core.errors import BusyError
 from core.inference import InferenceRunner
 
 log = logging.getLogger(__name__)
-Kind = Literal["image", "text"]
+Kind = Literal["image", "pixels", "text"]
 T = TypeVar("T")
 
 
 @dataclass
 class _Request:
     kind: Kind
-    items: Sequence[Image.Image] | Sequence[str]
+    items: Sequence[Image.Image] | Sequence[str] | np.ndarray
     future: asyncio.Future[np.ndarray] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -59,12 +59,18 @@ class MicroBatcher:
     async def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         return await self._submit("image", images)
 
+    async def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        return await self._submit("pixels", pixels)
+
     async def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         return await self._submit("text", texts)
 
-    async def _submit(self, kind: Kind, items: Sequence[Image.Image] | Sequence[str]) -> np.ndarray:
-        if not items:
-            return await (self.runner.encode_images([]) if kind == "image" else self.runner.encode_texts([]))
+    def preprocess(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return self.runner.preprocess(images)
+
+    async def _submit(self, kind: Kind, items: Sequence[Image.Image] | Sequence[str] | np.ndarray) -> np.ndarray:
+        if len(items) == 0:
+            return await self.runner.encode_texts([]) if kind == "text" else await self.runner.encode_images([])
         self._ensure_worker()
         assert self._queue is not None
         request = _Request(kind, items)
@@ -106,7 +112,9 @@ class MicroBatcher:
         items: list = [x for r in batch for x in r.items]
         self.model_calls += 1
         try:
-            if batch[0].kind == "image":
+            if batch[0].kind == "pixels":
+                vectors = await self.runner.encode_pixels(np.stack(items))
+            elif batch[0].kind == "image":
                 vectors = await self.runner.encode_images(items)
             else:
                 vectors = await self.runner.encode_texts(items)

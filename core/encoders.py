@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from core.errors import ModelLoadError
+from core.precision import CALIBRATION_TEXTS, Prepared, calibration_images, prepare
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -58,6 +59,14 @@ class ImageTextEncoder(Encoder):
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Return an ``(n, dim)`` float32 array of unit vectors."""
 
+    @abstractmethod
+    def preprocess(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Model inputs for ``images``, ``(n, ...)``; thread-safe."""
+
+    @abstractmethod
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Vectors of :meth:`preprocess` output: ``(n, dim)`` float32 unit vectors."""
+
 
 def resolve_device(device: str) -> str:
     """``auto`` becomes ``cuda`` when a GPU is usable, else ``cpu``."""
@@ -84,8 +93,13 @@ class ClipEncoder(ImageTextEncoder):
 
     SETTING = "CLIPBOT_CLIP_MODEL"
 
-    def __init__(self, source: str, *, device: str = "auto", torch_threads: int = 0, batch_size: int = 16) -> None:
+    def __init__(self, source: str, *, device: str = "auto", torch_threads: int = 0, batch_size: int = 16,
+                 precision: str = "fp32") -> None:
         super().__init__()
+        self.precision = precision
+        self.precision_used = ""  # what "auto" chose, once loaded
+        self.agreement: float | None = None
+        self._input_dtype: Any = None
         self.source = source
         self.model_id = source.rstrip("/\\") or source
         self._device_setting = device
@@ -119,10 +133,18 @@ class ClipEncoder(ImageTextEncoder):
         finally:
             hf_logging.enable_progress_bar()
         model.eval().to(self._device)
-        self._model, self._processor = model, processor
+        self._processor = processor
         self._dim = int(model.config.projection_dim)
         self._max_text_tokens = int(model.config.text_config.max_position_embeddings)
-        log.info("loaded CLIP %s on %s (dim %d)", self.source, self._device, self._dim)
+
+        def calibrate(candidate: Prepared) -> np.ndarray:
+            images = self._run_pixels(candidate, self._preprocess(calibration_images()))
+            return np.concatenate([images, self._run_texts(candidate, CALIBRATION_TEXTS)])
+
+        prepared = prepare(model, self.precision, self._device, calibrate)
+        self._model, self._input_dtype = prepared.model, prepared.input_dtype
+        self.precision_used, self.agreement = prepared.precision, prepared.agreement
+        log.info("loaded CLIP %s on %s (dim %d, %s)", self.source, self._device, self._dim, self.precision_used)
 
     @property
     def dim(self) -> int:
@@ -134,27 +156,51 @@ class ClipEncoder(ImageTextEncoder):
         self.load()
         return self._device
 
+    def preprocess(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Resize, crop and normalise: ``(n, 3, H, W)`` float32 pixels. Thread-safe, so ingest and
+        chat requests run it on decode threads while the inference thread runs the model."""
+        self.load()
+        return self._preprocess(images)
+
+    def _preprocess(self, images: Sequence[Image.Image]) -> np.ndarray:
+        if not images:
+            return np.zeros((0, 3, 1, 1), dtype=np.float32)
+        return np.asarray(self._processor(images=list(images), return_tensors="np")["pixel_values"], np.float32)
+
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         self.load()
         chunks = [
-            self._run_images(images[i:i + self.batch_size]) for i in range(0, len(images), self.batch_size)
+            self.encode_pixels(self.preprocess(images[i:i + self.batch_size]))
+            for i in range(0, len(images), self.batch_size)
+        ]
+        return _stack(chunks, self._dim)
+
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """Vectors of already preprocessed images (see :meth:`preprocess`)."""
+        self.load()
+        prepared = Prepared(self._model, self._input_dtype, self.precision_used)
+        chunks = [
+            self._run_pixels(prepared, pixels[i:i + self.batch_size]) for i in range(0, len(pixels), self.batch_size)
         ]
         return _stack(chunks, self._dim)
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         self.load()
-        chunks = [self._run_texts(texts[i:i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
+        prepared = Prepared(self._model, self._input_dtype, self.precision_used)
+        chunks = [
+            self._run_texts(prepared, texts[i:i + self.batch_size]) for i in range(0, len(texts), self.batch_size)
+        ]
         return _stack(chunks, self._dim)
 
-    def _run_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+    def _run_pixels(self, prepared: Prepared, pixels: np.ndarray) -> np.ndarray:
         import torch
 
-        inputs = self._processor(images=list(images), return_tensors="pt")
+        tensor = torch.from_numpy(np.ascontiguousarray(pixels)).to(self._device, prepared.input_dtype)
         with torch.inference_mode():
-            out = self._model.get_image_features(pixel_values=inputs["pixel_values"].to(self._device))
+            out = prepared.model.get_image_features(pixel_values=tensor)
         return _normalise(_features(out))
 
-    def _run_texts(self, texts: Sequence[str]) -> np.ndarray:
+    def _run_texts(self, prepared: Prepared, texts: Sequence[str]) -> np.ndarray:
         import torch
 
         # Long text is cut to the model's context (77 tokens for CLIP), never an error.
@@ -162,7 +208,7 @@ class ClipEncoder(ImageTextEncoder):
             text=list(texts), return_tensors="pt", padding=True, truncation=True, max_length=self._max_text_tokens
         )
         with torch.inference_mode():
-            out = self._model.get_text_features(
+            out = prepared.model.get_text_features(
                 input_ids=inputs["input_ids"].to(self._device),
                 attention_mask=inputs["attention_mask"].to(self._device),
             )

@@ -147,8 +147,13 @@ class Engine:
         descriptions: Sequence[str | None],
         added_by: str | None = None,
         source_paths: Sequence[str | None] | None = None,
+        pixels: np.ndarray | None = None,
     ) -> list[AddResult]:
-        """Store already decoded images, encoding only those not yet stored for this model."""
+        """Store already decoded images, encoding only those not yet stored for this model.
+
+        ``pixels``, when given, are the images' model inputs from :meth:`prepare` (ingest makes
+        them ahead, on the decode threads).
+        """
         if len({d.sha256 for d in images}) != len(images):
             raise ValueError("add_decoded() takes distinct images; drop repeated files first")
         index = await self.index()
@@ -157,7 +162,10 @@ class Engine:
         need = [
             i for i, rec in enumerate(existing) if rec is None or not await self.store.has_vector(rec.id, self.model_id)
         ]
-        vectors = await self.runner.encode_images([images[i].image for i in need]) if need else None
+        vectors = None
+        if need:
+            inputs = pixels[need] if pixels is not None else await self.prepare([images[i] for i in need])
+            vectors = await self.runner.encode_pixels(inputs)
         vector_of = {i: vectors[n] for n, i in enumerate(need)} if vectors is not None else {}
         # New images without a description get BLIP's caption as their description.
         uncaptioned = [i for i, rec in enumerate(existing) if rec is None and not descriptions[i]]
@@ -248,7 +256,12 @@ class Engine:
         return await self.search_vector(await self.encode_decoded(decoded), collections=collections, k=k)
 
     async def encode_decoded(self, decoded: DecodedImage) -> np.ndarray:
-        return (await self.runner.encode_images([decoded.image]))[0]
+        return (await self.runner.encode_pixels(await self.prepare([decoded])))[0]
+
+    async def prepare(self, images: Sequence[DecodedImage]) -> np.ndarray:
+        """Model inputs, computed on the decode threads so the inference thread only runs the model."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._decode_pool, self.runner.preprocess, [d.image for d in images])
 
     async def search_vector(
         self, vector: np.ndarray, *, collections: Sequence[str] = (GLOBAL_COLLECTION,), k: int = 5

@@ -29,7 +29,13 @@ class Encoding(Protocol):
 
     async def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
 
+    async def encode_pixels(self, pixels: np.ndarray) -> np.ndarray: ...
+
     async def encode_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def preprocess(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Model inputs, computed on the caller's thread (decode threads), not the inference one."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -59,8 +65,14 @@ class InferenceRunner:
     async def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         return await self.call(lambda: self.encoder.encode_images(images))
 
+    async def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        return await self.call(lambda: self.encoder.encode_pixels(pixels))
+
     async def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         return await self.call(lambda: self.encoder.encode_texts(texts))
+
+    def preprocess(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return self.encoder.preprocess(images)
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)

@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from core.engine import Engine
 from core.errors import ClipbotError, FileMissingError, InputError
 from core.images import DecodedImage, is_image_filename
@@ -122,20 +124,20 @@ async def ingest(
     for n, batch in enumerate(batches):
         decoded = await asyncio.gather(*pending)
         pending = [asyncio.ensure_future(_decode(engine, it)) for it in batches[n + 1]] if n + 1 < len(batches) else []
-        good: list[tuple[IngestItem, DecodedImage]] = []
+        good: list[tuple[IngestItem, DecodedImage, np.ndarray]] = []
         for item, result in zip(batch, decoded):
             if isinstance(result, ClipbotError):
                 summary.skipped.append((str(item.path), str(result)))
-            elif result.sha256 in seen:
-                summary.skipped.append((str(item.path), f"same picture as {seen[result.sha256]}"))
+            elif result[0].sha256 in seen:
+                summary.skipped.append((str(item.path), f"same picture as {seen[result[0].sha256]}"))
             else:
-                seen[result.sha256] = str(item.path)
-                good.append((item, result))
+                seen[result[0].sha256] = str(item.path)
+                good.append((item, *result))
         if good:
             results = await engine.add_decoded(
-                [d for _, d in good], collection=collection, labels=[i.label for i, _ in good],
-                descriptions=[i.description for i, _ in good], added_by=added_by,
-                source_paths=[str(i.path.resolve()) for i, _ in good],
+                [d for _, d, _ in good], collection=collection, labels=[i.label for i, _, _ in good],
+                descriptions=[i.description for i, _, _ in good], added_by=added_by,
+                source_paths=[str(i.path.resolve()) for i, _, _ in good], pixels=np.stack([p for _, _, p in good]),
             )
             for r in results:
                 if r.status == "added":
@@ -147,9 +149,11 @@ async def ingest(
     return summary
 
 
-async def _decode(engine: Engine, item: IngestItem) -> DecodedImage | ClipbotError:
+async def _decode(engine: Engine, item: IngestItem) -> tuple[DecodedImage, np.ndarray] | ClipbotError:
+    """Decode and preprocess one file on the decode threads, while the model encodes other batches."""
     try:
-        return await engine.decode(item.path)
+        decoded = await engine.decode(item.path)
+        return decoded, (await engine.prepare([decoded]))[0]
     except ClipbotError as exc:
         return exc
 

@@ -71,14 +71,16 @@ def captioner(blip_dir: Path) -> BlipCaptioner:
 def settings(tmp_path: Path, clip_dir: Path) -> Settings:
     """Captions off unless a test asks for the tiny BLIP: most tests look at other things."""
     return Settings(  # type: ignore[call-arg]
-        clip_model=str(clip_dir), caption_model="none", data_dir=tmp_path / "data", _env_file=None
+        clip_model=str(clip_dir), caption_model="none", precision="fp32", data_dir=tmp_path / "data",
+        _env_file=None,
     )
 
 
 @pytest.fixture(scope="session")
 def encoder(clip_dir: Path) -> ClipEncoder:
     """One loaded encoder for the whole session; loading is what it shares, not state."""
-    enc = build_encoder(Settings(clip_model=str(clip_dir), _env_file=None))  # type: ignore[call-arg]
+    # fp32: most tests compare vectors to float tolerance; the faster precisions have tests of their own.
+    enc = build_encoder(Settings(clip_model=str(clip_dir), precision="fp32", _env_file=None))  # type: ignore[call-arg]
     enc.load()
     return enc
 
@@ -96,6 +98,7 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, clip_dir: Path) -> 
     monkeypatch.setenv("CLIPBOT_CLIP_MODEL", str(clip_dir))
     monkeypatch.setenv("CLIPBOT_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("CLIPBOT_CAPTION_MODEL", "none")
+    monkeypatch.setenv("CLIPBOT_PRECISION", "fp32")
     return tmp_path / "data"
 
 

@@ -46,6 +46,16 @@ class RecordingEncoder(ImageTextEncoder):
         self.spans.append((start, time.monotonic(), len(images)))
         return out
 
+    def preprocess(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return self.inner.preprocess(images)
+
+    def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        start = self._record("image", len(pixels))
+        out = self.inner.encode_pixels(pixels)
+        time.sleep(self.delay)
+        self.spans.append((start, time.monotonic(), len(pixels)))
+        return out
+
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         self._record("text", len(texts))
         out = self.inner.encode_texts(texts)

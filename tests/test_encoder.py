@@ -14,7 +14,7 @@ from core.images import decode_image
 
 
 def test_encoder_is_lazy(clip_dir: Path) -> None:
-    enc = ClipEncoder(str(clip_dir))
+    enc = ClipEncoder(str(clip_dir), precision="fp32")
     assert not enc.loaded
     assert enc.dim == 16 and enc.loaded
 
@@ -47,9 +47,9 @@ def test_empty_batches(encoder: ClipEncoder) -> None:
 
 
 def test_chunking_by_batch_size(clip_dir: Path) -> None:
-    enc = ClipEncoder(str(clip_dir), batch_size=2)
+    enc = ClipEncoder(str(clip_dir), batch_size=2, precision="fp32")
     imgs = [Image.new("RGB", (50, 50), c) for c in ("red", "green", "blue", "white", "black")]
-    full = ClipEncoder(str(clip_dir), batch_size=16).encode_images(imgs)
+    full = ClipEncoder(str(clip_dir), batch_size=16, precision="fp32").encode_images(imgs)
     np.testing.assert_allclose(enc.encode_images(imgs), full, atol=1e-5)
 
 
@@ -62,3 +62,48 @@ def test_missing_model_is_one_line_naming_the_setting(source: str) -> None:
     assert "\n" not in message
     assert "CLIPBOT_CLIP_MODEL" in message and source in message and "download-models" in message
     assert not enc.loaded
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8", "auto"])
+def test_faster_precisions_agree_with_fp32(clip_dir: Path, encoder: ClipEncoder, photos: dict[str, Path],
+                                           precision: str) -> None:
+    fast = ClipEncoder(str(clip_dir), precision=precision)
+    images = [decode_image(p).image for p in photos.values()]
+    agreement = np.sum(fast.encode_images(images) * encoder.encode_images(images), axis=1)
+    assert agreement.min() >= 0.99
+    texts = ["a cat on a rug", "a rocket"]
+    assert np.sum(fast.encode_texts(texts) * encoder.encode_texts(texts), axis=1).min() >= 0.99
+    assert fast.precision_used in ("int8", "bf16", "fp32")
+    if precision == "auto":  # it measured before choosing
+        assert fast.agreement is not None and fast.agreement >= 0.99
+    # int8's activation scales are per batch, so a vector may move slightly with its neighbours.
+    single = fast.encode_images(images[:1])[0]
+    assert float(single @ fast.encode_images(images)[0]) >= 0.999
+
+
+def test_auto_falls_back_to_fp32_when_nothing_agrees(clip_dir: Path) -> None:
+    from core.precision import prepare
+
+    calls: list[str] = []
+
+    def encode(candidate: object) -> np.ndarray:
+        calls.append(getattr(candidate, "precision"))
+        vectors = np.eye(3, dtype=np.float32)
+        return vectors if calls[-1] == "fp32" else vectors[::-1]  # candidates disagree completely
+
+    import torch
+
+    prepared = prepare(torch.nn.Linear(2, 2), "auto", "cpu", encode)
+    assert prepared.precision == "fp32" and calls == ["fp32", "int8", "bf16"]
+
+
+def test_bad_precision_setting(clip_dir: Path) -> None:
+    import torch
+
+    from core.errors import ConfigError
+    from core.precision import convert
+
+    with pytest.raises(ConfigError, match="CLIPBOT_PRECISION"):
+        ClipEncoder(str(clip_dir), precision="int3").load()
+    with pytest.raises(ConfigError, match="CPU only"):
+        convert(torch.nn.Linear(2, 2), "int8", "cuda")
