@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -26,7 +26,11 @@ from core.vector_index import VectorIndex, top_k_order
 
 log = logging.getLogger(__name__)
 GLOBAL_COLLECTION = "global"
+# Everything the engine does with pixels needs at most this on the shorter side: CLIP looks at
+# 224, BLIP at 384, colours at 96. Larger JPEGs are decoded at a reduced scale.
+DECODE_SIDE = 448
 AddStatus = Literal["added", "updated"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -113,11 +117,17 @@ class Engine:
 
     # -- intake ---------------------------------------------------------------------------------
 
+    async def blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run CPU work (previews, cards) on the decode threads: a bounded pool, so a burst of
+        replies cannot flood the process with threads that contend with the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._decode_pool, fn, *args)
+
     async def decode(self, source: bytes | str | Path) -> DecodedImage:
         """Decode an image on the decode threads; raises :class:`ImageError` subclasses."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._decode_pool, lambda: decode_image(source, max_pixels=self.max_pixels, max_bytes=self.max_bytes)
+            self._decode_pool,
+            lambda: decode_image(source, max_pixels=self.max_pixels, max_bytes=self.max_bytes, min_side=DECODE_SIDE),
         )
 
     async def add_image(

@@ -91,7 +91,7 @@ class ChatService:
         """A photo's dominant colours as a list and a palette strip."""
         async def work() -> Reply:
             colors = await self.engine.colors(image)
-            png = await asyncio.to_thread(palette_png, colors)
+            png = await self.engine.blocking(palette_png, colors)
             return Reply("Dominant colours:\n" + colors_text(colors), image=png, image_name="palette.png")
 
         return await self._guarded(ctx, work)
@@ -106,7 +106,7 @@ class ChatService:
             results = await self.engine.search_vector(vector, collections=ctx.chat.searchable, k=total)
             if not results:
                 return Reply(EMPTY_GALLERY)
-            png = await asyncio.to_thread(scores_png, results)
+            png = await self.engine.blocking(scores_png, results)
             best = "\n".join(f"{r.score:.2f}  {r.label or f'#{r.id}'}" for r in results[:3])
             return Reply(f"Scores against {len(results)} images, best first:\n{best}", image=png,
                          image_name="scores.png")
@@ -204,7 +204,7 @@ class ChatService:
         page = self._page_of(ctx, data.removeprefix(TOP_PREFIX))
         if page is None:
             return EXPIRED
-        png = await asyncio.to_thread(collage_png, page.results)
+        png = await self.engine.blocking(collage_png, page.results)
         return Reply(f"Top {len(page.results)} for {page.query}", kind="result", image=png,
                      image_name="top.png")
 
@@ -253,7 +253,7 @@ class ChatService:
             text = f"Next match ({nxt + 1}/{total})" if nxt else "Back to best match"
             # The collage comes on request only: the best match alone is the fast reply.
             buttons = (Button(text, f"{NEXT_PREFIX}{token}:{nxt}"), Button(f"Top {total}", f"{TOP_PREFIX}{token}"))
-        image = await asyncio.to_thread(make_preview, result.path) if result.path else None
+        image = await self.engine.blocking(make_preview, result.path) if result.path else None
         return Reply(
             "\n".join(lines), kind="result", image=image, image_name=f"match-{result.id}.jpg" if image else None,
             score=result.score, result_id=result.id, buttons=buttons, path=result.path,

@@ -11,7 +11,7 @@ import pytest
 from bot.composition import build_engine
 from bot.settings import Settings
 from core.encoders import ClipEncoder
-from core.engine import Engine
+from core.engine import DECODE_SIDE, Engine
 from core.errors import CorruptImageError, ImageTooLargeError, NotAnImageError, NotFoundError, StoreError
 from core.images import decode_image
 from core.store import SCHEMA_VERSION, Store
@@ -99,8 +99,8 @@ async def _search_equals_brute_force(engine: Engine, encoder: ClipEncoder, photo
     query = recompressed(photos["china"])
     results = await engine.search_image(query, k=len(photos))
     records = await engine.store.list_images()
-    matrix = encoder.encode_images([decode_image(engine.path_of(r) or "").image for r in records])
-    q = encoder.encode_images([decode_image(query).image])[0]
+    matrix = encoder.encode_images([decode_image(engine.path_of(r) or "", min_side=DECODE_SIDE).image for r in records])
+    q = encoder.encode_images([decode_image(query, min_side=DECODE_SIDE).image])[0]
     brute = sorted(((float(v @ q), r.id) for v, r in zip(matrix, records)), reverse=True)
     np.testing.assert_allclose([r.score for r in results], [s for s, _ in brute], atol=1e-5 if exact else 2e-3)
     if exact:

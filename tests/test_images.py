@@ -156,3 +156,17 @@ def test_animated_gif_first_frame() -> None:
     data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50)
     out = np.asarray(decode_image(data).image)
     assert out[0, 0, 0] > 200 and out[0, 0, 2] < 60
+
+
+def test_large_jpeg_decoded_at_reduced_scale_keeps_its_full_size() -> None:
+    big = Image.new("RGB", (4000, 3000), "navy")
+    big.paste((250, 200, 0), (0, 0, 2000, 3000))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated a quarter turn
+    data = encode(big, "JPEG", quality=90, exif=exif.tobytes())
+    decoded = decode_image(data, min_side=448)
+    assert (decoded.width, decoded.height) == (3000, 4000)  # full size, oriented
+    assert 448 <= min(decoded.image.size) < 1000  # decoded at 1/4 scale
+    assert decoded.image.size[0] < decoded.image.size[1]
+    full = decode_image(data)
+    assert full.image.size == (3000, 4000) and full.sha256 == decoded.sha256

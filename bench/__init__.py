@@ -1,0 +1,1 @@
+"""clipbot's benchmark suite: ``make bench`` (full) or ``python -m bench.run --smoke`` (CI)."""

@@ -1,0 +1,125 @@
+"""latest.json, a Markdown table with the targets, and PNG plots (matplotlib's Figure API)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+# (section, key, target as text, check) — the issue's targets, each a ratio within one run.
+TARGETS: list[tuple[str, str, str, Any]] = [
+    ("search", "seed_loop_speedup_10k", ">= 1000x", lambda v: v >= 1000),
+    ("search", "faiss_time_ratio_100k", "<= 1.0 (ours / faiss)", lambda v: v <= 1.0),
+    ("search", "p50_ms_1m", "<= 100 ms", lambda v: v <= 100),
+    ("encode", "speedup_vs_fp32_b8", ">= 2.5x", lambda v: v >= 2.5),
+    ("encode", "cosine_agreement_min", ">= 0.99", lambda v: v >= 0.99),
+    ("encode", "default_precision", "(reported)", None),
+    ("e2e", "batching_speedup_32", ">= 2x", lambda v: v >= 2),
+    ("e2e", "loop_lag_ms_max", "< 50 ms", lambda v: v < 50),
+    ("ingest", "fraction_of_encoder", ">= 0.8", lambda v: v >= 0.8),
+]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def table(results: dict[str, Any]) -> str:
+    rows = ["| metric | value | target | met |", "| --- | --- | --- | --- |"]
+    for section, key, target, check in TARGETS:
+        if section not in results or key not in results[section]:
+            continue
+        value = results[section][key]
+        met = "" if check is None else ("yes" if check(value) else "**no**")
+        rows.append(f"| `{section}.{key}` | {_fmt(value)} | {target} | {met} |")
+    return "\n".join(rows)
+
+
+def details(results: dict[str, Any]) -> str:
+    out = []
+    if "encode" in results:
+        out.append("\nEncoder images/s (batch size after the name):\n")
+        out.append("| path | " + " | ".join(results["encode"]["images_per_s"]) + " |")
+        out.append("| --- |" + " --- |" * len(results["encode"]["images_per_s"]))
+        out.append("| images/s | " + " | ".join(_fmt(v) for v in results["encode"]["images_per_s"].values()) + " |")
+        out.append("\nAgreement with plain fp32 (min cosine on real photos): "
+                   + ", ".join(f"{k} {v:.4f}" for k, v in results["encode"]["agreement"].items())
+                   + f"; text query {results['encode']['text_query_ms']:.0f} ms.")
+    if "search" in results:
+        s = results["search"]
+        out.append("\n| N | clipbot fp16 ms | clipbot fp32 ms | seed loop ms | faiss ms | bytes/vector (fp16) |")
+        out.append("| --- | --- | --- | --- | --- | --- |")
+        for n in s["sizes"]:
+            out.append(f"| {n:,} | {s['p50_ms'][f'fp16_{n}']:.2f} | {s['p50_ms'][f'fp32_{n}']:.2f} | "
+                       f"{s['seed_loop_ms'][str(n)]:,.0f} | {_fmt(s['faiss_p50_ms'].get(str(n), float('nan')))} | "
+                       f"{s['bytes_per_vector'][f'fp16_{n}']:.0f} |")
+    if "e2e" in results:
+        out.append("\n| concurrent photos | batched s | unbatched s | batched p50/p95 ms | unbatched p50/p95 ms "
+                   "| worst loop lag ms |")
+        out.append("| --- | --- | --- | --- | --- | --- |")
+        cases = results["e2e"]["cases"]
+        for m in sorted({int(k.split("_")[1]) for k in cases}):
+            b, u = cases[f"batched_{m}"], cases[f"unbatched_{m}"]
+            out.append(f"| {m} | {b['seconds']:.2f} | {u['seconds']:.2f} | {b['p50_ms']:.0f}/{b['p95_ms']:.0f} | "
+                       f"{u['p50_ms']:.0f}/{u['p95_ms']:.0f} | {max(b['loop_lag_ms'], u['loop_lag_ms']):.1f} |")
+    if "ingest" in results:
+        i = results["ingest"]
+        out.append(f"\nIngest: {i['photos']} photos in {i['seconds']:.1f} s = {i['images_per_s']:.1f} images/s; "
+                   f"the encoder alone: {i['encoder_images_per_s']:.1f} images/s.")
+    return "\n".join(out)
+
+
+def _save(fig: Figure, path: Path) -> None:
+    FigureCanvasAgg(fig)
+    fig.savefig(path)
+
+
+def plots(results: dict[str, Any], out: Path, stem: str) -> None:
+    if "search" in results:
+        s = results["search"]
+        fig = Figure(figsize=(6, 4), dpi=100, layout="constrained")
+        ax = fig.add_subplot()
+        sizes = s["sizes"]
+        ax.loglog(sizes, [s["p50_ms"][f"fp16_{n}"] for n in sizes], "o-", label="clipbot (fp16)")
+        ax.loglog(sizes, [s["p50_ms"][f"fp32_{n}"] for n in sizes], "o-", label="clipbot (fp32)")
+        ax.loglog(sizes, [s["seed_loop_ms"][str(n)] for n in sizes], "o-", label="seed per-row loop")
+        if s["faiss_p50_ms"]:
+            ax.loglog([int(n) for n in s["faiss_p50_ms"]], list(s["faiss_p50_ms"].values()), "o-", label="faiss flat")
+        ax.set_xlabel("vectors (512-d)")
+        ax.set_ylabel("top-10 latency, ms (p50)")
+        ax.legend()
+        _save(fig, out / f"{stem}-search.png")
+    if "encode" in results:
+        e = results["encode"]["images_per_s"]
+        fig = Figure(figsize=(7, 4), dpi=100, layout="constrained")
+        ax = fig.add_subplot()
+        ax.barh(list(e), list(e.values()))
+        ax.invert_yaxis()
+        ax.set_xlabel("images/s")
+        _save(fig, out / f"{stem}-encode.png")
+    if "e2e" in results:
+        cases = results["e2e"]["cases"]
+        ms = sorted({int(k.split("_")[1]) for k in cases})
+        fig = Figure(figsize=(6, 4), dpi=100, layout="constrained")
+        ax = fig.add_subplot()
+        for kind in ("batched", "unbatched"):
+            ax.plot(ms, [cases[f"{kind}_{m}"]["photos_per_s"] for m in ms], "o-", label=kind)
+        ax.set_xlabel("concurrent photos")
+        ax.set_ylabel("photos/s")
+        ax.legend()
+        _save(fig, out / f"{stem}-e2e.png")
+
+
+def write_report(results: dict[str, Any], out: Path, stem: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=2))
+    meta = results["meta"]
+    header = (f"Benchmark ({meta['mode']}, {meta['date']}): {meta['model']}; {meta['cpus']} CPUs, "
+              f"torch {meta['torch']} with {meta['torch_threads']} threads.\n\n")
+    (out / f"{stem}.md").write_text(header + table(results) + "\n" + details(results) + "\n")
+    plots(results, out, stem)

@@ -1,0 +1,57 @@
+"""Runs every benchmark and writes bench/results/latest.json, latest.md and PNG plots.
+
+    python -m bench.run            # full: ViT-B/32 random weights, 1M vectors (about 10 minutes)
+    python -m bench.run --smoke    # tiny sizes, for CI: proves the suite still runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # benchmarks build their models; never the network
+
+from bench import e2e, encode, ingest, search  # noqa: E402
+from bench.common import model_dir  # noqa: E402
+from bench.report import write_report  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
+    parser.add_argument("--only", choices=["encode", "search", "e2e", "ingest"], action="append")
+    args = parser.parse_args(argv)
+    import torch
+
+    model = model_dir(args.smoke)
+    sections = args.only or ["search", "encode", "e2e", "ingest"]
+    results: dict[str, Any] = {
+        "meta": {"mode": "smoke" if args.smoke else "full", "date": time.strftime("%Y-%m-%d %H:%M"),
+                 "python": sys.version.split()[0], "torch": torch.__version__, "cpus": os.cpu_count(),
+                 "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
+                 "model": "tiny random CLIP" if args.smoke else "ViT-B/32 architecture, random weights"},
+    }
+    runners = {"search": lambda: search.run(smoke=args.smoke), "encode": lambda: encode.run(model, smoke=args.smoke),
+               "e2e": lambda: e2e.run(model, smoke=args.smoke), "ingest": lambda: ingest.run(model, smoke=args.smoke)}
+    for name in sections:
+        started = time.perf_counter()
+        print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        results[name] = runners[name]()
+        print(f"bench: {name} done in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    stem = "smoke" if args.smoke else "latest"
+    write_report(results, args.out, stem)
+    print((args.out / f"{stem}.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
