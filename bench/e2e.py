@@ -33,7 +33,7 @@ async def _case(model: Path, encoder: ClipEncoder, concurrency: int, batching: b
     with tempfile.TemporaryDirectory() as data:
         settings = Settings(  # type: ignore[call-arg]
             clip_model=str(model), data_dir=Path(data), caption_model="none", queue_size=1024,
-            max_batch=32 if batching else 1, batch_wait_ms=5 if batching else 0, _env_file=None,
+            _env_file=None, **({} if batching else {"max_batch": 1, "batch_wait_ms": 0}),
         )
         async with build_chat_engine(settings, encoder, captioner=None) as engine:
             for blob in _jpegs(len(photos())):

@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     admin_ids: str = ""
     rate_limit_per_minute: float = Field(10, ge=0)
     queue_size: int = Field(64, ge=1)
-    max_batch: int = Field(16, ge=1, le=1024)
+    max_batch: int = Field(8, ge=1, le=1024)
     batch_wait_ms: float = Field(5, ge=0, le=1000)
 
     # Telegram (names without the CLIPBOT_ prefix, as Telegram tooling spells them)

@@ -172,11 +172,20 @@ class Engine:
         need = [
             i for i, rec in enumerate(existing) if rec is None or not await self.store.has_vector(rec.id, self.model_id)
         ]
-        vectors = None
-        if need:
+        fresh = [i for i, rec in enumerate(existing) if rec is None]
+
+        async def encode_needed() -> np.ndarray | None:
+            if not need:
+                return None
             inputs = pixels[need] if pixels is not None else await self.prepare([images[i] for i in need])
-            vectors = await self.runner.encode_pixels(inputs)
+            return await self.runner.encode_pixels(inputs)
+
+        # The new images' files and colours are made on the decode threads while the model encodes.
+        vectors, made = await asyncio.gather(
+            encode_needed(), asyncio.gather(*(self.blocking(self._file_and_colors, images[i]) for i in fresh))
+        )
         vector_of = {i: vectors[n] for n, i in enumerate(need)} if vectors is not None else {}
+        file_and_colors = dict(zip(fresh, made))
         # New images without a description get BLIP's caption as their description.
         uncaptioned = [i for i, rec in enumerate(existing) if rec is None and not descriptions[i]]
         captions = dict(zip(uncaptioned, await self._captions_or_none([images[i].image for i in uncaptioned])))
@@ -195,10 +204,7 @@ class Engine:
                 results.append(AddResult(await self.store.get_image(rec.id), "updated"))
                 continue
             assert vec is not None
-            relative = await asyncio.get_running_loop().run_in_executor(
-                self._decode_pool, self.media.put, decoded.data, decoded.sha256, decoded.extension
-            )
-            colors = await self.colors_of(decoded.image)
+            relative, colors = file_and_colors[i]
             new = NewImage(
                 collection=collection, label=labels[i] or "",
                 description=descriptions[i] or captions.get(i) or "", caption=captions.get(i),
@@ -211,6 +217,10 @@ class Engine:
             index.add(collection, [image_id], vec[None, :])
             results.append(AddResult(await self.store.get_image(image_id), "added"))
         return results
+
+    def _file_and_colors(self, decoded: DecodedImage) -> tuple[str, list[DominantColor]]:
+        return self.media.put(decoded.data, decoded.sha256, decoded.extension), \
+            dominant_colors(decoded.image, self.color_count)
 
     # -- captions and colours -------------------------------------------------------------------
 

@@ -121,6 +121,7 @@ async def ingest(
     if not batches:
         return summary
     pending = [asyncio.ensure_future(_decode(engine, it)) for it in batches[0]]
+    storing: asyncio.Task[None] | None = None
     for n, batch in enumerate(batches):
         decoded = await asyncio.gather(*pending)
         pending = [asyncio.ensure_future(_decode(engine, it)) for it in batches[n + 1]] if n + 1 < len(batches) else []
@@ -133,20 +134,31 @@ async def ingest(
             else:
                 seen[result[0].sha256] = str(item.path)
                 good.append((item, *result))
-        if good:
-            results = await engine.add_decoded(
-                [d for _, d, _ in good], collection=collection, labels=[i.label for i, _, _ in good],
-                descriptions=[i.description for i, _, _ in good], added_by=added_by,
-                source_paths=[str(i.path.resolve()) for i, _, _ in good], pixels=np.stack([p for _, _, p in good]),
-            )
-            for r in results:
-                if r.status == "added":
-                    summary.added += 1
-                else:
-                    summary.updated += 1
-        if progress:
-            progress(len(batch))
+        # Batch n is encoded while batch n-1 is still being stored; at most those two are in flight.
+        if storing is not None:
+            await storing
+        storing = asyncio.ensure_future(_store(engine, good, len(batch), collection, added_by, summary, progress))
+    if storing is not None:
+        await storing
     return summary
+
+
+async def _store(engine: Engine, good: list[tuple[IngestItem, DecodedImage, np.ndarray]], batch_size: int,
+                 collection: str, added_by: str | None, summary: IngestSummary,
+                 progress: Callable[[int], None] | None) -> None:
+    if good:
+        results = await engine.add_decoded(
+            [d for _, d, _ in good], collection=collection, labels=[i.label for i, _, _ in good],
+            descriptions=[i.description for i, _, _ in good], added_by=added_by,
+            source_paths=[str(i.path.resolve()) for i, _, _ in good], pixels=np.stack([p for _, _, p in good]),
+        )
+        for r in results:
+            if r.status == "added":
+                summary.added += 1
+            else:
+                summary.updated += 1
+    if progress:
+        progress(batch_size)
 
 
 async def _decode(engine: Engine, item: IngestItem) -> tuple[DecodedImage, np.ndarray] | ClipbotError:
