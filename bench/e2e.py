@@ -20,7 +20,7 @@ from core.service import ChatService
 
 def _jpegs(n: int) -> list[bytes]:
     out = []
-    for i, image in enumerate(photos()):
+    for image in photos():
         img = image.copy()
         img.thumbnail((640, 640))
         buf = io.BytesIO()

@@ -14,7 +14,6 @@ import numpy as np
 
 from core.errors import DimensionMismatchError
 
-
 PRECISIONS = {"fp16": np.float16, "fp32": np.float32}
 
 

@@ -93,7 +93,11 @@ def build_blip_model(directory: Path, *, seed: int = 0) -> Path:
     """
     import torch
     from transformers import (
-        BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessorPil, BlipProcessor,
+        BertTokenizer,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessorPil,
+        BlipProcessor,
     )
 
     directory.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,6 @@ from PIL import Image
 
 from core.captions import BlipCaptioner, captioner_from_setting, tidy_caption
 from core.errors import ModelLoadError
-from tests.model_factory import build_blip_model
 
 
 def _open(path: Path) -> Image.Image:

@@ -87,7 +87,7 @@ def test_auto_falls_back_to_fp32_when_nothing_agrees(clip_dir: Path) -> None:
     calls: list[str] = []
 
     def encode(candidate: object) -> np.ndarray:
-        calls.append(getattr(candidate, "precision"))
+        calls.append(candidate.precision)
         vectors = np.eye(3, dtype=np.float32)
         return vectors if calls[-1] == "fp32" else vectors[::-1]  # candidates disagree completely
 

@@ -19,7 +19,6 @@ from adapters.telegram.messages import parse_command
 from bot.composition import build_service
 from bot.runner import SecretFilter, run_bot
 from bot.settings import Settings
-from core.encoders import ClipEncoder
 from core.engine import Engine
 from tests.conftest import recompressed
 from tests.fake_telegram import BOT_USER, FakeTelegram
