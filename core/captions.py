@@ -10,7 +10,7 @@ from typing import Any
 
 from PIL import Image
 
-from core.encoders import Encoder, from_cache_or_hub, model_load_error, resolve_device
+from core.encoders import Encoder, load_pretrained, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -60,28 +60,13 @@ class BlipCaptioner(Captioner):
         self._device = "cpu"
 
     def _load(self) -> None:
-        import torch
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
-        if self._torch_threads > 0:
-            torch.set_num_threads(self._torch_threads)
         self._device = resolve_device(self._device_setting)
-        from transformers.utils import logging as hf_logging
-
-        # transformers draws a "Loading weights" bar on every load; in a chat bot's log it is noise.
-        hf_logging.disable_progress_bar()
-        try:
-            processor, model = from_cache_or_hub(
-                # The PIL backend is what BLIP was trained with, and needs no torchvision.
-                lambda **kw: (BlipProcessor.from_pretrained(self.source, backend="pil", **kw),
-                              BlipForConditionalGeneration.from_pretrained(self.source, **kw)),
-            )
-        except Exception as exc:  # noqa: BLE001 - transformers raises many types here
-            raise model_load_error(self.SETTING, self.source, exc) from exc
-        finally:
-            hf_logging.enable_progress_bar()
-        model.eval().to(self._device)
-        self._model, self._processor = model, processor
+        self._processor, self._model = load_pretrained(
+            BlipProcessor, BlipForConditionalGeneration, self.source, setting=self.SETTING, device=self._device,
+            torch_threads=self._torch_threads,
+        )
         log.info("loaded BLIP captioner %s on %s", self.source, self._device)
 
     @property

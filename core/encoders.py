@@ -112,27 +112,13 @@ class ClipEncoder(ImageTextEncoder):
         self._max_text_tokens = 77
 
     def _load(self) -> None:
-        import torch
         from transformers import CLIPModel, CLIPProcessor
 
-        if self._torch_threads > 0:
-            torch.set_num_threads(self._torch_threads)
         self._device = resolve_device(self._device_setting)
-        from transformers.utils import logging as hf_logging
-
-        # transformers draws a "Loading weights" bar on every load; in a chat bot's log it is noise.
-        hf_logging.disable_progress_bar()
-        try:
-            processor, model = from_cache_or_hub(
-                # The PIL backend is what CLIP was trained with, and needs no torchvision.
-                lambda **kw: (CLIPProcessor.from_pretrained(self.source, backend="pil", **kw),
-                              CLIPModel.from_pretrained(self.source, **kw)),
-            )
-        except Exception as exc:  # noqa: BLE001 - transformers raises many types here
-            raise model_load_error(self.SETTING, self.source, exc) from exc
-        finally:
-            hf_logging.enable_progress_bar()
-        model.eval().to(self._device)
+        processor, model = load_pretrained(
+            CLIPProcessor, CLIPModel, self.source, setting=self.SETTING, device=self._device,
+            torch_threads=self._torch_threads,
+        )
         self._processor = processor
         self._dim = int(model.config.projection_dim)
         self._max_text_tokens = int(model.config.text_config.max_position_embeddings)
@@ -213,6 +199,32 @@ class ClipEncoder(ImageTextEncoder):
                 attention_mask=inputs["attention_mask"].to(self._device),
             )
         return _normalise(_features(out))
+
+
+def load_pretrained(processor_cls: Any, model_cls: Any, source: str, *, setting: str, device: str,
+                    torch_threads: int = 0) -> tuple[Any, Any]:
+    """A transformers processor and model from a hub id or directory, in eval mode on ``device``.
+
+    Any failure becomes one :class:`ModelLoadError` line naming ``setting`` and the fix.
+    """
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    if torch_threads > 0:
+        torch.set_num_threads(torch_threads)
+    # transformers draws a "Loading weights" bar on every load; in a chat bot's log it is noise.
+    hf_logging.disable_progress_bar()
+    try:
+        processor, model = from_cache_or_hub(
+            # The PIL image backend is what CLIP and BLIP were trained with, and needs no torchvision.
+            lambda **kw: (processor_cls.from_pretrained(source, backend="pil", **kw),
+                          model_cls.from_pretrained(source, **kw)),
+        )
+    except Exception as exc:  # noqa: BLE001 - transformers raises many types here
+        raise model_load_error(setting, source, exc) from exc
+    finally:
+        hf_logging.enable_progress_bar()
+    return processor, model.eval().to(device)
 
 
 def from_cache_or_hub(load: Callable[..., T]) -> T:
