@@ -181,9 +181,11 @@ class Engine:
             return await self.runner.encode_pixels(inputs)
 
         # The new images' files and colours are made on the decode threads while the model encodes.
-        vectors, made = await asyncio.gather(
-            encode_needed(), asyncio.gather(*(self.blocking(self._file_and_colors, images[i]) for i in fresh))
-        )
+        files_and_colors = asyncio.gather(*(self.blocking(self._file_and_colors, images[i]) for i in fresh))
+        vectors, made = await asyncio.gather(encode_needed(), files_and_colors, return_exceptions=True)
+        if isinstance(vectors, BaseException) or isinstance(made, BaseException):
+            await self._forget_unused_files([images[i] for i in fresh])
+            raise vectors if isinstance(vectors, BaseException) else made  # type: ignore[misc]
         vector_of = {i: vectors[n] for n, i in enumerate(need)} if vectors is not None else {}
         file_and_colors = dict(zip(fresh, made))
         # New images without a description get BLIP's caption as their description.
@@ -219,8 +221,15 @@ class Engine:
         return results
 
     def _file_and_colors(self, decoded: DecodedImage) -> tuple[str, list[DominantColor]]:
-        return self.media.put(decoded.data, decoded.sha256, decoded.extension), \
-            dominant_colors(decoded.image, self.color_count)
+        relative = self.media.put(decoded.data, decoded.sha256, decoded.extension)
+        return relative, dominant_colors(decoded.image, self.color_count)
+
+    async def _forget_unused_files(self, images: Sequence[DecodedImage]) -> None:
+        """After a failed add, remove the files it wrote that no image row uses."""
+        for decoded in images:
+            relative = self.media.relative_path(decoded.sha256, decoded.extension)
+            if not await self.store.file_in_use(relative):
+                self.media.delete(relative)
 
     # -- captions and colours -------------------------------------------------------------------
 

@@ -242,10 +242,7 @@ class Store:
         async with self._transaction() as db:
             record = await self._get_one(image_id)
             await db.execute("DELETE FROM images WHERE id = ?", (image_id,))
-            orphan = False
-            if record.file is not None:
-                async with db.execute("SELECT 1 FROM images WHERE file = ? LIMIT 1", (record.file,)) as cur:
-                    orphan = await cur.fetchone() is None
+            orphan = record.file is not None and not await self.file_in_use(record.file)
         return record, orphan
 
     # -- reads ----------------------------------------------------------------------------------
@@ -276,6 +273,10 @@ class Store:
         ) as cur:
             row = await cur.fetchone()
         return ImageRecord(*row) if row else None
+
+    async def file_in_use(self, relative: str) -> bool:
+        async with self.db.execute("SELECT 1 FROM images WHERE file = ? LIMIT 1", (relative,)) as cur:
+            return await cur.fetchone() is not None
 
     async def has_vector(self, image_id: int, model_id: str) -> bool:
         async with self.db.execute(

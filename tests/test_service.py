@@ -228,6 +228,20 @@ async def test_model_failure_reaches_every_waiting_caller(settings: Settings, re
     assert all(isinstance(r, RuntimeError) for r in results)
 
 
+async def test_failed_encode_stores_nothing(settings: Settings, recording: RecordingEncoder,
+                                            photos: dict[str, Path]) -> None:
+    async with build_chat_engine(settings, recording) as engine:  # type: ignore[arg-type]
+        kept = (await engine.add_image(photos["coffee"], label="coffee")).record
+        recording.fail_with = RuntimeError("CUDA out of memory")
+        with pytest.raises(RuntimeError):
+            await engine.add_image(photos["rocket"], label="rocket")
+        with pytest.raises(RuntimeError):  # the same bytes as a stored image: its file must stay
+            await engine.add_image(photos["coffee"], collection="other", label="coffee again")
+        assert [r.id for r in await engine.store.list_images()] == [kept.id]
+        files = [p for p in engine.media.root.rglob("*") if p.is_file()]
+        assert [f.name for f in files] == [Path(kept.file or "").name]
+
+
 def test_result_pages_expire_and_are_bounded() -> None:
     now = [0.0]
     pages = ResultPages(capacity=2, ttl_seconds=10, clock=lambda: now[0])
