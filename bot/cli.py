@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--collection", help="only this collection")
     p.add_argument("--json", action="store_true", help="print JSON")
 
+    p = add("reindex", "Encode stored images again with the configured model (after changing "
+                       "CLIPBOT_CLIP_MODEL): those without a vector for it, or all with --all.")
+    p.add_argument("--collection", help="only this collection")
+    p.add_argument("--all", action="store_true", help="re-encode every image, not only those missing a vector")
+
     p = add("remove", "Delete an image (and its file, when no other entry uses it).")
     p.add_argument("id", type=int, metavar="ID")
 

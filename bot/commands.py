@@ -15,7 +15,7 @@ from bot.downloads import download_model
 from bot.settings import Settings
 from core.engine import GLOBAL_COLLECTION, Engine
 from core.errors import InputError
-from core.ingest import collect_items, ingest
+from core.ingest import collect_items, ingest, reindex
 from core.search import SearchResult
 from core.seed_io import export_seed, import_seed
 from core.visuals import collage_png, colors_text, palette_png, scores_png
@@ -88,6 +88,23 @@ async def _print_results(args: argparse.Namespace, results: list[SearchResult],
     elif args.plot:
         print("clipbot: warning: nothing to plot", file=sys.stderr)
     return 0
+
+
+@command("reindex")
+async def reindex_images(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    async def work(engine: Engine) -> int:
+        total = len(await engine.store.list_images(args.collection))
+        with tqdm(total=total, unit="img", desc="Re-encoding", file=sys.stderr, disable=None) as bar:
+            summary = await reindex(engine, collection=args.collection, everything=args.all,
+                                    batch_size=settings.batch_size, progress=bar.update)
+        print(f"Re-encoded {summary.updated} image(s) with {settings.clip_model}; {len(summary.skipped)} skipped.")
+        for what, reason in summary.skipped:
+            print(f"  skipped {what}: {reason}")
+        return 0
+
+    return await _with_engine(settings, work)
 
 
 @command("search")
@@ -176,7 +193,7 @@ async def stats(args: argparse.Namespace, settings: Settings) -> int:
             if model != engine.model_id:
                 print(f"  {n} made by another model ({model}); searches skip them")
         if current < total:
-            print(f"  {total - current} image(s) have no vector for this model: `clipbot index` them again.")
+            print(f"  {total - current} image(s) have no vector for this model: run `clipbot reindex`.")
         return 0
 
     return await _with_engine(settings, work)

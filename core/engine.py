@@ -83,8 +83,18 @@ class Engine:
         await self.store.open()
 
     async def warm(self) -> None:
-        """Load the model and every collection's vectors now, so the first user waits for neither."""
+        """Load the models and every collection's vectors now, so the first user waits for none.
+
+        A caption model that cannot load is logged, not fatal: images are then added uncaptioned.
+        """
         await self.index()
+        captioner = self.captioner
+        if captioner is not None:
+            try:
+                await self.runner.call(captioner.load)
+            except ModelLoadError as exc:
+                log.warning("captions unavailable: %s", exc)
+                self._caption_failure_logged = True
 
     async def close(self) -> None:
         await self.store.close()

@@ -13,6 +13,7 @@ import numpy as np
 from core.engine import Engine
 from core.errors import ClipbotError, FileMissingError, InputError
 from core.images import DecodedImage, is_image_filename
+from core.store import ImageRecord
 
 
 @dataclass(frozen=True)
@@ -172,3 +173,45 @@ async def _decode(engine: Engine, item: IngestItem) -> tuple[DecodedImage, np.nd
 
 def _batches(items: list[IngestItem], size: int) -> list[list[IngestItem]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+async def reindex(
+    engine: Engine,
+    *,
+    collection: str | None = None,
+    everything: bool = False,
+    batch_size: int = 16,
+    progress: Callable[[int], None] | None = None,
+) -> IngestSummary:
+    """Encode stored images again with the configured model: those without a vector for it
+    (after a change of CLIPBOT_CLIP_MODEL), or all of them with ``everything``.
+
+    Works from the stored copies in ``data/media``, so images added from chats are covered too.
+    """
+    summary = IngestSummary()
+    index = await engine.index()
+    records = await engine.store.list_images(collection)
+    if not everything:
+        have = await engine.store.vectors_for([r.id for r in records], engine.model_id)
+        records = [r for r in records if r.id not in have]
+    for start in range(0, len(records), max(1, batch_size)):
+        batch = records[start:start + batch_size]
+        decoded = await asyncio.gather(*(_decode_record(engine, r) for r in batch))
+        ready = [(r, d) for r, d in zip(batch, decoded) if not isinstance(d, ClipbotError)]
+        summary.skipped += [(f"#{r.id}", str(d)) for r, d in zip(batch, decoded) if isinstance(d, ClipbotError)]
+        if ready:
+            vectors = await engine.runner.encode_pixels(np.stack([pixels for _, (_, pixels) in ready]))
+            for (record, _), vector in zip(ready, vectors):
+                await engine.store.set_vector(record.id, vector, engine.model_id)
+                index.add(record.collection, [record.id], vector[None, :])
+                summary.updated += 1
+        if progress:
+            progress(len(batch))
+    return summary
+
+
+async def _decode_record(engine: Engine, record: ImageRecord) -> tuple[DecodedImage, np.ndarray] | ClipbotError:
+    path = engine.path_of(record)
+    if path is None:
+        return FileMissingError("no stored picture (imported without its file)")
+    return await _decode(engine, IngestItem(Path(path)))

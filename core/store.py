@@ -230,6 +230,11 @@ class Store:
             if vector is not None:
                 await self._put_vector(db, image_id, vector, model_id)
 
+    async def set_vector(self, image_id: int, vector: np.ndarray, model_id: str) -> None:
+        """Store (or replace) one image's vector for ``model_id``."""
+        async with self._transaction() as db:
+            await self._put_vector(db, image_id, vector, model_id)
+
     @staticmethod
     async def _put_vector(db: aiosqlite.Connection, image_id: int, vector: np.ndarray, model_id: str) -> None:
         await db.execute(

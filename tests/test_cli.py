@@ -262,3 +262,21 @@ def test_python_dash_m_bot(cli_env: Path, tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "bot", "search", str(tmp_path / "nope.jpg")],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stderr.startswith("clipbot: error: No such file")
+
+
+def test_reindex_after_changing_the_model(indexed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch, photos: dict[str, Path]) -> None:
+    from tests.model_factory import build_clip_model
+
+    other = build_clip_model(tmp_path / "other-clip", seed=1, projection_dim=24)
+    monkeypatch.setenv("CLIPBOT_CLIP_MODEL", str(other))
+    code, out, _ = run(capsys, "stats")
+    assert "0 for the configured model" in out and "run `clipbot reindex`" in out
+    code, out, _ = run(capsys, "search", str(photos["rocket"]), "--json")
+    assert code == 0 and json.loads(out)["results"] == []  # old vectors belong to the old model
+    code, out, _ = run(capsys, "reindex")
+    assert code == 0 and "Re-encoded 10 image(s)" in out
+    code, out, _ = run(capsys, "search", str(photos["rocket"]), "--json", "-k", "1")
+    assert json.loads(out)["results"][0]["label"] == "rocket"
+    code, out, _ = run(capsys, "reindex")
+    assert "Re-encoded 0 image(s)" in out  # nothing left to do

@@ -161,3 +161,16 @@ def test_cli_describe(cli_env: Path, blip_dir: Path, photos: dict[str, Path], ca
     assert code == 0 and out.strip() and out.strip()[0].isupper()
     code, out, _ = run(capsys, "download-models")
     assert code == 0 and "Caption model" in out
+
+
+async def test_warm_loads_the_captioner_or_says_why_not(settings: Settings, encoder: ClipEncoder, blip_dir: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    fresh = BlipCaptioner(str(blip_dir))
+    async with build_chat_engine(settings, encoder, captioner=fresh) as engine:
+        await engine.warm()
+        assert fresh.loaded
+    broken = BlipCaptioner("/nonexistent/blip")
+    async with build_chat_engine(settings, encoder, captioner=broken) as engine:
+        await engine.warm()  # not fatal
+    assert any("captions unavailable" in r.getMessage() and "CLIPBOT_CAPTION_MODEL" in r.getMessage()
+               for r in caplog.records)
