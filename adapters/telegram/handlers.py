@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
-from telegram import InputMediaPhoto, Message, Update
+from telegram import CallbackQuery, InputMediaPhoto, Message, Update
 from telegram.error import BadRequest, TelegramError
 from telegram.ext import ContextTypes
 
@@ -128,18 +129,16 @@ class TelegramHandlers:
     # -- the "next match" button ----------------------------------------------------------------
 
     async def next_match(self, update: Update, context: Ctx) -> None:
-        query = update.callback_query
-        if query is None or query.data is None or not isinstance(query.message, Message):
+        """The "Next match" button: the message is edited in place to show the next result."""
+        pressed = await self._button(update, context, self.service.page)
+        if pressed is None:
             return
-        reply = await self.service.page(context_of(update, context.bot), query.data)
-        if reply.kind == "error":
-            await query.answer(reply.text, show_alert=True)
-            return
+        query, message, reply = pressed
         try:
-            if reply.image is not None and query.message.photo:
+            if reply.image is not None and message.photo:
                 media = InputMediaPhoto(reply.image, caption=trimmed(reply.text, CAPTION_LIMIT))
                 await query.edit_message_media(media, reply_markup=keyboard(reply))
-            elif query.message.photo:
+            elif message.photo:
                 await query.edit_message_caption(trimmed(reply.text, CAPTION_LIMIT), reply_markup=keyboard(reply))
             else:
                 await query.edit_message_text(trimmed(reply.text, TEXT_LIMIT), reply_markup=keyboard(reply))
@@ -147,6 +146,26 @@ class TelegramHandlers:
             if "not modified" not in str(exc).lower():  # a double tap is harmless
                 raise
         await query.answer()
+
+    async def top(self, update: Update, context: Ctx) -> None:
+        """The "Top N" button: the whole result list as one collage, in a new message."""
+        pressed = await self._button(update, context, self.service.collage)
+        if pressed is not None:
+            query, message, reply = pressed
+            await query.answer()
+            await send_reply(message, reply, quote=True)
+
+    async def _button(self, update: Update, context: Ctx, answer: Callable[[Context, str], Awaitable[Reply]]
+                      ) -> tuple[CallbackQuery, Message, Reply] | None:
+        """The service's answer to a pressed button; an expired one is told in a pop-up."""
+        query = update.callback_query
+        if query is None or query.data is None or not isinstance(query.message, Message):
+            return None
+        reply = await answer(context_of(update, context.bot), query.data)
+        if reply.kind == "error":
+            await query.answer(reply.text, show_alert=True)
+            return None
+        return query, query.message, reply
 
     # -- errors -----------------------------------------------------------------------------------
 
@@ -162,18 +181,6 @@ class TelegramHandlers:
                 log.warning("could not tell the user about the error", exc_info=True)
 
     # -- helpers ----------------------------------------------------------------------------------
-
-    async def top(self, update: Update, context: Ctx) -> None:
-        """The "Top N" button: the whole result list as one collage, in a new message."""
-        query = update.callback_query
-        if query is None or query.data is None or not isinstance(query.message, Message):
-            return
-        reply = await self.service.collage(context_of(update, context.bot), query.data)
-        if reply.kind == "error":
-            await query.answer(reply.text, show_alert=True)
-            return
-        await query.answer()
-        await send_reply(query.message, reply, quote=True)
 
     async def _on_replied_photo(self, update: Update, context: Ctx, name: str) -> None:
         replied = update.effective_message.reply_to_message if update.effective_message else None
