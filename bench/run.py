@@ -28,16 +28,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
     parser.add_argument("--only", choices=["encode", "search", "e2e", "ingest"], action="append")
+    parser.add_argument("--model", type=Path, help="a local CLIP directory to measure instead of random ViT-B/32 "
+                                                  "(e.g. real weights, to check int8's agreement on them)")
     args = parser.parse_args(argv)
     import torch
 
-    model = model_dir(args.smoke)
+    model = args.model or model_dir(args.smoke)
     sections = args.only or ["search", "encode", "e2e", "ingest"]
     results: dict[str, Any] = {
         "meta": {"mode": "smoke" if args.smoke else "full", "date": time.strftime("%Y-%m-%d %H:%M"),
                  "python": sys.version.split()[0], "torch": torch.__version__, "cpus": os.cpu_count(),
                  "torch_threads": torch.get_num_threads(), "machine": platform.machine(),
-                 "model": "tiny random CLIP" if args.smoke else "ViT-B/32 architecture, random weights"},
+                 "model": str(args.model) if args.model else
+                 "tiny random CLIP" if args.smoke else "ViT-B/32 architecture, random weights"},
     }
     runners = {"search": lambda: search.run(smoke=args.smoke), "encode": lambda: encode.run(model, smoke=args.smoke),
                "e2e": lambda: e2e.run(model, smoke=args.smoke), "ingest": lambda: ingest.run(model, smoke=args.smoke)}
