@@ -251,11 +251,8 @@ class Engine:
 
     async def colors(self, source: bytes | str | Path) -> list[DominantColor]:
         """The image's dominant colours, largest share first."""
-        return await self.colors_of((await self.decode(source)).image)
-
-    async def colors_of(self, image: Image.Image) -> list[DominantColor]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._decode_pool, lambda: dominant_colors(image, self.color_count))
+        image = (await self.decode(source)).image
+        return await self.blocking(dominant_colors, image, self.color_count)
 
     async def _caption(self, images: Sequence[Image.Image]) -> list[str]:
         captioner = self.captioner

@@ -31,10 +31,6 @@ class IngestSummary:
     updated: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
-    @property
-    def total(self) -> int:
-        return self.added + self.updated + len(self.skipped)
-
 
 def read_labels_csv(path: Path) -> dict[Path, tuple[str, str]]:
     """Read a ``path,label,description`` CSV; relative paths are relative to the CSV's folder."""

@@ -91,9 +91,6 @@ class VectorIndex:
     def __len__(self) -> int:
         return len(self._collection_of)
 
-    def __contains__(self, image_id: object) -> bool:
-        return image_id in self._collection_of
-
     def count(self, collection: str) -> int:
         shelf = self._shelves.get(collection)
         return shelf.size if shelf else 0
@@ -142,14 +139,6 @@ class VectorIndex:
         ids, scores = self.scores(query, collections)
         order = top_k_order(scores, k)
         return [(int(ids[i]), float(scores[i])) for i in order]
-
-    def vector(self, image_id: int) -> np.ndarray | None:
-        with self._lock:
-            collection = self._collection_of.get(image_id)
-            if collection is None:
-                return None
-            shelf = self._shelves[collection]
-            return shelf.matrix[shelf.row_of[image_id]].astype(np.float32)
 
     def nbytes(self) -> int:
         """Memory held by the matrices and id arrays (capacity included)."""
