@@ -15,7 +15,7 @@ from bot.downloads import download_model
 from bot.settings import Settings
 from core.engine import GLOBAL_COLLECTION, Engine
 from core.errors import InputError
-from core.ingest import collect_items, ingest, reindex
+from core.ingest import collect_items, ingest, reindex, reindex_targets
 from core.search import SearchResult
 from core.seed_io import export_seed, import_seed
 from core.visuals import collage_png, colors_text, palette_png, scores_png
@@ -95,10 +95,9 @@ async def reindex_images(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
     async def work(engine: Engine) -> int:
-        total = len(await engine.store.list_images(args.collection))
-        with tqdm(total=total, unit="img", desc="Re-encoding", file=sys.stderr, disable=None) as bar:
-            summary = await reindex(engine, collection=args.collection, everything=args.all,
-                                    batch_size=settings.batch_size, progress=bar.update)
+        targets = await reindex_targets(engine, collection=args.collection, everything=args.all)
+        with tqdm(total=len(targets), unit="img", desc="Re-encoding", file=sys.stderr, disable=None) as bar:
+            summary = await reindex(engine, targets, batch_size=settings.batch_size, progress=bar.update)
         print(f"Re-encoded {summary.updated} image(s) with {settings.clip_model}; {len(summary.skipped)} skipped.")
         for what, reason in summary.skipped:
             print(f"  skipped {what}: {reason}")

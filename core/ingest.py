@@ -171,25 +171,30 @@ def _batches(items: list[IngestItem], size: int) -> list[list[IngestItem]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+async def reindex_targets(engine: Engine, *, collection: str | None = None,
+                          everything: bool = False) -> list[ImageRecord]:
+    """The stored images :func:`reindex` would encode: those without a vector for the configured
+    model (after a change of CLIPBOT_CLIP_MODEL), or all of them with ``everything``."""
+    records = await engine.store.list_images(collection)
+    if everything:
+        return records
+    have = await engine.store.vectors_for([r.id for r in records], engine.model_id)
+    return [r for r in records if r.id not in have]
+
+
 async def reindex(
     engine: Engine,
+    records: Sequence[ImageRecord],
     *,
-    collection: str | None = None,
-    everything: bool = False,
     batch_size: int = 16,
     progress: Callable[[int], None] | None = None,
 ) -> IngestSummary:
-    """Encode stored images again with the configured model: those without a vector for it
-    (after a change of CLIPBOT_CLIP_MODEL), or all of them with ``everything``.
+    """Encode ``records`` again with the configured model (see :func:`reindex_targets`).
 
     Works from the stored copies in ``data/media``, so images added from chats are covered too.
     """
     summary = IngestSummary()
     index = await engine.index()
-    records = await engine.store.list_images(collection)
-    if not everything:
-        have = await engine.store.vectors_for([r.id for r in records], engine.model_id)
-        records = [r for r in records if r.id not in have]
     for start in range(0, len(records), max(1, batch_size)):
         batch = records[start:start + batch_size]
         decoded = await asyncio.gather(*(_decode_record(engine, r) for r in batch))
