@@ -11,6 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes import serve_on_loopback
+
 APP_ID = "800"
 BOT = {"id": "900", "username": "clipbot", "discriminator": "0", "global_name": "clipbot", "avatar": None,
        "bot": True}
@@ -54,11 +56,7 @@ class FakeDiscord:
         app.router.add_get("/attachments/{id}/{name}", self._attachment)
         app.router.add_get("/gateway", self._gateway)
         app.router.add_route("*", "/api/v10/{path:.*}", self._api)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_on_loopback(app)
 
     async def stop(self) -> None:
         for ws in list(self._sockets):

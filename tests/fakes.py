@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+from aiohttp import web
 from PIL import Image
 
 from core.encoders import ClipEncoder, ImageTextEncoder
@@ -61,3 +62,12 @@ class RecordingEncoder(ImageTextEncoder):
         out = self.inner.encode_texts(texts)
         time.sleep(self.delay)
         return out
+
+
+async def serve_on_loopback(app: web.Application) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` on 127.0.0.1 at a free port; returns the runner (to clean up) and the port."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
