@@ -22,7 +22,8 @@ def make_preview(path: str | Path, *, max_side: int = PREVIEW_MAX_SIDE, quality:
     40-megapixel TIFF must still come back as a picture.
     """
     try:
-        img = decode_image(path, max_pixels=10**9).image
+        # Reduced-scale JPEG decode: a 12 MP photo needs no full decode for a 1280 px preview.
+        img = decode_image(path, max_pixels=10**9, min_side=max_side).image
     except ImageError:
         log.warning("stored image %s cannot be read", path)
         return None

@@ -21,7 +21,7 @@ THUMB_SIDE = 400  # tiles are 200 px; twice that keeps them sharp without decodi
 def _thumbnail(path: str | None) -> Image.Image:
     if path:
         try:
-            img = decode_image(path, max_pixels=10**9).image
+            img = decode_image(path, max_pixels=10**9, min_side=THUMB_SIDE).image
             img.thumbnail((THUMB_SIDE, THUMB_SIDE))
             return img
         except ImageError:
