@@ -1,9 +1,9 @@
-# Quickstart: `make run` starts the bot, `make test` runs the test suite. Both create .venv on first use.
+# Quickstart: `make run` starts the bot, `make test` runs lint and then the test suite. Both create .venv on first use.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test bench clean
+.PHONY: run test lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,12 @@ $(VENV)/.installed-test: pyproject.toml | $(PY)
 run: $(VENV)/.installed
 	$(VENV)/bin/clipbot run
 
-test: $(VENV)/.installed-test
+# Strict mypy over bot/, core/ and adapters/, and ruff over everything (rules in pyproject.toml).
+lint: $(VENV)/.installed-test
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+test: lint
 	$(PY) -m pytest -q
 
 $(VENV)/.installed-bench: pyproject.toml | $(PY)
@@ -33,4 +38,4 @@ bench: $(VENV)/.installed-bench
 	$(PY) -m bench.run
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -9,22 +9,42 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from core.commands import MATCH, ChatCommand, CommandInput, Takes, command_named
 from core.conversation import Chat, Context, Reply, User
 from core.service import NEXT_PREFIX, TOP_PREFIX, ChatService
 
 PLATFORM = "console"
 PROMPT = "you> "
-CONSOLE_HELP = """Commands:
-/match PATH (or just PATH)      the closest images to a photo, with scores
-/find WORDS                     images by label, description or meaning
-/next  /top                     the next match of the last result; all of them on one card
-/describe PATH  /colors PATH  /scores PATH   a caption, dominant colours, every score as a chart
-/add PATH | label | description add a photo to the console gallery
-/delete ID   /list   /stats   /quit"""
+
+
+class ConsoleStyle:
+    """How the console writes commands: a photo is a file's path, ``/add PATH | label | description``."""
+
+    front_end = PLATFORM
+
+    def usage(self, command: ChatCommand) -> str:
+        if command.takes is Takes.LABELLED_PHOTO:
+            return f"/{command.name} PATH | {command.usage}"
+        if command.takes.photo:
+            return f"/{command.name} PATH"
+        return f"/{command.name} {command.usage}".rstrip()
+
+    def notes(self, *, private: bool) -> list[str]:
+        return ["A bare PATH is matched, like /match PATH.",
+                "/next, /top \u2014 the next match of the last result; all of them on one card",
+                "/quit \u2014 leave"]
 
 
 async def _is_admin() -> bool:
     return True  # the operator at the terminal owns this gallery
+
+
+def _is_file(path: str) -> bool:
+    return Path(path).expanduser().is_file()
+
+
+def _read(path: str) -> bytes:
+    return Path(path).expanduser().read_bytes()
 
 
 class ConsoleChat:
@@ -36,7 +56,8 @@ class ConsoleChat:
         self.cards_dir = cards_dir or Path(tempfile.gettempdir()) / "clipbot-cards"
         self._read_line = read_line or sys.stdin.readline
         self._out = out or sys.stdout
-        self.ctx = Context(Chat(PLATFORM, "local", private=True), User(PLATFORM, user, user), _is_admin)
+        self.ctx = Context(Chat(PLATFORM, "local", private=True), User(PLATFORM, user, user), _is_admin,
+                           help_style=ConsoleStyle())
         self._last: Reply | None = None
 
     async def run(self) -> None:
@@ -57,45 +78,37 @@ class ConsoleChat:
         """Answer one line of input."""
         if not line:
             return
-        command, _, rest = line.partition(" ")
-        rest = rest.strip()
-        svc, ctx = self.service, self.ctx
-        if command == "/find":
-            self._show(await svc.find(ctx, rest))
-        elif command in ("/match", "/describe", "/colors", "/scores"):
-            handle = getattr(svc, command[1:])
-            self._show(await self._with_file(rest, lambda data: handle(ctx, data)))
-        elif command == "/add":
-            path, _, meta = rest.partition("|")
-            label, _, description = meta.partition("|")
-            self._show(await self._with_file(path.strip(), lambda data: svc.add(ctx, data, label, description)))
-        elif command == "/delete":
-            self._show(await svc.delete(ctx, int(rest)) if rest.isdigit() else Reply("Usage: /delete <id>"))
-        elif command == "/list":
-            self._show(await svc.list(ctx))
-        elif command == "/stats":
-            self._show(await svc.stats(ctx))
-        elif command in ("/next", "/top"):
-            data = self._button(NEXT_PREFIX if command == "/next" else TOP_PREFIX)
+        word, _, rest = line.partition(" ")
+        command = command_named(word[1:]) if word.startswith("/") else None
+        if command is not None and PLATFORM in command.front_ends:
+            self._show(await self._run(command, rest.strip()))
+        elif word in ("/next", "/top"):  # the console's stand-ins for the result buttons
+            data = self._button(NEXT_PREFIX if word == "/next" else TOP_PREFIX)
             if data is None:
                 self._say("Nothing to page through; /match or /find first.")
+            elif word == "/next":
+                self._show(await self.service.page(self.ctx, data))
             else:
-                self._show(await (svc.page(ctx, data) if command == "/next" else svc.collage(ctx, data)))
-        elif command in ("/help", "/start"):
-            self._say(CONSOLE_HELP)
-        elif Path(line).expanduser().is_file():  # a bare path is a photo to match
-            self._show(await self._with_file(line, lambda data: svc.match(ctx, data)))
+                self._show(await self.service.collage(self.ctx, data))
+        elif await asyncio.to_thread(_is_file, line):  # a bare path is a photo to match
+            self._show(await self._run(MATCH, line))
         else:
             self._say("I don't know that command; /help lists them.")
 
-    async def _with_file(self, path: str, send: Callable[[bytes], object]) -> Reply | None:
+    async def _run(self, command: ChatCommand, rest: str) -> Reply | None:
+        """A catalogue command; a photo command's first argument is the photo's path."""
+        if not command.takes.photo:
+            return await self.service.execute(command, self.ctx, CommandInput.from_text(command.takes, rest))
+        path, _, more = rest.partition("|")
+        path = path.strip()
         if not path:
-            return Reply("Give a path to an image file, for example: /match photos/cat.jpg")
+            return Reply(f"Give a path to an image file, for example: /{command.name} photos/cat.jpg")
         try:
-            data = await asyncio.to_thread(Path(path).expanduser().read_bytes)
+            data = await asyncio.to_thread(_read, path)
         except OSError:
             return Reply(f"No such file: {path}", kind="error")
-        return await send(data)  # type: ignore[no-any-return, misc]
+        args = CommandInput.from_text(command.takes, more, photo=data)
+        return await self.service.execute(command, self.ctx, args)
 
     def _button(self, prefix: str) -> str | None:
         buttons = self._last.buttons if self._last else ()

@@ -33,7 +33,7 @@ def run(model: Path, *, smoke: bool) -> dict[str, Any]:
     def record(name: str, fn: Any) -> None:
         for b in batches:
             batch = repeat_images(images, b)
-            seconds = p50(timed(lambda: fn(batch), repeats=repeats))
+            seconds = p50(timed(lambda batch=batch: fn(batch), repeats=repeats))
             result["images_per_s"][f"{name}_b{b}"] = b / seconds
             result["latency_ms_per_image"][f"{name}_b{b}"] = 1000 * seconds / b
 
@@ -45,7 +45,9 @@ def run(model: Path, *, smoke: bool) -> dict[str, Any]:
         result["agreement"][precision] = float(np.min(np.sum(encoder.encode_images(images) * reference, axis=1)))
         if precision == "auto":
             result["default_precision"] = encoder.precision_used
-            text_seconds = timed(lambda: encoder.encode_texts(["a red car parked on a street"]), repeats=5)
+            text_seconds = timed(
+                lambda encoder=encoder: encoder.encode_texts(["a red car parked on a street"]), repeats=5
+            )
             result["text_query_ms"] = 1000 * p50(text_seconds)
     default = result["default_precision"]
     result["speedup_vs_fp32_b8"] = (

@@ -25,7 +25,7 @@ def generate_photos(folder: Path, n: int, seed: int = 0) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     y, x = np.mgrid[0:480, 0:640] / 640
     paths = []
-    for i in range(n):  # noqa: B007
+    for i in range(n):
         base = np.stack([x * rng.random(), y * rng.random(), (1 - x) * rng.random()], axis=-1) * 255
         noise = rng.normal(0, 12, (480, 640, 3))
         img = Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8))

@@ -16,9 +16,9 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # benchmarks build their models; never the network
 
-from bench import e2e, encode, ingest, search  # noqa: E402
-from bench.common import model_dir  # noqa: E402
-from bench.report import write_report  # noqa: E402
+from bench import e2e, encode, ingest, search
+from bench.common import model_dir
+from bench.report import write_report
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from bot.commands import HANDLERS
 from bot.settings import load_settings
-from core.engine import GLOBAL_COLLECTION
 from core.errors import ClipbotError, InputError
+from core.galleries import GLOBAL_COLLECTION
 
 
 def build_parser() -> argparse.ArgumentParser:

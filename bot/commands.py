@@ -13,8 +13,9 @@ from bot import output
 from bot.composition import build_captioner, build_encoder, build_engine
 from bot.downloads import download_model
 from bot.settings import Settings
-from core.engine import GLOBAL_COLLECTION, Engine
+from core.engine import Engine
 from core.errors import InputError
+from core.galleries import GLOBAL_COLLECTION
 from core.ingest import collect_items, ingest, reindex, reindex_targets
 from core.search import SearchResult
 from core.seed_io import export_seed, import_seed
@@ -127,7 +128,7 @@ async def find(args: argparse.Namespace, settings: Settings) -> int:
 @command("scores")
 async def scores(args: argparse.Namespace, settings: Settings) -> int:
     async def work(engine: Engine) -> int:
-        return await _print_results(args, await engine.scores(args.image, collection=args.collection), scores_png)
+        return await _print_results(args, await engine.scores(args.image, collections=[args.collection]), scores_png)
 
     return await _with_engine(settings, work)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
-from bot.settings import Settings
+from bot.settings import Settings, load_settings
 from core.batching import MicroBatcher
 from core.captions import Captioner, captioner_from_setting
 from core.encoders import ClipEncoder
@@ -34,6 +34,11 @@ def build_encoder(settings: Settings) -> ClipEncoder:
     )
 
 
+def build_seed_encoder() -> ClipEncoder:
+    """The seed notebook functions' encoder, from the settings (entry point ``clipbot.seed_encoder``)."""
+    return build_encoder(load_settings())
+
+
 def build_captioner(settings: Settings) -> Captioner | None:
     """BLIP as the settings name it, or None when CLIPBOT_CAPTION_MODEL turns captions off."""
     return captioner_from_setting(settings.caption_model, device=settings.device,
@@ -41,13 +46,13 @@ def build_captioner(settings: Settings) -> Captioner | None:
 
 
 def build_engine(settings: Settings, encoder: ClipEncoder | None = None, *,
-                 captioner: Captioner | None | Literal["configured"] = "configured") -> Engine:
+                 captioner: Captioner | Literal["configured"] | None = "configured") -> Engine:
     """The engine over ``settings.data_dir``; call ``await engine.start()`` before use."""
     return _engine(settings, InferenceRunner(encoder or build_encoder(settings)), captioner)
 
 
 def build_chat_engine(settings: Settings, encoder: ClipEncoder | None = None, *,
-                      captioner: Captioner | None | Literal["configured"] = "configured") -> Engine:
+                      captioner: Captioner | Literal["configured"] | None = "configured") -> Engine:
     """The engine for chat front ends: concurrent requests share model batches."""
     runner = MicroBatcher(
         InferenceRunner(encoder or build_encoder(settings)), max_batch=settings.max_batch,
@@ -56,7 +61,7 @@ def build_chat_engine(settings: Settings, encoder: ClipEncoder | None = None, *,
     return _engine(settings, runner, captioner)
 
 
-def _engine(settings: Settings, runner: Encoding, captioner: Captioner | None | Literal["configured"]) -> Engine:
+def _engine(settings: Settings, runner: Encoding, captioner: Captioner | Literal["configured"] | None) -> Engine:
     return Engine(
         store=Store(settings.data_dir),
         media=MediaStore(settings.data_dir / "media"),

@@ -20,6 +20,6 @@ def download_model(source: str, *, setting: str) -> str:
         where = snapshot_download(repo_id=source, allow_patterns=_PATTERNS)
         if not any(Path(where).glob("*.safetensors")):  # older repos ship only PyTorch pickles
             where = snapshot_download(repo_id=source, allow_patterns=[*_PATTERNS, "pytorch_model.bin"])
-    except Exception as exc:  # noqa: BLE001 - hub errors come in many types
+    except Exception as exc:
         raise model_load_error(setting, source, exc) from exc
     return str(where)

@@ -34,7 +34,7 @@ def print_records(records: Sequence[ImageRecord], paths: Sequence[str | None], *
         rows = [
             {"id": r.id, "collection": r.collection, "label": r.label, "description": r.description,
              "path": p, "width": r.width, "height": r.height, "added_by": r.added_by, "created_at": r.created_at}
-            for r, p in zip(records, paths)
+            for r, p in zip(records, paths, strict=True)
         ]
         json.dump({"images": rows}, out, ensure_ascii=False, indent=2)
         out.write("\n")
@@ -42,7 +42,7 @@ def print_records(records: Sequence[ImageRecord], paths: Sequence[str | None], *
     if not records:
         out.write("No images yet: add some with `clipbot index PATH`.\n")
         return
-    for r, p in zip(records, paths):
+    for r, p in zip(records, paths, strict=True):
         text = " - ".join(part for part in (r.label, r.description) if part) or "(no label)"
         out.write(f"#{r.id:<6} {r.collection:<20} {r.width}x{r.height:<6} {text}\n       {p or '(no file)'}\n")
 

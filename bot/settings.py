@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.encoders import DEFAULT_CLIP_MODEL
 from core.errors import ConfigError
 
 
@@ -17,7 +18,7 @@ class Settings(BaseSettings):
     # Empty values (as in .env.example) mean "use the default", not "set to an empty string".
     model_config = SettingsConfigDict(env_prefix="CLIPBOT_", env_file=".env", extra="ignore", env_ignore_empty=True)
 
-    clip_model: str = Field("openai/clip-vit-base-patch32", min_length=1)
+    clip_model: str = Field(DEFAULT_CLIP_MODEL, min_length=1)
     caption_model: str = "Salesforce/blip-image-captioning-base"
     color_count: int = Field(5, ge=1, le=16)
     data_dir: Path = Path("data")

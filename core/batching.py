@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -50,6 +51,11 @@ class MicroBatcher:
     def model_id(self) -> str:
         return self.runner.model_id
 
+    async def start(self) -> None:
+        """Start the inference thread and the batching worker; idempotent."""
+        await self.runner.start()
+        self._ensure_worker()
+
     async def load(self) -> int:
         return await self.runner.load()
 
@@ -71,7 +77,9 @@ class MicroBatcher:
     async def _submit(self, kind: Kind, items: Sequence[Image.Image] | Sequence[str] | np.ndarray) -> np.ndarray:
         if len(items) == 0:
             return await self.runner.encode_texts([]) if kind == "text" else await self.runner.encode_images([])
-        self._ensure_worker()
+        if self._worker is None:
+            raise RuntimeError("the micro-batcher is not started: await batcher.start() first")
+        self._ensure_worker()  # a worker that died is replaced, so one failure does not stop the bot
         assert self._queue is not None
         request = _Request(kind, items)
         try:
@@ -109,7 +117,7 @@ class MicroBatcher:
             await self._encode(batch)
 
     async def _encode(self, batch: list[_Request]) -> None:
-        items: list = [x for r in batch for x in r.items]
+        items: list[Any] = [x for r in batch for x in r.items]
         self.model_calls += 1
         try:
             if batch[0].kind == "pixels":
@@ -118,7 +126,7 @@ class MicroBatcher:
                 vectors = await self.runner.encode_images(items)
             else:
                 vectors = await self.runner.encode_texts(items)
-        except Exception as exc:  # noqa: BLE001 - every waiting caller must hear of it
+        except Exception as exc:
             for r in batch:
                 if not r.future.done():
                     r.future.set_exception(exc)
@@ -130,11 +138,9 @@ class MicroBatcher:
             start += len(r.items)
 
     async def aclose(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            try:
-                await self._worker
-            except asyncio.CancelledError:
-                pass
-            self._worker = None
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
         await self.runner.aclose()

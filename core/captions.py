@@ -10,7 +10,7 @@ from typing import Any
 
 from PIL import Image
 
-from core.encoders import Encoder, load_pretrained, resolve_device
+from core.encoders import Encoder, PretrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class Captioner(Encoder):
         """Return one caption per image, in order; ``""`` where the model produced nothing."""
 
 
-class BlipCaptioner(Captioner):
+class BlipCaptioner(PretrainedModel, Captioner):
     """BLIP (``BlipForConditionalGeneration`` + ``BlipProcessor``) from a hub id or a local directory.
 
     Decoding is greedy (one beam, no sampling), so one image always gets the same caption,
@@ -48,31 +48,14 @@ class BlipCaptioner(Captioner):
         batch_size: int = 8,
         max_new_tokens: int = 30,
     ) -> None:
-        super().__init__()
-        self.source = source
-        self.model_id = source.rstrip("/\\") or source
-        self._device_setting = device
-        self._torch_threads = torch_threads
-        self.batch_size = max(1, batch_size)
+        super().__init__(source, device=device, torch_threads=torch_threads, batch_size=batch_size)
         self.max_new_tokens = max(1, max_new_tokens)
-        self._model: Any = None
-        self._processor: Any = None
-        self._device = "cpu"
 
     def _load(self) -> None:
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
-        self._device = resolve_device(self._device_setting)
-        self._processor, self._model = load_pretrained(
-            BlipProcessor, BlipForConditionalGeneration, self.source, setting=self.SETTING, device=self._device,
-            torch_threads=self._torch_threads,
-        )
+        self._model = self._from_pretrained(BlipProcessor, BlipForConditionalGeneration)
         log.info("loaded BLIP captioner %s on %s", self.source, self._device)
-
-    @property
-    def device(self) -> str:
-        self.load()
-        return self._device
 
     def caption_images(self, images: Sequence[Image.Image]) -> list[str]:
         self.load()

@@ -11,11 +11,13 @@ font sizes are converted from pixels so captions fit the space reserved for them
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -103,15 +105,15 @@ def figure_png(fig: Figure) -> bytes:
     """Render ``fig`` with its Agg canvas and encode it as an RGB PNG."""
     canvas = fig.canvas
     assert isinstance(canvas, FigureCanvasAgg), "figures here are built by _new_figure"
-    canvas.draw()
-    rgba = np.asarray(canvas.buffer_rgba())
+    canvas.draw()  # type: ignore[no-untyped-call]  # matplotlib's backend_agg.py has no annotations
+    rgba = np.asarray(canvas.buffer_rgba())  # type: ignore[no-untyped-call]  # likewise unannotated
     buf = io.BytesIO()
     # Pillow's encoder writes no timestamp, so equal pixels give equal bytes.
     Image.fromarray(np.ascontiguousarray(rgba[..., :3])).save(buf, "PNG")
     return buf.getvalue()
 
 
-def _text(fig: Figure, x_px: float, y_px: float, s: str, *, font_px: float, **kw: object) -> None:
+def _text(fig: Figure, x_px: float, y_px: float, s: str, *, font_px: float, **kw: Any) -> None:
     """Figure text placed in pixels from the top-left corner; never parsed as mathtext."""
     w, h = fig.bbox.width, fig.bbox.height
     fig.text(
@@ -157,7 +159,7 @@ def collage_figure(tiles: Sequence[Tile], *, columns: int = 5, tile_px: int = 20
     """
     if tile_px < 2 * _TILE_PAD_PX + 8:
         raise ValueError(f"tile_px must be at least {2 * _TILE_PAD_PX + 8}, got {tile_px}")
-    rows, used = collage_layout(len(tiles), columns)
+    _rows, used = collage_layout(len(tiles), columns)
     width, height = collage_size(len(tiles), columns=columns, tile_px=tile_px)
     fig = _new_figure(width, height, dpi)
     inner = tile_px - 2 * _TILE_PAD_PX
@@ -240,7 +242,7 @@ def score_bars_figure(
     # Labels drawn as plain text rather than tick labels: tick labels would parse "$" as mathtext.
     max_chars = _chars_fitting(label_px - 10, _BARS_FONT_PX)
     pad = 0.01 * (hi - lo)
-    for i, (label, score) in enumerate(zip(labels, scores)):
+    for i, (label, score) in enumerate(zip(labels, scores, strict=True)):
         ax.text(
             -0.015, i, shorten(label, max_chars), transform=ax.get_yaxis_transform(), ha="right",
             va="center", fontsize=pt, family=FONT_FAMILY, parse_math=False,
@@ -285,7 +287,7 @@ def palette_blocks(percents: Sequence[float], width_px: int) -> list[tuple[int, 
         raise ValueError("a palette needs colours with positive shares")
     # Rounding cumulative edges (not each width) keeps the blocks gap-free and summing to width_px.
     edges = np.rint(np.concatenate([[0.0], np.cumsum(p)]) / p.sum() * width_px).astype(int)
-    return [(int(a), int(b - a)) for a, b in zip(edges[:-1], edges[1:])]
+    return [(int(a), int(b - a)) for a, b in itertools.pairwise(edges)]
 
 
 def palette_figure(
@@ -294,12 +296,12 @@ def palette_figure(
     """The palette strip as a figure; see :func:`render_palette`."""
     blocks = palette_blocks([c.percent for c in colors], width_px)
     strip = np.empty((height_px, width_px, 3), dtype=np.uint8)
-    for color, (left, w) in zip(colors, blocks):
+    for color, (left, w) in zip(colors, blocks, strict=True):
         strip[:, left:left + w] = color.rgb
     fig = _new_figure(width_px, height_px, dpi)
     # The blocks are one exact pixel array: no antialiased seams between neighbouring colours.
     fig.figimage(strip, xo=0, yo=0, origin="upper")
-    for color, (left, w) in zip(colors, blocks):
+    for color, (left, w) in zip(colors, blocks, strict=True):
         if w >= 64:
             name = shorten(color.name, _chars_fitting(w - 6, _PALETTE_FONT_PX))
             text = f"{name}\n{color.hex}\n{color.percent:.1f}%"

@@ -231,7 +231,7 @@ def _representatives(
     their edges by downsampling; the mean would drift (white becomes "ghostwhite" next to blue).
     Photo clusters have no majority colour, and their mean is the honest summary.
     """
-    out = means.copy()
+    out: np.ndarray = means.copy()
     for j in range(len(means)):
         members = np.flatnonzero(labels == j)
         if len(members) == 0:
@@ -270,7 +270,8 @@ def dominant_colors(
         km = KMeans(n_clusters=n_clusters, n_init=_N_INIT, random_state=seed)
         with _OPENMP.limit(limits=1, user_api="openmp"):
             labels = km.fit_predict(distinct, sample_weight=counts)
-        weights = np.bincount(labels, weights=counts, minlength=n_clusters)
+        # With weights bincount already returns float64 (no copy here); numpy's stubs say integers.
+        weights = np.asarray(np.bincount(labels, weights=counts, minlength=n_clusters), dtype=np.float64)
         centers = _representatives(distinct, counts, labels, km.cluster_centers_, weights)
     total = float(weights.sum())
     out: list[DominantColor] = []

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
-GLOBAL = "global"
+from core.galleries import GLOBAL_COLLECTION
+
+if TYPE_CHECKING:
+    from core.commands import ChatCommand
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,7 @@ class Chat:
     @property
     def searchable(self) -> tuple[str, str]:
         """A chat sees its own gallery plus the operator's ``global`` one, never another chat's."""
-        return (self.collection, GLOBAL)
+        return (self.collection, GLOBAL_COLLECTION)
 
 
 @dataclass(frozen=True)
@@ -42,13 +45,28 @@ async def _never_admin() -> bool:
     return False
 
 
+class HelpStyle(Protocol):
+    """How one front end writes commands in its help: ``/find <words>``, ``/match image``, ..."""
+
+    front_end: str
+
+    def usage(self, command: ChatCommand) -> str: ...
+
+    def notes(self, *, private: bool) -> list[str]: ...
+
+
 @dataclass(frozen=True)
 class Context:
-    """One request's chat and user. ``is_chat_admin`` is asked only when a permission needs it."""
+    """One request's chat and user. ``is_chat_admin`` is asked only when a permission needs it.
+
+    ``help_style`` is how the front end the request came from writes commands (``None``: as a
+    text chat such as Telegram does).
+    """
 
     chat: Chat
     user: User
     is_chat_admin: Callable[[], Awaitable[bool]] = field(default=_never_admin)
+    help_style: HelpStyle | None = None
 
 
 @dataclass(frozen=True)

@@ -6,16 +6,18 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 from PIL import Image
 
 from core.errors import ModelLoadError
 from core.precision import CALIBRATION_TEXTS, Prepared, calibration_images, prepare
+from core.vector_index import unit_rows
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
 
 
 class Encoder(ABC):
@@ -88,18 +90,17 @@ def model_load_error(setting: str, source: str, exc: BaseException) -> ModelLoad
     )
 
 
-class ClipEncoder(ImageTextEncoder):
-    """OpenAI CLIP (``CLIPModel`` + ``CLIPProcessor``) from a hub id or a local directory."""
+class PretrainedModel(Encoder):
+    """A transformers model and its processor, from a hub id or a local directory, on one device.
 
-    SETTING = "CLIPBOT_CLIP_MODEL"
+    What CLIP and BLIP share: the source and the setting that names it, the device, the thread
+    count and the batch size; subclasses load their own classes through :meth:`_from_pretrained`.
+    """
 
-    def __init__(self, source: str, *, device: str = "auto", torch_threads: int = 0, batch_size: int = 16,
-                 precision: str = "fp32") -> None:
+    SETTING: ClassVar[str]
+
+    def __init__(self, source: str, *, device: str, torch_threads: int, batch_size: int) -> None:
         super().__init__()
-        self.precision = precision
-        self.precision_used = ""  # what "auto" chose, once loaded
-        self.agreement: float | None = None
-        self._input_dtype: Any = None
         self.source = source
         self.model_id = source.rstrip("/\\") or source
         self._device_setting = device
@@ -108,18 +109,41 @@ class ClipEncoder(ImageTextEncoder):
         self._model: Any = None
         self._processor: Any = None
         self._device = "cpu"
+
+    @property
+    def device(self) -> str:
+        self.load()
+        return self._device
+
+    def _from_pretrained(self, processor_cls: Any, model_cls: Any) -> Any:
+        """Load processor and model onto the configured device; returns the model."""
+        self._device = resolve_device(self._device_setting)
+        self._processor, model = load_pretrained(
+            processor_cls, model_cls, self.source, setting=self.SETTING, device=self._device,
+            torch_threads=self._torch_threads,
+        )
+        return model
+
+
+class ClipEncoder(PretrainedModel, ImageTextEncoder):
+    """OpenAI CLIP (``CLIPModel`` + ``CLIPProcessor``) from a hub id or a local directory."""
+
+    SETTING = "CLIPBOT_CLIP_MODEL"
+
+    def __init__(self, source: str, *, device: str = "auto", torch_threads: int = 0, batch_size: int = 16,
+                 precision: str = "fp32") -> None:
+        super().__init__(source, device=device, torch_threads=torch_threads, batch_size=batch_size)
+        self.precision = precision
+        self.precision_used = ""  # what "auto" chose, once loaded
+        self.agreement: float | None = None
+        self._input_dtype: Any = None
         self._dim = 0
         self._max_text_tokens = 77
 
     def _load(self) -> None:
         from transformers import CLIPModel, CLIPProcessor
 
-        self._device = resolve_device(self._device_setting)
-        processor, model = load_pretrained(
-            CLIPProcessor, CLIPModel, self.source, setting=self.SETTING, device=self._device,
-            torch_threads=self._torch_threads,
-        )
-        self._processor = processor
+        model = self._from_pretrained(CLIPProcessor, CLIPModel)
         self._dim = int(model.config.projection_dim)
         self._max_text_tokens = int(model.config.text_config.max_position_embeddings)
 
@@ -136,11 +160,6 @@ class ClipEncoder(ImageTextEncoder):
     def dim(self) -> int:
         self.load()
         return self._dim
-
-    @property
-    def device(self) -> str:
-        self.load()
-        return self._device
 
     def preprocess(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Resize, crop and normalise: ``(n, 3, H, W)`` float32 pixels. Thread-safe, so ingest and
@@ -184,7 +203,7 @@ class ClipEncoder(ImageTextEncoder):
         tensor = torch.from_numpy(np.ascontiguousarray(pixels)).to(self._device, prepared.input_dtype)
         with torch.inference_mode():
             out = prepared.model.get_image_features(pixel_values=tensor)
-        return _normalise(_features(out))
+        return unit_rows(_features(out))
 
     def _run_texts(self, prepared: Prepared, texts: Sequence[str]) -> np.ndarray:
         import torch
@@ -198,7 +217,7 @@ class ClipEncoder(ImageTextEncoder):
                 input_ids=inputs["input_ids"].to(self._device),
                 attention_mask=inputs["attention_mask"].to(self._device),
             )
-        return _normalise(_features(out))
+        return unit_rows(_features(out))
 
 
 def load_pretrained(processor_cls: Any, model_cls: Any, source: str, *, setting: str, device: str,
@@ -220,7 +239,7 @@ def load_pretrained(processor_cls: Any, model_cls: Any, source: str, *, setting:
             lambda **kw: (processor_cls.from_pretrained(source, backend="pil", **kw),
                           model_cls.from_pretrained(source, **kw)),
         )
-    except Exception as exc:  # noqa: BLE001 - transformers raises many types here
+    except Exception as exc:
         raise model_load_error(setting, source, exc) from exc
     finally:
         hf_logging.enable_progress_bar()
@@ -240,12 +259,6 @@ def _features(out: Any) -> Any:
     """transformers 5 returns a model output whose pooler_output holds the projected features."""
     tensor = out if hasattr(out, "detach") else out.pooler_output
     return tensor.detach().float().cpu().numpy()
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, np.float32(1e-12))
 
 
 def _stack(chunks: list[np.ndarray], dim: int) -> np.ndarray:

@@ -17,6 +17,7 @@ from PIL import Image
 from core.captions import Captioner
 from core.colors import DominantColor, color_families, dominant_colors
 from core.errors import CaptionsOffError, DimensionMismatchError, InputError, ModelLoadError
+from core.galleries import GLOBAL_COLLECTION
 from core.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, decode_image
 from core.inference import Encoding
 from core.media import MediaStore
@@ -25,7 +26,6 @@ from core.store import ImageRecord, NewImage, Store
 from core.vector_index import VectorIndex, top_k_order
 
 log = logging.getLogger(__name__)
-GLOBAL_COLLECTION = "global"
 # Everything the engine does with pixels needs at most this on the shorter side: CLIP looks at
 # 224, BLIP at 384, colours at 96. Larger JPEGs are decoded at a reduced scale.
 DECODE_SIDE = 448
@@ -66,7 +66,8 @@ class Engine:
         self.runner = runner
         self.max_pixels = max_pixels
         self.max_bytes = max_bytes
-        self._decode_pool = ThreadPoolExecutor(max_workers=max(1, decode_workers), thread_name_prefix="clipbot-decode")
+        self._decode_workers = max(1, decode_workers)
+        self._decode_pool: ThreadPoolExecutor | None = None  # made by start(): nothing runs before it
         self._index: VectorIndex | None = None
         self._index_lock = asyncio.Lock()
         self.captioner = captioner
@@ -78,9 +79,25 @@ class Engine:
     def model_id(self) -> str:
         return self.runner.model_id
 
+    @property
+    def started(self) -> bool:
+        return self._decode_pool is not None
+
     async def start(self) -> None:
-        """Open the database (the model and the vectors load on first use)."""
-        await self.store.open()
+        """Make the worker threads and open the database; the model and the vectors load on first use.
+
+        Calling it again on a started engine does nothing. If any part fails to start, whatever
+        had started is closed again before the error propagates.
+        """
+        if self.started:
+            return
+        self._decode_pool = ThreadPoolExecutor(max_workers=self._decode_workers, thread_name_prefix="clipbot-decode")
+        try:
+            await self.runner.start()
+            await self.store.open()
+        except BaseException:
+            await self.close()
+            raise
 
     async def warm(self) -> None:
         """Load the models and every collection's vectors now, so the first user waits for none.
@@ -97,9 +114,17 @@ class Engine:
                 self._caption_failure_logged = True
 
     async def close(self) -> None:
-        await self.store.close()
-        self._decode_pool.shutdown(wait=True, cancel_futures=True)
-        await self.runner.aclose()
+        """Close the database and stop the worker threads; safe to call twice, or after a failed start."""
+        pool, self._decode_pool = self._decode_pool, None
+        try:
+            await self.store.close()
+        finally:
+            try:
+                await self.runner.aclose()
+            finally:
+                if pool is not None:
+                    # Waiting for a running decode must not block the event loop.
+                    await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
 
     async def __aenter__(self) -> Engine:
         await self.start()
@@ -130,13 +155,13 @@ class Engine:
     async def blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run CPU work (previews, cards) on the decode threads: a bounded pool, so a burst of
         replies cannot flood the process with threads that contend with the event loop."""
+        if self._decode_pool is None:
+            raise RuntimeError("the engine is not started: await engine.start() or use `async with engine`")
         return await asyncio.get_running_loop().run_in_executor(self._decode_pool, fn, *args)
 
     async def decode(self, source: bytes | str | Path) -> DecodedImage:
         """Decode an image on the decode threads; raises :class:`ImageError` subclasses."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._decode_pool,
+        return await self.blocking(
             lambda: decode_image(source, max_pixels=self.max_pixels, max_bytes=self.max_bytes, min_side=DECODE_SIDE),
         )
 
@@ -151,7 +176,7 @@ class Engine:
     ) -> AddResult:
         """Add one image; the same bytes in the same collection update label and description."""
         decoded = await self.decode(source)
-        source_path = None if isinstance(source, bytes) else str(Path(source).resolve())
+        source_path = None if isinstance(source, bytes) else str(await asyncio.to_thread(Path(source).resolve))
         [result] = await self.add_decoded(
             [decoded], collection=collection, labels=[label], descriptions=[description],
             added_by=added_by, source_paths=[source_path],
@@ -197,10 +222,11 @@ class Engine:
             await self._forget_unused_files([images[i] for i in fresh])
             raise vectors if isinstance(vectors, BaseException) else made  # type: ignore[misc]
         vector_of = {i: vectors[n] for n, i in enumerate(need)} if vectors is not None else {}
-        file_and_colors = dict(zip(fresh, made))
+        file_and_colors = dict(zip(fresh, made, strict=True))
         # New images without a description get BLIP's caption as their description.
         uncaptioned = [i for i, rec in enumerate(existing) if rec is None and not descriptions[i]]
-        captions = dict(zip(uncaptioned, await self._captions_or_none([images[i].image for i in uncaptioned])))
+        made_captions = await self._captions_or_none([images[i].image for i in uncaptioned])
+        captions = dict(zip(uncaptioned, made_captions, strict=True))
         results = []
         for i, decoded in enumerate(images):
             rec, vec = existing[i], vector_of.get(i)
@@ -273,6 +299,18 @@ class Engine:
                 self._caption_failure_logged = True
             return [None] * len(images)
 
+    async def get_image(self, image_id: int) -> ImageRecord:
+        """One image's record; :class:`NotFoundError` when there is none."""
+        return await self.store.get_image(image_id)
+
+    async def list_images(self, collection: str | None = None) -> list[ImageRecord]:
+        """The images of ``collection`` (every collection when ``None``), oldest first."""
+        return await self.store.list_images(collection)
+
+    async def collection_counts(self) -> dict[str, int]:
+        """How many images each collection holds."""
+        return await self.store.collection_counts()
+
     async def remove(self, image_id: int) -> ImageRecord:
         """Delete an image, its vectors and (when no other row uses it) its file."""
         record, orphan = await self.store.delete_image(image_id)
@@ -296,8 +334,7 @@ class Engine:
 
     async def prepare(self, images: Sequence[DecodedImage]) -> np.ndarray:
         """Model inputs, computed on the decode threads so the inference thread only runs the model."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._decode_pool, self.runner.preprocess, [d.image for d in images])
+        return await self.blocking(self.runner.preprocess, [d.image for d in images])
 
     async def search_vector(
         self, vector: np.ndarray, *, collections: Sequence[str] = (GLOBAL_COLLECTION,), k: int = 5
@@ -331,17 +368,20 @@ class Engine:
         order = hybrid_order(scores, mask, k)
         return await self._results(ids[order], scores[order], text_match=mask[order])
 
-    async def scores(self, source: bytes | str | Path, *, collection: str = GLOBAL_COLLECTION) -> list[SearchResult]:
-        """Every image of ``collection`` with its cosine to ``source``, best first."""
+    async def scores(
+        self, source: bytes | str | Path, *, collections: Sequence[str] = (GLOBAL_COLLECTION,)
+    ) -> list[SearchResult]:
+        """Every image of ``collections`` with its cosine to ``source``, best first."""
         index = await self.index()
-        return await self.search_image(source, collections=[collection], k=index.count(collection))
+        total = sum(index.count(c) for c in dict.fromkeys(collections))
+        return await self.search_image(source, collections=collections, k=total)
 
     async def _results(
         self, ids: np.ndarray, scores: np.ndarray, text_match: np.ndarray | None = None
     ) -> list[SearchResult]:
         records = await self.store.get_images([int(i) for i in ids])
         out = []
-        for n, (image_id, score) in enumerate(zip(ids.tolist(), scores.tolist())):
+        for n, (image_id, score) in enumerate(zip(ids.tolist(), scores.tolist(), strict=True)):
             rec = records.get(image_id)
             if rec is None:  # deleted while we searched
                 continue

@@ -9,15 +9,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+
 # Registering exactly the decoders we allow; Image.open(formats=...) needs them loaded.
 from PIL import (  # noqa: F401
     BmpImagePlugin,
     GifImagePlugin,
+    Image,
+    ImageOps,
     JpegImagePlugin,
     MpoImagePlugin,
     PngImagePlugin,
     TiffImagePlugin,
+    UnidentifiedImageError,
     WebPImagePlugin,
 )
 
@@ -41,6 +44,23 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset(
 SUPPORTED_TEXT = "JPEG, PNG, WebP, GIF, BMP or TIFF"
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
+
+
+def refusal_before_download(mime_type: str | None, size: int | None, max_bytes: int,
+                            name: str | None = None) -> str | None:
+    """Why a chat attachment will not be downloaded, judged from what the platform says of it.
+
+    Platforms tell type and size before any download; a file refused here costs no traffic.
+    """
+    subject = name or "That file"
+    content_type = (mime_type or "").split(";")[0].strip()
+    if content_type and not content_type.startswith("image/"):
+        kind = content_type.split("/")[-1].upper() if "/" in content_type else content_type
+        return f"{subject} is {kind}, not an image; send a {SUPPORTED_TEXT} image."
+    if size is not None and size > max_bytes:
+        return (f"{subject} is {size / 1024 / 1024:.1f} MB; the limit is {max_bytes / 1024 / 1024:.0f} MB. "
+                "Send a smaller image.")
+    return None
 
 # Signatures of common formats we refuse, so the user hears what they sent instead of "not an image".
 _KNOWN_SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
@@ -168,7 +188,7 @@ def _unidentified(data: bytes) -> Exception:
 def _orient(img: Image.Image) -> Image.Image:
     try:
         return ImageOps.exif_transpose(img) or img
-    except Exception:  # noqa: BLE001 - a broken EXIF block must not cost the user their photo
+    except Exception:
         return img
 
 

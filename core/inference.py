@@ -21,6 +21,10 @@ class Encoding(Protocol):
     @property
     def model_id(self) -> str: ...
 
+    async def start(self) -> None:
+        """Make the threads it runs on; idempotent."""
+        ...
+
     async def load(self) -> int: ...
 
     async def call(self, fn: Callable[[], T]) -> T:
@@ -49,13 +53,19 @@ class InferenceRunner:
 
     def __init__(self, encoder: ImageTextEncoder) -> None:
         self.encoder = encoder
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clipbot-inference")
+        self._executor: ThreadPoolExecutor | None = None  # made by start()
 
     @property
     def model_id(self) -> str:
         return self.encoder.model_id
 
+    async def start(self) -> None:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clipbot-inference")
+
     async def call(self, fn: Callable[[], T]) -> T:
+        if self._executor is None:
+            raise RuntimeError("the inference runner is not started: await runner.start() first")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     async def load(self) -> int:
@@ -75,4 +85,7 @@ class InferenceRunner:
         return self.encoder.preprocess(images)
 
     async def aclose(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        """Stop the inference thread, after the call it is running; safe to call twice."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)

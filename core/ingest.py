@@ -123,7 +123,7 @@ async def ingest(
         decoded = await asyncio.gather(*pending)
         pending = [asyncio.ensure_future(_decode(engine, it)) for it in batches[n + 1]] if n + 1 < len(batches) else []
         good: list[tuple[IngestItem, DecodedImage, np.ndarray]] = []
-        for item, result in zip(batch, decoded):
+        for item, result in zip(batch, decoded, strict=True):
             if isinstance(result, ClipbotError):
                 summary.skipped.append((str(item.path), str(result)))
             elif result[0].sha256 in seen:
@@ -198,11 +198,13 @@ async def reindex(
     for start in range(0, len(records), max(1, batch_size)):
         batch = records[start:start + batch_size]
         decoded = await asyncio.gather(*(_decode_record(engine, r) for r in batch))
-        ready = [(r, d) for r, d in zip(batch, decoded) if not isinstance(d, ClipbotError)]
-        summary.skipped += [(f"#{r.id}", str(d)) for r, d in zip(batch, decoded) if isinstance(d, ClipbotError)]
+        ready = [(r, d) for r, d in zip(batch, decoded, strict=True) if not isinstance(d, ClipbotError)]
+        summary.skipped += [
+            (f"#{r.id}", str(d)) for r, d in zip(batch, decoded, strict=True) if isinstance(d, ClipbotError)
+        ]
         if ready:
             vectors = await engine.runner.encode_pixels(np.stack([pixels for _, (_, pixels) in ready]))
-            for (record, _), vector in zip(ready, vectors):
+            for (record, _), vector in zip(ready, vectors, strict=True):
                 await engine.store.set_vector(record.id, vector, engine.model_id)
                 index.add(record.collection, [record.id], vector[None, :])
                 summary.updated += 1

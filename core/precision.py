@@ -73,7 +73,9 @@ def convert(model: Any, precision: str, device: str) -> Prepared:
 
         with warnings.catch_warnings():  # torch.ao announces its move to torchao on every call
             warnings.simplefilter("ignore")
-            quantised = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            quantised = quantize_dynamic(  # type: ignore[no-untyped-call]  # torch.ao.quantization is unannotated
+                model, {torch.nn.Linear}, dtype=torch.qint8
+            )
         return Prepared(quantised, torch.float32, precision)
     raise ConfigError(f"CLIPBOT_PRECISION must be one of {', '.join(PRECISIONS)}, not {precision!r}.")
 
@@ -94,7 +96,7 @@ def prepare(model: Any, precision: str, device: str,
         try:
             prepared = convert(copy.deepcopy(model), candidate, device)
             agreement = float(np.min(np.sum(encode(prepared) * reference, axis=1)))
-        except Exception as exc:  # noqa: BLE001 - a kernel missing on this machine rules a candidate out
+        except Exception as exc:
             log.info("precision %s unavailable here: %s", candidate, exc)
             continue
         log.info("precision %s agrees with fp32 at cosine >= %.4f", candidate, agreement)

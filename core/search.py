@@ -13,8 +13,10 @@ from core.vector_index import top_k_order
 
 # Words that say nothing about what is in a picture; "a photo of a cat" should look for "cat".
 STOPWORDS: frozenset[str] = frozenset(
-    "a an and are as at be by for from image images in is it of on or photo photos picture pictures "
-    "show some the this to with".split()
+    [
+        "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "image", "images", "in", "is", "it",
+        "of", "on", "or", "photo", "photos", "picture", "pictures", "show", "some", "the", "this", "to", "with",
+    ]
 )
 # Underscores split words too: folder labels such as "grace_hopper" should match "grace".
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
@@ -79,7 +81,7 @@ def hybrid_order(scores: np.ndarray, text_match: np.ndarray, k: int) -> np.ndarr
     ``text_match`` is a boolean mask over ``scores``; one matrix-wide pass per tier, no row loop.
     """
     matched = np.flatnonzero(text_match)
-    first = matched[top_k_order(scores[matched], k)]
+    first: np.ndarray = matched[top_k_order(scores[matched], k)]
     if len(first) >= k:
         return first
     rest = np.flatnonzero(~text_match)

@@ -7,20 +7,23 @@ or the path of its pickle file (read with the restricted unpickler).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
-from core.encoders import ImageTextEncoder
+from core.encoders import DEFAULT_CLIP_MODEL, ClipEncoder, ImageTextEncoder
 from core.errors import InputError
 from core.images import decode_image
 from core.search import hybrid_order, matches_words, query_words
 from core.seed_format import read_seed_database, validate_entries, write_seed_database
+from core.vector_index import unit_rows
 
-Database = Union[list[dict[str, Any]], str, Path]
+Database = list[dict[str, Any]] | str | Path
 
+ENCODER_ENTRY_POINT = "clipbot.seed_encoder"
 _encoder: ImageTextEncoder | None = None
 _encoder_lock = threading.Lock()
 
@@ -37,13 +40,21 @@ def seed_encoder() -> ImageTextEncoder:
     global _encoder
     with _encoder_lock:
         if _encoder is None:
-            # The seed API takes no configuration, so it asks the composition root, the one place
-            # that reads settings; imported here so that importing core stays light and bot-free.
-            from bot.composition import build_encoder
-            from bot.settings import load_settings
-
-            _encoder = build_encoder(load_settings())
+            _encoder = configured_encoder()
         return _encoder
+
+
+def configured_encoder() -> ImageTextEncoder:
+    """The encoder the installed application configures, else CLIP's default model.
+
+    The seed API takes no configuration, so the application that reads the settings offers a
+    factory under the ``clipbot.seed_encoder`` entry point (clipbot's own is in pyproject.toml).
+    Looking it up by name keeps core free of imports from the application above it.
+    """
+    for entry in entry_points(group=ENCODER_ENTRY_POINT):
+        factory: Callable[[], ImageTextEncoder] = entry.load()
+        return factory()
+    return ClipEncoder(DEFAULT_CLIP_MODEL)
 
 
 def encode_image(image_path: str | Path) -> np.ndarray:
@@ -126,6 +137,4 @@ def _load(database: Database) -> tuple[list[dict[str, Any]], np.ndarray]:
         checked = validate_entries(entries)
     if not checked:
         return entries, np.zeros((0, 0), dtype=np.float32)
-    matrix = np.stack([e["embedding"] for e in checked]).astype(np.float32)
-    matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), np.float32(1e-12))
-    return entries, matrix
+    return entries, unit_rows(np.stack([e["embedding"] for e in checked]))

@@ -70,7 +70,7 @@ def safe_loads(data: bytes) -> Any:
         return _SafeUnpickler(io.BytesIO(data)).load()
     except PickleRefusedError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a damaged pickle fails in many ways
+    except Exception as exc:
         raise PickleRefusedError(f"The file is not a readable pickle ({type(exc).__name__}: {exc}).") from None
 
 

@@ -6,8 +6,9 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.engine import GLOBAL_COLLECTION, Engine
+from core.engine import Engine
 from core.errors import DimensionMismatchError, FileMissingError, ImageError
+from core.galleries import GLOBAL_COLLECTION
 from core.images import DecodedImage
 from core.seed_format import read_seed_database, write_seed_database
 from core.store import NewImage

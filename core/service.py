@@ -6,9 +6,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from core.conversation import GLOBAL, Button, Context, Reply
+from core.commands import CHAT_STYLE, ChatCommand, CommandInput, help_text
+from core.conversation import Button, Context, Reply
 from core.engine import Engine
 from core.errors import BusyError, ClipbotError, NotFoundError, PermissionDeniedError
+from core.galleries import GLOBAL_COLLECTION
 from core.pages import ResultPage, ResultPages
 from core.previews import make_preview
 from core.ratelimit import RateLimiter
@@ -57,9 +59,7 @@ class ChatService:
     async def match(self, ctx: Context, image: bytes) -> Reply | None:
         """Reply with the closest image of the chat's gallery (plus ``global``) to ``image``."""
         async def work() -> Reply:
-            decoded = await self.engine.decode(image)
-            vector = await self.engine.encode_decoded(decoded)
-            results = await self.engine.search_vector(vector, collections=ctx.chat.searchable, k=self.config.top_k)
+            results = await self.engine.search_image(image, collections=ctx.chat.searchable, k=self.config.top_k)
             return await self._first_page(ctx, results, self.config.weak_image_score, "photo")
 
         return await self._guarded(ctx, work)
@@ -98,11 +98,7 @@ class ChatService:
     async def scores(self, ctx: Context, image: bytes) -> Reply | None:
         """How a photo scores against every image this chat can see, as a bar chart."""
         async def work() -> Reply:
-            decoded = await self.engine.decode(image)
-            vector = await self.engine.encode_decoded(decoded)
-            index = await self.engine.index()
-            total = sum(index.count(c) for c in ctx.chat.searchable)
-            results = await self.engine.search_vector(vector, collections=ctx.chat.searchable, k=total)
+            results = await self.engine.scores(image, collections=ctx.chat.searchable)
             if not results:
                 return Reply(EMPTY_GALLERY)
             png = await self.engine.blocking(scores_png, results)
@@ -134,10 +130,10 @@ class ChatService:
     async def delete(self, ctx: Context, image_id: int) -> Reply | None:
         """Delete an image: its author, the chat's admins or bot admins only."""
         async def work() -> Reply:
-            record = await self.engine.store.get_image(image_id)
+            record = await self.engine.get_image(image_id)
             if record.collection not in ctx.chat.searchable:
                 raise NotFoundError(f"There is no image #{image_id} in this chat.")
-            if record.collection == GLOBAL:
+            if record.collection == GLOBAL_COLLECTION:
                 allowed = self._is_bot_admin(ctx)
             else:
                 allowed = record.added_by == ctx.user.key or await self._is_admin(ctx)
@@ -153,7 +149,7 @@ class ChatService:
     async def list(self, ctx: Context) -> Reply | None:
         """The newest images of the chat's gallery."""
         async def work() -> Reply:
-            records = await self.engine.store.list_images(ctx.chat.collection)
+            records = await self.engine.list_images(ctx.chat.collection)
             if not records:
                 return Reply(EMPTY_GALLERY)
             shown = records[-self.config.list_limit:][::-1]
@@ -165,8 +161,8 @@ class ChatService:
 
     async def stats(self, ctx: Context) -> Reply | None:
         async def work() -> Reply:
-            counts = await self.engine.store.collection_counts()
-            mine, shared = counts.get(ctx.chat.collection, 0), counts.get(GLOBAL, 0)
+            counts = await self.engine.collection_counts()
+            mine, shared = counts.get(ctx.chat.collection, 0), counts.get(GLOBAL_COLLECTION, 0)
             return Reply(
                 f"This chat's gallery: {mine} images.\nShared gallery: {shared} images.\n"
                 f"Searches here look through {mine + shared} images."
@@ -175,19 +171,12 @@ class ChatService:
         return await self._guarded(ctx, work)
 
     def help(self, ctx: Context) -> Reply:
-        where = "" if ctx.chat.private else (
-            "\nIn groups, mention me in a photo's caption, reply /match to a photo, or use /find."
-        )
-        return Reply(
-            "Send me a photo and I'll answer with the closest image in this chat's gallery and the "
-            "shared one, with a similarity score.\n"
-            "/find <words> \u2014 find an image by label, description or meaning (add color:red to filter)\n"
-            "/match \u2014 as a photo's caption or a reply to a photo\n"
-            "/add label | description \u2014 as a photo's caption or a reply to a photo\n"
-            "/describe, /colors, /scores \u2014 on a photo: a caption, its colours, all scores as a chart\n"
-            "/delete <id> \u2014 delete an image you added\n"
-            "/list \u2014 this chat's images\n/stats \u2014 gallery sizes" + where
-        )
+        """Every command, written the way the asking front end writes them."""
+        return Reply(help_text(ctx.help_style or CHAT_STYLE, private=ctx.chat.private))
+
+    async def execute(self, command: ChatCommand, ctx: Context, args: CommandInput) -> Reply | None:
+        """Run a catalogue command with the arguments its front end parsed."""
+        return await command.run(self, ctx, args)
 
     async def page(self, ctx: Context, data: str) -> Reply:
         """The reply a "next match" button leads to, for editing the message in place."""
@@ -266,7 +255,7 @@ class ChatService:
             return True
         try:
             return bool(await ctx.is_chat_admin())
-        except Exception:  # noqa: BLE001 - unknown admin status means no
+        except Exception:
             log.warning("could not determine admin status of %s in %s", ctx.user.key, ctx.chat.collection,
                         exc_info=True)
             return False

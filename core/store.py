@@ -148,7 +148,12 @@ class Store:
         return self._db
 
     async def open(self) -> None:
-        """Create the data directory and database if needed, and bring the schema up to date."""
+        """Create the data directory and database if needed, and bring the schema up to date.
+
+        Opening an open store does nothing; a failed open leaves nothing open.
+        """
+        if self._db is not None:
+            return
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             self._db = await aiosqlite.connect(self.path, isolation_level=None)
@@ -312,7 +317,7 @@ class Store:
             " WHERE e.model_id = ? ORDER BY i.collection, e.image_id",
             (model_id,),
         ) as cur:
-            rows = await cur.fetchall()
+            rows = list(await cur.fetchall())
         start = 0
         while start < len(rows):
             collection = rows[start][0]
@@ -364,5 +369,5 @@ class Store:
         async with self.db.execute(
             f"SELECT id FROM images WHERE collection IN ({marks}){clauses}", [*names, *(f" {f} " for f in families)]
         ) as cur:
-            rows = await cur.fetchall()
+            rows = list(await cur.fetchall())
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))

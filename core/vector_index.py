@@ -17,6 +17,13 @@ from core.errors import DimensionMismatchError
 PRECISIONS = {"fp16": np.float16, "fp32": np.float32}
 
 
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1, as float32; an all-zero row stays zero instead of becoming NaN."""
+    x = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return np.asarray(x / np.maximum(norms, np.float32(1e-12)), dtype=np.float32)
+
+
 class _Shelf:
     """One collection's rows: a growable (capacity, dim) matrix plus its image ids."""
 
@@ -31,7 +38,7 @@ class _Shelf:
 
     def put(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         fresh_ids, fresh_vecs = [], []
-        for image_id, vec in zip(ids.tolist(), vectors):
+        for image_id, vec in zip(ids.tolist(), vectors, strict=True):
             row = self.row_of.get(image_id)
             if row is None:
                 fresh_ids.append(image_id)
@@ -102,8 +109,7 @@ class VectorIndex:
             raise DimensionMismatchError(
                 f"Vectors have dimension {vectors.shape[1]}, but the model makes {self.dim}-dimensional vectors."
             )
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        vectors = vectors / np.maximum(norms, np.float32(1e-12))
+        vectors = unit_rows(vectors)
         ids_arr = np.asarray(ids, dtype=np.int64)
         with self._lock:
             for image_id in ids_arr.tolist():
@@ -172,4 +178,4 @@ def _unit(query: np.ndarray, dim: int) -> np.ndarray:
     q = np.asarray(query, dtype=np.float32).reshape(-1)
     if q.shape[0] != dim:
         raise DimensionMismatchError(f"The query vector has dimension {q.shape[0]}, the index {dim}.")
-    return q / max(float(np.linalg.norm(q)), 1e-12)
+    return unit_rows(q)

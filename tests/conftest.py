@@ -7,8 +7,8 @@ import os
 # Tests never touch the network: with no hub, a hub id must fail at once, not after timeouts.
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-import io  # noqa: E402
-import shutil  # noqa: E402
+import io
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
@@ -123,10 +124,8 @@ class FakeTelegram:
                     params[key] = value
         for key, value in list(params.items()):
             if isinstance(value, str):
-                try:
+                with contextlib.suppress(ValueError):
                     params[key] = json.loads(value)
-                except ValueError:
-                    pass
         return params, files
 
     @staticmethod
@@ -141,10 +140,9 @@ class FakeTelegram:
         self._updates = [u for u in self._updates if u["update_id"] >= offset]
         if not self._updates:
             self._new_update.clear()
-            try:  # a short long-poll, so the client neither spins nor waits long
+            # A short long-poll, so the client neither spins nor waits long.
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._new_update.wait(), min(float(params.get("timeout") or 0), 0.5))
-            except asyncio.TimeoutError:
-                pass
         return [u for u in self._updates if u["update_id"] >= offset]
 
     async def _m_getFile(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:

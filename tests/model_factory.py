@@ -16,7 +16,7 @@ def _bytes_to_unicode() -> dict[int, str]:
             bs.append(b)
             cs.append(256 + n)
             n += 1
-    return dict(zip(bs, [chr(c) for c in cs]))
+    return dict(zip(bs, [chr(c) for c in cs], strict=True))
 
 
 def write_clip_tokenizer_files(directory: Path) -> int:
@@ -57,14 +57,19 @@ def build_clip_model(
     tokenizer = CLIPTokenizer(vocab_file=str(directory / "vocab.json"), merges_file=str(directory / "merges.txt"))
     eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     bos = tokenizer.convert_tokens_to_ids("<|startoftext|>")
-    text = dict(vocab_size=vocab_size, eos_token_id=eos, bos_token_id=bos, pad_token_id=eos, max_position_embeddings=77)
+    text = {
+        "vocab_size": vocab_size, "eos_token_id": eos, "bos_token_id": bos, "pad_token_id": eos,
+        "max_position_embeddings": 77,
+    }
     if full_size:
         config = CLIPConfig(text_config=text)
         image_size = config.vision_config.image_size
     else:
         text.update(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers, num_attention_heads=2)
-        vision = dict(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                      num_attention_heads=2, image_size=image_size, patch_size=patch_size)
+        vision = {
+            "hidden_size": hidden, "intermediate_size": 2 * hidden, "num_hidden_layers": layers,
+            "num_attention_heads": 2, "image_size": image_size, "patch_size": patch_size,
+        }
         config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=projection_dim)
     torch.manual_seed(seed)
     CLIPModel(config).save_pretrained(directory)
@@ -77,10 +82,11 @@ def build_clip_model(
 
 # A tiny caption vocabulary: BERT's specials, BLIP's decoder start token, a few words and characters.
 BLIP_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]")
-BLIP_WORDS = (
-    "a an the of on in with and is are at cat dog man woman person people coffee cup rocket sky space "
-    "flower tree red blue green white black small large sitting standing picture photo"
-).split()
+BLIP_WORDS = [
+    "a", "an", "the", "of", "on", "in", "with", "and", "is", "are", "at", "cat", "dog", "man", "woman", "person",
+    "people", "coffee", "cup", "rocket", "sky", "space", "flower", "tree", "red", "blue", "green", "white", "black",
+    "small", "large", "sitting", "standing", "picture", "photo",
+]
 
 
 def build_blip_model(directory: Path, *, seed: int = 0) -> Path:
@@ -106,15 +112,22 @@ def build_blip_model(directory: Path, *, seed: int = 0) -> Path:
     # transformers 5's BertTokenizer takes the vocabulary itself; a vocab_file argument is ignored.
     vocab = {token: i for i, token in enumerate(tokens)}
     tokenizer = BertTokenizer(vocab=vocab, bos_token="[DEC]")
-    ids = dict(bos_token_id=tokenizer.bos_token_id, sep_token_id=tokenizer.sep_token_id,
-               eos_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id)
+    ids = {
+        "bos_token_id": tokenizer.bos_token_id, "sep_token_id": tokenizer.sep_token_id,
+        "eos_token_id": tokenizer.sep_token_id, "pad_token_id": tokenizer.pad_token_id,
+    }
     image_size = 32
     # initializer_range: BLIP's vision default (1e-10) makes every image look alike to a random
     # model, so every caption would be the same and batch-order mistakes would go unseen.
-    text = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=2, max_position_embeddings=64, projection_dim=32, initializer_range=0.2, **ids)
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                  image_size=image_size, patch_size=8, projection_dim=32, initializer_range=0.2)
+    text = {
+        "vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+        "num_attention_heads": 2, "max_position_embeddings": 64, "projection_dim": 32, "initializer_range": 0.2,
+        **ids,
+    }
+    vision = {
+        "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+        "image_size": image_size, "patch_size": 8, "projection_dim": 32, "initializer_range": 0.2,
+    }
     config = BlipConfig(text_config=text, vision_config=vision, projection_dim=32, image_text_hidden_size=32)
     torch.manual_seed(seed)
     BlipForConditionalGeneration(config).save_pretrained(directory)

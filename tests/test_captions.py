@@ -104,7 +104,7 @@ def test_concurrent_first_use_loads_once(blip_dir: Path, photos: dict[str, Path]
         try:
             barrier.wait()
             results.append(cap.caption_images(images))
-        except BaseException as exc:  # noqa: BLE001 - reported by the assert below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=work) for _ in range(4)]

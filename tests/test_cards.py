@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -221,7 +222,7 @@ def test_palette_exact_size_and_blocks() -> None:
     assert arr.shape == (120, 600, 3)
     spans = palette_blocks([c.percent for c in PALETTE], 600)
     assert spans == [(0, 300), (300, 180), (480, 90), (570, 30)]
-    for colour, (left, width) in zip(PALETTE, spans):
+    for colour, (left, width) in zip(PALETTE, spans, strict=True):
         # Bottom row, away from the centred text: the block's own colour.
         assert tuple(arr[-2, left + width // 2]) == colour.rgb
     assert pixels(render_palette(PALETTE, width_px=333, height_px=47, dpi=72)).shape == (47, 333, 3)
@@ -239,7 +240,7 @@ def test_palette_labels_and_contrast() -> None:
 def test_palette_blocks_tile_exactly() -> None:
     spans = palette_blocks([33.3, 33.3, 33.4], 100)
     assert sum(w for _, w in spans) == 100
-    assert all(left == prev_left + prev_w for (prev_left, prev_w), (left, _) in zip(spans, spans[1:]))
+    assert all(left == prev_left + prev_w for (prev_left, prev_w), (left, _) in itertools.pairwise(spans))
     with pytest.raises(ValueError):
         palette_blocks([], 100)
     with pytest.raises(ValueError):

@@ -35,7 +35,7 @@ def banded(size: int = 100) -> Image.Image:
 def test_banded_image_shares_names_and_order() -> None:
     colors = dominant_colors(banded(), k=3)
     assert [c.name for c in colors] == ["red", "blue", "white"]
-    for got, want in zip(colors, (60.0, 30.0, 10.0)):
+    for got, want in zip(colors, (60.0, 30.0, 10.0), strict=True):
         assert abs(got.percent - want) <= 3.0, colors
     assert sum(c.percent for c in colors) == pytest.approx(100.0)
     assert colors[0].rgb == (255, 0, 0) or color_name(colors[0].rgb) == "red"

@@ -28,8 +28,10 @@ async def fake() -> AsyncIterator[FakeDiscord]:
     await server.start()
     original_base, original_gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
     yield server
-    discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = original_base, original_gateway
     await server.stop()
+    # Pointed at the fake through its own HTTP client, never through discord.py's class settings.
+    assert (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY) == (original_base,
+                                                                                           original_gateway)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from pathlib import Path
 
@@ -101,13 +102,13 @@ async def _search_equals_brute_force(engine: Engine, encoder: ClipEncoder, photo
     records = await engine.store.list_images()
     matrix = encoder.encode_images([decode_image(engine.path_of(r) or "", min_side=DECODE_SIDE).image for r in records])
     q = encoder.encode_images([decode_image(query, min_side=DECODE_SIDE).image])[0]
-    brute = sorted(((float(v @ q), r.id) for v, r in zip(matrix, records)), reverse=True)
+    brute = sorted(((float(v @ q), r.id) for v, r in zip(matrix, records, strict=True)), reverse=True)
     np.testing.assert_allclose([r.score for r in results], [s for s, _ in brute], atol=1e-5 if exact else 2e-3)
     if exact:
         assert [r.id for r in results] == [i for _, i in brute]
     else:  # half precision: the same ranking up to near-ties
         exact_of = {i: s for s, i in brute}
-        assert all(exact_of[a.id] >= exact_of[b.id] - 4e-3 for a, b in zip(results, results[1:]))
+        assert all(exact_of[a.id] >= exact_of[b.id] - 4e-3 for a, b in itertools.pairwise(results))
     assert results[0].label == "china"  # a resized, re-compressed copy finds its original
 
 

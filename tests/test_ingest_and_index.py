@@ -143,7 +143,7 @@ def test_index_reads_while_writing() -> None:
         try:
             for i in range(2000):
                 index.add("g", [i], rng.standard_normal((1, 8)).astype(np.float32))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     t = threading.Thread(target=writer)

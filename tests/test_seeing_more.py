@@ -148,7 +148,7 @@ def test_cli_plots_for_search_find_and_scores(cli_env: Path, tmp_path: Path, pho
     assert Image.open(tmp_path / "f.png").size == (400, 240)
     assert run(capsys, "scores", str(photos["coffee"]), "--plot", str(tmp_path / "b.png"))[0] == 0
     assert Image.open(tmp_path / "b.png").format == "PNG"
-    code, out, _ = run(capsys, "find", "color:banana")
+    code, _out, _ = run(capsys, "find", "color:banana")
     assert code == 1
 
 

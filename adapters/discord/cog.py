@@ -5,12 +5,16 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
+from discord.utils import MISSING
 
 from adapters.discord.messages import (
+    PLATFORM,
     check_attachment,
     embed_and_file,
     guild_id_of,
@@ -19,84 +23,91 @@ from adapters.discord.messages import (
     message_context,
 )
 from adapters.discord.views import view_for
-from core.conversation import Context, Reply
+from core.commands import ChatCommand, CommandInput, Takes, commands_for
+from core.conversation import Reply
 from core.service import ChatService
 
 log = logging.getLogger(__name__)
 _MENTION = re.compile(r"<@!?\d+>")
 
 
+Respond = Callable[[discord.Interaction, ChatCommand, CommandInput, "discord.Attachment | None"], Awaitable[None]]
+
+
+def slash_command(command: ChatCommand, respond: Respond) -> app_commands.Command[Any, ..., None]:
+    """The slash command of a catalogue entry: its options come from what the command takes."""
+    takes = command.takes
+    # One callback shape per kind of input: discord.py reads the options from the signature.
+    if takes is Takes.PHOTO:
+        async def photo(interaction: discord.Interaction, image: discord.Attachment) -> None:
+            await respond(interaction, command, CommandInput(), image)
+
+        callback: Callable[..., Awaitable[None]] = photo
+        described = {"image": "The photo"}
+    elif takes is Takes.LABELLED_PHOTO:
+        async def labelled_photo(interaction: discord.Interaction, image: discord.Attachment,
+                                 label: app_commands.Range[str, 1, 200], description: str | None = None) -> None:
+            await respond(interaction, command, CommandInput(label=label, description=description or ""), image)
+
+        callback = labelled_photo
+        described = {"image": "The photo", "label": "A short name for it", "description": "More about it (optional)"}
+    elif takes is Takes.WORDS:
+        async def words(interaction: discord.Interaction, text: app_commands.Range[str, 1, 300]) -> None:
+            await respond(interaction, command, CommandInput(words=text), None)
+
+        callback = words
+        described = {"text": "What to look for, e.g. red car"}
+    elif takes is Takes.IMAGE_ID:
+        async def image_id(interaction: discord.Interaction, id: app_commands.Range[int, 1]) -> None:
+            await respond(interaction, command, CommandInput(image_id=id), None)
+
+        callback = image_id
+        described = {"id": "The image's number, shown under each result"}
+    else:
+        async def nothing(interaction: discord.Interaction) -> None:
+            await respond(interaction, command, CommandInput(), None)
+
+        callback = nothing
+        described = {}
+    slash: app_commands.Command[Any, ..., None] = app_commands.Command(
+        name=command.name, description=command.title[:100], callback=callback)
+    return app_commands.describe(**described)(slash) if described else slash
+
+
 class ClipbotCog(commands.Cog):
-    """Every Discord command and listener of clipbot."""
+    """Every Discord command and listener of clipbot: the catalogue's slash commands, DMs and mentions."""
 
     def __init__(self, bot: commands.Bot, service: ChatService, *, max_file_bytes: int) -> None:
         self.bot = bot
         self.service = service
         self.max_file_bytes = max_file_bytes
 
+    async def cog_load(self) -> None:
+        for command in commands_for(PLATFORM):
+            self.bot.tree.add_command(slash_command(command, self.respond))
+        self.bot.tree.error(self.on_app_command_error)
+
+    async def cog_unload(self) -> None:
+        for command in commands_for(PLATFORM):
+            self.bot.tree.remove_command(command.name)
+
     # -- slash commands -------------------------------------------------------------------------
 
-    @app_commands.command(name="match", description="Find the closest image to a photo")
-    @app_commands.describe(image="The photo to match")
-    async def match(self, interaction: discord.Interaction, image: discord.Attachment) -> None:
-        await self._photo_command(interaction, image, self.service.match)
+    async def respond(self, interaction: discord.Interaction, command: ChatCommand, args: CommandInput,
+                      image: discord.Attachment | None) -> None:
+        """Defer ("thinking"), read the attachment, run the command, follow up with its reply."""
+        await interaction.response.defer(thinking=True, ephemeral=command.asker_only)
+        if image is not None:
+            refusal = check_attachment(image, self.max_file_bytes)
+            if refusal:
+                await self._follow_up(interaction, Reply(refusal, kind="error"), ephemeral=command.asker_only)
+                return
+            args = replace(args, photo=await image.read())
+        reply = await self.service.execute(command, interaction_context(interaction), args)
+        await self._follow_up(interaction, reply, ephemeral=command.asker_only)
 
-    @app_commands.command(name="describe", description="Describe a photo in words")
-    @app_commands.describe(image="The photo to describe")
-    async def describe(self, interaction: discord.Interaction, image: discord.Attachment) -> None:
-        await self._photo_command(interaction, image, self.service.describe)
-
-    @app_commands.command(name="colors", description="A photo's dominant colours")
-    @app_commands.describe(image="The photo")
-    async def colors(self, interaction: discord.Interaction, image: discord.Attachment) -> None:
-        await self._photo_command(interaction, image, self.service.colors)
-
-    @app_commands.command(name="scores", description="Score a photo against every image, as a chart")
-    @app_commands.describe(image="The photo")
-    async def scores(self, interaction: discord.Interaction, image: discord.Attachment) -> None:
-        await self._photo_command(interaction, image, self.service.scores)
-
-    @app_commands.command(name="find", description="Find an image by label, description or meaning")
-    @app_commands.describe(text="What to look for, e.g. red car")
-    async def find(self, interaction: discord.Interaction, text: app_commands.Range[str, 1, 300]) -> None:
-        await interaction.response.defer(thinking=True)
-        await self._follow_up(interaction, await self.service.find(interaction_context(interaction), text))
-
-    @app_commands.command(name="add", description="Add a photo to this server's gallery")
-    @app_commands.describe(image="The photo", label="A short name for it", description="More about it (optional)")
-    async def add(self, interaction: discord.Interaction, image: discord.Attachment,
-                  label: app_commands.Range[str, 1, 200], description: str | None = None) -> None:
-        await interaction.response.defer(thinking=True)
-        data = await self._read(interaction, image)
-        if data is not None:
-            ctx = interaction_context(interaction)
-            await self._follow_up(interaction, await self.service.add(ctx, data, label, description or ""))
-
-    @app_commands.command(name="delete", description="Delete an image you added (its # number)")
-    @app_commands.describe(id="The image's number, shown under each result")
-    async def delete(self, interaction: discord.Interaction, id: app_commands.Range[int, 1]) -> None:  # noqa: A002
-        await interaction.response.defer(thinking=True)
-        await self._follow_up(interaction, await self.service.delete(interaction_context(interaction), id))
-
-    @app_commands.command(name="list", description="This server's images, newest first")
-    async def list(self, interaction: discord.Interaction) -> None:
-        await interaction.response.defer(thinking=True)
-        await self._follow_up(interaction, await self.service.list(interaction_context(interaction)))
-
-    @app_commands.command(name="stats", description="Gallery sizes")
-    async def stats(self, interaction: discord.Interaction) -> None:
-        await interaction.response.defer(thinking=True)
-        await self._follow_up(interaction, await self.service.stats(interaction_context(interaction)))
-
-    @app_commands.command(name="help", description="What this bot can do")
-    async def help(self, interaction: discord.Interaction) -> None:
-        reply = self.service.help(interaction_context(interaction))
-        text = reply.text.replace("/add label | description \u2014 as a photo's caption or a reply to a photo",
-                                  "/add image label description \u2014 add a photo to this server's gallery")
-        await interaction.response.send_message(text, ephemeral=True)
-
-    async def cog_app_command_error(self, interaction: discord.Interaction,
-                                    error: app_commands.AppCommandError) -> None:
+    async def on_app_command_error(self, interaction: discord.Interaction,
+                                   error: app_commands.AppCommandError) -> None:
         """The one place command errors end: logged in full; the user gets a plain sentence."""
         log.error("while handling /%s", interaction.command.name if interaction.command else "?", exc_info=error)
         text = "Sorry, something went wrong on my side. Please try again."
@@ -120,7 +131,7 @@ class ClipbotCog(commands.Cog):
         if attachment is not None:
             refusal = check_attachment(attachment, self.max_file_bytes)
             if refusal:
-                await self._reply(message, Reply(refusal.text, kind="error"))
+                await self._reply(message, Reply(refusal, kind="error"))
                 return
             await self._reply(message, await self.service.match(ctx, await attachment.read()))
             return
@@ -139,34 +150,19 @@ class ClipbotCog(commands.Cog):
         ref = message.reference.resolved if message.reference else None
         return isinstance(ref, discord.Message) and ref.author.id == me.id
 
-    async def _photo_command(self, interaction: discord.Interaction, image: discord.Attachment,
-                             handle: Callable[[Context, bytes], Awaitable[Reply | None]]) -> None:
-        await interaction.response.defer(thinking=True)
-        data = await self._read(interaction, image)
-        if data is not None:
-            await self._follow_up(interaction, await handle(interaction_context(interaction), data))
-
-    async def _read(self, interaction: discord.Interaction, attachment: discord.Attachment) -> bytes | None:
-        refusal = check_attachment(attachment, self.max_file_bytes)
-        if refusal:
-            await self._follow_up(interaction, Reply(refusal.text, kind="error"))
-            return None
-        return await attachment.read()
-
-    async def _follow_up(self, interaction: discord.Interaction, reply: Reply | None) -> None:
+    async def _follow_up(self, interaction: discord.Interaction, reply: Reply | None, *,
+                         ephemeral: bool = False) -> None:
         if reply is None:  # a rate-limited user who was already told: just clear the "thinking"
             await interaction.delete_original_response()
             return
-        await interaction.followup.send(**_message_parts(reply))  # type: ignore[arg-type]
+        embed, file = embed_and_file(reply)
+        # MISSING is discord.py's "not given": no file, no buttons.
+        await interaction.followup.send(embed=embed, file=file or MISSING, view=view_for(reply) or MISSING,
+                                        ephemeral=ephemeral)
 
     async def _reply(self, message: discord.Message, reply: Reply | None) -> None:
         if reply is None:
             return
-        await message.reply(mention_author=False, **_message_parts(reply))  # type: ignore[arg-type]
-
-
-def _message_parts(reply: Reply) -> dict[str, object]:
-    """Embed, optional file and optional view of a reply, as send()/reply() keyword arguments."""
-    embed, file = embed_and_file(reply)
-    view = view_for(reply)
-    return {"embed": embed, **({"file": file} if file else {}), **({"view": view} if view else {})}
+        embed, file = embed_and_file(reply)
+        await message.reply(embed=embed, file=file or MISSING, view=view_for(reply) or MISSING,
+                            mention_author=False)

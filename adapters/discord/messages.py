@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 
 import discord
 
+from core.commands import ChatCommand, Takes
 from core.conversation import Chat, Context, Reply, User
-from core.images import SUPPORTED_TEXT
+from core.images import refusal_before_download
 
 PLATFORM = "discord"
 EMBED_LIMIT = 4096
@@ -22,6 +22,28 @@ def chat_of(guild_id: int | None, user_id: int) -> Chat:
     return Chat(PLATFORM, str(guild_id), private=False)
 
 
+# The slash commands' options for each kind of input (the callbacks in cog.py declare them).
+OPTIONS = {
+    Takes.NOTHING: "", Takes.WORDS: "text", Takes.PHOTO: "image",
+    Takes.LABELLED_PHOTO: "image label [description]", Takes.IMAGE_ID: "id",
+}
+
+
+class DiscordStyle:
+    """How Discord writes commands in help: slash commands with named options."""
+
+    front_end = PLATFORM
+
+    def usage(self, command: ChatCommand) -> str:
+        return f"/{command.name} {OPTIONS[command.takes]}".rstrip()
+
+    def notes(self, *, private: bool) -> list[str]:
+        return ["In DMs, send me a photo to match it; in servers, mention me with a photo or reply to my messages."]
+
+
+DISCORD_STYLE = DiscordStyle()
+
+
 def interaction_context(interaction: discord.Interaction) -> Context:
     """Context of a slash command or button; admin means Manage Messages in that channel."""
     user = interaction.user
@@ -31,7 +53,7 @@ def interaction_context(interaction: discord.Interaction) -> Context:
         return interaction.guild_id is None or permissions.manage_messages
 
     return Context(chat_of(interaction.guild_id, user.id), User(PLATFORM, str(user.id), user.display_name),
-                   is_chat_admin)
+                   is_chat_admin, help_style=DISCORD_STYLE)
 
 
 def guild_id_of(message: discord.Message) -> int | None:
@@ -42,24 +64,13 @@ def guild_id_of(message: discord.Message) -> int | None:
 def message_context(message: discord.Message) -> Context:
     """Context of a plain message; there admin status is never needed (no /delete by message)."""
     author = message.author
-    return Context(chat_of(guild_id_of(message), author.id), User(PLATFORM, str(author.id), author.display_name))
+    return Context(chat_of(guild_id_of(message), author.id), User(PLATFORM, str(author.id), author.display_name),
+                   help_style=DISCORD_STYLE)
 
 
-@dataclass(frozen=True)
-class Refusal:
-    text: str
-
-
-def check_attachment(attachment: discord.Attachment, max_bytes: int) -> Refusal | None:
+def check_attachment(attachment: discord.Attachment, max_bytes: int) -> str | None:
     """Why we will not download an attachment, judged from its metadata alone."""
-    content_type = (attachment.content_type or "").split(";")[0].strip()
-    if content_type and not content_type.startswith("image/"):
-        kind = content_type.split("/")[-1].upper()
-        return Refusal(f"{attachment.filename} is {kind}, not an image; send a {SUPPORTED_TEXT} image.")
-    if attachment.size > max_bytes:
-        return Refusal(f"{attachment.filename} is {attachment.size / 1024 / 1024:.1f} MB; the limit is "
-                       f"{max_bytes / 1024 / 1024:.0f} MB. Send a smaller image.")
-    return None
+    return refusal_before_download(attachment.content_type, attachment.size, max_bytes, attachment.filename)
 
 
 def is_image_attachment(attachment: discord.Attachment) -> bool:

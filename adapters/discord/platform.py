@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import aiohttp
 import discord
 import yarl
 from discord.ext import commands
+from discord.http import HTTPClient, Route
+from discord.webhook.async_ import AsyncWebhookAdapter, async_context
 
 from adapters.discord.cog import ClipbotCog
 from adapters.discord.views import NextMatchButton, TopButton
@@ -18,13 +21,58 @@ from core.service import ChatService
 log = logging.getLogger(__name__)
 
 
+def redirect(route: Route, api_base_url: str | None) -> Route:
+    """Point a REST route at ``api_base_url`` instead of Discord's own API."""
+    if api_base_url and route.url.startswith(Route.BASE):
+        route.url = api_base_url + route.url[len(Route.BASE):]
+    return route
+
+
+class RedirectedHTTPClient(HTTPClient):
+    """discord.py's HTTP client, sending REST calls and the gateway connection to other base URLs.
+
+    For proxies in front of Discord (and the tests' fake Discord). discord.py keeps both URLs as
+    class settings of ``Route`` and ``DiscordWebSocket``; redirecting here instead keeps every
+    other client in the process, and discord.py's globals, untouched.
+    """
+
+    api_base_url: str | None = None
+    gateway_url: str | None = None
+
+    async def request(self, route: Route, **kwargs: Any) -> Any:
+        return await super().request(redirect(route, self.api_base_url), **kwargs)
+
+    async def ws_connect(self, url: str, *, compress: int = 0) -> aiohttp.ClientWebSocketResponse:
+        if self.gateway_url:  # keep discord.py's query (API version, encoding, compression)
+            url = str(yarl.URL(self.gateway_url).with_query(yarl.URL(url).query))
+        return await super().ws_connect(url, compress=compress)
+
+
+class RedirectedWebhookAdapter(AsyncWebhookAdapter):
+    """Interaction responses and follow-ups go through discord.py's webhook adapter, not the client."""
+
+    def __init__(self, api_base_url: str) -> None:
+        super().__init__()
+        self.api_base_url = api_base_url
+
+    async def request(self, route: Route, *args: Any, **kwargs: Any) -> Any:
+        return await super().request(redirect(route, self.api_base_url), *args, **kwargs)
+
+
 class ClipBot(commands.Bot):
     """discord.py's Bot holding the chat service (buttons reach it through ``interaction.client``)."""
 
     def __init__(self, service: ChatService, *, intents: discord.Intents, guild_ids: tuple[int, ...],
-                 max_file_bytes: int) -> None:
+                 max_file_bytes: int, api_base_url: str | None = None, gateway_url: str | None = None) -> None:
         # No prefix commands: everything is slash commands or messages addressed to the bot.
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None)
+        self.api_base_url = api_base_url.rstrip("/") if api_base_url else None
+        if api_base_url or gateway_url:
+            # The client, its connection state and its command tree share this one HTTP client
+            # object; turning it into the redirecting kind reaches all three.
+            self.http.__class__ = RedirectedHTTPClient
+            assert isinstance(self.http, RedirectedHTTPClient)
+            self.http.api_base_url, self.http.gateway_url = self.api_base_url, gateway_url
         self.service = service
         self.guild_ids = guild_ids
         self.max_file_bytes = max_file_bytes
@@ -58,13 +106,9 @@ class DiscordPlatform:
                  max_file_bytes: int = 25 * 1024 * 1024, message_content: bool = False,
                  api_base_url: str | None = None, gateway_url: str | None = None) -> None:
         self._token = token
-        # Proxies in front of Discord's REST API and gateway; discord.py keeps both as class settings.
-        if api_base_url:
-            discord.http.Route.BASE = api_base_url.rstrip("/")
-        if gateway_url:
-            discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
         self.intents = make_intents(message_content)
-        self.bot = ClipBot(service, intents=self.intents, guild_ids=guild_ids, max_file_bytes=max_file_bytes)
+        self.bot = ClipBot(service, intents=self.intents, guild_ids=guild_ids, max_file_bytes=max_file_bytes,
+                           api_base_url=api_base_url, gateway_url=gateway_url)
         self._gateway: asyncio.Task[None] | None = None
 
     async def login(self) -> None:
@@ -72,6 +116,10 @@ class DiscordPlatform:
         log.warning("Discord intents: message_content=%s, guilds=%s, guild_messages=%s, dm_messages=%s",
                     self.intents.message_content, self.intents.guilds, self.intents.guild_messages,
                     self.intents.dm_messages)
+        if self.bot.api_base_url:
+            # discord.py picks its webhook adapter from a context variable, made for this: set
+            # here, it holds for the gateway task started next and every interaction it handles.
+            async_context.set(RedirectedWebhookAdapter(self.bot.api_base_url))
         try:
             await self.bot.login(self._token)
         except discord.LoginFailure:

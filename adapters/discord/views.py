@@ -6,6 +6,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 import discord
+from discord.utils import MISSING
 
 from adapters.discord.messages import embed_and_file, interaction_context
 from core.conversation import Reply
@@ -58,7 +59,7 @@ class TopButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"top:[
         await interaction.response.defer(thinking=True)  # rendering the collage takes a moment
         reply = await service.collage(interaction_context(interaction), self.data)
         embed, file = embed_and_file(reply)
-        await interaction.followup.send(embed=embed, **({"file": file} if file else {}))  # type: ignore[arg-type]
+        await interaction.followup.send(embed=embed, file=file or MISSING)
 
 
 def view_for(reply: Reply) -> discord.ui.View | None:

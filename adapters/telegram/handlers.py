@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from telegram import CallbackQuery, InputMediaPhoto, Message, Update
 from telegram.error import BadRequest, TelegramError
@@ -18,25 +19,25 @@ from adapters.telegram.messages import (
     context_of,
     keyboard,
     parse_command,
-    refusal_before_download,
     send_reply,
     trimmed,
 )
+from core.commands import MATCH, ChatCommand, CommandInput, Takes, command_named
 from core.conversation import Context, Reply
+from core.images import refusal_before_download
 from core.service import ChatService
 
 log = logging.getLogger(__name__)
 Ctx = ContextTypes.DEFAULT_TYPE
+Handler = Callable[[Update, Ctx], Awaitable[None]]
 USAGE_ADD = "Send a photo with the caption /add label | description, or reply to a photo with it."
-# Commands that take one photo (as its caption or as a reply to it), and the service method for each.
-PHOTO_COMMANDS = {"match": "match", "describe": "describe", "colors": "colors", "colours": "colors",
-                  "scores": "scores"}
 
 
-def split_label(args: str) -> tuple[str, str]:
-    """``label | description`` (the description is optional)."""
-    label, _, description = args.partition("|")
-    return label.strip(), description.strip()
+def photo_usage(command: ChatCommand) -> str:
+    """How to give a photo command its photo, for a user who sent it without one."""
+    if command.takes is Takes.LABELLED_PHOTO:
+        return USAGE_ADD
+    return f"Reply /{command.name} to a photo, or send a photo with /{command.name} as its caption."
 
 
 class TelegramHandlers:
@@ -48,54 +49,23 @@ class TelegramHandlers:
 
     # -- commands sent as text --------------------------------------------------------------------
 
-    async def start(self, update: Update, context: Ctx) -> None:
-        await self._answer(update, self.service.help(context_of(update, context.bot)))
+    def command(self, command: ChatCommand) -> Handler:
+        """The handler of a catalogue command sent as text; a photo command takes the replied-to photo."""
 
-    help = start
+        async def handle(update: Update, context: Ctx) -> None:
+            text = " ".join(context.args or [])
+            if not command.takes.photo:
+                await self._execute(update, context, command, CommandInput.from_text(command.takes, text))
+                return
+            message = update.effective_message
+            att = attachment_of(message.reply_to_message if message else None)
+            if att is None:
+                await self._answer(update, Reply(photo_usage(command)))
+                return
+            await self._photo_command(update, context, att, command, text)
 
-    async def find(self, update: Update, context: Ctx) -> None:
-        ctx = context_of(update, context.bot)
-        await self._answer(update, await self.service.find(ctx, " ".join(context.args or [])))
-
-    async def match(self, update: Update, context: Ctx) -> None:
-        """``/match`` as a reply to a photo."""
-        await self._on_replied_photo(update, context, "match")
-
-    async def describe(self, update: Update, context: Ctx) -> None:
-        """``/describe`` as a reply to a photo: BLIP's caption."""
-        await self._on_replied_photo(update, context, "describe")
-
-    async def colors(self, update: Update, context: Ctx) -> None:
-        """``/colors`` as a reply to a photo: dominant colours and a palette strip."""
-        await self._on_replied_photo(update, context, "colors")
-
-    async def scores(self, update: Update, context: Ctx) -> None:
-        """``/scores`` as a reply to a photo: every image's score as a chart."""
-        await self._on_replied_photo(update, context, "scores")
-
-    async def add(self, update: Update, context: Ctx) -> None:
-        """``/add label | description`` as a reply to a photo."""
-        message = update.effective_message
-        replied = message.reply_to_message if message else None
-        att = attachment_of(replied)
-        if att is None:
-            await self._answer(update, Reply(USAGE_ADD))
-            return
-        await self._add_attachment(update, context, att, " ".join(context.args or []))
-
-    async def delete(self, update: Update, context: Ctx) -> None:
-        args = context.args or []
-        if len(args) != 1 or not args[0].lstrip("#").isdigit():
-            await self._answer(update, Reply("Usage: /delete <id>, with the # number shown under a result."))
-            return
-        ctx = context_of(update, context.bot)
-        await self._answer(update, await self.service.delete(ctx, int(args[0].lstrip("#"))))
-
-    async def list(self, update: Update, context: Ctx) -> None:
-        await self._answer(update, await self.service.list(context_of(update, context.bot)))
-
-    async def stats(self, update: Update, context: Ctx) -> None:
-        await self._answer(update, await self.service.stats(context_of(update, context.bot)))
+        handle.__name__ = handle.__qualname__ = command.name  # logs and tracebacks name the command
+        return handle
 
     # -- photos and files -----------------------------------------------------------------------
 
@@ -105,14 +75,13 @@ class TelegramHandlers:
         att = attachment_of(message)
         if message is None or att is None or update.effective_chat is None:
             return
-        command = parse_command(message.caption, context.bot.username)
+        parsed = parse_command(message.caption, context.bot.username)
+        command = command_named(parsed.name) if parsed else None
         private = update.effective_chat.type == "private"
-        if command and command.name == "add":
-            await self._add_attachment(update, context, att, command.args)
-        elif command and command.name in PHOTO_COMMANDS:
-            await self._photo_command(update, context, att, command.name)
+        if parsed and command and command.takes.photo:
+            await self._photo_command(update, context, att, command, parsed.args)
         elif private or self._mentions_me(message, context) or self._replies_to_me(message, context):
-            await self._photo_command(update, context, att, "match")
+            await self._photo_command(update, context, att, MATCH, "")
         # Any other group photo is none of our business.
 
     async def text(self, update: Update, context: Ctx) -> None:
@@ -182,32 +151,22 @@ class TelegramHandlers:
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    async def _on_replied_photo(self, update: Update, context: Ctx, name: str) -> None:
-        replied = update.effective_message.reply_to_message if update.effective_message else None
-        att = attachment_of(replied)
-        if att is None:
-            await self._answer(update, Reply(f"Reply /{name} to a photo, or send a photo with /{name} as its caption."))
-            return
-        await self._photo_command(update, context, att, name)
-
-    async def _photo_command(self, update: Update, context: Ctx, att: Attachment, name: str) -> None:
-        data = await self._download(update, context, att)
-        if data is not None:
-            ctx = context_of(update, context.bot)
-            await self._answer(update, await getattr(self.service, PHOTO_COMMANDS[name])(ctx, data))
-
-    async def _add_attachment(self, update: Update, context: Ctx, att: Attachment, args: str) -> None:
-        label, description = split_label(args)
-        if not label:
-            await self._answer(update, Reply(USAGE_ADD))
+    async def _photo_command(self, update: Update, context: Ctx, att: Attachment, command: ChatCommand,
+                             text: str) -> None:
+        args = CommandInput.from_text(command.takes, text)
+        if command.takes is Takes.LABELLED_PHOTO and not args.label:
+            await self._answer(update, Reply(USAGE_ADD))  # before the download, which would be wasted
             return
         data = await self._download(update, context, att)
         if data is not None:
-            ctx: Context = context_of(update, context.bot)
-            await self._answer(update, await self.service.add(ctx, data, label, description))
+            await self._execute(update, context, command, replace(args, photo=data))
+
+    async def _execute(self, update: Update, context: Ctx, command: ChatCommand, args: CommandInput) -> None:
+        ctx = context_of(update, context.bot)
+        await self._answer(update, await self.service.execute(command, ctx, args))
 
     async def _download(self, update: Update, context: Ctx, att: Attachment) -> bytes | None:
-        refusal = refusal_before_download(att, self.max_file_bytes)
+        refusal = refusal_before_download(att.mime_type, att.file_size, self.max_file_bytes)
         if refusal:
             await self._answer(update, Reply(refusal, kind="error"))
             return None
@@ -239,4 +198,4 @@ class TelegramHandlers:
         return bool(replied and replied.from_user and replied.from_user.id == context.bot.id)
 
 
-__all__ = ["Command", "TelegramHandlers", "split_label"]
+__all__ = ["Command", "TelegramHandlers"]

@@ -9,7 +9,6 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile,
 from telegram.constants import ChatMemberStatus, ChatType
 
 from core.conversation import Chat, Context, Reply, User
-from core.images import SUPPORTED_TEXT
 
 PLATFORM = "telegram"
 CAPTION_LIMIT = 1024
@@ -71,17 +70,6 @@ def attachment_of(message: Message | None) -> Attachment | None:
     if message.document:
         doc = message.document
         return Attachment(doc.file_id, doc.file_size, doc.mime_type, doc.file_name)
-    return None
-
-
-def refusal_before_download(att: Attachment, max_bytes: int) -> str | None:
-    """Why we will not download this attachment, judged from its metadata alone."""
-    if att.mime_type and not att.mime_type.startswith("image/"):
-        kind = att.mime_type.split("/")[-1].upper() if "/" in att.mime_type else att.mime_type
-        return f"That file is {kind}, not an image; send a {SUPPORTED_TEXT} image."
-    if att.file_size is not None and att.file_size > max_bytes:
-        return (f"That file is {att.file_size / 1024 / 1024:.1f} MB; the limit is "
-                f"{max_bytes / 1024 / 1024:.0f} MB. Send a smaller image.")
     return None
 
 

@@ -16,23 +16,15 @@ from telegram.ext import (
 )
 
 from adapters.telegram.handlers import TelegramHandlers
+from adapters.telegram.messages import PLATFORM
+from core.commands import commands_for
 from core.errors import ConfigError
 from core.service import NEXT_PREFIX, TOP_PREFIX, ChatService
 
 log = logging.getLogger(__name__)
 
-COMMANDS = [
-    BotCommand("find", "Find an image by words: /find red car"),
-    BotCommand("match", "Match a photo (reply to it, or use as its caption)"),
-    BotCommand("add", "Add a photo: /add label | description"),
-    BotCommand("describe", "Describe a photo in words (reply to it)"),
-    BotCommand("colors", "A photo's dominant colours (reply to it)"),
-    BotCommand("scores", "Score a photo against every image (reply to it)"),
-    BotCommand("delete", "Delete an image you added: /delete 12"),
-    BotCommand("list", "This chat's images"),
-    BotCommand("stats", "Gallery sizes"),
-    BotCommand("help", "What I can do"),
-]
+# The menu Telegram shows when a user types "/": every catalogue command under its main name.
+COMMANDS = [BotCommand(c.name, c.title) for c in commands_for(PLATFORM)]
 
 
 class TelegramPlatform:
@@ -63,10 +55,8 @@ class TelegramPlatform:
             builder = builder.rate_limiter(AIORateLimiter(max_retries=3))
         app = builder.build()
         h = self.handlers
-        for name in ("start", "help", "find", "match", "add", "delete", "list", "stats", "describe", "colors",
-                     "scores"):
-            app.add_handler(CommandHandler(name, getattr(h, name)))
-        app.add_handler(CommandHandler("colours", h.colors))
+        for command in commands_for(PLATFORM):
+            app.add_handler(CommandHandler(command.names, h.command(command)))
         app.add_handler(MessageHandler(filters.PHOTO | filters.Document.ALL, h.attachment))
         app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, h.text))
         app.add_handler(MessageHandler(filters.COMMAND & filters.ChatType.PRIVATE, h.unknown))

@@ -1,0 +1,191 @@
+"""The chat command catalogue: each command once, with its help line, its input and its service call.
+
+Telegram's command menu and handlers, the Discord slash commands, the console and ``/help`` are
+all built from :data:`CATALOGUE`. Adding a command means one entry here and its service method.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from core.conversation import Context, HelpStyle, Reply
+
+if TYPE_CHECKING:
+    from core.service import ChatService
+
+FRONT_ENDS = frozenset({"telegram", "discord", "console"})
+DELETE_USAGE = "Usage: /delete <id>, with the # number shown under a result."
+
+
+class Takes(enum.Enum):
+    """What a command needs besides the chat it is sent in."""
+
+    NOTHING = "nothing"
+    WORDS = "words"
+    PHOTO = "photo"
+    LABELLED_PHOTO = "labelled photo"
+    IMAGE_ID = "image id"
+
+    @property
+    def photo(self) -> bool:
+        return self in (Takes.PHOTO, Takes.LABELLED_PHOTO)
+
+
+@dataclass(frozen=True)
+class CommandInput:
+    """A command's arguments, as the front end that received it parsed them."""
+
+    words: str = ""
+    photo: bytes | None = None
+    label: str = ""
+    description: str = ""
+    image_id: int | None = None
+
+    @classmethod
+    def from_text(cls, takes: Takes, text: str, photo: bytes | None = None) -> CommandInput:
+        """Arguments written after a command in a text chat: ``red car``, ``label | description``, ``#12``."""
+        text = text.strip()
+        if takes is Takes.LABELLED_PHOTO:
+            label, _, description = text.partition("|")
+            return cls(photo=photo, label=label.strip(), description=description.strip())
+        if takes is Takes.IMAGE_ID:
+            number = text.removeprefix("#")
+            return cls(image_id=int(number) if number.isdigit() else None)
+        return cls(words=text if takes is Takes.WORDS else "", photo=photo)
+
+    def require_photo(self) -> bytes:
+        if self.photo is None:  # front ends ask for the photo before calling the service
+            raise ValueError("a photo command was run without a photo")
+        return self.photo
+
+
+Run = Callable[["ChatService", Context, CommandInput], Awaitable["Reply | None"]]
+
+
+@dataclass(frozen=True)
+class ChatCommand:
+    """One chat command: its names, its one-line help, what it takes and the service call it makes."""
+
+    name: str
+    summary: str
+    takes: Takes
+    run: Run
+    usage: str = ""  # how its arguments are written in a text chat, e.g. "<words>"
+    aliases: tuple[str, ...] = ()
+    front_ends: frozenset[str] = FRONT_ENDS
+    # The answer concerns the asker alone: where a front end can show a reply to one person only
+    # (Discord's ephemeral messages), it does.
+    asker_only: bool = False
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
+
+    @property
+    def title(self) -> str:
+        """The summary as a sentence start, for menus (Telegram's command list, Discord's descriptions)."""
+        return self.summary[:1].upper() + self.summary[1:]
+
+
+async def _match(s: ChatService, ctx: Context, a: CommandInput) -> Reply | None:
+    return await s.match(ctx, a.require_photo())
+
+
+async def _find(s: ChatService, ctx: Context, a: CommandInput) -> Reply | None:
+    return await s.find(ctx, a.words)
+
+
+async def _add(s: ChatService, ctx: Context, a: CommandInput) -> Reply | None:
+    return await s.add(ctx, a.require_photo(), a.label, a.description)
+
+
+async def _describe(s: ChatService, ctx: Context, a: CommandInput) -> Reply | None:
+    return await s.describe(ctx, a.require_photo())
+
+
+async def _colors(s: ChatService, ctx: Context, a: CommandInput) -> Reply | None:
+    return await s.colors(ctx, a.require_photo())
+
+
+async def _scores(s: ChatService, ctx: Context, a: CommandInput) -> Reply | None:
+    return await s.scores(ctx, a.require_photo())
+
+
+async def _delete(s: ChatService, ctx: Context, a: CommandInput) -> Reply | None:
+    if a.image_id is None:
+        return Reply(DELETE_USAGE, kind="error")
+    return await s.delete(ctx, a.image_id)
+
+
+async def _list(s: ChatService, ctx: Context, a: CommandInput) -> Reply | None:
+    return await s.list(ctx)
+
+
+async def _stats(s: ChatService, ctx: Context, a: CommandInput) -> Reply | None:
+    return await s.stats(ctx)
+
+
+async def _help(s: ChatService, ctx: Context, a: CommandInput) -> Reply | None:
+    return s.help(ctx)
+
+
+# What a photo sent without a command asks for, on every front end.
+MATCH = ChatCommand("match", "the closest image to a photo, with its score", Takes.PHOTO, _match)
+CATALOGUE: tuple[ChatCommand, ...] = (
+    ChatCommand("find", "find an image by label, description or meaning (add color:red to filter)", Takes.WORDS,
+                _find, usage="<words>"),
+    MATCH,
+    ChatCommand("add", "add a photo to this chat's gallery", Takes.LABELLED_PHOTO, _add,
+                usage="label | description"),
+    ChatCommand("describe", "describe a photo in words", Takes.PHOTO, _describe),
+    ChatCommand("colors", "a photo's dominant colours", Takes.PHOTO, _colors, aliases=("colours",)),
+    ChatCommand("scores", "score a photo against every image, as a chart", Takes.PHOTO, _scores),
+    ChatCommand("delete", "delete an image you added", Takes.IMAGE_ID, _delete, usage="<id>"),
+    ChatCommand("list", "this chat's images, newest first", Takes.NOTHING, _list),
+    ChatCommand("stats", "gallery sizes", Takes.NOTHING, _stats),
+    ChatCommand("help", "what I can do", Takes.NOTHING, _help, aliases=("start",), asker_only=True),
+)
+_BY_NAME = {name: command for command in CATALOGUE for name in command.names}
+
+
+def command_named(name: str) -> ChatCommand | None:
+    """The command a name or alias stands for (case-insensitive), or ``None``."""
+    return _BY_NAME.get(name.lower())
+
+
+def commands_for(front_end: str) -> tuple[ChatCommand, ...]:
+    """The catalogue entries a front end offers."""
+    return tuple(c for c in CATALOGUE if front_end in c.front_ends)
+
+
+class ChatStyle:
+    """How a text chat (Telegram) writes commands: ``/find <words>``, photo commands on a photo."""
+
+    front_end = "telegram"
+
+    def usage(self, command: ChatCommand) -> str:
+        text = f"/{command.name} {command.usage}".rstrip()
+        return f"{text} (on a photo)" if command.takes.photo else text
+
+    def notes(self, *, private: bool) -> list[str]:
+        notes = ["\u201cOn a photo\u201d: as the photo's caption, or as a reply to it."]
+        if not private:
+            notes.append("In groups, mention me in a photo's caption, reply /match to a photo, or use /find.")
+        return notes
+
+
+CHAT_STYLE = ChatStyle()
+
+
+def help_text(style: HelpStyle, *, private: bool) -> str:
+    """Every command of the catalogue, one line each, written the way ``style`` writes them."""
+    lines = [
+        "Send me a photo and I'll answer with the closest image in this chat's gallery and the shared one, "
+        "with a similarity score.",
+        *(f"{style.usage(c)} \u2014 {c.summary}" for c in commands_for(style.front_end) if c.name != "help"),
+        *style.notes(private=private),
+    ]
+    return "\n".join(lines)

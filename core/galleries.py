@@ -1,0 +1,5 @@
+"""Gallery names: each chat has its own collection, and every chat also searches the shared one."""
+
+from __future__ import annotations
+
+GLOBAL_COLLECTION = "global"
