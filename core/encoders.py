@@ -232,7 +232,7 @@ def load_pretrained(processor_cls: Any, model_cls: Any, source: str, *, setting:
     if torch_threads > 0:
         torch.set_num_threads(torch_threads)
     # transformers draws a "Loading weights" bar on every load; in a chat bot's log it is noise.
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
     try:
         processor, model = from_cache_or_hub(
             # The PIL image backend is what CLIP and BLIP were trained with, and needs no torchvision.
@@ -242,7 +242,7 @@ def load_pretrained(processor_cls: Any, model_cls: Any, source: str, *, setting:
     except Exception as exc:
         raise model_load_error(setting, source, exc) from exc
     finally:
-        hf_logging.enable_progress_bar()
+        hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
     return processor, model.eval().to(device)
 
 

@@ -220,7 +220,7 @@ class Engine:
         vectors, made = await asyncio.gather(encode_needed(), files_and_colors, return_exceptions=True)
         if isinstance(vectors, BaseException) or isinstance(made, BaseException):
             await self._forget_unused_files([images[i] for i in fresh])
-            raise vectors if isinstance(vectors, BaseException) else made  # type: ignore[misc]
+            raise vectors if isinstance(vectors, BaseException) else made
         vector_of = {i: vectors[n] for n, i in enumerate(need)} if vectors is not None else {}
         file_and_colors = dict(zip(fresh, made, strict=True))
         # New images without a description get BLIP's caption as their description.
@@ -330,7 +330,8 @@ class Engine:
         return await self.search_vector(await self.encode_decoded(decoded), collections=collections, k=k)
 
     async def encode_decoded(self, decoded: DecodedImage) -> np.ndarray:
-        return (await self.runner.encode_pixels(await self.prepare([decoded])))[0]
+        vector: np.ndarray = (await self.runner.encode_pixels(await self.prepare([decoded])))[0]
+        return vector
 
     async def prepare(self, images: Sequence[DecodedImage]) -> np.ndarray:
         """Model inputs, computed on the decode threads so the inference thread only runs the model."""

@@ -59,7 +59,9 @@ def configured_encoder() -> ImageTextEncoder:
 
 def encode_image(image_path: str | Path) -> np.ndarray:
     """Encode one image file: a ``(dim,)`` float32 unit vector."""
-    return seed_encoder().encode_images([decode_image(image_path).image])[0]
+    vectors = seed_encoder().encode_images([decode_image(image_path).image])
+    vector: np.ndarray = vectors[0]
+    return vector
 
 
 def build_database(

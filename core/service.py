@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from core.commands import CHAT_STYLE, ChatCommand, CommandInput, help_text
@@ -218,7 +218,9 @@ class ChatService:
         except ClipbotError as exc:
             return Reply(str(exc), kind="error")
 
-    async def _first_page(self, ctx: Context, results: list[SearchResult], weak_below: float, query: str) -> Reply:
+    # Sequence, not list: inside this class ``list`` names the /list method.
+    async def _first_page(self, ctx: Context, results: Sequence[SearchResult], weak_below: float,
+                          query: str) -> Reply:
         if not results:
             return Reply(EMPTY_GALLERY)
         page = ResultPage(ctx.chat.collection, tuple(results), weak_below, query)

@@ -154,13 +154,15 @@ class VectorIndex:
 def _scan(matrix: np.ndarray, q: np.ndarray) -> np.ndarray:
     """``matrix @ q`` as float32 scores, by the fastest kernel for the storage type."""
     if matrix.dtype == np.float32:
-        return matrix @ q  # BLAS sgemv
+        product: np.ndarray = matrix @ q  # BLAS sgemv
+        return product
     # numpy has no fast float16 kernel; torch's half-precision gemv reads half the bytes of
     # float32 and accumulates in float32. from_numpy shares memory: nothing is copied.
     import torch
 
     scores = torch.mv(torch.from_numpy(matrix), torch.from_numpy(q.astype(np.float16)))
-    return scores.float().numpy()
+    result: np.ndarray = scores.float().numpy()
+    return result
 
 
 def top_k_order(scores: np.ndarray, k: int) -> np.ndarray:

@@ -30,8 +30,8 @@ async def fake() -> AsyncIterator[FakeDiscord]:
     yield server
     await server.stop()
     # Pointed at the fake through its own HTTP client, never through discord.py's class settings.
-    assert (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY) == (original_base,
-                                                                                           original_gateway)
+    assert original_base == discord.http.Route.BASE
+    assert original_gateway == discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
 
 
 @pytest.fixture

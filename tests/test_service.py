@@ -174,7 +174,7 @@ async def test_micro_batching_merges_concurrent_requests(
         concurrent = await asyncio.gather(*(svc.match(ctx(user=n), photos[n].read_bytes()) for n in names))
     image_calls = [n for kind, n in recording.calls if kind == "image"]
     assert len(image_calls) < len(names) and sum(image_calls) == len(names)
-    for a, b in zip(sequential, concurrent):
+    for a, b in zip(sequential, concurrent, strict=True):
         assert a is not None and b is not None
         assert a.result_id == b.result_id and a.score == pytest.approx(b.score, abs=1e-5)
     assert [r.text.split("\n")[0] for r in concurrent if r] == names
@@ -187,7 +187,7 @@ async def test_queue_full_says_busy(settings: Settings, recording: RecordingEnco
         await engine.add_image(photos["rocket"], label="rocket")
         recording.gate = threading.Event()  # the model hangs until we let it go
         tasks = [asyncio.create_task(svc.match(ctx(user=str(i)), photos["rocket"].read_bytes())) for i in range(8)]
-        done, _ = await asyncio.wait(tasks, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(tasks, timeout=5, return_when=asyncio.FIRST_COMPLETED)
         await asyncio.sleep(0.3)
         busy = [t.result() for t in tasks if t.done()]
         recording.gate.set()

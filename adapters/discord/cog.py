@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
@@ -42,7 +42,7 @@ def slash_command(command: ChatCommand, respond: Respond) -> app_commands.Comman
         async def photo(interaction: discord.Interaction, image: discord.Attachment) -> None:
             await respond(interaction, command, CommandInput(), image)
 
-        callback: Callable[..., Awaitable[None]] = photo
+        callback: Callable[..., Coroutine[Any, Any, None]] = photo
         described = {"image": "The photo"}
     elif takes is Takes.LABELLED_PHOTO:
         async def labelled_photo(interaction: discord.Interaction, image: discord.Attachment,

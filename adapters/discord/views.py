@@ -26,9 +26,9 @@ class NextMatchButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r
         self.data = data
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button[Any],
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
                              match: re.Match[str], /) -> NextMatchButton:
-        return cls(item.custom_id or "", item.label or "Next match")
+        return cls(match.string, _label(item, "Next match"))
 
     async def callback(self, interaction: discord.Interaction) -> None:
         service: ChatService = interaction.client.service  # type: ignore[attr-defined]
@@ -50,9 +50,9 @@ class TopButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"top:[
         self.data = data
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button[Any],
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
                              match: re.Match[str], /) -> TopButton:
-        return cls(item.custom_id or "", item.label or "Top results")
+        return cls(match.string, _label(item, "Top results"))
 
     async def callback(self, interaction: discord.Interaction) -> None:
         service: ChatService = interaction.client.service  # type: ignore[attr-defined]
@@ -60,6 +60,11 @@ class TopButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"top:[
         reply = await service.collage(interaction_context(interaction), self.data)
         embed, file = embed_and_file(reply)
         await interaction.followup.send(embed=embed, file=file or MISSING)
+
+
+def _label(item: discord.ui.Item[Any], default: str) -> str:
+    """The pressed button's label, kept when the message is redrawn."""
+    return (item.label if isinstance(item, discord.ui.Button) else None) or default
 
 
 def view_for(reply: Reply) -> discord.ui.View | None:

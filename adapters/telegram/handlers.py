@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
+from typing import Any
 
 from telegram import CallbackQuery, InputMediaPhoto, Message, Update
 from telegram.error import BadRequest, TelegramError
@@ -29,7 +30,7 @@ from core.service import ChatService
 
 log = logging.getLogger(__name__)
 Ctx = ContextTypes.DEFAULT_TYPE
-Handler = Callable[[Update, Ctx], Awaitable[None]]
+Handler = Callable[[Update, Ctx], Coroutine[Any, Any, None]]
 USAGE_ADD = "Send a photo with the caption /add label | description, or reply to a photo with it."
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from telegram import BotCommand, Update
 from telegram.error import InvalidToken, NetworkError, TelegramError
@@ -52,7 +53,9 @@ class TelegramPlatform:
             builder = builder.base_file_url(self._base_file_url)
         if self._rate_limit:
             # Spaces messages within Telegram's flood limits and honours RetryAfter (3 retries).
-            builder = builder.rate_limiter(AIORateLimiter(max_retries=3))
+            # The builder's type says "no rate limiter" until one is set; AIORateLimiter is the
+            # documented one, so only the annotation disagrees.
+            builder = builder.rate_limiter(AIORateLimiter(max_retries=3))  # type: ignore[arg-type]
         app = builder.build()
         h = self.handlers
         for command in commands_for(PLATFORM):
@@ -81,7 +84,7 @@ class TelegramPlatform:
             log.warning("could not register the command list with Telegram", exc_info=True)
         await app.start()
         assert app.updater is not None
-        await app.updater.start_polling(timeout=self._poll_timeout, allowed_updates=Update.ALL_TYPES)
+        await app.updater.start_polling(timeout=timedelta(seconds=self._poll_timeout), allowed_updates=Update.ALL_TYPES)
         log.warning("Telegram bot @%s is running", app.bot.username)
 
     async def stop(self) -> None:
