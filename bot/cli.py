@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bot.commands import HANDLERS
+from bot.composition import apply_process_settings
 from bot.settings import load_settings
 from core.errors import ClipbotError, InputError
 from core.galleries import GLOBAL_COLLECTION
@@ -111,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger().setLevel(logging.DEBUG if args.debug else settings.log_level)
         if getattr(args, "k", 1) < 1:
             raise InputError("-k must be at least 1.")
+        apply_process_settings(settings)
         return asyncio.run(HANDLERS[args.command](args, settings))
     except ClipbotError as exc:
         if args.debug:

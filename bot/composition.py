@@ -26,11 +26,21 @@ class Platform(Protocol):
     async def stop(self) -> None: ...
 
 
+def apply_process_settings(settings: Settings) -> None:
+    """Settings that belong to the whole process rather than to one object: torch's CPU threads.
+
+    Called once by the entry point, like logging's configuration; libraries never set them.
+    """
+    if settings.torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+
+
 def build_encoder(settings: Settings) -> ClipEncoder:
     """The CLIP encoder the settings name (not loaded until first use)."""
     return ClipEncoder(
-        settings.clip_model, device=settings.device, torch_threads=settings.torch_threads,
-        batch_size=settings.batch_size, precision=settings.precision,
+        settings.clip_model, device=settings.device, batch_size=settings.batch_size, precision=settings.precision,
     )
 
 
@@ -41,8 +51,7 @@ def build_seed_encoder() -> ClipEncoder:
 
 def build_captioner(settings: Settings) -> Captioner | None:
     """BLIP as the settings name it, or None when CLIPBOT_CAPTION_MODEL turns captions off."""
-    return captioner_from_setting(settings.caption_model, device=settings.device,
-                                  torch_threads=settings.torch_threads)
+    return captioner_from_setting(settings.caption_model, device=settings.device)
 
 
 def build_engine(settings: Settings, encoder: ClipEncoder | None = None, *,

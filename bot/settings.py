@@ -91,6 +91,7 @@ class Settings(BaseSettings):
 def load_settings(env_file: str | Path | None = ".env") -> Settings:
     """Read settings, turning validation errors into one :class:`ConfigError` line per problem."""
     try:
+        # _env_file is pydantic-settings' init-only option, absent from the generated signature.
         return Settings(_env_file=env_file)  # type: ignore[call-arg]
     except ValidationError as exc:
         problems = "; ".join(f"{_env_name(err['loc'])}: {err['msg']}" for err in exc.errors())

@@ -44,11 +44,10 @@ class BlipCaptioner(PretrainedModel, Captioner):
         source: str,
         *,
         device: str = "auto",
-        torch_threads: int = 0,
         batch_size: int = 8,
         max_new_tokens: int = 30,
     ) -> None:
-        super().__init__(source, device=device, torch_threads=torch_threads, batch_size=batch_size)
+        super().__init__(source, device=device, batch_size=batch_size)
         self.max_new_tokens = max(1, max_new_tokens)
 
     def _load(self) -> None:

@@ -99,12 +99,11 @@ class PretrainedModel(Encoder):
 
     SETTING: ClassVar[str]
 
-    def __init__(self, source: str, *, device: str, torch_threads: int, batch_size: int) -> None:
+    def __init__(self, source: str, *, device: str, batch_size: int) -> None:
         super().__init__()
         self.source = source
         self.model_id = source.rstrip("/\\") or source
         self._device_setting = device
-        self._torch_threads = torch_threads
         self.batch_size = max(1, batch_size)
         self._model: Any = None
         self._processor: Any = None
@@ -120,7 +119,6 @@ class PretrainedModel(Encoder):
         self._device = resolve_device(self._device_setting)
         self._processor, model = load_pretrained(
             processor_cls, model_cls, self.source, setting=self.SETTING, device=self._device,
-            torch_threads=self._torch_threads,
         )
         return model
 
@@ -130,9 +128,8 @@ class ClipEncoder(PretrainedModel, ImageTextEncoder):
 
     SETTING = "CLIPBOT_CLIP_MODEL"
 
-    def __init__(self, source: str, *, device: str = "auto", torch_threads: int = 0, batch_size: int = 16,
-                 precision: str = "fp32") -> None:
-        super().__init__(source, device=device, torch_threads=torch_threads, batch_size=batch_size)
+    def __init__(self, source: str, *, device: str = "auto", batch_size: int = 16, precision: str = "fp32") -> None:
+        super().__init__(source, device=device, batch_size=batch_size)
         self.precision = precision
         self.precision_used = ""  # what "auto" chose, once loaded
         self.agreement: float | None = None
@@ -220,18 +217,17 @@ class ClipEncoder(PretrainedModel, ImageTextEncoder):
         return unit_rows(_features(out))
 
 
-def load_pretrained(processor_cls: Any, model_cls: Any, source: str, *, setting: str, device: str,
-                    torch_threads: int = 0) -> tuple[Any, Any]:
+def load_pretrained(processor_cls: Any, model_cls: Any, source: str, *, setting: str,
+                    device: str) -> tuple[Any, Any]:
     """A transformers processor and model from a hub id or directory, in eval mode on ``device``.
 
     Any failure becomes one :class:`ModelLoadError` line naming ``setting`` and the fix.
     """
-    import torch
     from transformers.utils import logging as hf_logging
 
-    if torch_threads > 0:
-        torch.set_num_threads(torch_threads)
     # transformers draws a "Loading weights" bar on every load; in a chat bot's log it is noise.
+    # Its switch is process-wide, so it is put back as it was found.
+    bars_were_on = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
     try:
         processor, model = from_cache_or_hub(
@@ -242,7 +238,8 @@ def load_pretrained(processor_cls: Any, model_cls: Any, source: str, *, setting:
     except Exception as exc:
         raise model_load_error(setting, source, exc) from exc
     finally:
-        hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
+        if bars_were_on:
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
     return processor, model.eval().to(device)
 
 

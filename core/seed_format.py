@@ -61,7 +61,7 @@ def _guarded_reconstructor(cls: Any, base: Any, state: Any) -> Any:
 
     if cls not in _RECONSTRUCTOR_TARGETS:
         raise PickleRefusedError("Refused to load the pickle: it rebuilds a non-array object.")
-    return copyreg._reconstructor(cls, base, state)  # type: ignore[attr-defined]
+    return copyreg._reconstructor(cls, base, state)  # type: ignore[attr-defined]  # private, so not in typeshed
 
 
 def safe_loads(data: bytes) -> Any:

@@ -9,6 +9,7 @@ import discord
 from core.commands import ChatCommand, Takes
 from core.conversation import Chat, Context, Reply, User
 from core.images import refusal_before_download
+from core.service import ChatService
 
 PLATFORM = "discord"
 EMBED_LIMIT = 4096
@@ -42,6 +43,14 @@ class DiscordStyle:
 
 
 DISCORD_STYLE = DiscordStyle()
+
+
+def service_of(interaction: discord.Interaction) -> ChatService:
+    """The chat service of the bot an interaction reached (buttons have no other way to it)."""
+    service = getattr(interaction.client, "service", None)
+    if not isinstance(service, ChatService):
+        raise TypeError(f"{type(interaction.client).__name__} carries no chat service")
+    return service
 
 
 def interaction_context(interaction: discord.Interaction) -> Context:

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 from discord.utils import MISSING
 
-from adapters.discord.messages import embed_and_file, interaction_context
+from adapters.discord.messages import embed_and_file, interaction_context, service_of
 from core.conversation import Reply
 from core.service import TOP_PREFIX
-
-if TYPE_CHECKING:
-    from core.service import ChatService
 
 VIEW_TIMEOUT = 600  # after this the in-memory view is dropped; the dynamic item still answers clicks
 
@@ -31,7 +28,7 @@ class NextMatchButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r
         return cls(match.string, _label(item, "Next match"))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        service: ChatService = interaction.client.service  # type: ignore[attr-defined]
+        service = service_of(interaction)
         reply = await service.page(interaction_context(interaction), self.data)
         if reply.kind == "error":
             await interaction.response.send_message(reply.text, ephemeral=True)
@@ -55,7 +52,7 @@ class TopButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"top:[
         return cls(match.string, _label(item, "Top results"))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        service: ChatService = interaction.client.service  # type: ignore[attr-defined]
+        service = service_of(interaction)
         await interaction.response.defer(thinking=True)  # rendering the collage takes a moment
         reply = await service.collage(interaction_context(interaction), self.data)
         embed, file = embed_and_file(reply)

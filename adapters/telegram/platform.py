@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 from telegram import BotCommand, Update
 from telegram.error import InvalidToken, NetworkError, TelegramError
@@ -23,6 +24,8 @@ from core.errors import ConfigError
 from core.service import NEXT_PREFIX, TOP_PREFIX, ChatService
 
 log = logging.getLogger(__name__)
+# The bot, context and data types vary with the builder's options (a rate limiter changes the bot's).
+TelegramApp = Application[Any, Any, Any, Any, Any, Any]
 
 # The menu Telegram shows when a user types "/": every catalogue command under its main name.
 COMMANDS = [BotCommand(c.name, c.title) for c in commands_for(PLATFORM)]
@@ -43,20 +46,17 @@ class TelegramPlatform:
         self._base_file_url = base_file_url
         self._poll_timeout = poll_timeout
         self._rate_limit = rate_limit
-        self.application: Application | None = None  # type: ignore[type-arg]
+        self.application: TelegramApp | None = None
 
-    def build(self) -> Application:  # type: ignore[type-arg]
+    def build(self) -> TelegramApp:
         builder = Application.builder().token(self._token).concurrent_updates(True)
         if self._base_url:
             builder = builder.base_url(self._base_url)
         if self._base_file_url:
             builder = builder.base_file_url(self._base_file_url)
-        if self._rate_limit:
-            # Spaces messages within Telegram's flood limits and honours RetryAfter (3 retries).
-            # The builder's type says "no rate limiter" until one is set; AIORateLimiter is the
-            # documented one, so only the annotation disagrees.
-            builder = builder.rate_limiter(AIORateLimiter(max_retries=3))  # type: ignore[arg-type]
-        app = builder.build()
+        # The rate limiter spaces messages within Telegram's flood limits and honours RetryAfter (3 retries).
+        app: TelegramApp = builder.rate_limiter(AIORateLimiter(max_retries=3)).build() if self._rate_limit \
+            else builder.build()
         h = self.handlers
         for command in commands_for(PLATFORM):
             app.add_handler(CommandHandler(command.names, h.command(command)))
@@ -69,7 +69,20 @@ class TelegramPlatform:
         return app
 
     async def start(self) -> None:
-        app = self.application = self.build()
+        """Initialize, register the command menu and start polling; idempotent.
+
+        A start that fails part-way shuts down whatever it had started before the error propagates.
+        """
+        if self.application is not None:
+            return
+        self.application = self.build()
+        try:
+            await self._start(self.application)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self, app: TelegramApp) -> None:
         try:
             await app.initialize()  # getMe: proves the token and the server
         except InvalidToken:
@@ -88,7 +101,8 @@ class TelegramPlatform:
         log.warning("Telegram bot @%s is running", app.bot.username)
 
     async def stop(self) -> None:
-        app = self.application
+        """Stop polling and shut the application down; safe to call twice, or after a failed start."""
+        app, self.application = self.application, None
         if app is None:
             return
         if app.updater is not None and app.updater.running:
@@ -96,4 +110,3 @@ class TelegramPlatform:
         if app.running:
             await app.stop()
         await app.shutdown()
-        self.application = None
