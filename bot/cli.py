@@ -13,7 +13,7 @@ from pathlib import Path
 from bot.commands import HANDLERS
 from bot.composition import apply_process_settings
 from bot.settings import load_settings
-from core.errors import ClipbotError, InputError
+from core.errors import ClipbotError, InputError, StorageUnavailableError
 from core.galleries import GLOBAL_COLLECTION
 
 
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=int, metavar="ID")
 
     add("stats", "Show collections, image counts and the configured model.")
+    add("doctor", "Check the database and the stored pictures; remove leftovers of killed writes and unused files.")
 
     for name, what in (("import", "Import the seed notebook's pickled database (vectors kept exactly)."),
                        ("export", "Export a collection as the seed notebook's pickled database.")):
@@ -117,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClipbotError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"clipbot: error: {exc}", file=sys.stderr)
+        detail = f" ({exc.detail})" if isinstance(exc, StorageUnavailableError) else ""
+        print(f"clipbot: error: {exc}{detail}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("clipbot: interrupted", file=sys.stderr)

@@ -186,6 +186,22 @@ async def stats(args: argparse.Namespace, settings: Settings, engine: Engine) ->
     return 0
 
 
+@engine_command("doctor")
+async def doctor(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    health = await engine.check_health()
+    print(f"Database:    {engine.store.path}: {'ok' if health.integrity == ['ok'] else 'DAMAGED'}")
+    for problem in health.integrity if health.integrity != ["ok"] else []:
+        print(f"  {problem}")
+    print(f"Pictures:    {health.sweep.files_kept} in use, {len(health.missing_files)} missing")
+    for missing in health.missing_files[:20]:
+        print(f"  missing: {engine.media.absolute(missing)}")
+    print(f"Removed:     {health.sweep.temporary_removed} temporary file(s) of killed writes, "
+          f"{health.sweep.orphans_removed} picture(s) no image uses")
+    for problem in health.sweep.problems:
+        print(f"  {problem}")
+    return 0 if health.healthy else 1
+
+
 @engine_command("import")
 async def import_pickle(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
     report = await import_seed(engine, args.file, collection=args.collection)

@@ -14,6 +14,7 @@ from core.media import MediaStore
 from core.ratelimit import RateLimiter
 from core.service import ChatService, ServiceConfig
 from core.store import Store
+from core.text import TextLimits
 
 
 class Platform(Protocol):
@@ -81,6 +82,7 @@ def _engine(settings: Settings, runner: Encoding, captioner: Captioner | Literal
         captioner=build_captioner(settings) if captioner == "configured" else captioner,
         color_count=settings.color_count,
         index_precision=settings.index_precision,
+        text_limits=TextLimits(settings.max_label_chars, settings.max_description_chars),
     )
 
 

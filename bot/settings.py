@@ -42,12 +42,17 @@ class Settings(BaseSettings):
     queue_size: int = Field(64, ge=1)
     max_batch: int = Field(8, ge=1, le=1024)
     batch_wait_ms: float = Field(5, ge=0, le=1000)
+    max_label_chars: int = Field(200, ge=1, le=10_000)
+    max_description_chars: int = Field(1000, ge=1, le=100_000)
+    shutdown_timeout: float = Field(30, ge=0)
+    sweep_interval_minutes: float = Field(60, ge=0)
 
     # Telegram (names without the CLIPBOT_ prefix, as Telegram tooling spells them)
     telegram_bot_token: SecretStr | None = Field(None, validation_alias=AliasChoices("TELEGRAM_BOT_TOKEN"))
     telegram_base_url: str | None = Field(None, validation_alias=AliasChoices("TELEGRAM_BASE_URL"))
     telegram_base_file_url: str | None = Field(None, validation_alias=AliasChoices("TELEGRAM_BASE_FILE_URL"))
     telegram_max_file_mb: float = Field(20, gt=0, le=2000)
+    telegram_group_messages_per_minute: int = Field(20, ge=1, le=1000)
 
     # Discord
     discord_bot_token: SecretStr | None = Field(None, validation_alias=AliasChoices("DISCORD_BOT_TOKEN"))

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from core.conversation import Context, HelpStyle, Reply
+from core.conversation import Context, HelpStyle, Photo, Reply
 
 if TYPE_CHECKING:
     from core.service import ChatService
@@ -39,13 +39,13 @@ class CommandInput:
     """A command's arguments, as the front end that received it parsed them."""
 
     words: str = ""
-    photo: bytes | None = None
+    photo: Photo | None = None
     label: str = ""
     description: str = ""
     image_id: int | None = None
 
     @classmethod
-    def from_text(cls, takes: Takes, text: str, photo: bytes | None = None) -> CommandInput:
+    def from_text(cls, takes: Takes, text: str, photo: Photo | None = None) -> CommandInput:
         """Arguments written after a command in a text chat: ``red car``, ``label | description``, ``#12``."""
         text = text.strip()
         if takes is Takes.LABELLED_PHOTO:
@@ -56,7 +56,7 @@ class CommandInput:
             return cls(image_id=int(number) if number.isdigit() else None)
         return cls(words=text if takes is Takes.WORDS else "", photo=photo)
 
-    def require_photo(self) -> bytes:
+    def require_photo(self) -> Photo:
         if self.photo is None:  # front ends ask for the photo before calling the service
             raise ValueError("a photo command was run without a photo")
         return self.photo

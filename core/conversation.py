@@ -75,6 +75,15 @@ class Button:
     data: str  # opaque to adapters; short enough for Telegram's 64-byte callback data
 
 
+# A photo as a request carries it: its bytes, or how to download them. The service downloads only
+# after the rate limit let the request through, so a flood costs no traffic.
+Photo = bytes | Callable[[], Awaitable[bytes]]
+
+
+async def photo_bytes(photo: Photo) -> bytes:
+    return photo if isinstance(photo, bytes) else await photo()
+
+
 ReplyKind = Literal["result", "info", "error", "busy", "rate_limited"]
 
 

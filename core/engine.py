@@ -16,13 +16,15 @@ from PIL import Image
 
 from core.captions import Captioner
 from core.colors import DominantColor, color_families, dominant_colors
-from core.errors import CaptionsOffError, DimensionMismatchError, InputError, ModelLoadError
+from core.errors import CaptionsOffError, ClipbotError, DimensionMismatchError, InputError, ModelLoadError
 from core.galleries import GLOBAL_COLLECTION
 from core.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, decode_image
 from core.inference import Encoding
+from core.maintenance import HealthReport, SweepReport, check_health, sweep
 from core.media import MediaStore
 from core.search import SearchResult, hybrid_order, matches_words, query_words, split_color_filter, word_stem
 from core.store import ImageRecord, NewImage, Store
+from core.text import TextLimits
 from core.vector_index import VectorIndex, top_k_order
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ class Engine:
         captioner: Captioner | None = None,
         color_count: int = 5,
         index_precision: str = "fp16",
+        text_limits: TextLimits | None = None,
     ) -> None:
         self.store = store
         self.media = media
@@ -73,6 +76,7 @@ class Engine:
         self.captioner = captioner
         self.color_count = color_count
         self.index_precision = index_precision
+        self.text_limits = text_limits or TextLimits()
         self._caption_failure_logged = False
 
     @property
@@ -201,6 +205,9 @@ class Engine:
         """
         if len({d.sha256 for d in images}) != len(images):
             raise ValueError("add_decoded() takes distinct images; drop repeated files first")
+        # Checked before any work: a refused label costs no encoding and stores nothing.
+        labels = [None if text is None else self.text_limits.label(text) for text in labels]
+        descriptions = [None if text is None else self.text_limits.description(text) for text in descriptions]
         index = await self.index()
         paths = source_paths or [None] * len(images)
         existing = [await self.store.find_by_sha256(collection, d.sha256) for d in images]
@@ -227,45 +234,63 @@ class Engine:
         uncaptioned = [i for i, rec in enumerate(existing) if rec is None and not descriptions[i]]
         made_captions = await self._captions_or_none([images[i].image for i in uncaptioned])
         captions = dict(zip(uncaptioned, made_captions, strict=True))
-        results = []
-        for i, decoded in enumerate(images):
-            rec, vec = existing[i], vector_of.get(i)
-            if rec is not None:
-                await self.store.update_image(
-                    rec.id,
-                    label=rec.label if labels[i] is None else labels[i] or "",
-                    description=rec.description if descriptions[i] is None else descriptions[i] or "",
-                    vector=vec, model_id=self.model_id,
-                )
-                if vec is not None:
-                    index.add(collection, [rec.id], vec[None, :])
-                results.append(AddResult(await self.store.get_image(rec.id), "updated"))
-                continue
-            assert vec is not None
-            relative, colors = file_and_colors[i]
-            new = NewImage(
-                collection=collection, label=labels[i] or "",
-                description=descriptions[i] or captions.get(i) or "", caption=captions.get(i),
-                sha256=decoded.sha256, width=decoded.width, height=decoded.height, file=relative,
-                source_path=paths[i], added_by=added_by,
-                colors=json.dumps([c.to_dict() for c in colors]),
-                color_families="".join(f" {f} " for f in color_families(colors)),
-            )
-            image_id = await self.store.insert_image(new, vec, self.model_id)
-            index.add(collection, [image_id], vec[None, :])
-            results.append(AddResult(await self.store.get_image(image_id), "added"))
+        results: list[AddResult] = []
+        try:
+            for i, decoded in enumerate(images):
+                results.append(await self._store_one(
+                    decoded, existing[i], vector_of.get(i), file_and_colors.get(i), collection=collection,
+                    label=labels[i], description=descriptions[i], caption=captions.get(i), source_path=paths[i],
+                    added_by=added_by, index=index,
+                ))
+        except BaseException:
+            # A row that failed (a full disk, say) must not leave its new file behind.
+            await self._forget_unused_files([images[i] for i in fresh])
+            raise
         return results
+
+    async def _store_one(self, decoded: DecodedImage, rec: ImageRecord | None, vec: np.ndarray | None,
+                         file_and_colors: tuple[str, list[DominantColor]] | None, *, collection: str,
+                         label: str | None, description: str | None, caption: str | None,
+                         source_path: str | None, added_by: str | None, index: VectorIndex) -> AddResult:
+        if rec is not None:
+            await self.store.update_image(
+                rec.id,
+                label=rec.label if label is None else label,
+                description=rec.description if description is None else description,
+                vector=vec, model_id=self.model_id,
+            )
+            if vec is not None:
+                index.add(collection, [rec.id], vec[None, :])
+            return AddResult(await self.store.get_image(rec.id), "updated")
+        assert vec is not None and file_and_colors is not None
+        relative, colors = file_and_colors
+        new = NewImage(
+            collection=collection, label=label or "", description=description or caption or "", caption=caption,
+            sha256=decoded.sha256, width=decoded.width, height=decoded.height, file=relative,
+            source_path=source_path, added_by=added_by,
+            colors=json.dumps([c.to_dict() for c in colors]),
+            color_families="".join(f" {f} " for f in color_families(colors)),
+        )
+        image_id = await self.store.insert_image(new, vec, self.model_id)
+        index.add(collection, [image_id], vec[None, :])
+        return AddResult(await self.store.get_image(image_id), "added")
 
     def _file_and_colors(self, decoded: DecodedImage) -> tuple[str, list[DominantColor]]:
         relative = self.media.put(decoded.data, decoded.sha256, decoded.extension)
         return relative, dominant_colors(decoded.image, self.color_count)
 
     async def _forget_unused_files(self, images: Sequence[DecodedImage]) -> None:
-        """After a failed add, remove the files it wrote that no image row uses."""
+        """After a failed add, remove the files it wrote that no image row uses.
+
+        Best effort: when even that check fails, the file stays for the next sweep to find.
+        """
         for decoded in images:
             relative = self.media.relative_path(decoded.sha256, decoded.extension)
-            if not await self.store.file_in_use(relative):
-                self.media.delete(relative)
+            try:
+                if not await self.store.file_in_use(relative):
+                    self.media.delete(relative)
+            except (ClipbotError, OSError):
+                log.warning("could not remove %s after a failed add; the next sweep will", relative, exc_info=True)
 
     # -- captions and colours -------------------------------------------------------------------
 
@@ -310,6 +335,25 @@ class Engine:
     async def collection_counts(self) -> dict[str, int]:
         """How many images each collection holds."""
         return await self.store.collection_counts()
+
+    async def move_collection(self, old: str, new: str) -> int:
+        """Move every image of ``old`` into ``new`` (a chat whose id changed); returns how many moved.
+
+        One transaction; moving an empty or already moved collection does nothing, so a second
+        notice of the same move is harmless. A picture ``new`` already holds keeps its row there.
+        """
+        moved, dropped = await self.store.move_collection(old, new)
+        if self._index is not None:
+            self._index.move_collection(old, new, drop=dropped)
+        return moved
+
+    async def sweep(self) -> SweepReport:
+        """Remove temporary files left by killed writes and pictures no image uses (see core.maintenance)."""
+        return await sweep(self.store, self.media)
+
+    async def check_health(self) -> HealthReport:
+        """The database's integrity, pictures gone missing, and a sweep: what `clipbot doctor` shows."""
+        return await check_health(self.store, self.media)
 
     async def remove(self, image_id: int) -> ImageRecord:
         """Delete an image, its vectors and (when no other row uses it) its file."""

@@ -73,3 +73,21 @@ class PermissionDeniedError(InputError):
 
 class CaptionsOffError(InputError):
     """Captioning was asked for, but CLIPBOT_CAPTION_MODEL turns it off."""
+
+
+class StorageUnavailableError(ClipbotError):
+    """The disk or database refuses writes (full, read-only, failing, locked); reads still work.
+
+    ``str()`` is the sentence for chat users; :attr:`detail` says what and where, for operators.
+    """
+
+    USER_MESSAGE = "I can't store anything right now (storage full or unavailable); searching still works."
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(self.USER_MESSAGE)
+        self.where = where
+        self.reason = reason
+
+    @property
+    def detail(self) -> str:
+        return f"{self.reason}: {self.where}"

@@ -161,6 +161,10 @@ async def _store(engine: Engine, good: list[tuple[IngestItem, DecodedImage, np.n
 async def _decode(engine: Engine, item: IngestItem) -> tuple[DecodedImage, np.ndarray] | ClipbotError:
     """Decode and preprocess one file on the decode threads, while the model encodes other batches."""
     try:
+        if item.label is not None:
+            engine.text_limits.label(item.label)
+        if item.description is not None:
+            engine.text_limits.description(item.description)
         decoded = await engine.decode(item.path)
         return decoded, (await engine.prepare([decoded]))[0]
     except ClipbotError as exc:

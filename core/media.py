@@ -6,6 +6,11 @@ import os
 import tempfile
 from pathlib import Path
 
+from core.storage_faults import storage_fault
+
+# Files being written; a kill mid-write leaves one behind, which the sweep removes.
+TMP_PREFIX = ".tmp-"
+
 
 class MediaStore:
     """Stores each distinct file once, named by its sha256."""
@@ -24,10 +29,23 @@ class MediaStore:
         """Write ``data`` unless already present; returns the path relative to the root."""
         relative = self.relative_path(sha256, extension)
         target = self.absolute(relative)
-        if target.exists():
-            return relative
+        try:
+            if target.exists():
+                # Fresh again: a sweep that saw no row using it must not take it before ours commits.
+                os.utime(target)
+                return relative
+            self._write(target, data, extension)
+        except OSError as exc:
+            fault = storage_fault(exc, target)
+            if fault is None:
+                raise
+            raise fault from exc
+        return relative
+
+    @staticmethod
+    def _write(target: Path, data: bytes, extension: str) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=extension)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=TMP_PREFIX, suffix=extension)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
@@ -37,7 +55,6 @@ class MediaStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        return relative
 
     def delete(self, relative: str) -> None:
         self.absolute(relative).unlink(missing_ok=True)

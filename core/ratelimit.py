@@ -1,4 +1,4 @@
-"""A per-user token bucket that tells a user once, not once per message, to slow down."""
+"""A per-user token bucket that tells a user once per limit window, not once per message, to slow down."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
-    notify: bool = False  # True for the first refusal after an allowed request only
+    notify: bool = False  # True for the first refusal in a limit window only
     retry_after: float = 0.0
 
 
@@ -18,7 +18,7 @@ class Decision:
 class _Bucket:
     tokens: float
     updated: float
-    notified: bool = False
+    notified_at: float | None = None
 
 
 class RateLimiter:
@@ -45,14 +45,20 @@ class RateLimiter:
         bucket.updated = now
         if bucket.tokens >= 1:
             bucket.tokens -= 1
-            bucket.notified = False
             return Decision(True)
-        notify = not bucket.notified
-        bucket.notified = True
+        # One notice per window (the time a bucket takes to refill): a request let through in
+        # between does not earn the flooder a second notice.
+        notify = bucket.notified_at is None or now - bucket.notified_at >= self.window
+        if notify:
+            bucket.notified_at = now
         return Decision(False, notify=notify, retry_after=(1 - bucket.tokens) / self.rate)
+
+    @property
+    def window(self) -> float:
+        """Seconds an empty bucket takes to fill: 60 for ``per_minute`` requests with that burst."""
+        return self.burst / self.rate
 
     def _forget_idle(self, now: float) -> None:
         # A bucket that has refilled completely holds nothing worth remembering.
-        full_after = self.burst / self.rate
-        for key in [k for k, b in self._buckets.items() if now - b.updated >= full_after]:
+        for key in [k for k, b in self._buckets.items() if now - b.updated >= self.window]:
             del self._buckets[key]

@@ -7,14 +7,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from core.commands import CHAT_STYLE, ChatCommand, CommandInput, help_text
-from core.conversation import Button, Context, Reply
+from core.conversation import Button, Context, Photo, Reply, photo_bytes
 from core.engine import Engine
 from core.errors import BusyError, ClipbotError, NotFoundError, PermissionDeniedError
 from core.galleries import GLOBAL_COLLECTION
 from core.pages import ResultPage, ResultPages
 from core.previews import make_preview
 from core.ratelimit import RateLimiter
+from core.replies import added_text, label_or_id, list_text, result_caption, shown
 from core.search import SearchResult
+from core.text import shorten
 from core.visuals import collage_png, colors_text, palette_png, scores_png
 
 log = logging.getLogger(__name__)
@@ -56,10 +58,11 @@ class ChatService:
 
     # -- requests -------------------------------------------------------------------------------
 
-    async def match(self, ctx: Context, image: bytes) -> Reply | None:
+    async def match(self, ctx: Context, image: Photo) -> Reply | None:
         """Reply with the closest image of the chat's gallery (plus ``global``) to ``image``."""
         async def work() -> Reply:
-            results = await self.engine.search_image(image, collections=ctx.chat.searchable, k=self.config.top_k)
+            data = await photo_bytes(image)
+            results = await self.engine.search_image(data, collections=ctx.chat.searchable, k=self.config.top_k)
             return await self._first_page(ctx, results, self.config.weak_image_score, "photo")
 
         return await self._guarded(ctx, work)
@@ -78,37 +81,37 @@ class ChatService:
 
         return await self._guarded(ctx, work)
 
-    async def describe(self, ctx: Context, image: bytes) -> Reply | None:
+    async def describe(self, ctx: Context, image: Photo) -> Reply | None:
         """BLIP's caption of a photo."""
         async def work() -> Reply:
-            caption = await self.engine.describe(image)
+            caption = await self.engine.describe(await photo_bytes(image))
             return Reply(caption or "I can't put this picture into words.")
 
         return await self._guarded(ctx, work)
 
-    async def colors(self, ctx: Context, image: bytes) -> Reply | None:
+    async def colors(self, ctx: Context, image: Photo) -> Reply | None:
         """A photo's dominant colours as a list and a palette strip."""
         async def work() -> Reply:
-            colors = await self.engine.colors(image)
+            colors = await self.engine.colors(await photo_bytes(image))
             png = await self.engine.blocking(palette_png, colors)
             return Reply("Dominant colours:\n" + colors_text(colors), image=png, image_name="palette.png")
 
         return await self._guarded(ctx, work)
 
-    async def scores(self, ctx: Context, image: bytes) -> Reply | None:
+    async def scores(self, ctx: Context, image: Photo) -> Reply | None:
         """How a photo scores against every image this chat can see, as a bar chart."""
         async def work() -> Reply:
-            results = await self.engine.scores(image, collections=ctx.chat.searchable)
+            results = await self.engine.scores(await photo_bytes(image), collections=ctx.chat.searchable)
             if not results:
                 return Reply(EMPTY_GALLERY)
             png = await self.engine.blocking(scores_png, results)
-            best = "\n".join(f"{r.score:.2f}  {r.label or f'#{r.id}'}" for r in results[:3])
+            best = "\n".join(f"{r.score:.2f}  {label_or_id(r.label, r.id)}" for r in results[:3])
             return Reply(f"Scores against {len(results)} images, best first:\n{best}", image=png,
                          image_name="scores.png")
 
         return await self._guarded(ctx, work)
 
-    async def add(self, ctx: Context, image: bytes, label: str, description: str = "") -> Reply | None:
+    async def add(self, ctx: Context, image: Photo, label: str, description: str = "") -> Reply | None:
         """Add a photo to the chat's gallery (same photo again: label and description updated)."""
         if not label.strip():
             return Reply("Give the photo a label: /add label | description", kind="error")
@@ -116,14 +119,15 @@ class ChatService:
         async def work() -> Reply:
             if self.config.add_requires_admin and not await self._is_admin(ctx):
                 raise PermissionDeniedError("Only admins can add images in this chat.")
+            # The label is checked before the photo is fetched: a refused one costs no download.
+            self.engine.text_limits.label(label)
+            self.engine.text_limits.description(description)
             result = await self.engine.add_image(
-                image, collection=ctx.chat.collection, label=label.strip(), description=description.strip(),
-                added_by=ctx.user.key,
+                await photo_bytes(image), collection=ctx.chat.collection, label=label.strip(),
+                description=description.strip(), added_by=ctx.user.key,
             )
-            rec = result.record
             verb = "Added" if result.status == "added" else "Updated"
-            text = f"{verb} #{rec.id} \u201c{rec.label}\u201d" + (f" ({rec.description})" if rec.description else "")
-            return Reply(f"{text} to this chat's gallery.", kind="info", result_id=rec.id)
+            return Reply(added_text(result.record, verb), kind="info", result_id=result.record.id)
 
         return await self._guarded(ctx, work)
 
@@ -142,7 +146,8 @@ class ChatService:
                     "Only the person who added it, this chat's admins or the bot's admins can delete it."
                 )
             await self.engine.remove(image_id)
-            return Reply(f"Deleted #{image_id} \u201c{record.label}\u201d.", kind="info", result_id=image_id)
+            return Reply(f"Deleted #{image_id} \u201c{label_or_id(record.label, image_id)}\u201d.", kind="info",
+                         result_id=image_id)
 
         return await self._guarded(ctx, work)
 
@@ -152,10 +157,7 @@ class ChatService:
             records = await self.engine.list_images(ctx.chat.collection)
             if not records:
                 return Reply(EMPTY_GALLERY)
-            shown = records[-self.config.list_limit:][::-1]
-            lines = [f"#{r.id} {r.label}" + (f" \u2014 {r.description}" if r.description else "") for r in shown]
-            more = f"\n\u2026and {len(records) - len(shown)} more." if len(records) > len(shown) else ""
-            return Reply(f"This chat's gallery ({len(records)} images, newest first):\n" + "\n".join(lines) + more)
+            return Reply(list_text(records[-self.config.list_limit:][::-1], len(records)))
 
         return await self._guarded(ctx, work)
 
@@ -193,7 +195,7 @@ class ChatService:
         if page is None:
             return EXPIRED
         png = await self.engine.blocking(collage_png, page.results)
-        return Reply(f"Top {len(page.results)} for {page.query}", kind="result", image=png,
+        return Reply(f"Top {len(page.results)} for {shorten(shown(page.query), 200)}", kind="result", image=png,
                      image_name="top.png")
 
     def _page_of(self, ctx: Context, token: str) -> ResultPage | None:
@@ -229,14 +231,8 @@ class ChatService:
     async def _result_reply(self, page: ResultPage, token: str, index: int) -> Reply:
         result = page.results[index]
         total = len(page.results)
-        lines = []
         # A label or description that names what was asked for is a good answer whatever CLIP scores.
-        if result.score < page.weak_below and not result.text_match:
-            lines.append("Weak match: nothing here looks much like this.")
-        lines.append(result.label or "(no label)")
-        if result.description:
-            lines.append(result.description)
-        lines.append(f"Score: {result.score:.2f} \u00b7 #{result.id} \u00b7 match {index + 1} of {total}")
+        weak = result.score < page.weak_below and not result.text_match
         buttons: tuple[Button, ...] = ()
         if total > 1:
             nxt = (index + 1) % total
@@ -245,8 +241,9 @@ class ChatService:
             buttons = (Button(text, f"{NEXT_PREFIX}{token}:{nxt}"), Button(f"Top {total}", f"{TOP_PREFIX}{token}"))
         image = await self.engine.blocking(make_preview, result.path) if result.path else None
         return Reply(
-            "\n".join(lines), kind="result", image=image, image_name=f"match-{result.id}.jpg" if image else None,
-            score=result.score, result_id=result.id, buttons=buttons, path=result.path,
+            result_caption(result, index, total, weak=weak), kind="result", image=image,
+            image_name=f"match-{result.id}.jpg" if image else None, score=result.score, result_id=result.id,
+            buttons=buttons, path=result.path,
         )
 
     def _is_bot_admin(self, ctx: Context) -> bool:

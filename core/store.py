@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -15,6 +16,7 @@ import aiosqlite
 import numpy as np
 
 from core.errors import NotFoundError, StoreError
+from core.storage_faults import storage_fault
 
 DB_FILENAME = "clipbot.db"
 
@@ -192,14 +194,23 @@ class Store:
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction; a full, read-only or failing disk becomes :class:`StorageUnavailableError`."""
         async with self._write_lock:
-            await self.db.execute("BEGIN IMMEDIATE")
             try:
-                yield self.db
-            except BaseException:
-                await self.db.execute("ROLLBACK")
-                raise
-            await self.db.execute("COMMIT")
+                await self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.db
+                    await self.db.execute("COMMIT")
+                except BaseException:
+                    if self.db.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):  # the error that got us here matters more
+                            await self.db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                fault = storage_fault(exc, self.path)
+                if fault is None:
+                    raise
+                raise fault from exc
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -255,6 +266,32 @@ class Store:
             orphan = record.file is not None and not await self.file_in_use(record.file)
         return record, orphan
 
+    async def move_collection(self, old: str, new: str) -> tuple[int, list[int]]:
+        """Move ``old``'s images into ``new`` in one transaction: ``(moved, dropped ids)``.
+
+        A picture ``new`` already holds keeps ``new``'s row; ``old``'s copy is dropped. With
+        ``old`` empty or gone this changes nothing, so the same move may be asked for twice.
+        """
+        async with self._transaction() as db:
+            async with db.execute(
+                "SELECT o.id FROM images o JOIN images n ON n.sha256 = o.sha256 AND n.collection = ?"
+                " WHERE o.collection = ?", (new, old),
+            ) as cur:
+                dropped = [int(row[0]) for row in await cur.fetchall()]
+            for start in range(0, len(dropped), 500):
+                chunk = dropped[start:start + 500]
+                await db.execute(f"DELETE FROM images WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            await db.execute("INSERT OR IGNORE INTO collections(name, created_at) VALUES (?, ?)", (new, _now()))
+            cur = await db.execute("UPDATE images SET collection = ? WHERE collection = ?", (new, old))
+            moved = cur.rowcount
+            await db.execute("DELETE FROM collections WHERE name = ?", (old,))
+            if not moved and not dropped:  # nothing was there: leave no empty gallery behind either
+                await db.execute(
+                    "DELETE FROM collections WHERE name = ? AND NOT EXISTS"
+                    " (SELECT 1 FROM images WHERE collection = ?)", (new, new),
+                )
+        return moved, dropped
+
     # -- reads ----------------------------------------------------------------------------------
 
     async def _get_one(self, image_id: int) -> ImageRecord:
@@ -283,6 +320,16 @@ class Store:
         ) as cur:
             row = await cur.fetchone()
         return ImageRecord(*row) if row else None
+
+    async def referenced_files(self) -> set[str]:
+        """Every stored picture some image row points at (paths relative to the media folder)."""
+        async with self.db.execute("SELECT DISTINCT file FROM images WHERE file IS NOT NULL") as cur:
+            return {str(row[0]) for row in await cur.fetchall()}
+
+    async def integrity_check(self) -> list[str]:
+        """SQLite's integrity check: ``["ok"]``, or the problems it found."""
+        async with self.db.execute("PRAGMA integrity_check") as cur:
+            return [str(row[0]) for row in await cur.fetchall()]
 
     async def file_in_use(self, relative: str) -> bool:
         async with self.db.execute("SELECT 1 FROM images WHERE file = ? LIMIT 1", (relative,)) as cur:

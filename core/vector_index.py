@@ -119,6 +119,19 @@ class VectorIndex:
                 self._collection_of[image_id] = collection
             self._shelves.setdefault(collection, _Shelf(self.dim, self._dtype)).put(ids_arr, vectors)
 
+    def move_collection(self, old: str, new: str, *, drop: Sequence[int] = ()) -> None:
+        """Move every row of ``old`` into ``new`` after removing the ids in ``drop``."""
+        for image_id in drop:
+            self.remove(image_id)
+        with self._lock:
+            shelf = self._shelves.pop(old, None)
+            if shelf is None or shelf.size == 0:
+                return
+            matrix, ids = shelf.view()
+            for image_id in ids.tolist():
+                del self._collection_of[image_id]
+        self.add(new, ids, matrix.astype(np.float32))
+
     def remove(self, image_id: int) -> bool:
         with self._lock:
             collection = self._collection_of.pop(image_id, None)

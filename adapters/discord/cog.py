@@ -102,7 +102,7 @@ class ClipbotCog(commands.Cog):
             if refusal:
                 await self._follow_up(interaction, Reply(refusal, kind="error"), ephemeral=command.asker_only)
                 return
-            args = replace(args, photo=await image.read())
+            args = replace(args, photo=image.read)  # read by the service, past the rate limit
         reply = await self.service.execute(command, interaction_context(interaction), args)
         await self._follow_up(interaction, reply, ephemeral=command.asker_only)
 
@@ -133,7 +133,7 @@ class ClipbotCog(commands.Cog):
             if refusal:
                 await self._reply(message, Reply(refusal, kind="error"))
                 return
-            await self._reply(message, await self.service.match(ctx, await attachment.read()))
+            await self._reply(message, await self.service.match(ctx, attachment.read))
             return
         text = _MENTION.sub("", message.content).strip()
         if text:

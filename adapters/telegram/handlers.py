@@ -25,6 +25,7 @@ from adapters.telegram.messages import (
 )
 from core.commands import MATCH, ChatCommand, CommandInput, Takes, command_named
 from core.conversation import Context, Reply
+from core.errors import InputError
 from core.images import refusal_before_download
 from core.service import ChatService
 
@@ -158,27 +159,29 @@ class TelegramHandlers:
         if command.takes is Takes.LABELLED_PHOTO and not args.label:
             await self._answer(update, Reply(USAGE_ADD))  # before the download, which would be wasted
             return
-        data = await self._download(update, context, att)
-        if data is not None:
-            await self._execute(update, context, command, replace(args, photo=data))
+        refusal = refusal_before_download(att.mime_type, att.file_size, self.max_file_bytes)
+        if refusal:
+            await self._answer(update, Reply(refusal, kind="error"))
+            return
+        # The service downloads it, once the user's rate limit lets the request through.
+        await self._execute(update, context, command, replace(args, photo=self._downloader(context, att)))
 
     async def _execute(self, update: Update, context: Ctx, command: ChatCommand, args: CommandInput) -> None:
         ctx = context_of(update, context.bot)
         await self._answer(update, await self.service.execute(command, ctx, args))
 
-    async def _download(self, update: Update, context: Ctx, att: Attachment) -> bytes | None:
-        refusal = refusal_before_download(att.mime_type, att.file_size, self.max_file_bytes)
-        if refusal:
-            await self._answer(update, Reply(refusal, kind="error"))
-            return None
-        try:
-            tg_file = await context.bot.get_file(att.file_id)
-            return bytes(await tg_file.download_as_bytearray())
-        except BadRequest as exc:
-            if "too big" in str(exc).lower():
-                await self._answer(update, Reply("That file is too large for me to download.", kind="error"))
-                return None
-            raise
+    @staticmethod
+    def _downloader(context: Ctx, att: Attachment) -> Callable[[], Awaitable[bytes]]:
+        async def download() -> bytes:
+            try:
+                tg_file = await context.bot.get_file(att.file_id)
+                return bytes(await tg_file.download_as_bytearray())
+            except BadRequest as exc:
+                if "too big" in str(exc).lower():
+                    raise InputError("That file is too large for me to download.") from None
+                raise
+
+        return download
 
     async def _answer(self, update: Update, reply: Reply | None) -> None:
         message = update.effective_message

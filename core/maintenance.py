@@ -1,0 +1,93 @@
+"""Keeping the gallery's files and database honest: the sweep and the checks behind `clipbot doctor`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.media import TMP_PREFIX, MediaStore
+from core.store import Store
+
+log = logging.getLogger(__name__)
+# A file younger than this may belong to a write still in progress: its row is not committed yet.
+MIN_AGE_S = 300.0
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """What a sweep found and removed."""
+
+    temporary_removed: int = 0
+    orphans_removed: int = 0
+    files_kept: int = 0
+    problems: list[str] = field(default_factory=list)  # files that could not be removed
+
+    @property
+    def removed(self) -> int:
+        return self.temporary_removed + self.orphans_removed
+
+
+async def sweep(store: Store, media: MediaStore, *, min_age_s: float = MIN_AGE_S) -> SweepReport:
+    """Remove temporary files left by killed writes, and stored pictures no image row uses.
+
+    Only files older than ``min_age_s`` are touched, so a write in progress is never swept.
+    """
+    referenced = await store.referenced_files()
+    report = await asyncio.to_thread(_sweep_files, media.root, referenced, time.time() - min_age_s)
+    if report.removed:
+        log.warning("sweep of %s: removed %d temporary file(s) and %d unused picture(s)", media.root,
+                    report.temporary_removed, report.orphans_removed)
+    else:
+        log.info("sweep of %s: nothing to remove (%d pictures in use)", media.root, report.files_kept)
+    for problem in report.problems:
+        log.warning("sweep: %s", problem)
+    return report
+
+
+def _sweep_files(root: Path, referenced: set[str], older_than: float) -> SweepReport:
+    temporary = orphans = kept = 0
+    problems: list[str] = []
+    if not root.is_dir():
+        return SweepReport()
+    for path in root.rglob("*"):
+        try:
+            if not path.is_file():
+                continue
+            relative = path.relative_to(root).as_posix()
+            if relative in referenced:
+                kept += 1
+                continue
+            if path.stat().st_mtime > older_than:
+                continue  # maybe a write whose row is still to come
+            path.unlink()
+            if path.name.startswith(TMP_PREFIX):
+                temporary += 1
+            else:
+                orphans += 1
+        except OSError as exc:
+            problems.append(f"cannot remove {path}: {exc.strerror or exc}")
+    return SweepReport(temporary, orphans, kept, problems)
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """The database's own integrity check, pictures rows point at but that are gone, and the sweep."""
+
+    integrity: list[str]
+    missing_files: list[str]
+    sweep: SweepReport
+
+    @property
+    def healthy(self) -> bool:
+        return self.integrity == ["ok"] and not self.missing_files and not self.sweep.problems
+
+
+async def check_health(store: Store, media: MediaStore, *, min_age_s: float = MIN_AGE_S) -> HealthReport:
+    """Everything `clipbot doctor` looks at; the sweep part also repairs what it finds."""
+    integrity = await store.integrity_check()
+    referenced = await store.referenced_files()
+    missing = await asyncio.to_thread(lambda: sorted(f for f in referenced if not media.absolute(f).is_file()))
+    return HealthReport(integrity, missing, await sweep(store, media, min_age_s=min_age_s))

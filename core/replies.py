@@ -1,0 +1,76 @@
+"""Reply texts composed to fit every platform: long labels and descriptions give way first.
+
+Platforms cut what is too long from the end, which would take the score, the ``#id`` and the
+match count with it; composing to the tightest budget keeps those whole on every platform.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from core.search import SearchResult
+from core.store import ImageRecord
+from core.text import clean_text, shorten
+
+CAPTION_BUDGET = 1024  # Telegram's photo captions: the tightest of the platforms' limits
+TEXT_BUDGET = 4096  # Telegram's messages and Discord's embed descriptions
+_STUB = 24  # the least of a description worth showing once it has to be cut
+_LIST_LABEL = 60
+_LIST_DESCRIPTION = 90
+
+
+def shown(text: str, *, multiline: bool = False) -> str:
+    """A stored label or description as it may be shown: no control or bidi-override characters."""
+    return clean_text(text, multiline=multiline)
+
+
+def fit_pair(label: str, description: str, room: int) -> tuple[str, str]:
+    """Label and description within ``room`` characters (with the line between them).
+
+    The description is shortened first, down to a stub; only then the label.
+    """
+    if not description:
+        return shorten(label, room), ""
+    if len(label) + 1 + len(description) <= room:
+        return label, description
+    if room - 1 - len(label) >= _STUB:
+        return label, shorten(description, room - 1 - len(label))
+    label = shorten(label, max(1, room - 1 - _STUB))
+    return label, shorten(description, room - 1 - len(label))
+
+
+def result_caption(result: SearchResult, index: int, total: int, *, weak: bool) -> str:
+    """The caption of one match: a weak-match warning, label, description, then score and ``#id``."""
+    head = ["Weak match: nothing here looks much like this."] if weak else []
+    tail = f"Score: {result.score:.2f} \u00b7 #{result.id} \u00b7 match {index + 1} of {total}"
+    room = CAPTION_BUDGET - len("\n".join([*head, tail])) - 1
+    label, description = fit_pair(shown(result.label) or "(no label)", shown(result.description, multiline=True),
+                                  room)
+    return "\n".join([*head, label, *([description] if description else []), tail])
+
+
+def added_text(record: ImageRecord, verb: str) -> str:
+    head, tail = f"{verb} #{record.id} \u201c", " to this chat's gallery."
+    label, description = fit_pair(shown(record.label), shown(record.description), TEXT_BUDGET - len(head + tail) - 4)
+    return head + label + "\u201d" + (f" ({description})" if description else "") + tail
+
+
+def list_text(records: Sequence[ImageRecord], total: int) -> str:
+    """The newest images, one short line each, within one message."""
+    lines = [f"This chat's gallery ({total} images, newest first):"]
+    for n, r in enumerate(records):
+        label, description = shorten(shown(r.label), _LIST_LABEL), shorten(shown(r.description), _LIST_DESCRIPTION)
+        line = f"#{r.id} {label}" + (f" \u2014 {description}" if description else "")
+        more = f"\u2026and {total - n} more."
+        if len("\n".join([*lines, line, more])) > TEXT_BUDGET:
+            lines.append(more)
+            return "\n".join(lines)
+        lines.append(line)
+    if total > len(records):
+        lines.append(f"\u2026and {total - len(records)} more.")
+    return "\n".join(lines)
+
+
+def label_or_id(label: str, image_id: int, limit: int = 100) -> str:
+    """A short name for an image in a one-line answer."""
+    return shorten(shown(label), limit) or f"#{image_id}"
