@@ -105,6 +105,8 @@ def build_platforms(settings: Settings, service: ChatService) -> list[Platform]:
             service, token=token, base_url=settings.telegram_base_url,
             base_file_url=settings.telegram_base_file_url,
             max_file_bytes=int(settings.telegram_max_file_mb * 1024 * 1024),
+            group_messages_per_minute=settings.telegram_group_messages_per_minute,
+            stop_timeout=settings.shutdown_timeout,
         ))
     token = settings.discord_token
     if token:
@@ -114,6 +116,6 @@ def build_platforms(settings: Settings, service: ChatService) -> list[Platform]:
             service, token=token, guild_ids=settings.discord_guild_id_list,
             max_file_bytes=int(settings.discord_max_file_mb * 1024 * 1024),
             message_content=settings.discord_message_content, api_base_url=settings.discord_api_base_url,
-            gateway_url=settings.discord_gateway_url,
+            gateway_url=settings.discord_gateway_url, stop_timeout=settings.shutdown_timeout,
         ))
     return platforms

@@ -10,6 +10,8 @@ import sys
 from adapters.console import ConsoleChat
 from bot.composition import build_chat_engine, build_platforms, build_service
 from bot.settings import Settings
+from core.engine import Engine
+from core.errors import ClipbotError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ async def run_bot(settings: Settings) -> int:
     engine = build_chat_engine(settings)
     async with engine:
         await engine.warm()
+        await engine.sweep()  # leftovers of a killed run
         service = build_service(settings, engine)
         platforms = build_platforms(settings, service)
         if not platforms:
@@ -60,19 +63,36 @@ async def run_bot(settings: Settings) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         started = []
+        sweeping = asyncio.create_task(sweep_every(engine, settings.sweep_interval_minutes * 60), name="sweep")
         try:
             for platform in platforms:
                 await platform.start()
                 started.append(platform)
             print(f"Running on {', '.join(p.name for p in started)}; Ctrl+C stops.", file=sys.stderr)
             await stop.wait()
+            print("Stopping: finishing the replies under way...", file=sys.stderr)
         finally:
+            sweeping.cancel()
+            # Each platform stops taking requests and lets those under way reply before the
+            # engine (and with it the database) closes.
             for platform in reversed(started):
                 await platform.stop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
         print("Stopped.", file=sys.stderr)
         return 0
+
+
+async def sweep_every(engine: Engine, seconds: float) -> None:
+    """Sweep the media folder every ``seconds`` (never when 0) until cancelled."""
+    if seconds <= 0:
+        return
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await engine.sweep()
+        except ClipbotError as exc:  # a sweep that fails now may work next time
+            log.warning("sweep failed: %s", exc)
 
 
 async def run_console(settings: Settings) -> int:

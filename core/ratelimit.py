@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -62,3 +64,34 @@ class RateLimiter:
         # A bucket that has refilled completely holds nothing worth remembering.
         for key in [k for k, b in self._buckets.items() if now - b.updated >= self.window]:
             del self._buckets[key]
+
+
+class SlidingWindow:
+    """At most ``limit`` events in any ``period`` seconds; :meth:`acquire` waits for room, in arrival order.
+
+    Unlike a leaky bucket, which lets a full burst through and then refills, this never allows
+    more than ``limit`` in any window: what a platform's "20 messages a minute" rule counts.
+    """
+
+    def __init__(self, limit: int, period: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = max(1, limit)
+        self.period = period
+        self._clock = clock
+        self._times: deque[float] = deque()
+        self._lock = asyncio.Lock()  # FIFO: waiters get their turn in the order they came
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            while True:
+                now = self._clock()
+                while self._times and now - self._times[0] >= self.period:
+                    self._times.popleft()
+                if len(self._times) < self.limit:
+                    self._times.append(now)
+                    return
+                await asyncio.sleep(self.period - (now - self._times[0]))
+
+    def idle(self) -> bool:
+        """True when no event of the last period is remembered (the window can be forgotten)."""
+        now = self._clock()
+        return not self._lock.locked() and (not self._times or now - self._times[-1] >= self.period)

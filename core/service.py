@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from core.commands import CHAT_STYLE, ChatCommand, CommandInput, help_text
-from core.conversation import Button, Context, Photo, Reply, photo_bytes
+from core.conversation import Button, Chat, Context, Photo, Reply, photo_bytes
 from core.engine import Engine
 from core.errors import BusyError, ClipbotError, NotFoundError, PermissionDeniedError
 from core.galleries import GLOBAL_COLLECTION
@@ -171,6 +171,13 @@ class ChatService:
             )
 
         return await self._guarded(ctx, work)
+
+    async def move_chat(self, old: Chat, new: Chat) -> int:
+        """A chat got a new id (a Telegram group upgraded to a supergroup): its gallery moves along."""
+        moved = await self.engine.move_collection(old.collection, new.collection)
+        if moved:
+            log.warning("moved %d image(s) from %s to %s", moved, old.collection, new.collection)
+        return moved
 
     def help(self, ctx: Context) -> Reply:
         """Every command, written the way the asking front end writes them."""

@@ -11,24 +11,24 @@ from typing import Any
 import discord
 from discord import app_commands
 from discord.ext import commands
-from discord.utils import MISSING
 
 from adapters.discord.messages import (
     PLATFORM,
     check_attachment,
-    embed_and_file,
     guild_id_of,
     interaction_context,
     is_image_attachment,
     message_context,
 )
-from adapters.discord.views import view_for
+from adapters.discord.views import send_fitting, upload_limit
 from core.commands import ChatCommand, CommandInput, Takes, commands_for
 from core.conversation import Reply
+from core.inflight import InFlight
 from core.service import ChatService
 
 log = logging.getLogger(__name__)
 _MENTION = re.compile(r"<@!?\d+>")
+RESTARTING = "I'm restarting; try again in a minute."
 
 
 Respond = Callable[[discord.Interaction, ChatCommand, CommandInput, "discord.Attachment | None"], Awaitable[None]]
@@ -77,10 +77,12 @@ def slash_command(command: ChatCommand, respond: Respond) -> app_commands.Comman
 class ClipbotCog(commands.Cog):
     """Every Discord command and listener of clipbot: the catalogue's slash commands, DMs and mentions."""
 
-    def __init__(self, bot: commands.Bot, service: ChatService, *, max_file_bytes: int) -> None:
+    def __init__(self, bot: commands.Bot, service: ChatService, *, max_file_bytes: int,
+                 in_flight: InFlight | None = None) -> None:
         self.bot = bot
         self.service = service
         self.max_file_bytes = max_file_bytes
+        self.in_flight = in_flight or InFlight()  # drained by DiscordPlatform.stop before the connection closes
 
     async def cog_load(self) -> None:
         for command in commands_for(PLATFORM):
@@ -96,6 +98,14 @@ class ClipbotCog(commands.Cog):
     async def respond(self, interaction: discord.Interaction, command: ChatCommand, args: CommandInput,
                       image: discord.Attachment | None) -> None:
         """Defer ("thinking"), read the attachment, run the command, follow up with its reply."""
+        if self.in_flight.closing:
+            await interaction.response.send_message(RESTARTING, ephemeral=True)
+            return
+        async with self.in_flight.track():
+            await self._respond(interaction, command, args, image)
+
+    async def _respond(self, interaction: discord.Interaction, command: ChatCommand, args: CommandInput,
+                       image: discord.Attachment | None) -> None:
         await interaction.response.defer(thinking=True, ephemeral=command.asker_only)
         if image is not None:
             refusal = check_attachment(image, self.max_file_bytes)
@@ -121,8 +131,12 @@ class ClipbotCog(commands.Cog):
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
         """DMs, and server messages that mention the bot or reply to it."""
-        if message.author.bot or self.bot.user is None:
+        if message.author.bot or self.bot.user is None or self.in_flight.closing:
             return
+        async with self.in_flight.track():
+            await self._on_message(message)
+
+    async def _on_message(self, message: discord.Message) -> None:
         if guild_id_of(message) is not None and not self._addressed(message):
             return
         ctx = message_context(message)
@@ -155,14 +169,9 @@ class ClipbotCog(commands.Cog):
         if reply is None:  # a rate-limited user who was already told: just clear the "thinking"
             await interaction.delete_original_response()
             return
-        embed, file = embed_and_file(reply)
-        # MISSING is discord.py's "not given": no file, no buttons.
-        await interaction.followup.send(embed=embed, file=file or MISSING, view=view_for(reply) or MISSING,
-                                        ephemeral=ephemeral)
+        await send_fitting(interaction.followup.send, reply, upload_limit(interaction.guild), ephemeral=ephemeral)
 
     async def _reply(self, message: discord.Message, reply: Reply | None) -> None:
         if reply is None:
             return
-        embed, file = embed_and_file(reply)
-        await message.reply(embed=embed, file=file or MISSING, view=view_for(reply) or MISSING,
-                            mention_author=False)
+        await send_fitting(message.reply, reply, upload_limit(message.guild), mention_author=False)

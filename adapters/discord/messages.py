@@ -97,3 +97,4 @@ def embed_and_file(reply: Reply) -> tuple[discord.Embed, discord.File | None]:
     name = reply.image_name or "match.jpg"
     embed.set_image(url=f"attachment://{name}")
     return embed, discord.File(io.BytesIO(reply.image), filename=name)
+

@@ -16,6 +16,7 @@ from discord.webhook.async_ import AsyncWebhookAdapter, async_context
 from adapters.discord.cog import ClipbotCog
 from adapters.discord.views import NextMatchButton, TopButton
 from core.errors import ConfigError
+from core.inflight import InFlight
 from core.service import ChatService
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class ClipBot(commands.Bot):
         # No prefix commands: everything is slash commands or messages addressed to the bot.
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None)
         self.api_base_url = api_base_url.rstrip("/") if api_base_url else None
+        self.in_flight = InFlight()  # requests being answered, drained before the connection closes
         if api_base_url or gateway_url:
             # The client, its connection state and its command tree share this one HTTP client
             # object; turning it into the redirecting kind reaches all three.
@@ -78,7 +80,8 @@ class ClipBot(commands.Bot):
         self.max_file_bytes = max_file_bytes
 
     async def setup_hook(self) -> None:
-        await self.add_cog(ClipbotCog(self, self.service, max_file_bytes=self.max_file_bytes))
+        await self.add_cog(ClipbotCog(self, self.service, max_file_bytes=self.max_file_bytes,
+                                      in_flight=self.in_flight))
         self.add_dynamic_items(NextMatchButton, TopButton)
         if self.guild_ids:  # guild commands appear at once; global ones can take up to an hour
             for guild_id in self.guild_ids:
@@ -104,8 +107,9 @@ class DiscordPlatform:
 
     def __init__(self, service: ChatService, *, token: str, guild_ids: tuple[int, ...] = (),
                  max_file_bytes: int = 25 * 1024 * 1024, message_content: bool = False,
-                 api_base_url: str | None = None, gateway_url: str | None = None) -> None:
+                 api_base_url: str | None = None, gateway_url: str | None = None, stop_timeout: float = 30) -> None:
         self._token = token
+        self._stop_timeout = stop_timeout
         self.intents = make_intents(message_content)
         self.bot = ClipBot(service, intents=self.intents, guild_ids=guild_ids, max_file_bytes=max_file_bytes,
                            api_base_url=api_base_url, gateway_url=gateway_url)
@@ -131,12 +135,20 @@ class DiscordPlatform:
             raise ConfigError(f"Cannot reach Discord ({exc}); check the network.") from None
 
     async def start(self) -> None:
+        """Log in, then connect to the gateway in the background; idempotent."""
+        if self._gateway is not None:
+            return
         await self.login()
         self._gateway = asyncio.create_task(self.bot.connect(reconnect=True), name="discord-gateway")
         self._gateway.add_done_callback(_report_gateway_end)
         log.warning("Discord bot %s is connecting", self.bot.user)
 
     async def stop(self) -> None:
+        """Turn new requests away, let those being answered send their replies (up to
+        ``stop_timeout`` seconds), then close the connection; safe to call twice."""
+        if not await self.bot.in_flight.drain(self._stop_timeout):
+            log.warning("Discord: %d request(s) still running after %.0f s were cut off", self.bot.in_flight.count,
+                        self._stop_timeout)
         await self.bot.close()
         if self._gateway is not None:
             await asyncio.gather(self._gateway, return_exceptions=True)

@@ -1,8 +1,12 @@
-"""The "Next match" button: a dynamic item, so it keeps working for messages sent before a restart."""
+"""Replies on Discord: the "Next match" and "Top" buttons (dynamic items, so they keep working for
+messages sent before a restart), and sending a reply within the server's upload limit."""
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import discord
@@ -12,6 +16,7 @@ from adapters.discord.messages import embed_and_file, interaction_context, servi
 from core.conversation import Reply
 from core.service import TOP_PREFIX
 
+log = logging.getLogger(__name__)
 VIEW_TIMEOUT = 600  # after this the in-memory view is dropped; the dynamic item still answers clicks
 
 
@@ -72,3 +77,29 @@ def view_for(reply: Reply) -> discord.ui.View | None:
         kind = TopButton if button.data.startswith(TOP_PREFIX) else NextMatchButton
         view.add_item(kind(button.data, button.text))
     return view
+
+
+def upload_limit(guild: discord.Guild | None) -> int:
+    """The largest attachment a message may carry there: the server's boost level decides."""
+    return guild.filesize_limit if guild is not None else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+
+
+async def send_fitting(send: Callable[..., Awaitable[Any]], reply: Reply, limit: int, **kwargs: Any) -> None:
+    """Send ``reply`` with ``send`` (a reply or a follow-up): embed, picture and buttons.
+
+    A picture over the upload limit, or one Discord still refuses as too large (413), is left
+    out: the embed with the label and score always arrives.
+    """
+    embed, file = embed_and_file(reply)
+    view = view_for(reply) or MISSING  # MISSING is discord.py's "not given"
+    if file is not None and reply.image is not None and len(reply.image) > limit:
+        log.warning("%s is over this server's %d-byte upload limit; sending the text alone", file.filename, limit)
+        embed, file = embed_and_file(replace(reply, image=None))
+    try:
+        await send(embed=embed, file=file or MISSING, view=view, **kwargs)
+    except discord.HTTPException as exc:
+        if file is None or exc.status != 413:
+            raise
+        log.warning("Discord refused %s as too large; sending the text alone", file.filename)
+        embed, _ = embed_and_file(replace(reply, image=None))
+        await send(embed=embed, view=view, **kwargs)

@@ -13,6 +13,7 @@ from telegram.ext import ContextTypes
 
 from adapters.telegram.messages import (
     CAPTION_LIMIT,
+    PLATFORM,
     TEXT_LIMIT,
     Attachment,
     Command,
@@ -24,7 +25,7 @@ from adapters.telegram.messages import (
     trimmed,
 )
 from core.commands import MATCH, ChatCommand, CommandInput, Takes, command_named
-from core.conversation import Context, Reply
+from core.conversation import Chat, Context, Reply
 from core.errors import InputError
 from core.images import refusal_before_download
 from core.service import ChatService
@@ -94,6 +95,23 @@ class TelegramHandlers:
         if update.effective_chat.type == "private" or self._replies_to_me(message, context):
             await self._answer(update, await self.service.find(context_of(update, context.bot), message.text))
 
+    async def migration(self, update: Update, context: Ctx) -> None:
+        """A group became a supergroup, under a new chat id: its gallery moves along.
+
+        Telegram sends two notices (one in each chat); the first moves the gallery, the second
+        finds nothing left to move.
+        """
+        message = update.effective_message
+        if message is None:
+            return
+        if message.migrate_to_chat_id:
+            old, new = message.chat_id, message.migrate_to_chat_id
+        elif message.migrate_from_chat_id:
+            old, new = message.migrate_from_chat_id, message.chat_id
+        else:
+            return
+        await self.service.move_chat(Chat(PLATFORM, str(old), private=False), Chat(PLATFORM, str(new), private=False))
+
     async def unknown(self, update: Update, context: Ctx) -> None:
         await self._answer(update, Reply("I don't know that command; /help lists what I can do."))
 
@@ -115,7 +133,10 @@ class TelegramHandlers:
                 await query.edit_message_text(trimmed(reply.text, TEXT_LIMIT), reply_markup=keyboard(reply))
         except BadRequest as exc:
             if "not modified" not in str(exc).lower():  # a double tap is harmless
-                raise
+                # Telegram would not put this picture in place: the match comes as a new message,
+                # with send_reply's own fallbacks, rather than not at all.
+                log.warning("Telegram refused to show the next match in place (%s); sending it anew", exc)
+                await send_reply(message, reply, quote=True)
         await query.answer()
 
     async def top(self, update: Update, context: Ctx) -> None:

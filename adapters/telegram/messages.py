@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Message, Update
 from telegram.constants import ChatMemberStatus, ChatType
+from telegram.error import BadRequest
 
 from core.conversation import Chat, Context, Reply, User
 
+log = logging.getLogger(__name__)
 PLATFORM = "telegram"
 CAPTION_LIMIT = 1024
 TEXT_LIMIT = 4096
@@ -84,11 +87,24 @@ def trimmed(text: str, limit: int) -> str:
 
 
 async def send_reply(message: Message, reply: Reply, *, quote: bool) -> None:
-    """Answer ``message``: a photo with a caption and buttons, or plain text."""
+    """Answer ``message``: a photo with a caption and buttons, or plain text.
+
+    A photo Telegram refuses (its size or shape rules) goes again as a document, and one it
+    refuses as a document too leaves the text alone: the user always gets the result.
+    """
     if reply.image is not None:
-        await message.reply_photo(
-            photo=InputFile(reply.image, filename=reply.image_name or "match.jpg"),
-            caption=trimmed(reply.text, CAPTION_LIMIT), reply_markup=keyboard(reply), do_quote=quote,
-        )
-    else:
-        await message.reply_text(trimmed(reply.text, TEXT_LIMIT), reply_markup=keyboard(reply), do_quote=quote)
+        name = reply.image_name or "match.jpg"
+        caption, markup = trimmed(reply.text, CAPTION_LIMIT), keyboard(reply)
+        try:
+            await message.reply_photo(photo=InputFile(reply.image, filename=name), caption=caption,
+                                      reply_markup=markup, do_quote=quote)
+            return
+        except BadRequest as exc:
+            log.warning("Telegram refused %s as a photo (%s); sending it as a document", name, exc)
+        try:
+            await message.reply_document(document=InputFile(reply.image, filename=name), caption=caption,
+                                         reply_markup=markup, do_quote=quote)
+            return
+        except BadRequest as exc:
+            log.warning("Telegram refused %s as a document too (%s); sending the text alone", name, exc)
+    await message.reply_text(trimmed(reply.text, TEXT_LIMIT), reply_markup=keyboard(reply), do_quote=quote)

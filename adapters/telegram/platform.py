@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 from typing import Any
@@ -9,7 +10,6 @@ from typing import Any
 from telegram import BotCommand, Update
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     CallbackQueryHandler,
     CommandHandler,
@@ -18,6 +18,7 @@ from telegram.ext import (
 )
 
 from adapters.telegram.handlers import TelegramHandlers
+from adapters.telegram.limits import ChatSendLimiter
 from adapters.telegram.messages import PLATFORM
 from core.commands import commands_for
 from core.errors import ConfigError
@@ -38,7 +39,8 @@ class TelegramPlatform:
 
     def __init__(self, service: ChatService, *, token: str, base_url: str | None = None,
                  base_file_url: str | None = None, max_file_bytes: int = 20 * 1024 * 1024,
-                 poll_timeout: float = 10, rate_limit: bool = True) -> None:
+                 poll_timeout: float = 10, rate_limit: bool = True, group_messages_per_minute: int = 20,
+                 stop_timeout: float = 30) -> None:
         self.service = service
         self.handlers = TelegramHandlers(service, max_file_bytes=max_file_bytes)
         self._token = token
@@ -46,6 +48,8 @@ class TelegramPlatform:
         self._base_file_url = base_file_url
         self._poll_timeout = poll_timeout
         self._rate_limit = rate_limit
+        self._group_messages_per_minute = group_messages_per_minute
+        self._stop_timeout = stop_timeout
         self.application: TelegramApp | None = None
 
     def build(self) -> TelegramApp:
@@ -54,12 +58,13 @@ class TelegramPlatform:
             builder = builder.base_url(self._base_url)
         if self._base_file_url:
             builder = builder.base_file_url(self._base_file_url)
-        # The rate limiter spaces messages within Telegram's flood limits and honours RetryAfter (3 retries).
-        app: TelegramApp = builder.rate_limiter(AIORateLimiter(max_retries=3)).build() if self._rate_limit \
-            else builder.build()
+        # The rate limiter keeps every chat within Telegram's flood limits and honours RetryAfter.
+        limiter = ChatSendLimiter(group_per_minute=self._group_messages_per_minute, max_retries=3)
+        app: TelegramApp = builder.rate_limiter(limiter).build() if self._rate_limit else builder.build()
         h = self.handlers
         for command in commands_for(PLATFORM):
             app.add_handler(CommandHandler(command.names, h.command(command)))
+        app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, h.migration))
         app.add_handler(MessageHandler(filters.PHOTO | filters.Document.ALL, h.attachment))
         app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, h.text))
         app.add_handler(MessageHandler(filters.COMMAND & filters.ChatType.PRIVATE, h.unknown))
@@ -101,12 +106,17 @@ class TelegramPlatform:
         log.warning("Telegram bot @%s is running", app.bot.username)
 
     async def stop(self) -> None:
-        """Stop polling and shut the application down; safe to call twice, or after a failed start."""
+        """Stop taking updates, let the ones being handled send their replies (for up to
+        ``stop_timeout`` seconds), then shut down; safe to call twice, or after a failed start."""
         app, self.application = self.application, None
         if app is None:
             return
         if app.updater is not None and app.updater.running:
             await app.updater.stop()
         if app.running:
-            await app.stop()
+            try:
+                # Application.stop waits for every update being handled, replies included.
+                await asyncio.wait_for(asyncio.shield(app.stop()), self._stop_timeout)
+            except asyncio.TimeoutError:
+                log.warning("Telegram: requests still running after %.0f s were cut off", self._stop_timeout)
         await app.shutdown()
