@@ -68,6 +68,7 @@ async def index(args: argparse.Namespace, settings: Settings) -> int:
 
     # The arguments are checked before the engine starts: a mistake creates no database.
     async with build_engine(settings) as engine:
+        await engine.sweep()  # what a killed index left behind
         with tqdm(total=len(items), unit="img", desc="Indexing", file=sys.stderr, disable=None) as bar:
             summary = await ingest(
                 engine, items, collection=args.collection, batch_size=settings.batch_size,

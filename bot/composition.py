@@ -7,7 +7,7 @@ from typing import Literal, Protocol
 from bot.settings import Settings, load_settings
 from core.batching import MicroBatcher
 from core.captions import Captioner, captioner_from_setting
-from core.encoders import ClipEncoder
+from core.encoders import ClipEncoder, ImageTextEncoder
 from core.engine import Engine
 from core.inference import Encoding, InferenceRunner
 from core.media import MediaStore
@@ -55,13 +55,13 @@ def build_captioner(settings: Settings) -> Captioner | None:
     return captioner_from_setting(settings.caption_model, device=settings.device)
 
 
-def build_engine(settings: Settings, encoder: ClipEncoder | None = None, *,
+def build_engine(settings: Settings, encoder: ImageTextEncoder | None = None, *,
                  captioner: Captioner | Literal["configured"] | None = "configured") -> Engine:
     """The engine over ``settings.data_dir``; call ``await engine.start()`` before use."""
     return _engine(settings, InferenceRunner(encoder or build_encoder(settings)), captioner)
 
 
-def build_chat_engine(settings: Settings, encoder: ClipEncoder | None = None, *,
+def build_chat_engine(settings: Settings, encoder: ImageTextEncoder | None = None, *,
                       captioner: Captioner | Literal["configured"] | None = "configured") -> Engine:
     """The engine for chat front ends: concurrent requests share model batches."""
     runner = MicroBatcher(

@@ -43,10 +43,13 @@ def protect_logs(settings: Settings) -> None:
         handler.addFilter(secret_filter)
 
 
-async def run_bot(settings: Settings) -> int:
-    """Start every platform with a token; with none, the console chat. Stops on SIGINT/SIGTERM."""
+async def run_bot(settings: Settings, *, engine: Engine | None = None) -> int:
+    """Start every platform with a token; with none, the console chat. Stops on SIGINT/SIGTERM.
+
+    ``engine`` defaults to the one the settings describe (tests pass one with a slowed model).
+    """
     protect_logs(settings)
-    engine = build_chat_engine(settings)
+    engine = engine or build_chat_engine(settings)
     async with engine:
         await engine.warm()
         await engine.sweep()  # leftovers of a killed run

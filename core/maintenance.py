@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,9 @@ class SweepReport:
 async def sweep(store: Store, media: MediaStore, *, min_age_s: float = MIN_AGE_S) -> SweepReport:
     """Remove temporary files left by killed writes, and stored pictures no image row uses.
 
-    Only files older than ``min_age_s`` are touched, so a write in progress is never swept.
+    A temporary file goes at once when the process that wrote it is gone; anything else only
+    once older than ``min_age_s``, so a write in progress (here or on another machine sharing
+    the folder) is never swept.
     """
     referenced = await store.referenced_files()
     report = await asyncio.to_thread(_sweep_files, media.root, referenced, time.time() - min_age_s)
@@ -60,16 +63,32 @@ def _sweep_files(root: Path, referenced: set[str], older_than: float) -> SweepRe
             if relative in referenced:
                 kept += 1
                 continue
-            if path.stat().st_mtime > older_than:
+            temporary_file = path.name.startswith(TMP_PREFIX)
+            dead_writer = temporary_file and not _writer_alive(path.name)
+            if not dead_writer and path.stat().st_mtime > older_than:
                 continue  # maybe a write whose row is still to come
             path.unlink()
-            if path.name.startswith(TMP_PREFIX):
+            if temporary_file:
                 temporary += 1
             else:
                 orphans += 1
         except OSError as exc:
             problems.append(f"cannot remove {path}: {exc.strerror or exc}")
     return SweepReport(temporary, orphans, kept, problems)
+
+
+def _writer_alive(name: str) -> bool:
+    """Whether the process named in a temporary file (``.tmp-<pid>-...``) still runs here."""
+    pid_text = name[len(TMP_PREFIX):].split("-", 1)[0]
+    if not pid_text.isdigit():
+        return True  # no pid to go by: only its age can tell
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 @dataclass(frozen=True)

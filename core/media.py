@@ -45,7 +45,8 @@ class MediaStore:
     @staticmethod
     def _write(target: Path, data: bytes, extension: str) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=TMP_PREFIX, suffix=extension)
+        # The writer's pid in the name lets a sweep tell a killed write from one under way.
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f"{TMP_PREFIX}{os.getpid()}-", suffix=extension)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)

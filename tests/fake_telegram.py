@@ -1,20 +1,108 @@
-"""A small fake of the Telegram Bot API over real HTTP, for the real python-telegram-bot client."""
+"""A fake of the Telegram Bot API over real HTTP, for the real python-telegram-bot client.
+
+It is as strict as the real server about what it accepts, so that a test passing against it proves
+something. Every refusal is answered the way the Bot API answers it: an HTTP status with
+``{"ok": false, "error_code": ..., "description": ...}``. The rules (each a constructor keyword
+argument and public attribute where it has a number in it):
+
+* Text (``sendMessage``, ``editMessageText``): after entity parsing (see ``parse_mode`` below) and
+  stripping leading and trailing whitespace, 1..4096 UTF-16 code units; else 400
+  ``Bad Request: message text is empty`` or ``Bad Request: message is too long``.
+* Captions (``sendPhoto``, ``sendDocument``, ``sendAnimation``, ``sendVideo``, ``sendAudio``,
+  ``sendVoice``, ``sendMediaGroup`` items, ``copyMessage``, ``editMessageCaption``,
+  ``editMessageMedia``): at most 1024 UTF-16 code units after parsing; else 400
+  ``Bad Request: message caption is too long``.
+* ``parse_mode`` "HTML", "MarkdownV2" or "Markdown": text that does not parse is refused with 400
+  ``Bad Request: can't parse entities: ...``, the way tdlib's parsers refuse it. HTML: only
+  Telegram's tags (b strong i em u ins s strike del span[class=tg-spoiler] tg-spoiler a code pre
+  blockquote tg-emoji), balanced and properly nested; a bare ``<`` is refused, a bare ``&`` is
+  kept (Telegram is lenient there); the entities ``&lt; &gt; &amp; &quot;`` and numeric ones are
+  decoded. MarkdownV2: every reserved character (underscore, asterisk, square and round brackets,
+  tilde, backtick, ``>#+-=|{}.!``) outside an entity's markup must be escaped with a backslash;
+  entities must be closed; inside code and pre only the backtick and the backslash need escaping;
+  inside a link's ``(...)`` only ``)`` and the backslash; ``>`` is a blockquote only at the start of
+  a line. Markdown (legacy): bold, italic, code and pre entities must be closed and
+  ``[text](url)`` complete. Other parse modes: 400 ``Bad Request: unsupported parse_mode``.
+  Successful sends return the parsed plain text (no ``entities`` array).
+* Inline keyboards: ``callback_data`` must be 1..64 bytes; else 400
+  ``Bad Request: BUTTON_DATA_INVALID``.
+* Uploaded photos (``sendPhoto``, ``editMessageMedia``/``sendMediaGroup`` with a photo): over
+  ``photo_limit`` bytes (10 MiB) → 400 ``Bad Request: PHOTO_SAVE_FILE_INVALID`` (the wording
+  Telegram's own servers use for an oversized photo); bytes Pillow cannot decode → 400
+  ``Bad Request: IMAGE_PROCESS_FAILED``; width + height over 10000, or long side / short side
+  over 20 → 400 ``Bad Request: PHOTO_INVALID_DIMENSIONS``. Photos given as a file_id or URL string
+  are accepted unchecked.
+* Uploaded documents (and other files): over ``document_limit`` bytes (50 MiB) → 413
+  ``Request Entity Too Large``, as the Bot API's front end answers.
+* Media groups: 2..10 items, else 400.
+* Flood control, per chat. Group, supergroup and channel chats (negative ids, or ``@username``):
+  more than ``group_limit`` (20) messages in any rolling ``group_window`` (60 s) → 429
+  ``Too Many Requests: retry after N`` with ``parameters.retry_after`` N, the whole seconds (at
+  least 1) until the oldest message leaves the window. Private chats (positive ids): the real API
+  does not refuse short bursts over ``private_limit`` (1) per ``private_window`` (1 s), so the fake
+  only records them; ``max_in_window(chat_id, window)`` tells a test the most it saw. Only
+  successful message-creating calls count (``SEND_METHODS``; a media group counts once per item);
+  edits, callback answers and refused calls do not.
+* Fault injection: ``inject(method, kind, times=1)``; see ``FAULTS``.
+
+Every call is recorded in ``calls`` with its HTTP ``status`` (0 for a call never answered);
+``sent()`` gives the accepted ones, ``refused()`` the others.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import html
+import io
 import itertools
 import json
+import math
+import re
 import time
+import warnings
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from PIL import Image
 
 from tests.fakes import serve_on_loopback
 
 BOT_USER = {"id": 999, "is_bot": True, "first_name": "clipbot", "username": "clipbot_test_bot"}
+
+TEXT_LIMIT = 4096
+CAPTION_LIMIT = 1024
+CALLBACK_DATA_LIMIT = 64
+PHOTO_LIMIT = 10 * 1024 * 1024
+DOCUMENT_LIMIT = 50 * 1024 * 1024
+PHOTO_MAX_SIDES_SUM = 10_000
+PHOTO_MAX_RATIO = 20
+
+# Methods that create messages in a chat: what flood control counts.
+SEND_METHODS = frozenset({
+    "sendMessage", "sendPhoto", "sendDocument", "sendMediaGroup", "sendAnimation", "sendVideo", "sendAudio",
+    "sendVoice", "sendVideoNote", "sendSticker", "sendLocation", "sendVenue", "sendContact", "sendPoll", "sendDice",
+    "sendPaidMedia", "copyMessage", "forwardMessage",
+})
+# Upload fields of send methods other than photos: checked against document_limit.
+_FILE_FIELDS = ("document", "animation", "video", "audio", "voice", "video_note", "sticker", "thumbnail")
+_CAPTIONED = frozenset({"sendPhoto", "sendDocument", "sendAnimation", "sendVideo", "sendAudio", "sendVoice",
+                        "copyMessage", "editMessageCaption"})
+# Form fields PTB sends as plain strings: never JSON-decoded (a text "123" stays a string).
+_STRING_FIELDS = frozenset({"text", "caption", "parse_mode", "file_id", "callback_query_id", "inline_message_id",
+                            "emoji", "question", "title", "description", "address", "query"})
+
+FAULTS = {
+    "429": "HTTP 429 Too Many Requests with parameters.retry_after 1, as flood control answers",
+    "500-html": "HTTP 500 with an HTML page (text/html), as a proxy in front of the API answers",
+    "502-html": "HTTP 502 with an HTML page (text/html), as a proxy in front of the API answers",
+    "hang": "no answer until the client gives up (or the fake stops)",
+}
+_HTML_PAGE = ("<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center><h1>{code} {reason}</h1>"
+              "</center>\r\n<hr><center>nginx/1.18.0</center>\r\n</body>\r\n</html>\r\n")
 
 
 @dataclass
@@ -22,20 +110,254 @@ class Call:
     method: str
     params: dict[str, Any]
     files: dict[str, bytes] = field(default_factory=dict)
+    status: int = 200  # the HTTP status answered; 0 while (or because) no answer was given
+    description: str = ""  # the error description of a refused call
 
+
+class Refusal(Exception):
+    """A request the Bot API refuses; carries the HTTP status, description and any parameters."""
+
+    def __init__(self, description: str, status: int = 400, parameters: dict[str, Any] | None = None) -> None:
+        super().__init__(description)
+        self.description, self.status, self.parameters = description, status, parameters
+
+    def response(self) -> web.Response:
+        body: dict[str, Any] = {"ok": False, "error_code": self.status, "description": self.description}
+        if self.parameters:
+            body["parameters"] = self.parameters
+        return web.json_response(body, status=self.status)
+
+
+def utf16_len(text: str) -> int:
+    """Length as Telegram counts it: UTF-16 code units (an emoji outside the BMP counts 2)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+# -- entity parsers (after tdlib's), each returning the plain text ------------------------------------------------
+
+class EntityError(ValueError):
+    pass
+
+
+def _byte_offset(text: str, index: int) -> int:
+    return len(text[:index].encode())
+
+
+_HTML_TAGS = frozenset({"a", "b", "strong", "i", "em", "s", "strike", "del", "u", "ins", "tg-spoiler", "tg-emoji",
+                        "span", "pre", "code", "blockquote"})
+_HTML_ENTITY = re.compile(r"&(lt|gt|amp|quot|#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6});")
+_HTML_ATTR = re.compile(r"""\s*([a-zA-Z-]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+)))?""")
+
+
+def parse_html(text: str) -> str:
+    """Telegram's HTML subset; raises EntityError with tdlib's wording."""
+    out: list[str] = []
+    open_tags: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "&":
+            m = _HTML_ENTITY.match(text, i)
+            if m:
+                out.append(html.unescape(m.group(0)))
+                i = m.end()
+            else:  # an unknown entity is kept as it stands
+                out.append(c)
+                i += 1
+            continue
+        if c != "<":
+            out.append(c)
+            i += 1
+            continue
+        start = i
+        i += 1
+        if i < n and text[i] == "/":  # end tag
+            end = text.find(">", i)
+            if end < 0:
+                raise EntityError(f"Unclosed end tag at byte offset {_byte_offset(text, start)}")
+            name = text[i + 1:end].strip().lower()
+            if not open_tags:
+                raise EntityError(f'Unexpected end tag at byte offset {_byte_offset(text, start)}')
+            if name != open_tags[-1]:
+                raise EntityError(f'Unmatched end tag at byte offset {_byte_offset(text, start)}, expected '
+                                  f'"</{open_tags[-1]}>", found "</{name}>"')
+            open_tags.pop()
+            i = end + 1
+            continue
+        m = re.match(r"[a-zA-Z0-9-]*", text[i:])
+        name = m.group(0).lower() if m else ""
+        if name not in _HTML_TAGS:
+            raise EntityError(f'Unsupported start tag "{name}" at byte offset {_byte_offset(text, start)}')
+        i += len(name)
+        end = text.find(">", i)
+        if end < 0:
+            raise EntityError(f"Unclosed start tag at byte offset {_byte_offset(text, start)}")
+        attributes = {a.group(1).lower(): a.group(2) or a.group(3) or a.group(4) or ""
+                      for a in _HTML_ATTR.finditer(text[i:end]) if a.group(1)}
+        if name == "span" and attributes.get("class") != "tg-spoiler":
+            raise EntityError('Tag "span" must have class "tg-spoiler" at byte offset '
+                              f"{_byte_offset(text, start)}")
+        if name == "tg-emoji" and not attributes.get("emoji-id"):
+            raise EntityError(f'Tag "tg-emoji" must have attribute "emoji-id" at byte offset '
+                              f"{_byte_offset(text, start)}")
+        open_tags.append(name)
+        i = end + 1
+    if open_tags:
+        raise EntityError(f'Can\'t find end tag corresponding to start tag "{open_tags[-1]}"')
+    return "".join(out)
+
+
+_MDV2_RESERVED = "_*[]()~`>#+-=|{}.!"
+_MDV2_NAMES = {"*": "Bold", "_": "Italic", "__": "Underline", "~": "Strikethrough", "||": "Spoiler", "`": "Code",
+               "```": "Pre", "[": "TextUrl", "![": "CustomEmoji"}
+
+
+def parse_markdown_v2(text: str) -> str:
+    """Telegram's MarkdownV2; raises EntityError with tdlib's wording."""
+    out: list[str] = []
+    stack: list[tuple[str, int]] = []  # (markup, byte offset where it began)
+    i, n = 0, len(text)
+    at_line_start = True
+    while i < n:
+        c = text[i]
+        if c == "\\" and i + 1 < n and 0 < ord(text[i + 1]) <= 126:
+            out.append(text[i + 1])
+            i += 2
+            at_line_start = False
+            continue
+        top = stack[-1][0] if stack else ""
+        reserved = "`" if top in ("`", "```") else _MDV2_RESERVED
+        if c not in reserved:
+            out.append(c)
+            at_line_start = c == "\n"
+            i += 1
+            continue
+        # The end of the innermost entity?
+        ends = {"*": c == "*", "_": c == "_" and text[i:i + 2] != "__", "__": text[i:i + 2] == "__",
+                "~": c == "~", "||": text[i:i + 2] == "||", "`": c == "`", "```": text[i:i + 3] == "```",
+                "[": c == "]", "![": c == "]"}
+        if top and ends[top]:
+            stack.pop()
+            i += len(top) if top not in ("[", "![") else 1
+            if top in ("[", "!["):  # the URL: ( ... ) with only ')' and '\' escaped
+                if i < n and text[i] == "(":
+                    j = i + 1
+                    while j < n and text[j] != ")":
+                        j += 2 if text[j] == "\\" else 1
+                    if j >= n:
+                        raise EntityError(f"Can't find end of a URL at byte offset {_byte_offset(text, i)}")
+                    i = j + 1
+                elif top == "![":
+                    raise EntityError(f"Custom emoji entity must contain a tg://emoji URL at byte offset "
+                                      f"{_byte_offset(text, i)}")
+            at_line_start = False
+            continue
+        offset = _byte_offset(text, i)
+        if text[i:i + 3] == "```":
+            markup = "```"
+            newline = text.find("\n", i + 3)  # an optional language on the first line
+            i = i + 3 if newline < 0 or " " in text[i + 3:newline] else newline + 1
+        elif text[i:i + 2] in ("__", "||", "!["):
+            markup = text[i:i + 2]
+            i += 2
+        elif c in "*_~`[":
+            markup = c
+            i += 1
+        elif c == ">" and at_line_start:  # a blockquote line
+            i += 1
+            continue
+        else:
+            raise EntityError(f"Character '{c}' is reserved and must be escaped with the preceding '\\'")
+        if any(m == markup for m, _ in stack):
+            raise EntityError(f"Nested {_MDV2_NAMES[markup]} entities at byte offset {offset}")
+        stack.append((markup, offset))
+        at_line_start = False
+    if stack:
+        markup, offset = stack[-1]
+        raise EntityError(f"Can't find end of {_MDV2_NAMES[markup]} entity at byte offset {offset}")
+    return "".join(out)
+
+
+def parse_markdown(text: str) -> str:
+    """Telegram's legacy Markdown; raises EntityError with tdlib's wording."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\" and i + 1 < n and text[i + 1] in "_*`[":
+            out.append(text[i + 1])
+            i += 2
+            continue
+        if c not in "_*`[":
+            out.append(c)
+            i += 1
+            continue
+        offset = _byte_offset(text, i)
+        if text[i:i + 3] == "```":
+            end = text.find("```", i + 3)
+            if end < 0:
+                raise EntityError(f"Can't find end of the entity starting at byte offset {offset}")
+            out.append(text[i + 3:end])
+            i = end + 3
+        elif c == "[":
+            close = text.find("]", i + 1)
+            if close < 0 or text[close + 1:close + 2] != "(" or text.find(")", close) < 0:
+                raise EntityError(f"Can't find end of the entity starting at byte offset {offset}")
+            out.append(text[i + 1:close])
+            i = text.find(")", close) + 1
+        else:
+            end = text.find(c, i + 1)
+            if end < 0:
+                raise EntityError(f"Can't find end of the entity starting at byte offset {offset}")
+            out.append(text[i + 1:end])
+            i = end + 1
+    return "".join(out)
+
+
+PARSERS = {"html": parse_html, "markdownv2": parse_markdown_v2, "markdown": parse_markdown}
+
+
+def plain_text(text: str, parse_mode: str | None) -> str:
+    """The text as Telegram stores it: entity markup parsed away (raises Refusal when it does not parse)."""
+    if not parse_mode:
+        return text
+    parser = PARSERS.get(str(parse_mode).lower())
+    if parser is None:
+        raise Refusal("Bad Request: unsupported parse_mode")
+    try:
+        return parser(text)
+    except EntityError as exc:
+        raise Refusal(f"Bad Request: can't parse entities: {exc}") from None
+
+
+# -- the server ---------------------------------------------------------------------------------------------------
 
 class FakeTelegram:
-    """Serves /bot<token>/<method> and /file/bot<token>/<path>; records every call it gets."""
+    """Serves /bot<token>/<method> and /file/bot<token>/<path>; records every call it gets.
 
-    def __init__(self, token: str) -> None:
+    Public API: ``calls``, ``files``, ``member_status``, ``fail_downloads``; ``add_file``, ``push``,
+    ``sent``, ``refused``, ``wait_for``, ``next_message_id``, ``inject``, ``max_in_window``,
+    ``send_times``; the limits as attributes (see the module docstring).
+    """
+
+    def __init__(self, token: str, *, group_limit: int = 20, group_window: float = 60.0, private_limit: int = 1,
+                 private_window: float = 1.0, photo_limit: int = PHOTO_LIMIT,
+                 document_limit: int = DOCUMENT_LIMIT) -> None:
         self.token = token
         self.calls: list[Call] = []
         self.files: dict[str, tuple[str, bytes]] = {}  # file_id -> (file_path, bytes)
         self.member_status: dict[tuple[int, int], str] = {}
+        self.group_limit, self.group_window = group_limit, group_window
+        self.private_limit, self.private_window = private_limit, private_window
+        self.photo_limit, self.document_limit = photo_limit, document_limit
+        # chat_id -> monotonic times of the messages accepted for it (a media group adds one per item)
+        self.send_times: dict[int | str, list[float]] = {}
+        self.faults: dict[str, deque[str]] = {}  # method -> the kinds still to inject, in order
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1000)
         self._new_update = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.fail_downloads = False
@@ -43,14 +365,18 @@ class FakeTelegram:
     # -- server ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        self._stopping.clear()
+        # Room above document_limit, so an oversized upload is read and refused as Telegram refuses it.
+        app = web.Application(client_max_size=max(self.document_limit, self.photo_limit) + 16 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._api)
         app.router.add_get("/file/bot{token}/{path:.+}", self._file)
         self._runner, self.port = await serve_on_loopback(app)
 
     async def stop(self) -> None:
-        if self._runner:
-            await self._runner.cleanup()
+        self._stopping.set()  # hanging requests end, so the server shuts down at once
+        runner, self._runner = self._runner, None
+        if runner:
+            await runner.cleanup()
 
     @property
     def base_url(self) -> str:
@@ -72,18 +398,43 @@ class FakeTelegram:
         return update_id
 
     def sent(self, *methods: str) -> list[Call]:
-        return [c for c in self.calls if c.method in methods]
+        """The accepted calls of these methods (HTTP 200), in order."""
+        return [c for c in self.calls if c.method in methods and c.status == 200]
+
+    def refused(self, *methods: str) -> list[Call]:
+        """The calls of these methods (all, if none named) that got an error or no answer, in order."""
+        return [c for c in self.calls if c.status != 200 and (not methods or c.method in methods)]
 
     async def wait_for(self, *methods: str, count: int = 1, timeout: float = 20) -> list[Call]:
         deadline = time.monotonic() + timeout
         while len(self.sent(*methods)) < count:
             if time.monotonic() > deadline:
-                raise AssertionError(f"expected {count} call(s) of {methods}; got {[c.method for c in self.calls]}")
+                raise AssertionError(f"expected {count} call(s) of {methods}; got "
+                                     f"{[(c.method, c.status) for c in self.calls]}")
             await asyncio.sleep(0.02)
         return self.sent(*methods)
 
     def next_message_id(self) -> int:
         return next(self._message_ids)
+
+    def inject(self, method: str, kind: str, times: int = 1) -> None:
+        """Answer the next ``times`` calls of ``method`` with a fault (a kind of ``FAULTS``) instead."""
+        if kind not in FAULTS:
+            raise ValueError(f"unknown fault {kind!r}; one of {sorted(FAULTS)}")
+        self.faults.setdefault(method, deque()).extend([kind] * times)
+
+    def max_in_window(self, chat_id: int | str, window: float | None = None) -> int:
+        """The most messages accepted for ``chat_id`` within any span shorter than ``window`` seconds.
+
+        ``window`` defaults to the chat's own: ``private_window`` for a private chat, else ``group_window``.
+        """
+        if window is None:
+            window = self.private_window if self._is_private(chat_id) else self.group_window
+        times = self.send_times.get(self._chat_key(chat_id), [])
+        best = 0
+        for j, t in enumerate(times):
+            best = max(best, j - bisect.bisect_right(times, t - window) + 1)
+        return best
 
     # -- handlers -------------------------------------------------------------------------------
 
@@ -92,15 +443,38 @@ class FakeTelegram:
             return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
         method = request.match_info["method"]
         params, files = await self._params(request)
-        if method != "getUpdates":
-            self.calls.append(Call(method, params, files))
+        fault = self._take_fault(method)
+        if fault is not None:
+            return await self._fault(Call(method, params, files), fault)
         handler = getattr(self, f"_m_{method}", None)
-        result = await handler(params, files) if handler else True
-        if isinstance(result, web.Response):
-            return result
-        return web.json_response({"ok": True, "result": result})
+        try:
+            self._check(method, params, files)
+            if method in SEND_METHODS:
+                self._flood_check(params, self._messages_in(method, params))
+            if handler is not None:
+                result = await handler(params, files)
+            elif method in SEND_METHODS:
+                result = self._other_send(method, params)
+            else:
+                result = True
+        except Refusal as refusal:
+            self.calls.append(Call(method, params, files, refusal.status, refusal.description))
+            return refusal.response()
+        response = result if isinstance(result, web.Response) else web.json_response({"ok": True, "result": result})
+        if method != "getUpdates":
+            error = ""
+            if response.status != 200 and isinstance(response.body, bytes):
+                with contextlib.suppress(ValueError):
+                    error = json.loads(response.body).get("description", "")
+            self.calls.append(Call(method, params, files, response.status, error))
+        if method in SEND_METHODS and response.status == 200:
+            self._record_sent(params, self._messages_in(method, params))
+        return response
 
     async def _file(self, request: web.Request) -> web.Response:
+        fault = self._take_fault("download")
+        if fault is not None:
+            return await self._fault(Call("download", {"path": request.match_info["path"]}), fault)
         if self.fail_downloads:
             return web.Response(status=500, text="Internal Server Error")
         for path, data in self.files.values():
@@ -123,7 +497,7 @@ class FakeTelegram:
                 else:
                     params[key] = value
         for key, value in list(params.items()):
-            if isinstance(value, str):
+            if isinstance(value, str) and key not in _STRING_FIELDS:
                 with contextlib.suppress(ValueError):
                     params[key] = json.loads(value)
         return params, files
@@ -131,6 +505,145 @@ class FakeTelegram:
     @staticmethod
     def _error(code: int, description: str) -> web.Response:
         return web.json_response({"ok": False, "error_code": code, "description": description}, status=code)
+
+    # -- faults -----------------------------------------------------------------------------------
+
+    def _take_fault(self, method: str) -> str | None:
+        queue = self.faults.get(method)
+        return queue.popleft() if queue else None
+
+    async def _fault(self, call: Call, kind: str) -> web.Response:
+        self.calls.append(call)
+        if kind == "429":
+            call.status, call.description = 429, "Too Many Requests: retry after 1"
+            return Refusal(call.description, 429, {"retry_after": 1}).response()
+        if kind == "hang":
+            call.status = 0
+            await self._stopping.wait()
+            return web.Response(status=503)
+        code, reason = (500, "Internal Server Error") if kind == "500-html" else (502, "Bad Gateway")
+        call.status, call.description = code, reason
+        return web.Response(status=code, text=_HTML_PAGE.format(code=code, reason=reason), content_type="text/html")
+
+    # -- the rules --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_caption(caption: Any, parse_mode: Any) -> None:
+        if caption is None or caption == "":
+            return
+        if utf16_len(plain_text(str(caption), parse_mode).strip()) > CAPTION_LIMIT:
+            raise Refusal("Bad Request: message caption is too long")
+
+    @staticmethod
+    def _check_text(text: Any, parse_mode: Any) -> None:
+        plain = plain_text("" if text is None else str(text), parse_mode).strip()
+        if not plain:
+            raise Refusal("Bad Request: message text is empty")
+        if utf16_len(plain) > TEXT_LIMIT:
+            raise Refusal("Bad Request: message is too long")
+
+    @staticmethod
+    def _check_markup(markup: Any) -> None:
+        if not isinstance(markup, dict):
+            return
+        for row in markup.get("inline_keyboard") or []:
+            for button in row:
+                data = button.get("callback_data")
+                if data is not None and not 1 <= len(str(data).encode()) <= CALLBACK_DATA_LIMIT:
+                    raise Refusal("Bad Request: BUTTON_DATA_INVALID")
+
+    def _check_photo(self, data: bytes) -> None:
+        if len(data) > self.photo_limit:
+            raise Refusal("Bad Request: PHOTO_SAVE_FILE_INVALID")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(data)) as img:
+                    width, height = img.size
+                    if width + height > PHOTO_MAX_SIDES_SUM or max(width, height) > PHOTO_MAX_RATIO * min(width,
+                                                                                                          height):
+                        raise Refusal("Bad Request: PHOTO_INVALID_DIMENSIONS")
+                    img.load()
+        except Refusal:
+            raise
+        except Exception:
+            raise Refusal("Bad Request: IMAGE_PROCESS_FAILED") from None
+
+    def _check_file(self, data: bytes) -> None:
+        if len(data) > self.document_limit:
+            raise Refusal("Request Entity Too Large", 413)
+
+    def _check_media(self, media: Any, files: dict[str, bytes]) -> None:
+        """One InputMedia: its caption, and its upload when it is one."""
+        if not isinstance(media, dict):
+            raise Refusal("Bad Request: can't parse InputMedia: media is not an object")
+        self._check_caption(media.get("caption"), media.get("parse_mode"))
+        ref = media.get("media")
+        if isinstance(ref, str) and ref.startswith("attach://"):
+            name = ref[len("attach://"):]
+            if name not in files:
+                raise Refusal(f"Bad Request: can't find attached file \"{name}\"")
+            if media.get("type") == "photo":
+                self._check_photo(files[name])
+            else:
+                self._check_file(files[name])
+
+    def _check(self, method: str, params: dict[str, Any], files: dict[str, bytes]) -> None:
+        self._check_markup(params.get("reply_markup"))
+        if method in ("sendMessage", "editMessageText"):
+            self._check_text(params.get("text"), params.get("parse_mode"))
+        if method in _CAPTIONED:
+            self._check_caption(params.get("caption"), params.get("parse_mode"))
+        if method == "sendPhoto" and "photo" in files:
+            self._check_photo(files["photo"])
+        for name in _FILE_FIELDS:
+            if name in files:
+                self._check_file(files[name])
+        if method == "editMessageMedia":
+            self._check_media(params.get("media"), files)
+        if method == "sendMediaGroup":
+            media = params.get("media")
+            if not isinstance(media, list) or not 2 <= len(media) <= 10:
+                raise Refusal("Bad Request: wrong number of messages in a media group: must be 2-10")
+            for item in media:
+                self._check_media(item, files)
+
+    # -- flood control ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _chat_key(chat_id: Any) -> int | str:
+        with contextlib.suppress(TypeError, ValueError):
+            return int(chat_id)
+        return str(chat_id)
+
+    def _is_private(self, chat_id: Any) -> bool:
+        key = self._chat_key(chat_id)
+        return isinstance(key, int) and key > 0
+
+    @staticmethod
+    def _messages_in(method: str, params: dict[str, Any]) -> int:
+        media = params.get("media")
+        return len(media) if method == "sendMediaGroup" and isinstance(media, list) else 1
+
+    def _flood_check(self, params: dict[str, Any], count: int) -> None:
+        chat_id = params.get("chat_id")
+        if chat_id is None or self._is_private(chat_id):
+            return  # private chats: bursts are recorded, not refused
+        now = time.monotonic()
+        recent = [t for t in self.send_times.get(self._chat_key(chat_id), []) if now - t < self.group_window]
+        if len(recent) + count > self.group_limit:
+            # The wait until enough of the oldest messages leave the window for these to fit.
+            leaving = recent[len(recent) + count - self.group_limit - 1] if count <= self.group_limit else now
+            retry_after = max(1, math.ceil(leaving + self.group_window - now))
+            raise Refusal(f"Too Many Requests: retry after {retry_after}", 429, {"retry_after": retry_after})
+
+    def _record_sent(self, params: dict[str, Any], count: int) -> None:
+        if params.get("chat_id") is None:
+            return
+        now = time.monotonic()
+        self.send_times.setdefault(self._chat_key(params["chat_id"]), []).extend([now] * count)
+
+    # -- methods ----------------------------------------------------------------------------------
 
     async def _m_getMe(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         return BOT_USER
@@ -163,16 +676,81 @@ class FakeTelegram:
             message["reply_markup"] = params["reply_markup"]
         return message
 
+    @staticmethod
+    def _photo_sizes(data: bytes | None, file_id: str) -> list[dict[str, Any]]:
+        width = height = 100
+        if data:
+            with contextlib.suppress(Exception), Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+        return [{"file_id": file_id, "file_unique_id": file_id.replace("-", ""), "width": width, "height": height,
+                 **({"file_size": len(data)} if data else {})}]
+
+    def _other_send(self, method: str, params: dict[str, Any]) -> Any:
+        """The send methods the bot does not use: a message of the right kind, enough for the client."""
+        if method == "copyMessage":
+            return {"message_id": self.next_message_id()}
+        caption = {"caption": str(params["caption"])} if params.get("caption") else {}
+        if method == "sendDice":
+            return self._message(params, dice={"emoji": str(params.get("emoji") or "🎲"), "value": 1})
+        return self._message(params, **caption)
+
+    @staticmethod
+    def _stored(params: dict[str, Any], key: str = "text") -> str:
+        """The text as the Bot API returns it: markup parsed away (the fake returns no entities)."""
+        return plain_text(str(params.get(key) or ""), params.get("parse_mode")).strip()
+
     async def _m_sendMessage(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
-        return self._message(params, text=str(params.get("text", "")))
+        return self._message(params, text=self._stored(params))
+
+    async def _m_editMessageText(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        if "chat_id" not in params:
+            return True  # an inline message: the Bot API answers True
+        message = self._message(params, text=self._stored(params))
+        return {**message, "message_id": params.get("message_id", message["message_id"]),
+                "edit_date": int(time.time())}
+
+    async def _m_editMessageCaption(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        if "chat_id" not in params:
+            return True
+        message = self._message(params, caption=str(params.get("caption", "")),
+                                photo=self._photo_sizes(None, "edited-photo"))
+        return {**message, "message_id": params.get("message_id", message["message_id"]),
+                "edit_date": int(time.time())}
 
     async def _m_sendPhoto(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
-        photo = [{"file_id": "sent-photo", "file_unique_id": "sent", "width": 100, "height": 100}]
-        return self._message(params, photo=photo, caption=str(params.get("caption", "")))
+        return self._message(params, photo=self._photo_sizes(files.get("photo"), "sent-photo"),
+                             caption=str(params.get("caption", "")))
+
+    async def _m_sendDocument(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        data = files.get("document", b"")
+        document = {"file_id": "sent-document", "file_unique_id": "sentdocument", "file_size": len(data)}
+        return self._message(params, document=document, caption=str(params.get("caption", "")))
+
+    async def _m_sendMediaGroup(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
+        group_id = str(self.next_message_id())
+        messages = []
+        for n, item in enumerate(params["media"]):
+            ref = str(item.get("media", ""))
+            data = files.get(ref[len("attach://"):]) if ref.startswith("attach://") else None
+            content: dict[str, Any] = {"media_group_id": group_id}
+            if item.get("type") == "photo":
+                content["photo"] = self._photo_sizes(data, f"group-photo-{n}")
+            else:
+                content["document"] = {"file_id": f"group-document-{n}", "file_unique_id": f"gd{n}"}
+            if item.get("caption"):
+                content["caption"] = str(item["caption"])
+            messages.append(self._message({"chat_id": params["chat_id"]}, **content))
+        return messages
 
     async def _m_editMessageMedia(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
-        photo = [{"file_id": "edited-photo", "file_unique_id": "edited", "width": 100, "height": 100}]
-        return self._message(params, photo=photo)
+        media = params.get("media") or {}
+        ref = str(media.get("media", ""))
+        data = files.get(ref[len("attach://"):]) if ref.startswith("attach://") else None
+        message = self._message(params, photo=self._photo_sizes(data, "edited-photo"))
+        if media.get("caption"):
+            message["caption"] = str(media["caption"])
+        return {**message, "message_id": params.get("message_id", message["message_id"]),
+                "edit_date": int(time.time())}
 
     async def _m_getChatMember(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         key = (int(params["chat_id"]), int(params["user_id"]))

@@ -25,9 +25,11 @@ class ChatSendLimiter(AIORateLimiter):
     messages to a group in any rolling minute, and one a second to a private chat.
     """
 
-    def __init__(self, *, group_per_minute: int = 20, max_retries: int = 3) -> None:
+    def __init__(self, *, group_per_minute: int = 20, group_period: float = GROUP_PERIOD_S,
+                 max_retries: int = 3) -> None:
         super().__init__(group_max_rate=0, max_retries=max_retries)  # the windows below replace it
         self.group_per_minute = group_per_minute
+        self.group_period = group_period
         self._windows: dict[int | str, SlidingWindow] = {}
 
     def window_for(self, chat_id: int | str) -> SlidingWindow:
@@ -37,7 +39,7 @@ class ChatSendLimiter(AIORateLimiter):
         window = self._windows.get(chat_id)
         if window is None:
             group = isinstance(chat_id, str) or chat_id < 0  # string ids are channels and supergroups
-            window = self._windows[chat_id] = (SlidingWindow(self.group_per_minute, GROUP_PERIOD_S) if group
+            window = self._windows[chat_id] = (SlidingWindow(self.group_per_minute, self.group_period) if group
                                                else SlidingWindow(PRIVATE_PER_SECOND, 1.0))
         return window
 

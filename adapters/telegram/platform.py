@@ -18,7 +18,7 @@ from telegram.ext import (
 )
 
 from adapters.telegram.handlers import TelegramHandlers
-from adapters.telegram.limits import ChatSendLimiter
+from adapters.telegram.limits import GROUP_PERIOD_S, ChatSendLimiter
 from adapters.telegram.messages import PLATFORM
 from core.commands import commands_for
 from core.errors import ConfigError
@@ -40,7 +40,7 @@ class TelegramPlatform:
     def __init__(self, service: ChatService, *, token: str, base_url: str | None = None,
                  base_file_url: str | None = None, max_file_bytes: int = 20 * 1024 * 1024,
                  poll_timeout: float = 10, rate_limit: bool = True, group_messages_per_minute: int = 20,
-                 stop_timeout: float = 30) -> None:
+                 group_period: float = GROUP_PERIOD_S, stop_timeout: float = 30) -> None:
         self.service = service
         self.handlers = TelegramHandlers(service, max_file_bytes=max_file_bytes)
         self._token = token
@@ -49,6 +49,7 @@ class TelegramPlatform:
         self._poll_timeout = poll_timeout
         self._rate_limit = rate_limit
         self._group_messages_per_minute = group_messages_per_minute
+        self._group_period = group_period
         self._stop_timeout = stop_timeout
         self.application: TelegramApp | None = None
 
@@ -59,7 +60,8 @@ class TelegramPlatform:
         if self._base_file_url:
             builder = builder.base_file_url(self._base_file_url)
         # The rate limiter keeps every chat within Telegram's flood limits and honours RetryAfter.
-        limiter = ChatSendLimiter(group_per_minute=self._group_messages_per_minute, max_retries=3)
+        limiter = ChatSendLimiter(group_per_minute=self._group_messages_per_minute, group_period=self._group_period,
+                                  max_retries=3)
         app: TelegramApp = builder.rate_limiter(limiter).build() if self._rate_limit else builder.build()
         h = self.handlers
         for command in commands_for(PLATFORM):
