@@ -239,11 +239,7 @@ async def test_full_disk_answers_clearly_and_leaves_nothing_behind(tiny_disk: Pa
         service = build_service(full.model_copy(update={"rate_limit_per_minute": 0}), engine)
         first = await service.add(ctx(), photos["rocket"].read_bytes(), "rocket")  # 100 KB: fits
         assert first is not None and first.text.startswith("Added #1")
-        with open(tiny_disk / "filler", "wb", buffering=0) as fh:  # every byte that is left
-            for chunk in (65536, 4096, 512):
-                with contextlib.suppress(OSError):
-                    while True:
-                        fh.write(b"\0" * chunk)
+        fill_up(tiny_disk / "filler")
         refused = await service.add(ctx(), photos["astronaut"].read_bytes(), "astronaut")
         assert refused is not None and refused.kind == "error" and "can't store anything" in refused.text
         found = await service.find(ctx(), "rocket")  # searching still works
@@ -253,6 +249,15 @@ async def test_full_disk_answers_clearly_and_leaves_nothing_behind(tiny_disk: Pa
         assert len(media_files(engine)) == 1  # no orphan, no temporary file
         with pytest.raises(StorageUnavailableError):
             engine.media.put(b"x" * 10_000, "ab" * 32, ".jpg")
+
+
+def fill_up(path: Path) -> None:
+    """Take every byte the disk has left."""
+    with open(path, "wb", buffering=0) as fh:
+        for chunk in (65536, 4096, 512):
+            with contextlib.suppress(OSError):
+                while True:
+                    fh.write(b"\0" * chunk)
 
 
 # -- sweeps and killed writes -------------------------------------------------------------------
