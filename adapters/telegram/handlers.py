@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from telegram import CallbackQuery, InputMediaPhoto, Message, Update
-from telegram.error import BadRequest, TelegramError
+from telegram.error import BadRequest, NetworkError, TelegramError
 from telegram.ext import ContextTypes
 
 from adapters.telegram.messages import (
@@ -21,6 +21,7 @@ from adapters.telegram.messages import (
     context_of,
     keyboard,
     parse_command,
+    refused_file,
     send_reply,
     trimmed,
 )
@@ -131,7 +132,9 @@ class TelegramHandlers:
                 await query.edit_message_caption(trimmed(reply.text, CAPTION_LIMIT), reply_markup=keyboard(reply))
             else:
                 await query.edit_message_text(trimmed(reply.text, TEXT_LIMIT), reply_markup=keyboard(reply))
-        except BadRequest as exc:
+        except NetworkError as exc:
+            if not refused_file(exc):
+                raise
             if "not modified" not in str(exc).lower():  # a double tap is harmless
                 # Telegram would not put this picture in place: the match comes as a new message,
                 # with send_reply's own fallbacks, rather than not at all.

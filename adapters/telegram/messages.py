@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Message, Update
 from telegram.constants import ChatMemberStatus, ChatType
-from telegram.error import BadRequest
+from telegram.error import BadRequest, NetworkError
 
 from core.conversation import Chat, Context, Reply, User
 
@@ -86,6 +86,14 @@ def trimmed(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
+def refused_file(exc: NetworkError) -> bool:
+    """Telegram refused what was sent (400, or 413 for a file too large), so the same again would fail.
+
+    A time-out or a lost connection is not a refusal: the photo may have arrived after all.
+    """
+    return isinstance(exc, BadRequest) or "entity too large" in str(exc).lower()
+
+
 async def send_reply(message: Message, reply: Reply, *, quote: bool) -> None:
     """Answer ``message``: a photo with a caption and buttons, or plain text.
 
@@ -99,12 +107,16 @@ async def send_reply(message: Message, reply: Reply, *, quote: bool) -> None:
             await message.reply_photo(photo=InputFile(reply.image, filename=name), caption=caption,
                                       reply_markup=markup, do_quote=quote)
             return
-        except BadRequest as exc:
+        except NetworkError as exc:
+            if not refused_file(exc):
+                raise
             log.warning("Telegram refused %s as a photo (%s); sending it as a document", name, exc)
         try:
             await message.reply_document(document=InputFile(reply.image, filename=name), caption=caption,
                                          reply_markup=markup, do_quote=quote)
             return
-        except BadRequest as exc:
+        except NetworkError as exc:
+            if not refused_file(exc):
+                raise
             log.warning("Telegram refused %s as a document too (%s); sending the text alone", name, exc)
     await message.reply_text(trimmed(reply.text, TEXT_LIMIT), reply_markup=keyboard(reply), do_quote=quote)
