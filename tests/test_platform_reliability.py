@@ -237,3 +237,34 @@ async def test_discord_reply_over_the_upload_limit_arrives_without_its_picture(
     assert embed["description"].startswith("coffee\na cup\nScore: ") and "image" not in embed
     assert not follow_ups[-1].files
     assert all(c.status == 413 for c in fake.refused())  # at most the one refused upload, then the text
+
+
+async def test_passing_server_errors_and_429s_do_not_lose_replies(fake: FakeTelegram, gallery: Engine,
+                                                                  settings: Settings,
+                                                                  photos: dict[str, Path]) -> None:
+    platform = await start_telegram(fake, gallery, settings)
+    try:
+        fake.inject("sendPhoto", "502-html")
+        fake.inject("sendPhoto", "500-html")
+        fake.push(message(private(ALICE), ALICE, photo=photo(fake, "p1", recompressed(photos["coffee"]))))
+        [sent] = await fake.wait_for("sendPhoto", timeout=20)
+        assert sent.params["caption"].startswith("coffee")
+        fake.inject("sendMessage", "429")
+        fake.push(command(private(BOB), BOB, "/stats"))
+        [stats] = await fake.wait_for("sendMessage", timeout=20)
+        assert stats.params["text"].startswith("This chat's gallery")
+        assert sorted(c.status for c in fake.refused()) == [429, 500, 502]
+        assert APOLOGY not in texts(fake)
+    finally:
+        await platform.stop()
+
+
+async def test_discord_rate_limits_and_server_errors_do_not_lose_replies(
+    tight_discord: tuple[FakeDiscord, DiscordPlatform]
+) -> None:
+    fake, platform = tight_discord
+    fake.inject("/webhooks/", "429")
+    dispatch(platform, "interaction_create", fake.slash(DISCORD_ALICE, "stats"))
+    [follow] = await fake.wait_for("POST", f"/webhooks/{APP_ID}/", timeout=20)
+    assert follow.json["embeds"][0]["description"].startswith("This chat's gallery")  # type: ignore[index]
+    assert [c.status for c in fake.refused()] == [429]

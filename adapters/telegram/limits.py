@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from telegram.error import NetworkError
 from telegram.ext import AIORateLimiter
 
 from core.ratelimit import SlidingWindow
@@ -14,11 +17,15 @@ from core.ratelimit import SlidingWindow
 GROUP_PERIOD_S = 61.0
 PRIVATE_PER_SECOND = 1
 _SENDING = ("send", "copy", "forward")
+SERVER_ERROR_RETRIES = 2
+SERVER_ERROR_PAUSE_S = 1.0
+log = logging.getLogger(__name__)
 
 
 class ChatSendLimiter(AIORateLimiter):
     """PTB's AIORateLimiter (30 messages a second overall, retries on RetryAfter), with the per-chat
-    limits held by sliding windows instead of its leaky bucket.
+    limits held by sliding windows instead of its leaky bucket, and two more tries after a server
+    error (a 5xx page), so a passing outage does not lose a reply.
 
     The bucket lets 20 messages into a group at once and then one every 3 s, so a busy minute
     reaches 26 to 28 messages, over Telegram's 20: the windows allow at most ``group_per_minute``
@@ -57,4 +64,14 @@ class ChatSendLimiter(AIORateLimiter):
             with contextlib.suppress(ValueError, TypeError):
                 chat_id = int(chat_id)
             await self.window_for(chat_id).acquire()
-        return await super().process_request(callback, args, kwargs, endpoint, data, rate_limit_args)
+        for attempt in range(SERVER_ERROR_RETRIES + 1):
+            try:
+                return await super().process_request(callback, args, kwargs, endpoint, data, rate_limit_args)
+            except NetworkError as exc:
+                # Exactly NetworkError: a 5xx page from Telegram or a proxy, or a dropped connection.
+                # Its subclasses (a refusal, a time-out that may have been delivered) are final.
+                if type(exc) is not NetworkError or attempt == SERVER_ERROR_RETRIES:
+                    raise
+                log.warning("Telegram %s failed (%s); trying again in %.0f s", endpoint, exc, SERVER_ERROR_PAUSE_S)
+                await asyncio.sleep(SERVER_ERROR_PAUSE_S)
+        raise AssertionError("unreachable")
