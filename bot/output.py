@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from core.ingest import IngestSummary
+from core.records import ImageRecord
 from core.search import SearchResult
-from core.store import ImageRecord
 
 
 def print_results(results: Sequence[SearchResult], *, as_json: bool, out: TextIO | None = None) -> None:

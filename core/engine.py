@@ -22,8 +22,9 @@ from core.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, dec
 from core.inference import Encoding
 from core.maintenance import HealthReport, SweepReport, check_health, sweep
 from core.media import MediaStore
+from core.records import ImageRecord, NewImage
 from core.search import SearchResult, hybrid_order, matches_words, query_words, split_color_filter, word_stem
-from core.store import ImageRecord, NewImage, Store
+from core.store import Store
 from core.text import TextLimits
 from core.vector_index import VectorIndex, top_k_order
 

@@ -13,7 +13,7 @@ import numpy as np
 from core.engine import Engine
 from core.errors import ClipbotError, FileMissingError, InputError
 from core.images import DecodedImage, is_image_filename
-from core.store import ImageRecord
+from core.records import ImageRecord
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from core.records import ImageRecord
 from core.search import SearchResult
-from core.store import ImageRecord
 from core.text import clean_text, shorten
 
 CAPTION_BUDGET = 1024  # Telegram's photo captions: the tightest of the platforms' limits

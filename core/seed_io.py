@@ -10,8 +10,8 @@ from core.engine import Engine
 from core.errors import DimensionMismatchError, FileMissingError, ImageError
 from core.galleries import GLOBAL_COLLECTION
 from core.images import DecodedImage
+from core.records import NewImage
 from core.seed_format import read_seed_database, write_seed_database
-from core.store import NewImage
 
 
 @dataclass(frozen=True)

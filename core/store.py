@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import aiosqlite
 import numpy as np
 
 from core.errors import NotFoundError, StoreError
+from core.records import ImageRecord, NewImage, blob_to_vector, search_text, vector_to_blob
 from core.storage_faults import storage_fault
 
 DB_FILENAME = "clipbot.db"
@@ -65,61 +64,6 @@ _IMAGE_COLUMNS = (
     "id, collection, label, description, caption, sha256, width, height, added_by, created_at, file, source_path,"
     " colors, color_families"
 )
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    """One row of the images table."""
-
-    id: int
-    collection: str
-    label: str
-    description: str
-    caption: str | None
-    sha256: str
-    width: int
-    height: int
-    added_by: str | None
-    created_at: str
-    file: str | None
-    source_path: str | None
-    colors: str = "[]"  # JSON list of {"hex", "name", "percent"}
-    color_families: str = ""
-
-    @property
-    def color_list(self) -> list[dict[str, object]]:
-        return list(json.loads(self.colors or "[]"))
-
-
-@dataclass(frozen=True)
-class NewImage:
-    """What :meth:`Store.insert_image` needs to create a row."""
-
-    collection: str
-    label: str
-    description: str
-    sha256: str
-    width: int
-    height: int
-    file: str | None
-    source_path: str | None = None
-    added_by: str | None = None
-    caption: str | None = None
-    colors: str = "[]"
-    color_families: str = ""
-
-
-def vector_to_blob(vector: np.ndarray) -> bytes:
-    return np.ascontiguousarray(vector, dtype="<f4").reshape(-1).tobytes()
-
-
-def blob_to_vector(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob, dtype="<f4").astype(np.float32)
-
-
-def search_text(label: str, description: str) -> str:
-    """Casefolded text that word queries match against (SQLite's lower() is ASCII-only)."""
-    return f"{label}\n{description}".casefold()
 
 
 def _now() -> str:

@@ -25,10 +25,11 @@ from core.errors import StorageUnavailableError
 from core.media import TMP_PREFIX
 from core.previews import make_preview
 from core.ratelimit import RateLimiter, SlidingWindow
+from core.records import NewImage
 from core.replies import CAPTION_BUDGET
 from core.search import SearchResult
 from core.service import ChatService
-from core.store import NewImage, Store
+from core.store import Store
 from core.text import TextLimits, clean_text, shorten
 from tests.conftest import recompressed
 
