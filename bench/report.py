@@ -20,6 +20,13 @@ TARGETS: list[tuple[str, str, str, Any]] = [
     ("e2e", "batching_speedup_32", ">= 2x", lambda v: v >= 2),
     ("e2e", "loop_lag_ms_max", "< 50 ms", lambda v: v < 50),
     ("ingest", "fraction_of_encoder", ">= 0.8", lambda v: v >= 0.8),
+    ("soak", "unanswered", "== 0", lambda v: v == 0),
+    ("soak", "rss_growth_mb", "< 50 MB", lambda v: v < 50),
+    ("soak", "fd_growth", "<= 5", lambda v: v <= 5),
+    ("soak", "task_growth", "<= 5", lambda v: v <= 5),
+    ("soak", "apologies", "(reported)", None),
+    ("soak", "rps", "(reported)", None),
+    ("soak", "rps_no_rate_limiter", "(reported)", None),
 ]
 
 
@@ -71,6 +78,25 @@ def details(results: dict[str, Any]) -> str:
         i = results["ingest"]
         out.append(f"\nIngest: {i['photos']} photos in {i['seconds']:.1f} s = {i['images_per_s']:.1f} images/s; "
                    f"the encoder alone: {i['encoder_images_per_s']:.1f} images/s.")
+    if "soak" in results:
+        k = results["soak"]
+        out.append(f"\nSoak: {k['requests']} mixed Telegram requests ({k['measured_requests']} measured after "
+                   f"warm-up) over {k['chats']['private']} private chats and {k['chats']['groups']} groups, "
+                   f"{k['in_flight']} in flight, {k['model']}. With the flood limiter: {k['rps']:.1f} requests/s, "
+                   f"p50/p95 {k['p50_ms']:.0f}/{k['p95_ms']:.0f} ms; without it "
+                   f"({k['no_rate_limiter']['requests']} requests): {k['no_rate_limiter']['rps']:.1f} requests/s, "
+                   f"p50/p95 {k['no_rate_limiter']['p50_ms']:.0f}/{k['no_rate_limiter']['p95_ms']:.0f} ms.")
+        out.append(f"RSS {k['rss_mb_after_warmup']:.0f} -> {k['rss_mb_end']:.0f} MB (tenths: "
+                   + ", ".join(f"{v:.0f}" for v in k["rss_trace_mb"]) + "); "
+                   f"fds {k['fds_after_warmup']} -> {k['fds_end']} and tasks {k['tasks_after_warmup']} -> "
+                   f"{k['tasks_end']}, of which pooled bot-fake connections {k['connections_after_warmup']} -> "
+                   f"{k['connections_end']}; tasks left after stop: {k['tasks_left_after_stop']}. "
+                   f"Unexpected answers: {k['unexpected_answers']}; calls the fake API refused: "
+                   f"{k['refused_calls']}; logged: {k['log_records'] or 'nothing'}.")
+        out.append("Requests by kind: " + ", ".join(f"{kind} {n}" for kind, n in k["kinds"].items()) + ".")
+        for label, examples in (("unexpected", k["unexpected_examples"]), ("unanswered", k["timed_out_examples"]),
+                                ("refused", [f"{n}x {what}" for what, n in k["refused_examples"].items()])):
+            out.extend(f"- {label}: `{e}`" for e in examples)
     return "\n".join(out)
 
 
@@ -113,6 +139,18 @@ def plots(results: dict[str, Any], out: Path, stem: str) -> None:
         ax.set_ylabel("photos/s")
         ax.legend()
         _save(fig, out / f"{stem}-e2e.png")
+    if "soak" in results:
+        k = results["soak"]
+        fig = Figure(figsize=(6, 4), dpi=100, layout="constrained")
+        ax = fig.add_subplot()
+        growth = [v - k["rss_trace_mb"][0] for v in k["rss_trace_mb"]]
+        ax.plot([k["measured_requests"] * i / (len(growth) - 1) for i in range(len(growth))], growth, "o-")
+        ax.axhline(50, linestyle="--", color="gray", label="target")
+        ax.set_ylim(min(0.0, *growth) - 5, max(60.0, *growth) + 5)
+        ax.set_xlabel("requests after warm-up")
+        ax.set_ylabel("RSS growth since warm-up, MB")
+        ax.legend()
+        _save(fig, out / f"{stem}-soak.png")
 
 
 def write_report(results: dict[str, Any], out: Path, stem: str) -> None:

@@ -23,5 +23,10 @@ def test_bench_smoke_writes_every_metric(tmp_path: Path) -> None:
         assert key in results[section], f"{section}.{key} missing"
     assert results["encode"]["default_precision"] in ("int8", "bf16", "fp32")
     assert "| `search.p50_ms_1m` |" in (tmp_path / "smoke.md").read_text()
-    for plot in ("search", "encode", "e2e"):
+    # The soak drives the real bot through the fake Bot API: every request must get its answer.
+    soak = results["soak"]
+    assert soak["unanswered"] == 0, soak["timed_out_examples"]
+    assert soak["requests"] == sum(soak["kinds"].values())
+    assert "| `soak.unanswered` |" in (tmp_path / "smoke.md").read_text()
+    for plot in ("search", "encode", "e2e", "soak"):
         assert Image.open(tmp_path / f"smoke-{plot}.png").format == "PNG"
