@@ -74,6 +74,9 @@ class Engine:
         self._decode_pool: ThreadPoolExecutor | None = None  # made by start(): nothing runs before it
         self._index: VectorIndex | None = None
         self._index_lock = asyncio.Lock()
+        # Pictures are stored once per content and shared by every row with those bytes: deciding
+        # a file is unused and deleting it must not interleave with a new row taking it up.
+        self._files_lock = asyncio.Lock()
         self.captioner = captioner
         self.color_count = color_count
         self.index_precision = index_precision
@@ -272,7 +275,10 @@ class Engine:
             colors=json.dumps([c.to_dict() for c in colors]),
             color_families="".join(f" {f} " for f in color_families(colors)),
         )
-        image_id = await self.store.insert_image(new, vec, self.model_id)
+        async with self._files_lock:
+            # Written again if a delete took it since it was made (a no-op when it is there).
+            await self.blocking(self.media.put, decoded.data, decoded.sha256, decoded.extension)
+            image_id = await self.store.insert_image(new, vec, self.model_id)
         index.add(collection, [image_id], vec[None, :])
         return AddResult(await self.store.get_image(image_id), "added")
 
@@ -288,8 +294,9 @@ class Engine:
         for decoded in images:
             relative = self.media.relative_path(decoded.sha256, decoded.extension)
             try:
-                if not await self.store.file_in_use(relative):
-                    self.media.delete(relative)
+                async with self._files_lock:
+                    if not await self.store.file_in_use(relative):
+                        self.media.delete(relative)
             except (ClipbotError, OSError):
                 log.warning("could not remove %s after a failed add; the next sweep will", relative, exc_info=True)
 
@@ -358,11 +365,12 @@ class Engine:
 
     async def remove(self, image_id: int) -> ImageRecord:
         """Delete an image, its vectors and (when no other row uses it) its file."""
-        record, orphan = await self.store.delete_image(image_id)
+        async with self._files_lock:
+            record, orphan = await self.store.delete_image(image_id)
+            if orphan and record.file:
+                self.media.delete(record.file)
         if self._index is not None:
             self._index.remove(image_id)
-        if orphan and record.file:
-            self.media.delete(record.file)
         return record
 
     # -- search ---------------------------------------------------------------------------------

@@ -322,3 +322,22 @@ def test_doctor_reports_and_fails_on_missing_pictures(cli_env: Path, photos: dic
     stored.unlink()
     doctor = subprocess.run([sys.executable, "-m", "bot", "doctor"], capture_output=True, text=True)
     assert doctor.returncode == 1 and "1 missing" in doctor.stdout and str(stored) in doctor.stdout
+
+
+async def test_delete_in_one_chat_while_the_same_picture_is_added_in_another(
+    chat_engine: Engine, photos: dict[str, Path]
+) -> None:
+    """Pictures are stored once per content: a delete must not take a file a concurrent add reuses."""
+    import asyncio
+
+    data = photos["coffee"].read_bytes()
+    for round_ in range(15):
+        first = await chat_engine.add_image(data, collection=f"telegram:a{round_}", label="cup")
+        _, second = await asyncio.gather(
+            chat_engine.remove(first.record.id),
+            chat_engine.add_image(data, collection=f"telegram:b{round_}", label="cup"),
+        )
+        assert media_files(chat_engine) != [], f"round {round_}: the file is gone"
+        assert chat_engine.path_of(second.record) == str(media_files(chat_engine)[0])
+        await chat_engine.remove(second.record.id)
+    assert media_files(chat_engine) == []  # and the last delete still removes it
