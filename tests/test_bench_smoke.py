@@ -21,7 +21,7 @@ def test_bench_smoke_writes_every_metric(tmp_path: Path) -> None:
         if key == "faiss_time_ratio_100k" and not results["search"]["faiss_p50_ms"]:
             continue  # faiss is optional (the bench extra)
         assert key in results[section], f"{section}.{key} missing"
-    assert results["encode"]["default_precision"] in ("int8", "bf16", "fp32")
+    assert results["encode"]["default_precision"] in ("int8", "bf16", "fp16", "fp32")
     assert "| `search.p50_ms_1m` |" in (tmp_path / "smoke.md").read_text()
     # The soak drives the real bot through the fake Bot API: every request must get its answer.
     soak = results["soak"]
