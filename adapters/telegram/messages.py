@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Message, Update
@@ -101,22 +102,20 @@ async def send_reply(message: Message, reply: Reply, *, quote: bool) -> None:
     refuses as a document too leaves the text alone: the user always gets the result.
     """
     if reply.image is not None:
-        name = reply.image_name or "match.jpg"
+        image, name = reply.image, reply.image_name or "match.jpg"
         caption, markup = trimmed(reply.text, CAPTION_LIMIT), keyboard(reply)
-        try:
-            await message.reply_photo(photo=InputFile(reply.image, filename=name), caption=caption,
-                                      reply_markup=markup, do_quote=quote)
-            return
-        except NetworkError as exc:
-            if not refused_file(exc):
-                raise
-            log.warning("Telegram refused %s as a photo (%s); sending it as a document", name, exc)
-        try:
-            await message.reply_document(document=InputFile(reply.image, filename=name), caption=caption,
-                                         reply_markup=markup, do_quote=quote)
-            return
-        except NetworkError as exc:
-            if not refused_file(exc):
-                raise
-            log.warning("Telegram refused %s as a document too (%s); sending the text alone", name, exc)
+        attempts: tuple[tuple[str, Callable[[], Awaitable[Message]]], ...] = (
+            ("a photo", lambda: message.reply_photo(photo=InputFile(image, filename=name), caption=caption,
+                                                    reply_markup=markup, do_quote=quote)),
+            ("a document", lambda: message.reply_document(document=InputFile(image, filename=name),
+                                                          caption=caption, reply_markup=markup, do_quote=quote)),
+        )
+        for what, send in attempts:
+            try:
+                await send()
+                return
+            except NetworkError as exc:
+                if not refused_file(exc):
+                    raise
+                log.warning("Telegram refused %s as %s (%s)", name, what, exc)
     await message.reply_text(trimmed(reply.text, TEXT_LIMIT), reply_markup=keyboard(reply), do_quote=quote)
