@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -52,7 +53,6 @@ async def run_bot(settings: Settings, *, engine: Engine | None = None) -> int:
     engine = engine or build_chat_engine(settings)
     async with engine:
         await engine.warm()
-        await engine.sweep()  # leftovers of a killed run
         service = build_service(settings, engine)
         platforms = build_platforms(settings, service)
         if not platforms:
@@ -76,6 +76,8 @@ async def run_bot(settings: Settings, *, engine: Engine | None = None) -> int:
             print("Stopping: finishing the replies under way...", file=sys.stderr)
         finally:
             sweeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeping
             # Each platform stops taking requests and lets those under way reply before the
             # engine (and with it the database) closes.
             for platform in reversed(started):
@@ -87,15 +89,16 @@ async def run_bot(settings: Settings, *, engine: Engine | None = None) -> int:
 
 
 async def sweep_every(engine: Engine, seconds: float) -> None:
-    """Sweep the media folder every ``seconds`` (never when 0) until cancelled."""
-    if seconds <= 0:
-        return
+    """Sweep the media folder now (leftovers of a killed run), then every ``seconds`` (0: only now),
+    until cancelled. In the background: walking a large media folder must not delay the start."""
     while True:
-        await asyncio.sleep(seconds)
         try:
             await engine.sweep()
         except ClipbotError as exc:  # a sweep that fails now may work next time
             log.warning("sweep failed: %s", exc)
+        if seconds <= 0:
+            return
+        await asyncio.sleep(seconds)
 
 
 async def run_console(settings: Settings) -> int:
