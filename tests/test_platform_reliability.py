@@ -83,6 +83,8 @@ async def test_refused_photo_falls_back_to_document_then_text(fake: FakeTelegram
         fake.push(message(private(BOB), BOB, photo=photo(fake, "p2", recompressed(photos["rocket"]))))
         [text] = await fake.wait_for("sendMessage")
         assert text.params["text"].startswith("rocket\non the launch pad\nScore: ")
+        # A refusal is not tried again: each kind of send was refused once, then the next was tried.
+        assert [c.method for c in fake.refused()] == ["sendPhoto", "sendPhoto", "sendDocument"]
         assert APOLOGY not in texts(fake)
     finally:
         await platform.stop()

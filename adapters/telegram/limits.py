@@ -11,6 +11,7 @@ from typing import Any
 from telegram.error import NetworkError
 from telegram.ext import AIORateLimiter
 
+from adapters.telegram.messages import refused_file
 from core.ratelimit import SlidingWindow
 
 # Telegram counts a group's messages on arrival; a little slack keeps our window from racing it.
@@ -69,8 +70,9 @@ class ChatSendLimiter(AIORateLimiter):
                 return await super().process_request(callback, args, kwargs, endpoint, data, rate_limit_args)
             except NetworkError as exc:
                 # Exactly NetworkError: a 5xx page from Telegram or a proxy, or a dropped connection.
-                # Its subclasses (a refusal, a time-out that may have been delivered) are final.
-                if type(exc) is not NetworkError or attempt == SERVER_ERROR_RETRIES:
+                # Its subclasses (a refusal, a time-out that may have been delivered) are final, and
+                # so is a 413 for a file too large: the caller falls back instead.
+                if type(exc) is not NetworkError or refused_file(exc) or attempt == SERVER_ERROR_RETRIES:
                     raise
                 log.warning("Telegram %s failed (%s); trying again in %.0f s", endpoint, exc, SERVER_ERROR_PAUSE_S)
                 await asyncio.sleep(SERVER_ERROR_PAUSE_S)
