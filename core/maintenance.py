@@ -31,14 +31,17 @@ class SweepReport:
         return self.temporary_removed + self.orphans_removed
 
 
-async def sweep(store: Store, media: MediaStore, *, min_age_s: float = MIN_AGE_S) -> SweepReport:
+async def sweep(store: Store, media: MediaStore, *, min_age_s: float = MIN_AGE_S,
+                referenced: set[str] | None = None) -> SweepReport:
     """Remove temporary files left by killed writes, and stored pictures no image row uses.
 
     A temporary file goes at once when the process that wrote it is gone; anything else only
     once older than ``min_age_s``, so a write in progress (here or on another machine sharing
-    the folder) is never swept.
+    the folder) is never swept. ``referenced`` saves reading the rows' files again when the
+    caller has them.
     """
-    referenced = await store.referenced_files()
+    if referenced is None:
+        referenced = await store.referenced_files()
     report = await asyncio.to_thread(_sweep_files, media.root, referenced, time.time() - min_age_s)
     if report.removed:
         log.warning("sweep of %s: removed %d temporary file(s) and %d unused picture(s)", media.root,
@@ -109,4 +112,4 @@ async def check_health(store: Store, media: MediaStore, *, min_age_s: float = MI
     integrity = await store.integrity_check()
     referenced = await store.referenced_files()
     missing = await asyncio.to_thread(lambda: sorted(f for f in referenced if not media.absolute(f).is_file()))
-    return HealthReport(integrity, missing, await sweep(store, media, min_age_s=min_age_s))
+    return HealthReport(integrity, missing, await sweep(store, media, min_age_s=min_age_s, referenced=referenced))

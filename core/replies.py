@@ -19,11 +19,6 @@ _LIST_LABEL = 60
 _LIST_DESCRIPTION = 90
 
 
-def shown(text: str, *, multiline: bool = False) -> str:
-    """A stored label or description as it may be shown: no control or bidi-override characters."""
-    return clean_text(text, multiline=multiline)
-
-
 def fit_pair(label: str, description: str, room: int) -> tuple[str, str]:
     """Label and description within ``room`` characters (with the line between them).
 
@@ -44,14 +39,15 @@ def result_caption(result: SearchResult, index: int, total: int, *, weak: bool) 
     head = ["Weak match: nothing here looks much like this."] if weak else []
     tail = f"Score: {result.score:.2f} \u00b7 #{result.id} \u00b7 match {index + 1} of {total}"
     room = CAPTION_BUDGET - len("\n".join([*head, tail])) - 1
-    label, description = fit_pair(shown(result.label) or "(no label)", shown(result.description, multiline=True),
-                                  room)
+    label = clean_text(result.label) or "(no label)"
+    label, description = fit_pair(label, clean_text(result.description, multiline=True), room)
     return "\n".join([*head, label, *([description] if description else []), tail])
 
 
 def added_text(record: ImageRecord, verb: str) -> str:
     head, tail = f"{verb} #{record.id} \u201c", " to this chat's gallery."
-    label, description = fit_pair(shown(record.label), shown(record.description), TEXT_BUDGET - len(head + tail) - 4)
+    room = TEXT_BUDGET - len(head + tail) - 4  # the closing quote and the parentheses
+    label, description = fit_pair(clean_text(record.label), clean_text(record.description), room)
     return head + label + "\u201d" + (f" ({description})" if description else "") + tail
 
 
@@ -59,7 +55,8 @@ def list_text(records: Sequence[ImageRecord], total: int) -> str:
     """The newest images, one short line each, within one message."""
     lines = [f"This chat's gallery ({total} images, newest first):"]
     for n, r in enumerate(records):
-        label, description = shorten(shown(r.label), _LIST_LABEL), shorten(shown(r.description), _LIST_DESCRIPTION)
+        label = shorten(clean_text(r.label), _LIST_LABEL)
+        description = shorten(clean_text(r.description), _LIST_DESCRIPTION)
         line = f"#{r.id} {label}" + (f" \u2014 {description}" if description else "")
         more = f"\u2026and {total - n} more."
         if len("\n".join([*lines, line, more])) > TEXT_BUDGET:
@@ -73,4 +70,4 @@ def list_text(records: Sequence[ImageRecord], total: int) -> str:
 
 def label_or_id(label: str, image_id: int, limit: int = 100) -> str:
     """A short name for an image in a one-line answer."""
-    return shorten(shown(label), limit) or f"#{image_id}"
+    return shorten(clean_text(label), limit) or f"#{image_id}"

@@ -14,9 +14,9 @@ from core.galleries import GLOBAL_COLLECTION
 from core.pages import ResultPage, ResultPages
 from core.previews import make_preview
 from core.ratelimit import RateLimiter
-from core.replies import added_text, label_or_id, list_text, result_caption, shown
+from core.replies import added_text, label_or_id, list_text, result_caption
 from core.search import SearchResult
-from core.text import shorten
+from core.text import clean_text, shorten
 from core.visuals import collage_png, colors_text, palette_png, scores_png
 
 log = logging.getLogger(__name__)
@@ -202,7 +202,7 @@ class ChatService:
         if page is None:
             return EXPIRED
         png = await self.engine.blocking(collage_png, page.results)
-        return Reply(f"Top {len(page.results)} for {shorten(shown(page.query), 200)}", kind="result", image=png,
+        return Reply(f"Top {len(page.results)} for {shorten(clean_text(page.query), 200)}", kind="result", image=png,
                      image_name="top.png")
 
     def _page_of(self, ctx: Context, token: str) -> ResultPage | None:

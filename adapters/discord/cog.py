@@ -78,11 +78,11 @@ class ClipbotCog(commands.Cog):
     """Every Discord command and listener of clipbot: the catalogue's slash commands, DMs and mentions."""
 
     def __init__(self, bot: commands.Bot, service: ChatService, *, max_file_bytes: int,
-                 in_flight: InFlight | None = None) -> None:
+                 in_flight: InFlight) -> None:
         self.bot = bot
         self.service = service
         self.max_file_bytes = max_file_bytes
-        self.in_flight = in_flight or InFlight()  # drained by DiscordPlatform.stop before the connection closes
+        self.in_flight = in_flight  # drained by DiscordPlatform.stop before the connection closes
 
     async def cog_load(self) -> None:
         for command in commands_for(PLATFORM):
