@@ -444,6 +444,7 @@ class Engine:
                     id=rec.id, label=rec.label, description=rec.description, path=self.path_of(rec),
                     score=float(np.clip(score, -1.0, 1.0)), collection=rec.collection,
                     text_match=bool(text_match[n]) if text_match is not None else False,
+                    source_path=rec.source_path,
                 )
             )
         return out

@@ -34,11 +34,17 @@ class SearchResult:
     score: float
     collection: str = ""
     text_match: bool = False
+    source_path: str | None = None  # the operator's own file it was indexed from, when there is one
+
+    @property
+    def shown_path(self) -> str | None:
+        """The path people recognise: their own file when it was indexed from one, else the stored copy."""
+        return self.source_path or self.path
 
     def to_dict(self) -> dict[str, object]:
         return {
             "id": self.id, "label": self.label, "description": self.description, "path": self.path,
-            "score": round(float(self.score), 6),
+            "source_path": self.source_path, "score": round(float(self.score), 6),
         }
 
 

@@ -119,7 +119,7 @@ async def test_top_k_and_empty_gallery(engine: Engine, photos: dict[str, Path]) 
     results = await engine.search_image(photos["rocket"], k=2)
     assert len(results) == 2 and results[0].label == "rocket" and results[0].score == pytest.approx(1.0, abs=1e-5)
     assert results[0].score >= results[1].score
-    assert set(results[0].to_dict()) == {"id", "label", "description", "path", "score"}
+    assert set(results[0].to_dict()) == {"id", "label", "description", "path", "source_path", "score"}
 
 
 async def test_collections_are_isolated_and_combinable(engine: Engine, photos: dict[str, Path]) -> None:
