@@ -58,7 +58,7 @@ def test_json_shape(indexed: Path, photos: dict[str, Path], capsys: pytest.Captu
     results = json.loads(out)["results"]
     assert code == 0 and list(json.loads(out)) == ["results"]
     for r in results:
-        assert set(r) == {"id", "label", "description", "path", "score"}
+        assert set(r) == {"id", "label", "description", "path", "source_path", "score"}
         assert isinstance(r["id"], int) and isinstance(r["score"], float) and -1.0 <= r["score"] <= 1.0
         assert Path(r["path"]).is_file()
 
