@@ -5,16 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot.commands import HANDLERS
+from bot.commands import HANDLERS, UsageError
 from bot.composition import apply_process_settings
 from bot.settings import load_settings
-from core.errors import ClipbotError, InputError, StorageUnavailableError
+from core.errors import ClipbotError, StorageUnavailableError
 from core.galleries import GLOBAL_COLLECTION
+from core.sources import DEFAULT_EXCLUDES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,27 +29,41 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_text, description=help_text)
 
-    p = add("index", "Add image files and folders to the database (same picture again: label updated).")
-    p.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="image files or folders (walked recursively)")
-    p.add_argument("--collection", default=GLOBAL_COLLECTION, help="gallery to add to (default: global)")
-    p.add_argument("--label", help="label for every image")
-    p.add_argument("--description", help="description for every image")
-    p.add_argument("--labels-from-folders", action="store_true", help="label each image with its folder's name")
-    p.add_argument("--labels-csv", type=Path, metavar="FILE", help="CSV with columns path,label,description")
+    for name, what in (
+        ("index", "Add image files and folders to the database. Files unchanged since the last run are "
+                  "skipped undecoded; a file edited in place replaces its entry (same id and label)."),
+        ("sync", "Make the database match folders: index them, and remove the entries whose file is gone "
+                 "(index --prune)."),
+    ):
+        p = add(name, what)
+        p.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                       help="image files or folders (walked recursively)")
+        p.add_argument("--collection", default=GLOBAL_COLLECTION, help="gallery to add to (default: global)")
+        p.add_argument("--label", help="label for every image")
+        p.add_argument("--description", help="description for every image")
+        p.add_argument("--labels-from-folders", action="store_true", help="label each image with its folder's name")
+        p.add_argument("--labels-csv", type=Path, metavar="FILE", help="CSV with columns path,label,description")
+        if name == "index":
+            p.add_argument("--prune", action="store_true",
+                           help="also remove entries indexed from under PATH whose file is gone")
+        p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                       help="skip files and folders whose name matches (repeatable; added to the defaults: "
+                            f"{' '.join(DEFAULT_EXCLUDES)})")
+        p.add_argument("--no-default-excludes", action="store_true", help="walk into the default exclusions too")
 
     for name, what in (("search", "Find the images most similar to a photo."),
                        ("scores", "Score every image of a collection against a photo, best first.")):
         p = add(name, what)
         p.add_argument("image", type=Path, metavar="IMAGE")
         if name == "search":
-            p.add_argument("-k", type=int, default=5, help="how many results (default 5)")
+            _results_options(p)
         _collections_and_json(p, many=name == "search")
         _plot(p, "a collage of the results" if name == "search" else "a bar chart of the scores")
 
     p = add("find", "Find images by text: label and description words first, then CLIP meaning. "
                     "Add color:red (or any colour) to keep only images with that dominant colour.")
     p.add_argument("text", nargs="+", metavar="TEXT")
-    p.add_argument("-k", type=int, default=5, help="how many results (default 5)")
+    _results_options(p)
     _collections_and_json(p, many=True)
     _plot(p, "a collage of the results")
 
@@ -68,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--collection", help="only this collection")
     p.add_argument("--all", action="store_true", help="re-encode every image, not only those missing a vector")
 
-    p = add("remove", "Delete an image (and its file, when no other entry uses it).")
-    p.add_argument("id", type=int, metavar="ID")
+    p = add("remove", "Delete images by id (and their stored files, when no other entry uses them).")
+    p.add_argument("ids", nargs="+", type=int, metavar="ID")
 
     add("stats", "Show collections, image counts and the configured model.")
     add("doctor", "Check the database and the stored pictures; remove leftovers of killed writes and unused files.")
@@ -84,6 +100,23 @@ def build_parser() -> argparse.ArgumentParser:
     add("run", "Start the bot on every platform whose token is set (else the console chat).")
     add("chat", "Chat with the bot in this terminal: /find, /match PATH, /add PATH | label | description.")
     return parser
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (``-k 0`` is a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _results_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-k", type=positive_int, default=5, help="how many results (default 5)")
+    p.add_argument("-f", "--files", action="store_true",
+                   help="print only the results' file paths, one a line (for pipes: | xargs ...)")
 
 
 def _collections_and_json(p: argparse.ArgumentParser, *, many: bool) -> None:
@@ -111,16 +144,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         logging.getLogger().setLevel(logging.DEBUG if args.debug else settings.log_level)
-        if getattr(args, "k", 1) < 1:
-            raise InputError("-k must be at least 1.")
         apply_process_settings(settings)
         return asyncio.run(HANDLERS[args.command](args, settings))
+    except UsageError as exc:
+        print(f"clipbot {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except ClipbotError as exc:
         if args.debug:
             traceback.print_exc()
         detail = f" ({exc.detail})" if isinstance(exc, StorageUnavailableError) else ""
         print(f"clipbot: error: {exc}{detail}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader went away (`clipbot list | head`): that is how pipes end, not an error to
+        # report. Output still buffered would raise again at exit, so it goes to /dev/null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # what a shell reports for a process ended by SIGPIPE
     except KeyboardInterrupt:
         print("clipbot: interrupted", file=sys.stderr)
         return 130

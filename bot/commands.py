@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +15,12 @@ from bot.composition import build_captioner, build_encoder, build_engine
 from bot.downloads import download_model
 from bot.settings import Settings
 from core.engine import Engine
-from core.errors import InputError
+from core.errors import FileMissingError, InputError
 from core.galleries import GLOBAL_COLLECTION
-from core.ingest import collect_items, ingest, reindex, reindex_targets
+from core.ingest import ingest, missing_roots_without_entries, prune, reindex, reindex_targets
 from core.search import SearchResult
 from core.seed_io import export_seed, import_seed
+from core.sources import DEFAULT_EXCLUDES, collect_items
 from core.visuals import collage_png, colors_text, palette_png, scores_png
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
@@ -53,30 +54,67 @@ def _collections(args: argparse.Namespace) -> list[str]:
     return list(dict.fromkeys(args.collection or [GLOBAL_COLLECTION]))
 
 
+class UsageError(InputError):
+    """The command line was used wrongly in a way argparse cannot see; exits 2 like argparse's own."""
+
+
 @command("index")
 async def index(args: argparse.Namespace, settings: Settings) -> int:
+    return await _index(args, settings, prune_gone=args.prune)
+
+
+@command("sync")
+async def sync(args: argparse.Namespace, settings: Settings) -> int:
+    return await _index(args, settings, prune_gone=True)
+
+
+async def _index(args: argparse.Namespace, settings: Settings, *, prune_gone: bool) -> int:
     from tqdm import tqdm
 
     if not args.paths and not args.labels_csv:
-        raise InputError("Give at least one PATH to index, or --labels-csv FILE.")
-    items, skipped = collect_items(
-        args.paths, label=args.label, description=args.description,
-        labels_from_folders=args.labels_from_folders, labels_csv=args.labels_csv,
+        raise UsageError("give at least one PATH to index, or --labels-csv FILE")
+    excludes = [*([] if args.no_default_excludes else DEFAULT_EXCLUDES), *args.exclude]
+    found = collect_items(
+        args.paths, label=args.label, description=args.description, labels_from_folders=args.labels_from_folders,
+        labels_csv=args.labels_csv, excludes=excludes, allow_missing=prune_gone,
     )
-    for path, reason in skipped:
+    for path, reason in found.skipped:
         print(f"clipbot: warning: skipping {path}: {reason}", file=sys.stderr)
 
     # The arguments are checked before the engine starts: a mistake creates no database.
     async with build_engine(settings) as engine:
+        mistyped = await missing_roots_without_entries(engine, found, args.collection)
+        if mistyped:
+            raise FileMissingError(f"No such file or folder: {mistyped[0]}")
         await engine.sweep()  # what a killed index left behind
-        with tqdm(total=len(items), unit="img", desc="Indexing", file=sys.stderr, disable=None) as bar:
+        with tqdm(total=len(found.items), unit="img", desc="Indexing", file=sys.stderr, disable=None) as bar:
             summary = await ingest(
-                engine, items, collection=args.collection, batch_size=settings.batch_size,
+                engine, found.items, collection=args.collection, batch_size=settings.batch_size,
                 added_by="cli", progress=bar.update,
             )
-    output.print_summary(summary, args.collection, already_warned=len(skipped))
+        if prune_gone:
+            summary.pruned = await prune(engine, found, args.collection)
+    output.print_summary(summary, args.collection, already_warned=len(found.skipped))
     # Scripts can tell "nothing could be indexed" from success.
-    return 1 if items and summary.added + summary.updated == 0 else 0
+    return 1 if found.items and summary.added + summary.changed + summary.unchanged == 0 else 0
+
+
+async def _check_collections(engine: Engine, names: Iterable[str | None]) -> None:
+    """An unknown collection is named, with those that exist, instead of "no images"."""
+    counts = await engine.collection_counts()
+    unknown = [n for n in names if n is not None and n not in counts]
+    if unknown and counts:
+        have = ", ".join(f"{name} ({n})" for name, n in counts.items())
+        raise InputError(f"There is no collection {unknown[0]!r}. The gallery has: {have}.")
+
+
+async def _searchable(engine: Engine, names: Iterable[str | None]) -> None:
+    """Before a search: the collections exist, and the gallery has vectors of the configured model."""
+    await _check_collections(engine, names)
+    missing = await engine.check_model()
+    if missing:
+        print(f"clipbot: warning: {missing} image(s) have no vector for {engine.model_id!r} and cannot be "
+              "found: run `clipbot reindex`.", file=sys.stderr)
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -98,7 +136,10 @@ async def _write_plot(path: Path | None, render: Callable[[], bytes]) -> None:
 
 async def _print_results(args: argparse.Namespace, results: list[SearchResult],
                          render: Callable[[list[SearchResult]], bytes]) -> int:
-    output.print_results(results, as_json=args.json)
+    if getattr(args, "files", False):
+        output.print_files(results)
+    else:
+        output.print_results(results, as_json=args.json)
     if results:
         await _write_plot(args.plot, lambda: render(results))
     elif args.plot:
@@ -110,10 +151,11 @@ async def _print_results(args: argparse.Namespace, results: list[SearchResult],
 async def reindex_images(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
     from tqdm import tqdm
 
+    await _check_collections(engine, [args.collection])
     targets = await reindex_targets(engine, collection=args.collection, everything=args.all)
     with tqdm(total=len(targets), unit="img", desc="Re-encoding", file=sys.stderr, disable=None) as bar:
         summary = await reindex(engine, targets, batch_size=settings.batch_size, progress=bar.update)
-    print(f"Re-encoded {summary.updated} image(s) with {settings.clip_model}; {len(summary.skipped)} skipped.")
+    print(f"Re-encoded {summary.changed} image(s) with {settings.clip_model}; {len(summary.skipped)} skipped.")
     for what, reason in summary.skipped:
         print(f"  skipped {what}: {reason}")
     return 0
@@ -121,18 +163,21 @@ async def reindex_images(args: argparse.Namespace, settings: Settings, engine: E
 
 @engine_command("search")
 async def search(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    await _searchable(engine, _collections(args))
     results = await engine.search_image(args.image, collections=_collections(args), k=args.k)
     return await _print_results(args, results, collage_png)
 
 
 @engine_command("find")
 async def find(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    await _searchable(engine, _collections(args))
     results = await engine.find_text(" ".join(args.text), collections=_collections(args), k=args.k)
     return await _print_results(args, results, collage_png)
 
 
 @engine_command("scores")
 async def scores(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    await _searchable(engine, [args.collection])
     return await _print_results(args, await engine.scores(args.image, collections=[args.collection]), scores_png)
 
 
@@ -155,24 +200,32 @@ async def colors(args: argparse.Namespace, settings: Settings, engine: Engine) -
 
 @engine_command("list")
 async def list_images(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
-    records = await engine.store.list_images(args.collection)
+    await _check_collections(engine, [args.collection])
+    records = await engine.list_images(args.collection)
     output.print_records(records, [engine.path_of(r) for r in records], as_json=args.json)
     return 0
 
 
 @engine_command("remove")
 async def remove(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
-    record = await engine.remove(args.id)
-    print(f"Removed #{record.id} {record.label!r} from {record.collection!r}.")
+    ids = list(dict.fromkeys(args.ids))
+    for image_id in ids:  # every id is checked first: a typo in one removes none of them
+        await engine.get_image(image_id)
+    for image_id in ids:
+        record = await engine.remove(image_id)
+        print(f"Removed #{record.id} {record.label!r} from {record.collection!r}.")
     return 0
 
 
 @engine_command("stats")
 async def stats(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
-    counts = await engine.store.collection_counts()
-    vectors = await engine.store.embedding_counts()
+    counts = await engine.collection_counts()
+    vectors = await engine.vector_counts()
+    storage = await engine.storage()
     total = sum(counts.values())
-    print(f"Database:    {engine.store.path} (schema {await engine.store.schema_version()})")
+    print(f"Data dir:    {settings.data_dir.resolve()}")
+    print(f"Database:    {storage.database} (schema {storage.schema_version})")
+    print(f"Pictures:    {storage.media_dir}")
     print(f"Model:       {settings.clip_model}")
     print(f"Images:      {total} in {len(counts)} collection(s)")
     for name, n in counts.items():
@@ -190,12 +243,13 @@ async def stats(args: argparse.Namespace, settings: Settings, engine: Engine) ->
 @engine_command("doctor")
 async def doctor(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
     health = await engine.check_health()
-    print(f"Database:    {engine.store.path}: {'ok' if health.integrity == ['ok'] else 'DAMAGED'}")
+    storage = await engine.storage()
+    print(f"Database:    {storage.database}: {'ok' if health.integrity == ['ok'] else 'DAMAGED'}")
     for problem in health.integrity if health.integrity != ["ok"] else []:
         print(f"  {problem}")
     print(f"Pictures:    {health.sweep.files_kept} in use, {len(health.missing_files)} missing")
     for missing in health.missing_files[:20]:
-        print(f"  missing: {engine.media.absolute(missing)}")
+        print(f"  missing: {engine.picture_file(missing)}")
     print(f"Removed:     {health.sweep.temporary_removed} temporary file(s) of killed writes, "
           f"{health.sweep.orphans_removed} picture(s) no image uses")
     for problem in health.sweep.problems:
@@ -214,6 +268,7 @@ async def import_pickle(args: argparse.Namespace, settings: Settings, engine: En
 
 @engine_command("export")
 async def export_pickle(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    await _check_collections(engine, [args.collection])
     n = await export_seed(engine, args.file, collection=args.collection)
     print(f"Exported {n} image(s) of {args.collection!r} to {args.file}.")
     return 0

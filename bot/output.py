@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -24,7 +25,24 @@ def print_results(results: Sequence[SearchResult], *, as_json: bool, out: TextIO
     for rank, r in enumerate(results, 1):
         text = " - ".join(part for part in (r.label, r.description) if part) or "(no label)"
         out.write(f"{rank:>3}. #{r.id:<6} {r.score:6.3f}  {text}\n")
-        out.write(f"     {r.path or '(no file)'}\n")
+        out.write(f"     {shown_path(r.source_path, r.path) or '(no file)'}\n")
+
+
+def shown_path(source_path: str | None, stored: str | None) -> str | None:
+    """The operator's own file while it is there, else the stored copy: people recognise their
+    paths, not ``media/91/91c3...webp``."""
+    if source_path and os.path.exists(source_path):
+        return source_path
+    return stored or source_path
+
+
+def print_files(results: Sequence[SearchResult], out: TextIO | None = None) -> None:
+    """``-f``: only the results' paths, one a line, for pipes; results without a file are left out."""
+    out = out or sys.stdout
+    for r in results:
+        path = shown_path(r.source_path, r.path)
+        if path:
+            out.write(f"{path}\n")
 
 
 def print_records(records: Sequence[ImageRecord], paths: Sequence[str | None], *, as_json: bool,
@@ -33,7 +51,8 @@ def print_records(records: Sequence[ImageRecord], paths: Sequence[str | None], *
     if as_json:
         rows = [
             {"id": r.id, "collection": r.collection, "label": r.label, "description": r.description,
-             "path": p, "width": r.width, "height": r.height, "added_by": r.added_by, "created_at": r.created_at}
+             "path": p, "source_path": r.source_path, "width": r.width, "height": r.height,
+             "added_by": r.added_by, "created_at": r.created_at}
             for r, p in zip(records, paths, strict=True)
         ]
         json.dump({"images": rows}, out, ensure_ascii=False, indent=2)
@@ -44,7 +63,8 @@ def print_records(records: Sequence[ImageRecord], paths: Sequence[str | None], *
         return
     for r, p in zip(records, paths, strict=True):
         text = " - ".join(part for part in (r.label, r.description) if part) or "(no label)"
-        out.write(f"#{r.id:<6} {r.collection:<20} {r.width}x{r.height:<6} {text}\n       {p or '(no file)'}\n")
+        out.write(f"#{r.id:<6} {r.collection:<20} {r.width}x{r.height:<6} {text}\n"
+                  f"       {shown_path(r.source_path, p) or '(no file)'}\n")
 
 
 def print_summary(summary: IngestSummary, collection: str, *, already_warned: int = 0,
@@ -52,8 +72,8 @@ def print_summary(summary: IngestSummary, collection: str, *, already_warned: in
     """The closing line of ``clipbot index``, then each file that failed to decode and why."""
     out = out or sys.stdout
     out.write(
-        f"Indexed into {collection!r}: {summary.added} added, {summary.updated} updated, "
-        f"{len(summary.skipped) + already_warned} skipped.\n"
+        f"Indexed into {collection!r}: {summary.added} new, {summary.changed} changed, {summary.unchanged} unchanged, "
+        f"{summary.pruned} pruned, {len(summary.skipped) + already_warned} skipped.\n"
     )
     for path, reason in summary.skipped:
         out.write(f"  skipped {path}: {reason}\n")

@@ -13,8 +13,11 @@ from bot.composition import build_chat_engine, build_platforms, build_service
 from bot.settings import Settings
 from core.engine import Engine
 from core.errors import ClipbotError
+from core.service import ChatService
 
 log = logging.getLogger(__name__)
+NO_PLATFORM = ("No chat platform is configured: set TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN in .env "
+               "(see .env.example).")
 
 
 class SecretFilter(logging.Filter):
@@ -50,16 +53,21 @@ async def run_bot(settings: Settings, *, engine: Engine | None = None) -> int:
     ``engine`` defaults to the one the settings describe (tests pass one with a slowed model).
     """
     protect_logs(settings)
+    if not (settings.telegram_token or settings.discord_token) and not interactive():
+        # Under systemd, docker or nohup nobody can type into a console: waiting on one would
+        # look like a bot that runs but never answers.
+        print(NO_PLATFORM + "\nNo terminal is attached for the console chat either, so there is nothing to run.",
+              file=sys.stderr)
+        return 2
     engine = engine or build_chat_engine(settings)
     async with engine:
+        await engine.check_model()
         await engine.warm()
         service = build_service(settings, engine)
         platforms = build_platforms(settings, service)
         if not platforms:
-            print("No chat platform is configured: set TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN in .env "
-                  "(see .env.example).\n"
-                  "Starting the console chat instead.", file=sys.stderr)
-            await ConsoleChat(service).run()
+            print(NO_PLATFORM + "\nStarting the console chat instead.", file=sys.stderr)
+            await console_chat(settings, service).run()
             return 0
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -105,5 +113,15 @@ async def run_console(settings: Settings) -> int:
     """``clipbot chat``: the console adapter alone."""
     engine = build_chat_engine(settings)
     async with engine:
-        await ConsoleChat(build_service(settings, engine)).run()
+        await engine.check_model()
+        await console_chat(settings, build_service(settings, engine)).run()
     return 0
+
+
+def interactive() -> bool:
+    """Whether someone can type into the console chat."""
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def console_chat(settings: Settings, service: ChatService) -> ConsoleChat:
+    return ConsoleChat(service)

@@ -5,11 +5,32 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.encoders import DEFAULT_CLIP_MODEL
 from core.errors import ConfigError
+
+APP_NAME = "clipbot"
+LEGACY_DATA_DIR = Path("data")
+
+
+def default_data_dir() -> Path:
+    """``./data`` where a gallery already lies there (how clipbot started), else the user's data
+    directory: the gallery must not depend on the directory a command is run from."""
+    if (LEGACY_DATA_DIR / "clipbot.db").is_file():
+        return LEGACY_DATA_DIR
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def default_cache_dir() -> Path:
+    return Path(platformdirs.user_cache_dir(APP_NAME))
+
+
+def env_files() -> tuple[Path, ...]:
+    """``.env`` in the user config directory, then in the working directory, which wins."""
+    return (Path(platformdirs.user_config_dir(APP_NAME)) / ".env", Path(".env"))
 
 
 class Settings(BaseSettings):
@@ -21,7 +42,8 @@ class Settings(BaseSettings):
     clip_model: str = Field(DEFAULT_CLIP_MODEL, min_length=1)
     caption_model: str = "Salesforce/blip-image-captioning-base"
     color_count: int = Field(5, ge=1, le=16)
-    data_dir: Path = Path("data")
+    data_dir: Path = Field(default_factory=default_data_dir)
+    cache_dir: Path = Field(default_factory=default_cache_dir)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"
     torch_threads: int = Field(0, ge=0)
@@ -70,6 +92,11 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def history_file(self) -> Path:
+        """Where the console chat keeps its line history."""
+        return Path(platformdirs.user_data_dir(APP_NAME)) / "console_history"
+
+    @property
     def max_image_bytes(self) -> int:
         return int(self.max_image_mb * 1024 * 1024)
 
@@ -93,11 +120,13 @@ class Settings(BaseSettings):
         return token or None
 
 
-def load_settings(env_file: str | Path | None = ".env") -> Settings:
-    """Read settings, turning validation errors into one :class:`ConfigError` line per problem."""
+def load_settings(env_file: str | Path | tuple[Path, ...] | Literal["default"] | None = "default") -> Settings:
+    """Read settings (``.env`` files: :func:`env_files` by default, none with ``None``), turning
+    validation errors into one :class:`ConfigError` line per problem."""
     try:
+        files = env_files() if env_file == "default" else env_file
         # _env_file is pydantic-settings' init-only option, absent from the generated signature.
-        return Settings(_env_file=env_file)  # type: ignore[call-arg]
+        return Settings(_env_file=files)  # type: ignore[call-arg]
     except ValidationError as exc:
         problems = "; ".join(f"{_env_name(err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"Invalid setting: {problems}") from None

@@ -16,13 +16,20 @@ from PIL import Image
 
 from core.captions import Captioner
 from core.colors import DominantColor, color_families, dominant_colors
-from core.errors import CaptionsOffError, ClipbotError, DimensionMismatchError, InputError, ModelLoadError
+from core.errors import (
+    CaptionsOffError,
+    ClipbotError,
+    DimensionMismatchError,
+    InputError,
+    ModelChangedError,
+    ModelLoadError,
+)
 from core.galleries import GLOBAL_COLLECTION
 from core.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, decode_image
 from core.inference import Encoding
 from core.maintenance import HealthReport, SweepReport, check_health, sweep
 from core.media import MediaStore
-from core.records import ImageRecord, NewImage
+from core.records import ImageRecord, NewImage, SourceFile
 from core.search import SearchResult, hybrid_order, matches_words, query_words, split_color_filter, word_stem
 from core.store import Store
 from core.text import TextLimits
@@ -42,6 +49,13 @@ class AddResult:
 
     record: ImageRecord
     status: AddStatus
+
+
+@dataclass(frozen=True)
+class StorageInfo:
+    database: str
+    schema_version: int
+    media_dir: str
 
 
 class Engine:
@@ -184,10 +198,10 @@ class Engine:
     ) -> AddResult:
         """Add one image; the same bytes in the same collection update label and description."""
         decoded = await self.decode(source)
-        source_path = None if isinstance(source, bytes) else str(await asyncio.to_thread(Path(source).resolve))
+        origin = None if isinstance(source, bytes) else await asyncio.to_thread(SourceFile.of, source)
         [result] = await self.add_decoded(
             [decoded], collection=collection, labels=[label], descriptions=[description],
-            added_by=added_by, source_paths=[source_path],
+            added_by=added_by, sources=[origin],
         )
         return result
 
@@ -199,13 +213,14 @@ class Engine:
         labels: Sequence[str | None],
         descriptions: Sequence[str | None],
         added_by: str | None = None,
-        source_paths: Sequence[str | None] | None = None,
+        sources: Sequence[SourceFile | None] | None = None,
         pixels: np.ndarray | None = None,
     ) -> list[AddResult]:
         """Store already decoded images, encoding only those not yet stored for this model.
 
         ``pixels``, when given, are the images' model inputs from :meth:`prepare` (ingest makes
-        them ahead, on the decode threads).
+        them ahead, on the decode threads). ``sources`` are the files they were read from: a
+        picture already stored takes its new source (a moved file).
         """
         if len({d.sha256 for d in images}) != len(images):
             raise ValueError("add_decoded() takes distinct images; drop repeated files first")
@@ -213,7 +228,7 @@ class Engine:
         labels = [None if text is None else self.text_limits.label(text) for text in labels]
         descriptions = [None if text is None else self.text_limits.description(text) for text in descriptions]
         index = await self.index()
-        paths = source_paths or [None] * len(images)
+        origins = sources or [None] * len(images)
         existing = [await self.store.find_by_sha256(collection, d.sha256) for d in images]
         need = [
             i for i, rec in enumerate(existing) if rec is None or not await self.store.has_vector(rec.id, self.model_id)
@@ -243,7 +258,7 @@ class Engine:
             for i, decoded in enumerate(images):
                 results.append(await self._store_one(
                     decoded, existing[i], vector_of.get(i), file_and_colors.get(i), collection=collection,
-                    label=labels[i], description=descriptions[i], caption=captions.get(i), source_path=paths[i],
+                    label=labels[i], description=descriptions[i], caption=captions.get(i), source=origins[i],
                     added_by=added_by, index=index,
                 ))
         except BaseException:
@@ -255,7 +270,7 @@ class Engine:
     async def _store_one(self, decoded: DecodedImage, rec: ImageRecord | None, vec: np.ndarray | None,
                          file_and_colors: tuple[str, list[DominantColor]] | None, *, collection: str,
                          label: str | None, description: str | None, caption: str | None,
-                         source_path: str | None, added_by: str | None, index: VectorIndex) -> AddResult:
+                         source: SourceFile | None, added_by: str | None, index: VectorIndex) -> AddResult:
         if rec is not None:
             await self.store.update_image(
                 rec.id,
@@ -263,6 +278,8 @@ class Engine:
                 description=rec.description if description is None else description,
                 vector=vec, model_id=self.model_id,
             )
+            if source is not None and source.path != rec.source_path:
+                await self.store.set_source(rec.id, source.path, source.size, source.mtime_ns)
             if vec is not None:
                 index.add(collection, [rec.id], vec[None, :])
             return AddResult(await self.store.get_image(rec.id), "updated")
@@ -271,7 +288,8 @@ class Engine:
         new = NewImage(
             collection=collection, label=label or "", description=description or caption or "", caption=caption,
             sha256=decoded.sha256, width=decoded.width, height=decoded.height, file=relative,
-            source_path=source_path, added_by=added_by,
+            source_path=source.path if source else None, source_size=source.size if source else None,
+            source_mtime_ns=source.mtime_ns if source else None, added_by=added_by,
             colors=json.dumps([c.to_dict() for c in colors]),
             color_families="".join(f" {f} " for f in color_families(colors)),
         )
@@ -281,6 +299,48 @@ class Engine:
             image_id = await self.store.insert_image(new, vec, self.model_id)
         index.add(collection, [image_id], vec[None, :])
         return AddResult(await self.store.get_image(image_id), "added")
+
+    async def replace_picture(
+        self, record: ImageRecord, decoded: DecodedImage, *, source: SourceFile, pixels: np.ndarray | None = None,
+        label: str | None = None, description: str | None = None,
+    ) -> AddResult:
+        """Give ``record`` the picture its source file now holds (edited in place), keeping its id,
+        label and description unless new ones are given. A description that was BLIP's caption
+        of the old picture becomes the caption of the new one.
+        """
+        label = record.label if label is None else self.text_limits.label(label)
+        description = record.description if description is None else self.text_limits.description(description)
+        index = await self.index()
+        inputs = pixels[None] if pixels is not None else await self.prepare([decoded])
+        made = await asyncio.gather(
+            self.runner.encode_pixels(inputs), self.blocking(self._file_and_colors, decoded), return_exceptions=True,
+        )
+        try:
+            for outcome in made:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            vectors, (relative, colors) = made
+            caption = record.caption
+            if record.description == (record.caption or "") and self.captioner is not None:
+                [caption] = await self._captions_or_none([decoded.image])
+                description = caption or description
+            new = NewImage(
+                collection=record.collection, label=label, description=description, caption=caption,
+                sha256=decoded.sha256, width=decoded.width, height=decoded.height, file=relative,
+                source_path=source.path, source_size=source.size, source_mtime_ns=source.mtime_ns,
+                added_by=record.added_by, colors=json.dumps([c.to_dict() for c in colors]),
+                color_families="".join(f" {f} " for f in color_families(colors)),
+            )
+            async with self._files_lock:
+                await self.blocking(self.media.put, decoded.data, decoded.sha256, decoded.extension)
+                orphan = await self.store.replace_picture(record.id, new, vectors[0], self.model_id)
+                if orphan and record.file:
+                    self.media.delete(record.file)
+        except BaseException:
+            await self._forget_unused_files([decoded])
+            raise
+        index.add(record.collection, [record.id], vectors[0][None, :])
+        return AddResult(await self.store.get_image(record.id), "updated")
 
     def _file_and_colors(self, decoded: DecodedImage) -> tuple[str, list[DominantColor]]:
         relative = self.media.put(decoded.data, decoded.sha256, decoded.extension)
@@ -340,9 +400,59 @@ class Engine:
         """The images of ``collection`` (every collection when ``None``), oldest first."""
         return await self.store.list_images(collection)
 
+    async def indexed_files(self, collection: str) -> list[ImageRecord]:
+        """The images of ``collection`` indexed from a file, with that file's size and mtime then."""
+        return await self.store.indexed_files(collection)
+
+    async def find_picture(self, collection: str, sha256: str) -> ImageRecord | None:
+        """The image of ``collection`` with these exact bytes, if any."""
+        return await self.store.find_by_sha256(collection, sha256)
+
+    async def relabel(self, image_id: int, *, label: str, description: str) -> None:
+        """Set an image's label and description (limits checked first: nothing changes if refused)."""
+        label, description = self.text_limits.label(label), self.text_limits.description(description)
+        await self.store.update_image(image_id, label=label, description=description)
+
+    async def record_source(self, image_id: int, source: SourceFile) -> None:
+        """Note where an image's file now is and its size and mtime (unchanged content, touched file)."""
+        await self.store.set_source(image_id, source.path, source.size, source.mtime_ns)
+
     async def collection_counts(self) -> dict[str, int]:
         """How many images each collection holds."""
         return await self.store.collection_counts()
+
+    async def vector_counts(self) -> dict[str, int]:
+        """How many vectors each model id has made (a changed model shows up as a second id)."""
+        return await self.store.embedding_counts()
+
+    async def check_model(self) -> int:
+        """How many images have no vector of the configured model.
+
+        Raises :class:`ModelChangedError` when the gallery holds vectors of other models only
+        (the model setting was changed): every search would come back empty, which must not look
+        like an empty gallery.
+        """
+        vectors = await self.store.embedding_counts()
+        total = sum((await self.store.collection_counts()).values())
+        current = vectors.get(self.model_id, 0)
+        others = {model: n for model, n in vectors.items() if model != self.model_id}
+        if current == 0 and others:
+            old = max(others, key=others.__getitem__)
+            raise ModelChangedError(
+                f"The gallery was indexed with the model {old!r}, but the model setting now says "
+                f"{self.model_id!r}: run `clipbot reindex` to encode its {total} image(s) with it, "
+                f"or set CLIPBOT_CLIP_MODEL back."
+            )
+        return max(0, total - current)
+
+    async def storage(self) -> StorageInfo:
+        """Where the gallery lives: what `clipbot stats` and `doctor` show operators."""
+        return StorageInfo(str(self.store.path.resolve()), await self.store.schema_version(),
+                           str(self.media.root.resolve()))
+
+    def picture_file(self, relative: str) -> str:
+        """The absolute path of a stored picture (a record's ``file``)."""
+        return str(self.media.absolute(relative))
 
     async def move_collection(self, old: str, new: str) -> int:
         """Move every image of ``old`` into ``new`` (a chat whose id changed); returns how many moved.

@@ -59,6 +59,11 @@ class ConfigError(ClipbotError):
     """A setting has an unusable value."""
 
 
+class ModelChangedError(ConfigError):
+    """The gallery's vectors were made by another model than the configured one: searches would
+    find nothing until `clipbot reindex` encodes the images again."""
+
+
 class StoreError(ClipbotError):
     """The database is unusable (for example written by a newer clipbot)."""
 

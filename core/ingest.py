@@ -1,9 +1,14 @@
-"""Bulk indexing for operators: walk folders, decode ahead while the model encodes, store."""
+"""Bulk indexing for operators: walk folders, decode ahead while the model encodes, store.
+
+Re-indexing a folder is a sync, as rclip does it: files whose path, size and mtime are unchanged
+are not decoded again, a file edited in place replaces its old entry (same id, label and
+description), and with ``prune`` the entries whose file is gone are removed.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import csv
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,90 +17,29 @@ import numpy as np
 
 from core.engine import Engine
 from core.errors import ClipbotError, FileMissingError, InputError
-from core.images import DecodedImage, is_image_filename
-from core.records import ImageRecord
+from core.images import DecodedImage
+from core.records import ImageRecord, SourceFile
+from core.sources import Collected, IngestItem, under
 
-
-@dataclass(frozen=True)
-class IngestItem:
-    """One file to index, with the label and description it should get (None keeps the old one)."""
-
-    path: Path
-    label: str | None = None
-    description: str | None = None
+__all__ = ["IngestItem", "IngestSummary", "ingest", "prune", "reindex", "reindex_targets"]
 
 
 @dataclass
 class IngestSummary:
     added: int = 0
-    updated: int = 0
+    changed: int = 0  # edited in place, moved, relabelled, or re-encoded by reindex
+    unchanged: int = 0
+    pruned: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
 
-def read_labels_csv(path: Path) -> dict[Path, tuple[str, str]]:
-    """Read a ``path,label,description`` CSV; relative paths are relative to the CSV's folder."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            if not reader.fieldnames or "path" not in reader.fieldnames or "label" not in reader.fieldnames:
-                raise InputError(f"{path} needs a header row with the columns path,label,description.")
-            rows = list(reader)
-    except FileNotFoundError:
-        raise FileMissingError(f"No such file: {path}") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"Cannot read {path}: {exc}") from None
-    out: dict[Path, tuple[str, str]] = {}
-    for row in rows:
-        if not (row.get("path") or "").strip():
-            continue
-        target = Path(row["path"].strip())
-        if not target.is_absolute():
-            target = path.parent / target
-        out[target.resolve()] = ((row.get("label") or "").strip(), (row.get("description") or "").strip())
-    return out
+@dataclass(frozen=True)
+class _Pending:
+    """A file that must be decoded: new, or changed since its entry was made (``record``)."""
 
-
-def collect_items(
-    paths: Sequence[Path],
-    *,
-    label: str | None = None,
-    description: str | None = None,
-    labels_from_folders: bool = False,
-    labels_csv: Path | None = None,
-) -> tuple[list[IngestItem], list[tuple[str, str]]]:
-    """Expand files and folders into items; returns ``(items, skipped)``.
-
-    Label precedence: the CSV row, then the parent folder's name, then ``label``.
-    """
-    csv_rows = read_labels_csv(labels_csv) if labels_csv else {}
-    skipped: list[tuple[str, str]] = []
-    files: list[Path] = []
-    for root in paths or list(csv_rows):
-        if root.is_dir():
-            for p in sorted(root.rglob("*")):
-                if not p.is_file() or any(part.startswith(".") for part in p.relative_to(root).parts):
-                    continue
-                if is_image_filename(p):
-                    files.append(p)
-                else:
-                    skipped.append((str(p), "not an image file"))
-        elif root.is_file():
-            files.append(root)
-        else:  # a mistyped argument is an error, not a skip: nothing is indexed
-            raise FileMissingError(f"No such file or folder: {root}")
-    items, seen = [], set()
-    for f in files:
-        key = f.resolve()
-        if key in seen:
-            continue
-        seen.add(key)
-        item_label, item_description = label, description
-        if labels_from_folders:
-            item_label = f.resolve().parent.name
-        if key in csv_rows:
-            item_label, item_description = csv_rows[key][0], csv_rows[key][1] or description
-        items.append(IngestItem(f, item_label, item_description))
-    return items, skipped
+    item: IngestItem
+    source: SourceFile
+    record: ImageRecord | None
 
 
 async def ingest(
@@ -107,30 +51,46 @@ async def ingest(
     added_by: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> IngestSummary:
-    """Index ``items`` into ``collection``.
+    """Index ``items`` into ``collection``, skipping files unchanged since they were indexed.
 
     The next batch is decoded on the decode threads while the current one is encoded on the
     inference thread, so neither waits on the other. A bad file is skipped with its reason.
+    Only files that need decoding load the model: re-indexing an unchanged folder does not.
     """
     summary = IngestSummary()
-    batches = _batches(list(items), max(1, batch_size))
-    seen: dict[str, str] = {}
+    items = list(items)
+    known = {r.source_path: r for r in await engine.indexed_files(collection)}
+    sources = await asyncio.to_thread(lambda: [_stat(item) for item in items])
+    todo: list[_Pending] = []
+    for item, source in zip(items, sources, strict=True):
+        if isinstance(source, ClipbotError):
+            summary.skipped.append((str(item.path), str(source)))
+        elif (record := known.get(source.path)) is not None and _same_file(record, source):
+            await _keep(engine, record, item, summary)
+        else:
+            todo.append(_Pending(item, source, record))
+            continue
+        if progress:
+            progress(1)
+    batches = [todo[i:i + max(1, batch_size)] for i in range(0, len(todo), max(1, batch_size))]
     if not batches:
         return summary
-    pending = [asyncio.ensure_future(_decode(engine, it)) for it in batches[0]]
+    seen: dict[str, str] = {}
+    pending = [asyncio.ensure_future(_decode(engine, p.item)) for p in batches[0]]
     storing: asyncio.Task[None] | None = None
     for n, batch in enumerate(batches):
         decoded = await asyncio.gather(*pending)
-        pending = [asyncio.ensure_future(_decode(engine, it)) for it in batches[n + 1]] if n + 1 < len(batches) else []
-        good: list[tuple[IngestItem, DecodedImage, np.ndarray]] = []
-        for item, result in zip(batch, decoded, strict=True):
+        pending = [asyncio.ensure_future(_decode(engine, p.item)) for p in batches[n + 1]] if n + 1 < len(batches) \
+            else []
+        good: list[tuple[_Pending, DecodedImage, np.ndarray]] = []
+        for job, result in zip(batch, decoded, strict=True):
             if isinstance(result, ClipbotError):
-                summary.skipped.append((str(item.path), str(result)))
+                summary.skipped.append((str(job.item.path), str(result)))
             elif result[0].sha256 in seen:
-                summary.skipped.append((str(item.path), f"same picture as {seen[result[0].sha256]}"))
+                summary.skipped.append((str(job.item.path), f"same picture as {seen[result[0].sha256]}"))
             else:
-                seen[result[0].sha256] = str(item.path)
-                good.append((item, *result))
+                seen[result[0].sha256] = str(job.item.path)
+                good.append((job, *result))
         # Batch n is encoded while batch n-1 is still being stored; at most those two are in flight.
         if storing is not None:
             await storing
@@ -140,22 +100,90 @@ async def ingest(
     return summary
 
 
-async def _store(engine: Engine, good: list[tuple[IngestItem, DecodedImage, np.ndarray]], batch_size: int,
+def _stat(item: IngestItem) -> SourceFile | ClipbotError:
+    try:
+        return SourceFile.of(item.path)
+    except FileNotFoundError:
+        return FileMissingError(f"No such file: {item.path}")
+    except OSError as exc:
+        return FileMissingError(f"Cannot read {item.path}: {exc.strerror or exc}")
+
+
+def _same_file(record: ImageRecord, source: SourceFile) -> bool:
+    return record.source_size == source.size and record.source_mtime_ns == source.mtime_ns
+
+
+async def _keep(engine: Engine, record: ImageRecord, item: IngestItem, summary: IngestSummary) -> None:
+    """An unchanged file: nothing to decode, but a new label or description given this time is applied."""
+    label = record.label if item.label is None else item.label
+    description = record.description if item.description is None else item.description
+    if (label, description) == (record.label, record.description):
+        summary.unchanged += 1
+        return
+    try:
+        await engine.relabel(record.id, label=label, description=description)
+    except InputError as exc:
+        summary.skipped.append((str(item.path), str(exc)))
+        return
+    summary.changed += 1
+
+
+async def _store(engine: Engine, good: list[tuple[_Pending, DecodedImage, np.ndarray]], batch_size: int,
                  collection: str, added_by: str | None, summary: IngestSummary,
                  progress: Callable[[int], None] | None) -> None:
-    if good:
+    fresh: list[tuple[_Pending, DecodedImage, np.ndarray]] = []
+    for job, decoded, pixels in good:
+        record = job.record
+        if record is not None and decoded.sha256 == record.sha256:  # touched, not edited
+            await engine.record_source(record.id, job.source)
+            await _keep(engine, record, job.item, summary)
+            continue
+        other = await engine.find_picture(collection, decoded.sha256)
+        if record is not None:
+            if other is None:  # edited in place: the entry keeps its id, label and description
+                await engine.replace_picture(record, decoded, source=job.source, pixels=pixels,
+                                             label=job.item.label, description=job.item.description)
+                summary.changed += 1
+                continue
+            await engine.remove(record.id)  # edited into a copy of another entry: that one stays
+            summary.changed += 1
+        if other is not None and other.source_path and other.source_path != job.source.path \
+                and await asyncio.to_thread(os.path.exists, other.source_path):
+            if record is None:
+                summary.skipped.append((str(job.item.path), f"same picture as {other.source_path} (#{other.id})"))
+            continue
+        fresh.append((job, decoded, pixels))
+    if fresh:
         results = await engine.add_decoded(
-            [d for _, d, _ in good], collection=collection, labels=[i.label for i, _, _ in good],
-            descriptions=[i.description for i, _, _ in good], added_by=added_by,
-            source_paths=[str(i.path.resolve()) for i, _, _ in good], pixels=np.stack([p for _, _, p in good]),
+            [d for _, d, _ in fresh], collection=collection, labels=[j.item.label for j, _, _ in fresh],
+            descriptions=[j.item.description for j, _, _ in fresh], added_by=added_by,
+            sources=[j.source for j, _, _ in fresh], pixels=np.stack([p for _, _, p in fresh]),
         )
-        for r in results:
-            if r.status == "added":
-                summary.added += 1
-            else:
-                summary.updated += 1
+        for (job, _, _), r in zip(fresh, results, strict=True):
+            if job.record is None:  # a replaced entry was counted above
+                summary.added += r.status == "added"
+                summary.changed += r.status == "updated"
     if progress:
         progress(batch_size)
+
+
+async def prune(engine: Engine, collected: Collected, collection: str) -> int:
+    """Remove the entries of ``collection`` indexed from under the walked folders (or from roots
+    that are gone) whose file is no longer among those found; returns how many."""
+    roots = [*collected.folders, *collected.missing]
+    stale = [
+        r for r in await engine.indexed_files(collection)
+        if r.source_path and under(r.source_path, roots) and r.source_path not in collected.seen
+    ]
+    for record in stale:
+        await engine.remove(record.id)
+    return len(stale)
+
+
+async def missing_roots_without_entries(engine: Engine, collected: Collected, collection: str) -> list[Path]:
+    """Roots that are gone and that no entry came from: mistyped, so nothing should happen."""
+    sources = [r.source_path for r in await engine.indexed_files(collection) if r.source_path]
+    return [root for root in collected.missing if not any(under(s, [root]) for s in sources)]
 
 
 async def _decode(engine: Engine, item: IngestItem) -> tuple[DecodedImage, np.ndarray] | ClipbotError:
@@ -169,10 +197,6 @@ async def _decode(engine: Engine, item: IngestItem) -> tuple[DecodedImage, np.nd
         return decoded, (await engine.prepare([decoded]))[0]
     except ClipbotError as exc:
         return exc
-
-
-def _batches(items: list[IngestItem], size: int) -> list[list[IngestItem]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 async def reindex_targets(engine: Engine, *, collection: str | None = None,
@@ -211,7 +235,7 @@ async def reindex(
             for (record, _), vector in zip(ready, vectors, strict=True):
                 await engine.store.set_vector(record.id, vector, engine.model_id)
                 index.add(record.collection, [record.id], vector[None, :])
-                summary.updated += 1
+                summary.changed += 1
         if progress:
             progress(len(batch))
     return summary

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -26,6 +27,9 @@ class ImageRecord:
     source_path: str | None
     colors: str = "[]"  # JSON list of {"hex", "name", "percent"}
     color_families: str = ""
+    # The source file's size and mtime when it was indexed: an unchanged file is not decoded again.
+    source_size: int | None = None
+    source_mtime_ns: int | None = None
 
     @property
     def color_list(self) -> list[dict[str, object]]:
@@ -48,6 +52,24 @@ class NewImage:
     caption: str | None = None
     colors: str = "[]"
     color_families: str = ""
+    source_size: int | None = None
+    source_mtime_ns: int | None = None
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """The file an image was indexed from, as it was then: re-indexing compares size and mtime."""
+
+    path: str
+    size: int | None = None
+    mtime_ns: int | None = None
+
+    @classmethod
+    def of(cls, path: str | Path) -> SourceFile:
+        """The resolved path and its current size and mtime (blocking: a stat call)."""
+        resolved = Path(path).resolve()
+        st = resolved.stat()
+        return cls(str(resolved), st.st_size, st.st_mtime_ns)
 
 
 def vector_to_blob(vector: np.ndarray) -> bytes:

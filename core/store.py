@@ -57,12 +57,18 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE images ADD COLUMN colors TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE images ADD COLUMN color_families TEXT NOT NULL DEFAULT '';
     """,
+    # 3: the source file's size and mtime, so re-indexing a folder skips unchanged files undecoded.
+    """
+    ALTER TABLE images ADD COLUMN source_size INTEGER;
+    ALTER TABLE images ADD COLUMN source_mtime_ns INTEGER;
+    CREATE INDEX images_by_source ON images(collection, source_path);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _IMAGE_COLUMNS = (
     "id, collection, label, description, caption, sha256, width, height, added_by, created_at, file, source_path,"
-    " colors, color_families"
+    " colors, color_families, source_size, source_mtime_ns"
 )
 
 
@@ -166,11 +172,12 @@ class Store:
             )
             cur = await db.execute(
                 "INSERT INTO images(collection, label, description, caption, sha256, width, height, added_by,"
-                " created_at, file, source_path, search_text, colors, color_families)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " created_at, file, source_path, search_text, colors, color_families, source_size, source_mtime_ns)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (image.collection, image.label, image.description, image.caption, image.sha256, image.width,
                  image.height, image.added_by, _now(), image.file, image.source_path,
-                 search_text(image.label, image.description), image.colors, image.color_families),
+                 search_text(image.label, image.description), image.colors, image.color_families,
+                 image.source_size, image.source_mtime_ns),
             )
             image_id = int(cur.lastrowid or 0)
             await self._put_vector(db, image_id, vector, model_id)
@@ -189,6 +196,34 @@ class Store:
                 raise NotFoundError(f"There is no image #{image_id}.")
             if vector is not None:
                 await self._put_vector(db, image_id, vector, model_id)
+
+    async def set_source(self, image_id: int, path: str, size: int | None, mtime_ns: int | None) -> None:
+        """Record the file an image was indexed from (after a move, say) and its size and mtime."""
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE images SET source_path = ?, source_size = ?, source_mtime_ns = ? WHERE id = ?",
+                (path, size, mtime_ns, image_id),
+            )
+
+    async def replace_picture(self, image_id: int, image: NewImage, vector: np.ndarray, model_id: str) -> bool:
+        """Give ``image_id`` new content (its source file was edited in place), keeping its id and
+        collection; vectors of other models are dropped, as they describe the old picture.
+
+        Returns whether the old picture's file is now unused.
+        """
+        async with self._transaction() as db:
+            old = await self._get_one(image_id)
+            await db.execute(
+                "UPDATE images SET label = ?, description = ?, caption = ?, sha256 = ?, width = ?, height = ?,"
+                " file = ?, source_path = ?, source_size = ?, source_mtime_ns = ?, search_text = ?, colors = ?,"
+                " color_families = ? WHERE id = ?",
+                (image.label, image.description, image.caption, image.sha256, image.width, image.height, image.file,
+                 image.source_path, image.source_size, image.source_mtime_ns,
+                 search_text(image.label, image.description), image.colors, image.color_families, image_id),
+            )
+            await db.execute("DELETE FROM embeddings WHERE image_id = ?", (image_id,))
+            await self._put_vector(db, image_id, vector, model_id)
+            return old.file is not None and old.file != image.file and not await self.file_in_use(old.file)
 
     async def set_vector(self, image_id: int, vector: np.ndarray, model_id: str) -> None:
         """Store (or replace) one image's vector for ``model_id``."""
@@ -288,6 +323,14 @@ class Store:
     async def list_images(self, collection: str | None = None) -> list[ImageRecord]:
         where, args = ("WHERE collection = ?", (collection,)) if collection else ("", ())
         async with self.db.execute(f"SELECT {_IMAGE_COLUMNS} FROM images {where} ORDER BY id", args) as cur:
+            return [ImageRecord(*row) for row in await cur.fetchall()]
+
+    async def indexed_files(self, collection: str) -> list[ImageRecord]:
+        """The images of ``collection`` that were indexed from a file (``source_path`` set)."""
+        async with self.db.execute(
+            f"SELECT {_IMAGE_COLUMNS} FROM images WHERE collection = ? AND source_path IS NOT NULL ORDER BY id",
+            (collection,),
+        ) as cur:
             return [ImageRecord(*row) for row in await cur.fetchall()]
 
     async def collection_counts(self) -> dict[str, int]:

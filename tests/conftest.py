@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 # Tests never touch the network: with no hub, a hub id must fail at once, not after timeouts.
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Nor the user's own clipbot: the default data, config and cache directories (platformdirs,
+# read by subprocesses too) point into a throwaway home for the session.
+os.environ["CLIPBOT_TEST_HOME"] = tempfile.mkdtemp(prefix="clipbot-test-home-")
+os.environ["XDG_DATA_HOME"] = os.path.join(os.environ["CLIPBOT_TEST_HOME"], "data")
+os.environ["XDG_CONFIG_HOME"] = os.path.join(os.environ["CLIPBOT_TEST_HOME"], "config")
+os.environ["XDG_CACHE_HOME"] = os.path.join(os.environ["CLIPBOT_TEST_HOME"], "cache")
+os.environ["XDG_STATE_HOME"] = os.path.join(os.environ["CLIPBOT_TEST_HOME"], "state")
 
 import io
 import shutil

@@ -34,7 +34,7 @@ def indexed(cli_env: Path, tmp_path: Path, photos: dict[str, Path], capsys: pyte
     (folder / "notes.txt").write_text("not a photo")
     code, out, err = run(capsys, "index", str(folder), "--labels-from-folders")
     assert code == 0, err
-    assert f"{len(photos)} added, 0 updated, 1 skipped" in out
+    assert f"{len(photos)} new, 0 changed, 0 unchanged, 0 pruned, 1 skipped" in out
     assert "notes.txt" in err and "not an image" in err
     return folder
 
@@ -81,7 +81,7 @@ def test_reindex_updates_and_csv_labels(indexed: Path, tmp_path: Path, capsys: p
     csv_file = tmp_path / "labels.csv"
     csv_file.write_text("path,label,description\nphotos/rocket/rocket.jpg,Saturn V,on the pad at dawn\n")
     code, out, _ = run(capsys, "index", str(indexed / "rocket"), "--labels-csv", str(csv_file))
-    assert code == 0 and "0 added, 1 updated" in out
+    assert code == 0 and "0 new, 1 changed, 0 unchanged" in out
     code, out, _ = run(capsys, "find", "dawn", "--json", "-k", "1")
     hit = json.loads(out)["results"][0]
     assert (hit["label"], hit["description"]) == ("Saturn V", "on the pad at dawn")
@@ -93,7 +93,7 @@ def test_csv_alone_indexes_its_rows(cli_env: Path, tmp_path: Path, photos: dict[
     csv_file = tmp_path / "labels.csv"
     csv_file.write_text(f"path,label,description\n{photos['coffee']},coffee,a cup\n{photos['rocket']},rocket,\n")
     code, out, _ = run(capsys, "index", "--labels-csv", str(csv_file), "--collection", "kitchen")
-    assert code == 0 and "2 added" in out and "'kitchen'" in out
+    assert code == 0 and "2 new" in out and "'kitchen'" in out
 
 
 def test_list_stats_remove(indexed: Path, capsys: pytest.CaptureFixture[str], cli_env: Path) -> None:
@@ -155,7 +155,7 @@ def test_index_reports_bad_files_in_summary(cli_env: Path, tmp_path: Path, photo
     (folder / "broken.jpg").write_bytes(_half_rocket())
     (folder / "fake.png").write_bytes(b"plain text")
     code, out, _ = run(capsys, "index", str(folder))
-    assert code == 0 and "1 added, 0 updated, 2 skipped" in out
+    assert code == 0 and "1 new, 0 changed, 0 unchanged, 0 pruned, 2 skipped" in out
     assert "broken.jpg: The JPEG image is damaged or truncated" in out and "fake.png: That file is not an image" in out
     assert image_count(cli_env) == 1
 
@@ -164,8 +164,11 @@ def test_usage_errors_exit_2(cli_env: Path, capsys: pytest.CaptureFixture[str]) 
     assert run(capsys, "search")[0] == 2
     assert run(capsys, "frobnicate")[0] == 2
     assert run(capsys, "search", "x.jpg", "-k", "many")[0] == 2
+    code, _, err = run(capsys, "find", "cat", "-k", "0")
+    assert code == 2 and "must be at least 1" in err
     code, _, err = run(capsys, "index")
-    assert code == 1 and "at least one PATH" in err
+    assert code == 2 and "at least one PATH" in err
+    assert not (cli_env / "clipbot.db").exists()  # a usage error creates no database
 
 
 def test_debug_shows_traceback(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -249,7 +252,11 @@ def test_run_without_platforms_starts_the_console(cli_env: Path, capsys: pytest.
                                                   monkeypatch: pytest.MonkeyPatch, photos: dict[str, Path]) -> None:
     import io
 
-    monkeypatch.setattr("sys.stdin", io.StringIO(f"/add {photos['rocket']} | rocket | on the pad\n/find rocket\n"))
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr("sys.stdin", Terminal(f"/add {photos['rocket']} | rocket | on the pad\n/find rocket\n"))
     code, out, err = run(capsys, "run")
     assert code == 0 and "No chat platform is configured" in err and ".env.example" in err
     assert "Added #1 \u201crocket\u201d (on the pad)" in out
@@ -265,15 +272,18 @@ def test_python_dash_m_bot(cli_env: Path, tmp_path: Path) -> None:
 
 
 def test_reindex_after_changing_the_model(indexed: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                          monkeypatch: pytest.MonkeyPatch, photos: dict[str, Path]) -> None:
+                                          monkeypatch: pytest.MonkeyPatch, photos: dict[str, Path],
+                                          clip_dir: Path) -> None:
     from tests.model_factory import build_clip_model
 
     other = build_clip_model(tmp_path / "other-clip", seed=1, projection_dim=24)
     monkeypatch.setenv("CLIPBOT_CLIP_MODEL", str(other))
     code, out, _ = run(capsys, "stats")
     assert "0 for the configured model" in out and "run `clipbot reindex`" in out
-    code, out, _ = run(capsys, "search", str(photos["rocket"]), "--json")
-    assert code == 0 and json.loads(out)["results"] == []  # old vectors belong to the old model
+    for argv in (["search", str(photos["rocket"])], ["find", "cat"], ["scores", str(photos["rocket"])]):
+        code, out, err = run(capsys, *argv)  # old vectors belong to the old model: not "no images"
+        assert code == 1 and out == "" and "indexed with the model" in err and "clipbot reindex" in err
+        assert f"{str(clip_dir)!r}" in err and f"{str(other)!r}" in err
     code, out, _ = run(capsys, "reindex")
     assert code == 0 and "Re-encoded 10 image(s)" in out
     code, out, _ = run(capsys, "search", str(photos["rocket"]), "--json", "-k", "1")

@@ -13,7 +13,8 @@ from bot.composition import build_engine
 from bot.settings import Settings
 from core.encoders import ClipEncoder
 from core.errors import DimensionMismatchError
-from core.ingest import IngestItem, collect_items, ingest
+from core.ingest import IngestItem, ingest
+from core.sources import collect_items
 from core.vector_index import VectorIndex, top_k_order
 from tests.conftest import labelled_folder
 from tests.fakes import RecordingEncoder
@@ -35,7 +36,7 @@ async def test_decoding_overlaps_encoding(settings: Settings, encoder: ClipEncod
     items = [IngestItem(p, label=n) for n, p in photos.items()] * 2  # the second round: same pictures
     async with build_engine(settings, recording) as engine:  # type: ignore[arg-type]
         summary = await ingest(engine, items, collection="global", batch_size=4)
-    assert (summary.added, summary.updated, len(summary.skipped)) == (10, 0, 10)
+    assert (summary.added, summary.changed, len(summary.skipped)) == (10, 0, 10)
     assert [n for _, _, n in recording.spans] == [4, 4, 2]
     _, first_end, _ = recording.spans[0]
     # While the first batch was encoding, the next ones were already being decoded, but no more
@@ -66,7 +67,7 @@ async def test_duplicates_and_bad_files_in_one_run(settings: Settings, encoder: 
     async with build_engine(settings, encoder) as engine:
         summary = await ingest(engine, items, collection="global", batch_size=2)
         assert len(await engine.store.list_images()) == 2
-    assert (summary.added, summary.updated) == (2, 0)
+    assert (summary.added, summary.changed) == (2, 0)
     reasons = dict(summary.skipped)
     assert reasons[str(copy)].startswith("same picture as") and "damaged" in reasons[str(broken)]
 
@@ -76,10 +77,10 @@ def test_collect_items_labels(tmp_path: Path, photos: dict[str, Path]) -> None:
     (folder / ".hidden").mkdir()
     (folder / ".hidden" / "x.jpg").write_bytes(b"ignored")
     (folder / "cat" / "notes.md").write_text("x")
-    items, skipped = collect_items([folder], label="fallback", labels_from_folders=True)
-    assert sorted(i.label or "" for i in items) == ["cat", "rocket"]
-    assert skipped == [(str(folder / "cat" / "notes.md"), "not an image file")]
-    items, _ = collect_items([folder], label="fallback", description="d")
+    found = collect_items([folder], label="fallback", labels_from_folders=True)
+    assert sorted(i.label or "" for i in found.items) == ["cat", "rocket"]
+    assert found.skipped == [(str(folder / "cat" / "notes.md"), "not an image file")]
+    items = collect_items([folder], label="fallback", description="d").items
     assert {i.label for i in items} == {"fallback"} and {i.description for i in items} == {"d"}
 
 
