@@ -16,7 +16,8 @@ from bot.composition import build_engine
 from bot.settings import Settings
 from core.encoders import ClipEncoder
 from core.images import decode_image
-from core.ingest import collect_items, ingest
+from core.ingest import ingest
+from core.sources import collect_items
 
 
 def generate_photos(folder: Path, n: int, seed: int = 0) -> list[Path]:
@@ -41,15 +42,20 @@ def generate_photos(folder: Path, n: int, seed: int = 0) -> list[Path]:
     return paths
 
 
-async def _ingest(folder: Path, data: Path, model: Path, encoder: ClipEncoder) -> tuple[int, float]:
+async def _ingest(folder: Path, data: Path, model: Path, encoder: ClipEncoder) -> tuple[int, float, float]:
+    """Index the folder with the model loaded, then again unchanged (a sync: nothing decoded)."""
     settings = Settings(clip_model=str(model), data_dir=data, caption_model="none", batch_size=16,  # type: ignore[call-arg]
                         _env_file=None)
-    items, _ = collect_items([folder])
+    items = collect_items([folder]).items
     async with build_engine(settings, encoder, captioner=None) as engine:
         await engine.warm()
         start = time.perf_counter()
         summary = await ingest(engine, items, collection="global", batch_size=16)
-        return summary.added, time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        again = await ingest(engine, collect_items([folder]).items, collection="global", batch_size=16)
+        assert again.unchanged == len(items), f"re-index: {again.unchanged} of {len(items)} unchanged"
+        return summary.added, seconds, time.perf_counter() - start
 
 
 def run(model: Path, *, smoke: bool) -> dict[str, Any]:
@@ -64,7 +70,7 @@ def run(model: Path, *, smoke: bool) -> dict[str, Any]:
         raw = len(sample) / p50(timed(lambda: encoder.encode_images(sample), repeats=2))
         # `clipbot index`'s pipeline (walk, decode, preprocess, encode, store) with the model loaded:
         # the one-off model load is reported by the encode benchmark, not charged per image here.
-        added, seconds = asyncio.run(_ingest(folder, Path(tmp) / "data", model, encoder))
+        added, seconds, unchanged_s = asyncio.run(_ingest(folder, Path(tmp) / "data", model, encoder))
     assert added == n, f"ingest added {added} of {n}"
     return {"photos": n, "seconds": seconds, "images_per_s": n / seconds, "encoder_images_per_s": raw,
-            "fraction_of_encoder": (n / seconds) / raw}
+            "fraction_of_encoder": (n / seconds) / raw, "reindex_unchanged_s": unchanged_s}

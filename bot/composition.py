@@ -11,9 +11,10 @@ from core.encoders import ClipEncoder, ImageTextEncoder
 from core.engine import Engine
 from core.inference import Encoding, InferenceRunner
 from core.media import MediaStore
+from core.pages import ResultPages
 from core.ratelimit import RateLimiter
 from core.service import ChatService, ServiceConfig
-from core.store import Store
+from core.storage import GalleryStorage, gallery_for
 from core.text import TextLimits
 
 
@@ -55,33 +56,48 @@ def build_captioner(settings: Settings) -> Captioner | None:
     return captioner_from_setting(settings.caption_model, device=settings.device)
 
 
+def build_gallery(settings: Settings, *, url: str | None = None, serving: bool = False) -> GalleryStorage:
+    """The gallery's storage: ``url`` or CLIPBOT_DATABASE_URL (PostgreSQL), else SQLite in the data dir.
+
+    ``serving``: for a bot process; with SQLite only one may serve a gallery.
+    """
+    return gallery_for(url or settings.database, settings.data_dir, index_precision=settings.index_precision,
+                       exclusive=serving)
+
+
 def build_engine(settings: Settings, encoder: ImageTextEncoder | None = None, *,
-                 captioner: Captioner | Literal["configured"] | None = "configured") -> Engine:
-    """The engine over ``settings.data_dir``; call ``await engine.start()`` before use."""
-    return _engine(settings, InferenceRunner(encoder or build_encoder(settings)), captioner)
+                 captioner: Captioner | Literal["configured"] | None = "configured",
+                 gallery: GalleryStorage | None = None) -> Engine:
+    """The engine over the configured gallery; call ``await engine.start()`` before use."""
+    runner = InferenceRunner(encoder or build_encoder(settings))
+    return _engine(settings, runner, captioner, gallery or build_gallery(settings))
 
 
 def build_chat_engine(settings: Settings, encoder: ImageTextEncoder | None = None, *,
-                      captioner: Captioner | Literal["configured"] | None = "configured") -> Engine:
-    """The engine for chat front ends: concurrent requests share model batches."""
+                      captioner: Captioner | Literal["configured"] | None = "configured",
+                      gallery: GalleryStorage | None = None, serving: bool = False) -> Engine:
+    """The engine for chat front ends: concurrent requests share model batches.
+
+    ``serving``: the bot process (``clipbot run``); with SQLite, only one may serve a gallery.
+    """
     runner = MicroBatcher(
         InferenceRunner(encoder or build_encoder(settings)), max_batch=settings.max_batch,
         max_wait_ms=settings.batch_wait_ms, max_queue=settings.queue_size,
     )
-    return _engine(settings, runner, captioner)
+    return _engine(settings, runner, captioner, gallery or build_gallery(settings, serving=serving))
 
 
-def _engine(settings: Settings, runner: Encoding, captioner: Captioner | Literal["configured"] | None) -> Engine:
+def _engine(settings: Settings, runner: Encoding, captioner: Captioner | Literal["configured"] | None,
+            gallery: GalleryStorage) -> Engine:
     return Engine(
-        store=Store(settings.data_dir),
-        media=MediaStore(settings.data_dir / "media"),
+        gallery=gallery,
+        media=MediaStore(settings.pictures_dir),
         runner=runner,
         max_pixels=settings.max_image_pixels,
         max_bytes=settings.max_image_bytes,
         decode_workers=settings.decode_workers,
         captioner=build_captioner(settings) if captioner == "configured" else captioner,
         color_count=settings.color_count,
-        index_precision=settings.index_precision,
         text_limits=TextLimits(settings.max_label_chars, settings.max_description_chars),
     )
 
@@ -91,7 +107,9 @@ def build_service(settings: Settings, engine: Engine) -> ChatService:
         top_k=settings.top_k, weak_image_score=settings.weak_image_score, weak_text_score=settings.weak_text_score,
         add_requires_admin=settings.add_requires_admin, admin_ids=settings.admin_id_set,
     )
-    return ChatService(engine, config=config, limiter=RateLimiter(settings.rate_limit_per_minute))
+    # Pages and rate limits live in the gallery's database: any process serving it answers a button.
+    return ChatService(engine, config=config, limiter=RateLimiter(settings.rate_limit_per_minute, store=engine.state),
+                       pages=ResultPages(engine.state))
 
 
 def build_platforms(settings: Settings, service: ChatService) -> list[Platform]:

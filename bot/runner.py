@@ -59,7 +59,7 @@ async def run_bot(settings: Settings, *, engine: Engine | None = None) -> int:
         print(NO_PLATFORM + "\nNo terminal is attached for the console chat either, so there is nothing to run.",
               file=sys.stderr)
         return 2
-    engine = engine or build_chat_engine(settings)
+    engine = engine or build_chat_engine(settings, serving=True)
     async with engine:
         await engine.check_model()
         await engine.warm()
@@ -124,4 +124,4 @@ def interactive() -> bool:
 
 
 def console_chat(settings: Settings, service: ChatService) -> ConsoleChat:
-    return ConsoleChat(service)
+    return ConsoleChat(service, history_file=settings.history_file)

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     color_count: int = Field(5, ge=1, le=16)
     data_dir: Path = Field(default_factory=default_data_dir)
     cache_dir: Path = Field(default_factory=default_cache_dir)
+    # postgresql://user:password@host/db keeps the gallery in PostgreSQL with pgvector; unset: SQLite in data_dir.
+    database_url: SecretStr | None = None
+    media_dir: Path | None = None  # the stored pictures; default data_dir/media. Shared by every worker.
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"
     torch_threads: int = Field(0, ge=0)
@@ -75,6 +78,12 @@ class Settings(BaseSettings):
     telegram_base_file_url: str | None = Field(None, validation_alias=AliasChoices("TELEGRAM_BASE_FILE_URL"))
     telegram_max_file_mb: float = Field(20, gt=0, le=2000)
     telegram_group_messages_per_minute: int = Field(20, ge=1, le=1000)
+    # Webhook mode (several processes behind a load balancer share one token); checked by the adapter.
+    telegram_webhook_url: str | None = Field(None, validation_alias=AliasChoices("TELEGRAM_WEBHOOK_URL"))
+    telegram_webhook_listen: str = Field("127.0.0.1", min_length=1,
+                                         validation_alias=AliasChoices("TELEGRAM_WEBHOOK_LISTEN"))
+    telegram_webhook_port: int = Field(8443, ge=1, le=65535, validation_alias=AliasChoices("TELEGRAM_WEBHOOK_PORT"))
+    telegram_webhook_secret: SecretStr | None = Field(None, validation_alias=AliasChoices("TELEGRAM_WEBHOOK_SECRET"))
 
     # Discord
     discord_bot_token: SecretStr | None = Field(None, validation_alias=AliasChoices("DISCORD_BOT_TOKEN"))
@@ -83,6 +92,9 @@ class Settings(BaseSettings):
     discord_gateway_url: str | None = Field(None, validation_alias=AliasChoices("DISCORD_GATEWAY_URL"))
     discord_max_file_mb: float = Field(25, gt=0, le=500)
     discord_message_content: bool = False
+    # Sharding (several processes split the bot's servers); the ids are checked by the adapter.
+    discord_shard_count: int | None = Field(None, ge=1, validation_alias=AliasChoices("DISCORD_SHARD_COUNT"))
+    discord_shard_ids: str = Field("", validation_alias=AliasChoices("DISCORD_SHARD_IDS"))
 
     @field_validator("discord_guild_ids")
     @classmethod
@@ -90,6 +102,15 @@ class Settings(BaseSettings):
         if any(not part.strip().isdigit() for part in value.split(",") if part.strip()):
             raise ValueError("must be comma-separated server ids (numbers)")
         return value
+
+    @property
+    def database(self) -> str | None:
+        url = self.database_url.get_secret_value().strip() if self.database_url else ""
+        return url or None
+
+    @property
+    def pictures_dir(self) -> Path:
+        return self.media_dir or self.data_dir / "media"
 
     @property
     def history_file(self) -> Path:

@@ -1,17 +1,18 @@
-"""Result cards as PNG bytes: a collage of matches, a score bar chart and a colour palette strip.
+"""Result cards as PNG bytes: the collage of matches here, the score chart and palette in core.charts.
 
 Only matplotlib's object API is used (``Figure`` plus an Agg canvas per figure), never pyplot:
 pyplot keeps a global current figure and is not thread-safe, while these functions run in
 worker threads side by side. Every call builds its own figure and keeps no module state.
 
 Layout is in pixels, not points: each card has an exact pixel size whatever ``dpi`` is, and
-font sizes are converted from pixels so captions fit the space reserved for them.
+font sizes are converted from pixels so captions fit the space reserved for them. User text
+(labels, queries) is measured with the figure's own renderer and shortened to its room, so it
+is never cut off by the card's edge or drawn over a neighbour.
 """
 
 from __future__ import annotations
 
 import io
-import itertools
 import math
 import re
 import warnings
@@ -20,44 +21,62 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from matplotlib import font_manager
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image
+from matplotlib.lines import Line2D
+from PIL import Image, ImageOps
 
-from core.colors import DominantColor
 from core.images import to_rgb
 
-# Height of the caption strip under each collage tile: two lines ("label" and "0.87").
+# Height of the caption strip under each collage tile: "rank. #id label" and "score · file".
 CAPTION_PX = 40
-# DejaVu Sans ships inside matplotlib, so no lookup can fail and log "findfont" noise.
-FONT_FAMILY = "DejaVu Sans"
+# Header above a collage with a title: title line and a line saying how to read the tiles.
+TITLE_PX = 52
+# Header with the query photo: its thumbnail sets the height.
+QUERY_TITLE_PX = 92
 ELLIPSIS = "…"
 
-# Labels are user text (folder names, captions): emoji or scripts missing from DejaVu warn
+# DejaVu Sans ships inside matplotlib, so no lookup can fail and log "findfont" noise. Fonts
+# for scripts it lacks (CJK above all) are added only when installed, found in the font list
+# matplotlib already loaded, so hosts that have them show labels such as "猫" instead of boxes.
+_FALLBACK_FONTS = (
+    "Noto Sans CJK JP", "Noto Sans CJK SC", "Source Han Sans", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei",
+    "Droid Sans Fallback", "Noto Sans", "Noto Sans Symbols 2",
+)
+_INSTALLED = {f.name for f in font_manager.fontManager.ttflist}
+FONT_FAMILY: list[str] = ["DejaVu Sans", *(name for name in _FALLBACK_FONTS if name in _INSTALLED)]
+# Characters DejaVu Sans Bold draws itself. Fallback fonts often have no bold face, and asking
+# for one logs a findfont warning per lookup: bold text uses DejaVu alone, and text it cannot
+# draw is set in the regular weight, where the fallbacks apply.
+_BOLD_CHARS = frozenset(font_manager.get_font(
+    font_manager.findfont(font_manager.FontProperties(family="DejaVu Sans", weight="bold")),
+).get_charmap())
+
+# Labels are user text (folder names, captions): emoji or scripts missing from every font warn
 # once per glyph per render. A box in their place is fine on a card; the warning is noise.
 _GLYPH_WARNING = r"Glyph \d+ .*missing from font"
 
 _COLLAGE_FONT_PX = 12
+_TITLE_FONT_PX = 17
+_SUBTITLE_FONT_PX = 12
 _TILE_PAD_PX = 4
-_BARS_FONT_PX = 12
-_BAR_PX = 24
-_BARS_TOP_PX = 12
-_BARS_AXIS_PX = 34
-_BARS_FOOTER_PX = 26
-_BARS_RIGHT_PX = 56
-_BAR_COLOR = "#4c72b0"
-_PALETTE_FONT_PX = 11
+_QUERY_THUMB_PX = QUERY_TITLE_PX - 16
+_MUTED = "#555555"
+_RULE = "#d0d0d0"
 # Average DejaVu Sans advance is ~0.6 em; a little over keeps wide capitals inside the box.
 _CHAR_EM = 0.62
 
 
 @dataclass(frozen=True)
 class Tile:
-    """One search result for the collage: its picture, label and score."""
+    """One search result for the collage, best first: its picture, label, score and identity."""
 
     image: Image.Image
     label: str
     score: float
+    image_id: int | None = None  # shown as "#12": the number /delete and the replies use
+    note: str = ""  # a detail for the second caption line, such as the original file's name
 
 
 # --- shared helpers ----------------------------------------------------------------------------
@@ -70,12 +89,13 @@ def shorten(text: str, max_chars: int) -> str:
     return flat[: max(0, max_chars - 1)].rstrip() + ELLIPSIS
 
 
-def _chars_fitting(width_px: float, font_px: float) -> int:
+def chars_fitting(width_px: float, font_px: float) -> int:
+    """About how many average characters fit ``width_px``; for names, which are plain ASCII."""
     return max(1, int(width_px / (font_px * _CHAR_EM)))
 
 
-def _points(px: float, dpi: int) -> float:
-    # Font sizes are in points (1/72 in); a pixel is 1/dpi in.
+def points(px: float, dpi: int) -> float:
+    """A font size in points (1/72 in) for ``px`` pixels (1/dpi in)."""
     return px * 72.0 / dpi
 
 
@@ -90,7 +110,7 @@ def _quiet_missing_glyphs() -> None:
     warnings.filterwarnings("ignore", message=_GLYPH_WARNING, category=UserWarning)
 
 
-def _new_figure(width_px: int, height_px: int, dpi: int) -> Figure:
+def new_figure(width_px: int, height_px: int, dpi: int) -> Figure:
     """A fresh white figure whose Agg canvas is exactly ``width_px`` x ``height_px``."""
     if dpi <= 0:
         raise ValueError(f"dpi must be positive, got {dpi}")
@@ -104,7 +124,7 @@ def _new_figure(width_px: int, height_px: int, dpi: int) -> Figure:
 def figure_png(fig: Figure) -> bytes:
     """Render ``fig`` with its Agg canvas and encode it as an RGB PNG."""
     canvas = fig.canvas
-    assert isinstance(canvas, FigureCanvasAgg), "figures here are built by _new_figure"
+    assert isinstance(canvas, FigureCanvasAgg), "figures here are built by new_figure"
     canvas.draw()  # type: ignore[no-untyped-call]  # matplotlib's backend_agg.py has no annotations
     rgba = np.asarray(canvas.buffer_rgba())  # type: ignore[no-untyped-call]  # likewise unannotated
     buf = io.BytesIO()
@@ -113,13 +133,59 @@ def figure_png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def _text(fig: Figure, x_px: float, y_px: float, s: str, *, font_px: float, **kw: Any) -> None:
+def place_text(fig: Figure, x_px: float, y_px: float, s: str, *, font_px: float, **kw: Any) -> None:
     """Figure text placed in pixels from the top-left corner; never parsed as mathtext."""
     w, h = fig.bbox.width, fig.bbox.height
+    family, weight = text_style(s, kw.pop("weight", "normal"))
     fig.text(
-        x_px / w, 1.0 - y_px / h, s, fontsize=_points(font_px, int(fig.dpi)), family=FONT_FAMILY,
+        x_px / w, 1.0 - y_px / h, s, fontsize=points(font_px, int(fig.dpi)), family=family, weight=weight,
         parse_math=False, **kw,  # a label such as "$5 mug" must not become TeX
     )
+
+
+def text_style(text: str, weight: str = "normal") -> tuple[list[str], str]:
+    """``(font families, weight)`` to draw ``text`` in: bold only where DejaVu Sans Bold has every glyph."""
+    if weight != "bold":
+        return FONT_FAMILY, weight
+    if len(FONT_FAMILY) == 1 or all(ord(ch) in _BOLD_CHARS for ch in text):
+        return ["DejaVu Sans"], weight
+    return FONT_FAMILY, "normal"
+
+
+def text_width_px(fig: Figure, s: str, font_px: float, *, weight: str = "normal") -> float:
+    """How wide ``s`` is drawn on ``fig``, in pixels, measured by the renderer that will draw it."""
+    canvas = fig.canvas
+    assert isinstance(canvas, FigureCanvasAgg), "figures here are built by new_figure"
+    renderer = canvas.get_renderer()  # type: ignore[no-untyped-call]  # backend_agg.py is unannotated
+    family, weight = text_style(s, weight)
+    prop = font_manager.FontProperties(family=family, size=points(font_px, int(fig.dpi)), weight=weight)
+    width, _height, _descent = renderer.get_text_width_height_descent(s, prop, ismath=False)
+    return float(width)
+
+
+def fit_text(fig: Figure, text: str, width_px: float, font_px: float, *, weight: str = "normal") -> str:
+    """``text`` on one line, shortened with an ellipsis until it is drawn within ``width_px``.
+
+    Measured rather than counted: "WWW" is three times as wide as "iii", and a CJK character
+    is about twice a Latin one.
+    """
+    flat = re.sub(r"\s+", " ", text).strip()
+    if text_width_px(fig, flat, font_px, weight=weight) <= width_px:
+        return flat
+    lo, hi = 0, len(flat) - 1  # the longest prefix that fits with the ellipsis
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if text_width_px(fig, flat[:mid].rstrip() + ELLIPSIS, font_px, weight=weight) <= width_px:
+            lo = mid
+        else:
+            hi = mid - 1
+    return flat[:lo].rstrip() + ELLIPSIS
+
+
+def rule(fig: Figure, y_px: float) -> None:
+    """A thin grey line across the figure, ``y_px`` from the top, under a header."""
+    y = 1.0 - y_px / fig.bbox.height
+    fig.add_artist(Line2D([0.0, 1.0], [y, y], color=_RULE, linewidth=1.0))
 
 
 # --- collage -----------------------------------------------------------------------------------
@@ -134,10 +200,23 @@ def collage_layout(n: int, columns: int) -> tuple[int, int]:
     return math.ceil(n / used), used
 
 
-def collage_size(n: int, *, columns: int = 5, tile_px: int = 200) -> tuple[int, int]:
-    """``(width, height)`` in pixels: ``columns_used * tile_px`` by ``rows * (tile_px + CAPTION_PX)``."""
+def collage_header_px(*, titled: bool, query: bool) -> int:
+    """Height of the header strip: ``QUERY_TITLE_PX`` with a query photo, ``TITLE_PX`` with a title."""
+    return QUERY_TITLE_PX if query else TITLE_PX if titled else 0
+
+
+def collage_size(n: int, *, columns: int = 5, tile_px: int = 200, titled: bool = False,
+                 query: bool = False) -> tuple[int, int]:
+    """``(width, height)`` in pixels of a collage of ``n`` tiles.
+
+    Without a header: ``columns_used * tile_px`` by ``rows * (tile_px + CAPTION_PX)``. A header
+    (a title, a query photo) adds its height on top and widens a one-tile collage to two tiles,
+    so the title has room to be read.
+    """
     rows, used = collage_layout(n, columns)
-    return used * tile_px, rows * (tile_px + CAPTION_PX)
+    header = collage_header_px(titled=titled, query=query)
+    width = used * tile_px if not header else max(used, 2) * tile_px
+    return width, header + rows * (tile_px + CAPTION_PX)
 
 
 def _fit(image: Image.Image, box: int) -> Image.Image:
@@ -151,175 +230,92 @@ def _fit(image: Image.Image, box: int) -> Image.Image:
     return img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0 if scale < 1 else None)
 
 
-def collage_figure(tiles: Sequence[Tile], *, columns: int = 5, tile_px: int = 200, dpi: int = 100) -> Figure:
-    """The collage as a figure: one ``figimage`` per tile (so ``len(fig.images) == len(tiles)``).
+def tile_caption(tile: Tile, rank: int) -> tuple[str, str]:
+    """The two caption lines of a tile, unshortened: ``"1. #12 label"`` and ``"0.913 · file.jpg"``.
+
+    Three decimals: cosine scores of near-duplicates differ in the third place, and two
+    decimals showed three different images all as "1.00".
+    """
+    ident = f"#{tile.image_id} " if tile.image_id is not None else ""
+    head = f"{rank}. {ident}{tile.label}".rstrip()
+    score = f"{tile.score:.3f}"
+    return head, f"{score} · {tile.note}" if tile.note else score
+
+
+def _header(fig: Figure, width: int, title: str, subtitle: str, short_subtitle: str,
+            query: Image.Image | None) -> None:
+    left = 12
+    if query is not None:
+        thumb = _fit(query, _QUERY_THUMB_PX - 2)
+        framed = np.asarray(ImageOps.expand(thumb, border=1, fill=(160, 160, 160)))
+        fh = framed.shape[0]
+        top = (QUERY_TITLE_PX - fh) // 2
+        fig.figimage(framed, xo=left, yo=int(fig.bbox.height) - top - fh, origin="upper")
+        left += _QUERY_THUMB_PX + 12
+    header = collage_header_px(titled=True, query=query is not None)
+    room = width - left - 12
+    mid = header / 2
+    place_text(fig, left, mid - 3, fit_text(fig, title, room, _TITLE_FONT_PX, weight="bold"),
+               font_px=_TITLE_FONT_PX, weight="bold", ha="left", va="bottom", color="#111111")
+    if text_width_px(fig, subtitle, _SUBTITLE_FONT_PX) > room:  # a narrow card: the terse legend
+        subtitle = short_subtitle
+    place_text(fig, left, mid + 3, fit_text(fig, subtitle, room, _SUBTITLE_FONT_PX),
+               font_px=_SUBTITLE_FONT_PX, ha="left", va="top", color=_MUTED)
+    rule(fig, header - 0.5)
+
+
+def collage_figure(
+    tiles: Sequence[Tile], *, columns: int = 5, tile_px: int = 200, dpi: int = 100,
+    title: str | None = None, query: Image.Image | None = None,
+) -> Figure:
+    """The collage as a figure: one ``figimage`` per tile, plus one for the query photo if given.
 
     Images are placed pixel for pixel (no resampling by matplotlib), centred in their square;
-    the caption "label" / "score" sits in the ``CAPTION_PX`` strip below.
+    the caption lines "rank. #id label" and "score · note" sit in the ``CAPTION_PX`` strip below.
+    With ``title`` or ``query`` a header on top shows the title (or "Matches for this photo")
+    next to the query's thumbnail, and a line saying how to read the captions.
     """
     if tile_px < 2 * _TILE_PAD_PX + 8:
         raise ValueError(f"tile_px must be at least {2 * _TILE_PAD_PX + 8}, got {tile_px}")
     _rows, used = collage_layout(len(tiles), columns)
-    width, height = collage_size(len(tiles), columns=columns, tile_px=tile_px)
-    fig = _new_figure(width, height, dpi)
+    titled = title is not None or query is not None
+    width, height = collage_size(len(tiles), columns=columns, tile_px=tile_px, titled=titled,
+                                 query=query is not None)
+    fig = new_figure(width, height, dpi)
+    header = collage_header_px(titled=titled, query=query is not None)
+    if titled:
+        n = len(tiles)
+        heading = title if title is not None else "Best match for this photo" if n == 1 else "Matches for this photo"
+        what = "The best match" if n == 1 else f"{n} matches, best first"
+        _header(fig, width, heading, f"{what} · under each: rank, #id, label, similarity score",
+                f"{what} · rank, #id, label, score", query)
+    x0 = (width - used * tile_px) // 2  # a widened one-tile collage keeps its tile centred
     inner = tile_px - 2 * _TILE_PAD_PX
-    max_chars = _chars_fitting(inner, _COLLAGE_FONT_PX)
     cell_h = tile_px + CAPTION_PX
     for i, tile in enumerate(tiles):
         row, col = divmod(i, used)
         thumb = np.asarray(_fit(tile.image, inner))
         th, tw = thumb.shape[:2]
-        left = col * tile_px + (tile_px - tw) // 2
-        top = row * cell_h + (tile_px - th) // 2
+        left = x0 + col * tile_px + (tile_px - tw) // 2
+        top = header + row * cell_h + (tile_px - th) // 2
         # figimage offsets count from the bottom-left corner, in pixels.
         fig.figimage(thumb, xo=left, yo=height - top - th, origin="upper")
-        caption = f"{shorten(tile.label, max_chars)}\n{tile.score:.2f}"
-        _text(
-            fig, col * tile_px + tile_px / 2, row * cell_h + tile_px + 2, caption,
-            font_px=_COLLAGE_FONT_PX, ha="center", va="top", linespacing=1.1, color="#222222",
-        )
+        head, detail = tile_caption(tile, i + 1)
+        cx, cy = x0 + col * tile_px + tile_px / 2, header + row * cell_h + tile_px
+        place_text(fig, cx, cy + 1, fit_text(fig, head, inner, _COLLAGE_FONT_PX, weight="bold"),
+                   font_px=_COLLAGE_FONT_PX, weight="bold", ha="center", va="top", color="#222222")
+        place_text(fig, cx, cy + 1 + _COLLAGE_FONT_PX * 1.45, fit_text(fig, detail, inner, _COLLAGE_FONT_PX),
+                   font_px=_COLLAGE_FONT_PX, ha="center", va="top", color=_MUTED)
     return fig
 
 
-def render_collage(tiles: Sequence[Tile], *, columns: int = 5, tile_px: int = 200, dpi: int = 100) -> bytes:
-    """A PNG grid of the matches, each image with "label" and its score (2 decimals) under it.
-
-    Size: ``min(columns, n) * tile_px`` wide and ``ceil(n / columns_used) * (tile_px + CAPTION_PX)``
-    tall (``CAPTION_PX`` = 40), independent of ``dpi``. Raises ValueError on no tiles.
-    """
-    return figure_png(collage_figure(tiles, columns=columns, tile_px=tile_px, dpi=dpi))
-
-
-# --- score bars --------------------------------------------------------------------------------
-
-def score_bars_footer(n_items: int, max_bars: int) -> str | None:
-    """The note under a bar chart that had to drop items ("…and 15 more"), or None."""
-    extra = n_items - max_bars
-    return f"{ELLIPSIS}and {extra} more" if extra > 0 else None
-
-
-def score_bars_size(n_items: int, *, max_bars: int = 25, width_px: int = 800) -> tuple[int, int]:
-    """``(width, height)`` in pixels of a bar chart of ``n_items``: 24 px per bar plus margins."""
-    if n_items < 1:
-        raise ValueError("a bar chart needs at least one item")
-    if max_bars < 1:
-        raise ValueError(f"max_bars must be at least 1, got {max_bars}")
-    shown = min(n_items, max_bars)
-    footer = _BARS_FOOTER_PX if score_bars_footer(n_items, max_bars) else 0
-    return width_px, _BARS_TOP_PX + shown * _BAR_PX + _BARS_AXIS_PX + footer
-
-
-def score_bars_figure(
-    items: Sequence[tuple[str, float]], *, max_bars: int = 25, width_px: int = 800, dpi: int = 100,
-) -> Figure:
-    """The bar chart as a figure; see :func:`render_score_bars`."""
-    width, height = score_bars_size(len(items), max_bars=max_bars, width_px=width_px)
-    label_px = round(width * 0.32)
-    plot_w = width - label_px - _BARS_RIGHT_PX
-    if plot_w < 50:
-        raise ValueError(f"width_px {width_px} leaves no room for bars")
-    shown = list(items[:max_bars])
-    labels = [label for label, _ in shown]
-    scores = np.array([float(score) for _, score in shown])
-    footer = score_bars_footer(len(items), max_bars)
-    bottom_px = _BARS_AXIS_PX + (_BARS_FOOTER_PX if footer else 0)
-
-    fig = _new_figure(width, height, dpi)
-    plot_h = height - _BARS_TOP_PX - bottom_px
-    ax = fig.add_axes((label_px / width, bottom_px / height, plot_w / width, plot_h / height))
-    pt = _points(_BARS_FONT_PX, dpi)
-    y = np.arange(len(shown))
-    ax.barh(y, scores, height=0.7, color=_BAR_COLOR)
-    lo, hi = min(0.0, float(scores.min())), max(1.0, float(scores.max()))
-    ax.set_xlim(lo, hi)
-    ax.set_ylim(len(shown) - 0.5, -0.5)  # inverted: items come best first, the best goes on top
-    ax.set_yticks([])
-    ax.tick_params(axis="x", labelsize=pt)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-    if lo < 0:
-        ax.axvline(0.0, color="#555555", linewidth=0.8)
-    # Labels drawn as plain text rather than tick labels: tick labels would parse "$" as mathtext.
-    max_chars = _chars_fitting(label_px - 10, _BARS_FONT_PX)
-    pad = 0.01 * (hi - lo)
-    for i, (label, score) in enumerate(zip(labels, scores, strict=True)):
-        ax.text(
-            -0.015, i, shorten(label, max_chars), transform=ax.get_yaxis_transform(), ha="right",
-            va="center", fontsize=pt, family=FONT_FAMILY, parse_math=False,
-        )
-        ax.text(
-            max(float(score), 0.0) + pad, i, f"{score:.2f}", ha="left", va="center", fontsize=pt,
-            family=FONT_FAMILY, parse_math=False, clip_on=False,
-        )
-    if footer:
-        _text(fig, width / 2, height - _BARS_FOOTER_PX / 2, footer, font_px=_BARS_FONT_PX,
-              ha="center", va="center", color="#444444")
-    return fig
-
-
-def render_score_bars(
-    items: Sequence[tuple[str, float]], *, max_bars: int = 25, width_px: int = 800, dpi: int = 100,
+def render_collage(
+    tiles: Sequence[Tile], *, columns: int = 5, tile_px: int = 200, dpi: int = 100,
+    title: str | None = None, query: Image.Image | None = None,
 ) -> bytes:
-    """A PNG horizontal bar chart of ``(label, score)`` items, given best first, best on top.
+    """A PNG grid of the matches, each with "rank. #id label" and its score (3 decimals) under it.
 
-    Each bar is labelled with its label and score (2 decimals); the x axis runs from
-    ``min(0, lowest score)`` to 1. Only the first ``max_bars`` are drawn, with a footer
-    "…and N more" for the rest. Size: ``width_px`` by ``12 + 24 * bars + 34 (+ 26 with a footer)``.
+    Size: :func:`collage_size` (``titled`` when ``title`` or ``query`` is given), independent of
+    ``dpi``. Raises ValueError on no tiles.
     """
-    return figure_png(score_bars_figure(items, max_bars=max_bars, width_px=width_px, dpi=dpi))
-
-
-# --- palette -----------------------------------------------------------------------------------
-
-def text_color_for(rgb: Sequence[int]) -> str:
-    """``"black"`` or ``"white"``, whichever reads better on ``rgb`` (WCAG relative luminance)."""
-    c = np.asarray(rgb, dtype=np.float64) / 255.0
-    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    luminance = float(linear @ np.array([0.2126, 0.7152, 0.0722]))
-    # 0.179 is where contrast against black equals contrast against white.
-    return "black" if luminance > 0.179 else "white"
-
-
-def palette_blocks(percents: Sequence[float], width_px: int) -> list[tuple[int, int]]:
-    """``(left, width)`` pixel spans proportional to ``percents`` that tile ``width_px`` exactly."""
-    p = np.asarray(percents, dtype=np.float64)
-    if len(p) == 0 or not np.all(np.isfinite(p)) or np.any(p < 0) or p.sum() <= 0:
-        raise ValueError("a palette needs colours with positive shares")
-    # Rounding cumulative edges (not each width) keeps the blocks gap-free and summing to width_px.
-    edges = np.rint(np.concatenate([[0.0], np.cumsum(p)]) / p.sum() * width_px).astype(int)
-    return [(int(a), int(b - a)) for a, b in itertools.pairwise(edges)]
-
-
-def palette_figure(
-    colors: Sequence[DominantColor], *, width_px: int = 600, height_px: int = 120, dpi: int = 100,
-) -> Figure:
-    """The palette strip as a figure; see :func:`render_palette`."""
-    blocks = palette_blocks([c.percent for c in colors], width_px)
-    strip = np.empty((height_px, width_px, 3), dtype=np.uint8)
-    for color, (left, w) in zip(colors, blocks, strict=True):
-        strip[:, left:left + w] = color.rgb
-    fig = _new_figure(width_px, height_px, dpi)
-    # The blocks are one exact pixel array: no antialiased seams between neighbouring colours.
-    fig.figimage(strip, xo=0, yo=0, origin="upper")
-    for color, (left, w) in zip(colors, blocks, strict=True):
-        if w >= 64:
-            name = shorten(color.name, _chars_fitting(w - 6, _PALETTE_FONT_PX))
-            text = f"{name}\n{color.hex}\n{color.percent:.1f}%"
-        elif w >= 30:  # too narrow for the name: the share alone
-            text = f"{color.percent:.0f}%"
-        else:
-            continue
-        _text(fig, left + w / 2, height_px / 2, text, font_px=_PALETTE_FONT_PX, ha="center",
-              va="center", linespacing=1.2, color=text_color_for(color.rgb))
-    return fig
-
-
-def render_palette(
-    colors: Sequence[DominantColor], *, width_px: int = 600, height_px: int = 120, dpi: int = 100,
-) -> bytes:
-    """A PNG strip, exactly ``width_px`` x ``height_px``, one block per colour sized by its percent.
-
-    Blocks wide enough carry the colour's name, hex and percent in black or white, whichever
-    contrasts more; narrow ones show the percent only, or nothing. Raises ValueError on no colours.
-    """
-    return figure_png(palette_figure(colors, width_px=width_px, height_px=height_px, dpi=dpi))
+    return figure_png(collage_figure(tiles, columns=columns, tile_px=tile_px, dpi=dpi, title=title, query=query))

@@ -1,7 +1,8 @@
 """Dominant colours of an image (K-Means on a downsampled copy) and their names and families.
 
-Names come from the CSS named colours, matched in CIELAB so "nearest" means nearest to the eye;
-families are the eleven broad words a chat colour filter (``/find car color:red``) understands.
+Names come from the CSS named colours plus common names from the xkcd colour survey, matched in
+CIELAB so "nearest" means nearest to the eye; families are the eleven broad words a chat colour
+filter (``/find car color:red``) understands, and do not depend on the names.
 """
 
 from __future__ import annotations
@@ -56,6 +57,44 @@ CSS_COLORS: dict[str, str] = {
     "whitesmoke": "#f5f5f5", "yellow": "#ffff00", "yellowgreen": "#9acd32",
 }
 
+# Common names the CSS list lacks, from the xkcd colour survey (CC0, matplotlib ships it as
+# XKCD_COLORS), where thousands of people named colours: photo colours are mostly muted browns,
+# olives and greys, for which CSS offers little better than "dimgray". Names CSS already has keep
+# the CSS value (xkcd's "khaki" differs), so a shown name typed back as color:khaki means the same.
+COMMON_COLORS: dict[str, str] = {
+    # browns and neutrals
+    "taupe": "#b9a281", "dark taupe": "#7f684e", "umber": "#b26400", "olive brown": "#645403",
+    "grayish brown": "#7a6a4f", "brownish gray": "#86775f", "warm gray": "#978a84", "mud": "#735c12",
+    "coffee": "#a6814c", "mocha": "#9d7651", "sand": "#e2ca76", "stone": "#ada587", "putty": "#beae8a",
+    "camel": "#c69f59", "caramel": "#af6f09", "ochre": "#bf9005", "rust": "#a83c09", "sepia": "#985e2b",
+    "chestnut": "#742802", "mahogany": "#4a0100", "cinnamon": "#ac4f06", "light brown": "#ad8150",
+    "dark brown": "#341c02", "milk chocolate": "#7f4e1e", "pale brown": "#b1916e", "dark beige": "#ac9362",
+    "dirt brown": "#836539", "clay": "#b66a50", "fawn": "#cfaf7b", "cream": "#ffffc2", "off white": "#ffffe4",
+    # greens
+    "olive green": "#677a04", "dark olive": "#373e02", "army green": "#4b5d16", "moss green": "#658b38",
+    "drab": "#828344", "sage": "#87ae73", "grayish green": "#82a67d", "mint": "#9ffeb0", "pine": "#2b5d34",
+    "hunter green": "#0b4008", "dark forest green": "#002d04", "dark teal": "#014d4e", "emerald": "#01a049",
+    "jade": "#1fa774", "kelly green": "#02ab2e",
+    "grass green": "#3f9b0b", "avocado": "#90b134", "pistachio": "#c0fa8b",
+    # blues and cool greys
+    "navy blue": "#001146", "denim": "#3b638c", "cobalt": "#1e488f", "baby blue": "#a2cffe",
+    "periwinkle": "#8e82fe", "cerulean": "#0485d1", "petrol": "#005f6a", "ocean": "#017b92",
+    "dusty blue": "#5a86ad", "grayish blue": "#5e819d", "ice blue": "#d7fffe", "slate": "#516572",
+    "steel": "#738595", "dark gray blue": "#29465b", "dusk": "#4e5481", "bluish gray": "#748b97",
+    "cool gray": "#95a3a6", "gunmetal": "#536267",
+    "charcoal": "#343837",
+    # reds, pinks and purples
+    "burgundy": "#610023", "wine": "#80013f", "brick red": "#8f1402", "scarlet": "#be0119",
+    "cherry": "#cf0234", "raspberry": "#b00149", "rose": "#cf6275", "dusty rose": "#c0737a",
+    "dusty pink": "#d58a94", "blush": "#f29e8e", "terracotta": "#ca6641", "peach": "#ffb07c",
+    "apricot": "#ffb16d", "mauve": "#ae7181", "lilac": "#cea2fd", "amethyst": "#9b5fc0", "grape": "#6c3461",
+    "eggplant": "#380835",
+    # yellows and oranges
+    "mustard": "#ceb301", "lemon": "#fdff52", "butter": "#ffff81", "straw": "#fcf679", "amber": "#feb308",
+    "tangerine": "#ff9408", "pumpkin": "#e17701", "burnt orange": "#c04e01", "copper": "#b66325",
+    "bronze": "#a87900",
+}
+
 COLOR_FAMILIES: tuple[str, ...] = (
     "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "gray",
 )
@@ -71,7 +110,7 @@ _OPENMP = ThreadpoolController()
 
 @dataclass(frozen=True)
 class DominantColor:
-    """One cluster of an image's pixels: its colour, nearest CSS name and share of the image (0-100)."""
+    """One cluster of an image's pixels: its colour, nearest common name and share of the image (0-100)."""
 
     hex: str
     name: str
@@ -118,15 +157,51 @@ def rgb_to_hex(rgb: Sequence[int]) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
-_PALETTE_NAMES: tuple[str, ...] = tuple(CSS_COLORS)
-_PALETTE_LAB: np.ndarray = rgb_to_lab(np.array([hex_to_rgb(h) for h in CSS_COLORS.values()]))
+# Words the CSS names are run together from: "darkolivegreen" is shown as "dark olive green",
+# which reads at a glance and matches the spaced names of COMMON_COLORS. Names not made only of
+# these words (cornsilk, firebrick, honeydew) stay whole.
+_CSS_WORDS = frozenset({
+    "alice", "antique", "blanched", "almond", "blue", "violet", "burly", "wood", "cadet", "cornflower",
+    "dark", "deep", "dim", "dodger", "floral", "forest", "ghost", "white", "green", "yellow", "hot", "pink",
+    "indian", "red", "lavender", "blush", "lawn", "lemon", "chiffon", "light", "lime", "medium", "midnight",
+    "mint", "cream", "misty", "rose", "navajo", "old", "lace", "olive", "drab", "orange", "pale", "papaya",
+    "whip", "peach", "puff", "powder", "rebecca", "purple", "rosy", "brown", "royal", "saddle", "sandy",
+    "sea", "sky", "slate", "spring", "steel", "smoke", "gray", "cyan", "goldenrod", "khaki", "magenta",
+    "orchid", "salmon", "aquamarine", "turquoise", "coral",
+})
+
+
+def css_display_name(css_name: str) -> str:
+    """A CSS colour name with its words spaced: ``"lightgoldenrodyellow"`` -> ``"light goldenrod yellow"``."""
+    # best[i]: the fewest known words spelling css_name[:i], or None when none do.
+    best: list[list[str] | None] = [[]] + [None] * len(css_name)
+    for end in range(1, len(css_name) + 1):
+        for start in range(end):
+            head, word = best[start], css_name[start:end]
+            if head is not None and word in _CSS_WORDS:
+                candidate = [*head, word]
+                current = best[end]
+                if current is None or len(candidate) < len(current):
+                    best[end] = candidate
+    words = best[-1]
+    return " ".join(words) if words else css_name
+
+
+# Every shown name -> hex: the CSS colours (spaced) first, so an exact CSS colour keeps its CSS
+# name when a common name happens to be equally near, then the common names CSS lacks.
+NAMED_COLORS: dict[str, str] = {css_display_name(name): value for name, value in CSS_COLORS.items()}
+NAMED_COLORS.update({name: value for name, value in COMMON_COLORS.items() if name not in NAMED_COLORS})
+
+_PALETTE_NAMES: tuple[str, ...] = tuple(NAMED_COLORS)
+_PALETTE_LAB: np.ndarray = rgb_to_lab(np.array([hex_to_rgb(h) for h in NAMED_COLORS.values()]))
 
 
 def color_name(rgb: Sequence[int]) -> str:
-    """The CSS colour nearest to ``rgb`` by Euclidean distance in CIELAB (Delta E 1976).
+    """The name in :data:`NAMED_COLORS` nearest to ``rgb`` by Euclidean distance in CIELAB (Delta E 1976).
 
     Lab distance follows perceived difference far better than RGB distance, which
-    over-weights differences among dark colours and under-weights greens.
+    over-weights differences among dark colours and under-weights greens. The name is for
+    people only: filters use :func:`color_family`, which never looks at it.
     """
     d = np.sum((_PALETTE_LAB - rgb_to_lab(rgb)) ** 2, axis=1)
     return _PALETTE_NAMES[int(np.argmin(d))]  # argmin keeps the first of equal colours (aqua/cyan)

@@ -176,15 +176,28 @@ class ChatStyle:
             notes.append("In groups, mention me in a photo's caption, reply /match to a photo, or use /find.")
         return notes
 
+    def send_photo(self) -> str:
+        return "send me a photo"
+
+    def how_to_add(self) -> str:
+        return ("To add an image, send a photo with the caption /add label | description "
+                "(or reply /add label | description to a photo).")
+
 
 CHAT_STYLE = ChatStyle()
 
 
+def style_of(ctx: Context) -> HelpStyle:
+    """How the front end a request came from writes commands (a text chat's way when it did not say)."""
+    return ctx.help_style or CHAT_STYLE
+
+
 def help_text(style: HelpStyle, *, private: bool) -> str:
     """Every command of the catalogue, one line each, written the way ``style`` writes them."""
+    give = style.send_photo()
     lines = [
-        "Send me a photo and I'll answer with the closest image in this chat's gallery and the shared one, "
-        "with a similarity score.",
+        f"{give[:1].upper()}{give[1:]} and I'll answer with the closest image in this chat's gallery and the "
+        "shared one, with a similarity score.",
         *(f"{style.usage(c)} \u2014 {c.summary}" for c in commands_for(style.front_end) if c.name != "help"),
         *style.notes(private=private),
     ]

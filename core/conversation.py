@@ -46,13 +46,21 @@ async def _never_admin() -> bool:
 
 
 class HelpStyle(Protocol):
-    """How one front end writes commands in its help: ``/find <words>``, ``/match image``, ..."""
+    """How one front end writes commands in its help and hints: ``/find <words>``, ``/match image``, ..."""
 
     front_end: str
 
     def usage(self, command: ChatCommand) -> str: ...
 
     def notes(self, *, private: bool) -> list[str]: ...
+
+    def send_photo(self) -> str:
+        """How a user hands this front end a photo, lower case: "send me a photo"."""
+        ...
+
+    def how_to_add(self) -> str:
+        """One sentence telling how to add an image to the chat's gallery."""
+        ...
 
 
 @dataclass(frozen=True)

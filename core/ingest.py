@@ -203,10 +203,10 @@ async def reindex_targets(engine: Engine, *, collection: str | None = None,
                           everything: bool = False) -> list[ImageRecord]:
     """The stored images :func:`reindex` would encode: those without a vector for the configured
     model (after a change of CLIPBOT_CLIP_MODEL), or all of them with ``everything``."""
-    records = await engine.store.list_images(collection)
+    records = await engine.list_images(collection)
     if everything:
         return records
-    have = await engine.store.vectors_for([r.id for r in records], engine.model_id)
+    have = await engine.vectors_for([r.id for r in records])
     return [r for r in records if r.id not in have]
 
 
@@ -219,10 +219,9 @@ async def reindex(
 ) -> IngestSummary:
     """Encode ``records`` again with the configured model (see :func:`reindex_targets`).
 
-    Works from the stored copies in ``data/media``, so images added from chats are covered too.
+    Works from the stored copies in the media folder, so images added from chats are covered too.
     """
     summary = IngestSummary()
-    index = await engine.index()
     for start in range(0, len(records), max(1, batch_size)):
         batch = records[start:start + batch_size]
         decoded = await asyncio.gather(*(_decode_record(engine, r) for r in batch))
@@ -231,10 +230,9 @@ async def reindex(
             (f"#{r.id}", str(d)) for r, d in zip(batch, decoded, strict=True) if isinstance(d, ClipbotError)
         ]
         if ready:
-            vectors = await engine.runner.encode_pixels(np.stack([pixels for _, (_, pixels) in ready]))
+            vectors = await engine.encode_pixels(np.stack([pixels for _, (_, pixels) in ready]))
             for (record, _), vector in zip(ready, vectors, strict=True):
-                await engine.store.set_vector(record.id, vector, engine.model_id)
-                index.add(record.collection, [record.id], vector[None, :])
+                await engine.store_vector(record.id, vector)
                 summary.changed += 1
         if progress:
             progress(len(batch))

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.media import TMP_PREFIX, MediaStore
-from core.store import Store
+from core.storage import GalleryStorage
 
 log = logging.getLogger(__name__)
 # A file younger than this may belong to a write still in progress: its row is not committed yet.
@@ -31,7 +31,7 @@ class SweepReport:
         return self.temporary_removed + self.orphans_removed
 
 
-async def sweep(store: Store, media: MediaStore, *, min_age_s: float = MIN_AGE_S,
+async def sweep(store: GalleryStorage, media: MediaStore, *, min_age_s: float = MIN_AGE_S,
                 referenced: set[str] | None = None) -> SweepReport:
     """Remove temporary files left by killed writes, and stored pictures no image row uses.
 
@@ -107,7 +107,7 @@ class HealthReport:
         return self.integrity == ["ok"] and not self.missing_files and not self.sweep.problems
 
 
-async def check_health(store: Store, media: MediaStore, *, min_age_s: float = MIN_AGE_S) -> HealthReport:
+async def check_health(store: GalleryStorage, media: MediaStore, *, min_age_s: float = MIN_AGE_S) -> HealthReport:
     """Everything `clipbot doctor` looks at; the sweep part also repairs what it finds."""
     integrity = await store.integrity_check()
     referenced = await store.referenced_files()

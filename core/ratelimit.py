@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+from core.errors import StorageUnavailableError
+from core.state import MemoryState, StateStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -16,54 +24,61 @@ class Decision:
     retry_after: float = 0.0
 
 
-@dataclass
-class _Bucket:
-    tokens: float
-    updated: float
-    notified_at: float | None = None
+KIND = "rate"
 
 
 class RateLimiter:
-    """``per_minute`` requests a minute per key, with bursts up to ``burst`` (default: the same)."""
+    """``per_minute`` requests a minute per key, with bursts up to ``burst`` (default: the same).
 
-    def __init__(self, per_minute: float = 10, *, burst: int | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    Buckets live in a :class:`StateStore` (the gallery's database in a bot): every process
+    serving a chat counts against the same bucket, and a restart does not refill it.
+    """
+
+    def __init__(self, per_minute: float = 10, *, burst: int | None = None, store: StateStore | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.rate = per_minute / 60.0
         self.burst = float(burst if burst is not None else max(1, int(per_minute)))
         self._clock = clock
-        self._buckets: dict[str, _Bucket] = {}
+        self._store = store or MemoryState(clock=clock)
 
-    def check(self, key: str) -> Decision:
+    async def check(self, key: str) -> Decision:
         """Take one token for ``key`` if there is one."""
         if self.rate <= 0:
             return Decision(True)
-        now = self._clock()
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            if len(self._buckets) > 10_000:
-                self._forget_idle(now)
-            bucket = self._buckets[key] = _Bucket(self.burst, now)
-        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
-        bucket.updated = now
-        if bucket.tokens >= 1:
-            bucket.tokens -= 1
+        outcome: list[Decision] = []
+
+        def take(stored: str | None) -> tuple[str, float | None]:
+            now = self._clock()
+            bucket: dict[str, Any] = json.loads(stored) if stored else {"tokens": self.burst, "updated": now,
+                                                                         "notified_at": None}
+            tokens = min(self.burst, float(bucket["tokens"]) + max(0.0, now - float(bucket["updated"])) * self.rate)
+            notified_at: float | None = bucket["notified_at"]
+            if tokens >= 1:
+                tokens -= 1
+                outcome.append(Decision(True))
+            else:
+                # One notice per window (the time a bucket takes to refill): a request let through
+                # in between does not earn the flooder a second notice.
+                notify = notified_at is None or now - notified_at >= self.window
+                if notify:
+                    notified_at = now
+                outcome.append(Decision(False, notify=notify, retry_after=(1 - tokens) / self.rate))
+            # A bucket that has refilled completely holds nothing worth remembering.
+            value = {"tokens": tokens, "updated": now, "notified_at": notified_at}
+            return json.dumps(value), self.window
+
+        try:
+            await self._store.update_state(KIND, key, take)
+        except StorageUnavailableError as exc:
+            # Better unlimited for a while than every request refused while the disk is full.
+            log.warning("rate limit not checked (%s): %s", exc.detail, exc)
             return Decision(True)
-        # One notice per window (the time a bucket takes to refill): a request let through in
-        # between does not earn the flooder a second notice.
-        notify = bucket.notified_at is None or now - bucket.notified_at >= self.window
-        if notify:
-            bucket.notified_at = now
-        return Decision(False, notify=notify, retry_after=(1 - bucket.tokens) / self.rate)
+        return outcome[-1]
 
     @property
     def window(self) -> float:
         """Seconds an empty bucket takes to fill: 60 for ``per_minute`` requests with that burst."""
         return self.burst / self.rate
-
-    def _forget_idle(self, now: float) -> None:
-        # A bucket that has refilled completely holds nothing worth remembering.
-        for key in [k for k, b in self._buckets.items() if now - b.updated >= self.window]:
-            del self._buckets[key]
 
 
 class SlidingWindow:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from core.conversation import HelpStyle
 from core.records import ImageRecord
 from core.search import SearchResult
-from core.text import clean_text, shorten
+from core.text import clean_text, plural, shorten
 
 CAPTION_BUDGET = 1024  # Telegram's photo captions: the tightest of the platforms' limits
 TEXT_BUDGET = 4096  # Telegram's messages and Discord's embed descriptions
@@ -53,7 +54,7 @@ def added_text(record: ImageRecord, verb: str) -> str:
 
 def list_text(records: Sequence[ImageRecord], total: int) -> str:
     """The newest images, one short line each, within one message."""
-    lines = [f"This chat's gallery ({total} images, newest first):"]
+    lines = [f"This chat's gallery ({plural(total, 'image')}, newest first):"]
     for n, r in enumerate(records):
         label = shorten(clean_text(r.label), _LIST_LABEL)
         description = shorten(clean_text(r.description), _LIST_DESCRIPTION)
@@ -71,3 +72,12 @@ def list_text(records: Sequence[ImageRecord], total: int) -> str:
 def label_or_id(label: str, image_id: int, limit: int = 100) -> str:
     """A short name for an image in a one-line answer."""
     return shorten(clean_text(label), limit) or f"#{image_id}"
+
+
+def empty_gallery_text(style: HelpStyle) -> str:
+    """Nothing to search yet, and how to add something, the way the asking front end does it."""
+    return f"This gallery has no images yet. {style.how_to_add()}"
+
+
+def expired_text(style: HelpStyle) -> str:
+    return f"These results have expired; {style.send_photo()} or /find again."

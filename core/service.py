@@ -6,27 +6,22 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from core.commands import CHAT_STYLE, ChatCommand, CommandInput, help_text
+from core.commands import ChatCommand, CommandInput, help_text, style_of
 from core.conversation import Button, Chat, Context, Photo, Reply, photo_bytes
 from core.engine import Engine
-from core.errors import BusyError, ClipbotError, NotFoundError, PermissionDeniedError
+from core.errors import BusyError, ClipbotError, NotFoundError, PermissionDeniedError, StorageUnavailableError
 from core.galleries import GLOBAL_COLLECTION
 from core.pages import ResultPage, ResultPages
 from core.previews import make_preview
 from core.ratelimit import RateLimiter
-from core.replies import added_text, label_or_id, list_text, result_caption
+from core.replies import added_text, empty_gallery_text, expired_text, label_or_id, list_text, result_caption
 from core.search import SearchResult
-from core.text import clean_text, shorten
+from core.text import clean_text, plural, shorten
 from core.visuals import collage_png, colors_text, palette_png, scores_png
 
 log = logging.getLogger(__name__)
 NEXT_PREFIX = "next:"
 TOP_PREFIX = "top:"
-EXPIRED = Reply("These results have expired; send the photo or /find again.", kind="error")
-EMPTY_GALLERY = (
-    "This gallery has no images yet. Add one by sending a photo with the caption "
-    "/add label | description (or reply /add label | description to a photo)."
-)
 
 
 @dataclass(frozen=True)
@@ -103,10 +98,11 @@ class ChatService:
         async def work() -> Reply:
             results = await self.engine.scores(await photo_bytes(image), collections=ctx.chat.searchable)
             if not results:
-                return Reply(EMPTY_GALLERY)
-            png = await self.engine.blocking(scores_png, results)
+                return Reply(empty_gallery_text(style_of(ctx)))
+            title = f"Scores against {plural(len(results), 'image')}"
+            png = await self.engine.blocking(lambda: scores_png(results, title=title))
             best = "\n".join(f"{r.score:.2f}  {label_or_id(r.label, r.id)}" for r in results[:3])
-            return Reply(f"Scores against {len(results)} images, best first:\n{best}", image=png,
+            return Reply(f"Scores against {plural(len(results), 'image')}, best first:\n{best}", image=png,
                          image_name="scores.png")
 
         return await self._guarded(ctx, work)
@@ -114,7 +110,7 @@ class ChatService:
     async def add(self, ctx: Context, image: Photo, label: str, description: str = "") -> Reply | None:
         """Add a photo to the chat's gallery (same photo again: label and description updated)."""
         if not label.strip():
-            return Reply("Give the photo a label: /add label | description", kind="error")
+            return Reply(f"Give the photo a label. {style_of(ctx).how_to_add()}", kind="error")
 
         async def work() -> Reply:
             if self.config.add_requires_admin and not await self._is_admin(ctx):
@@ -156,7 +152,7 @@ class ChatService:
         async def work() -> Reply:
             records = await self.engine.list_images(ctx.chat.collection)
             if not records:
-                return Reply(EMPTY_GALLERY)
+                return Reply(empty_gallery_text(style_of(ctx)))
             return Reply(list_text(records[-self.config.list_limit:][::-1], len(records)))
 
         return await self._guarded(ctx, work)
@@ -166,8 +162,8 @@ class ChatService:
             counts = await self.engine.collection_counts()
             mine, shared = counts.get(ctx.chat.collection, 0), counts.get(GLOBAL_COLLECTION, 0)
             return Reply(
-                f"This chat's gallery: {mine} images.\nShared gallery: {shared} images.\n"
-                f"Searches here look through {mine + shared} images."
+                f"This chat's gallery: {plural(mine, 'image')}.\nShared gallery: {plural(shared, 'image')}.\n"
+                f"Searches here look through {plural(mine + shared, 'image')}."
             )
 
         return await self._guarded(ctx, work)
@@ -181,7 +177,7 @@ class ChatService:
 
     def help(self, ctx: Context) -> Reply:
         """Every command, written the way the asking front end writes them."""
-        return Reply(help_text(ctx.help_style or CHAT_STYLE, private=ctx.chat.private))
+        return Reply(help_text(style_of(ctx), private=ctx.chat.private))
 
     async def execute(self, command: ChatCommand, ctx: Context, args: CommandInput) -> Reply | None:
         """Run a catalogue command with the arguments its front end parsed."""
@@ -190,29 +186,30 @@ class ChatService:
     async def page(self, ctx: Context, data: str) -> Reply:
         """The reply a "next match" button leads to, for editing the message in place."""
         token, _, index_text = data.removeprefix(NEXT_PREFIX).partition(":")
-        page = self._page_of(ctx, token)
+        page = await self._page_of(ctx, token)
         if page is None or not index_text.isdigit():
-            return EXPIRED
+            return Reply(expired_text(style_of(ctx)), kind="error")
         index = int(index_text) % len(page.results)
         return await self._result_reply(page, token, index)
 
     async def collage(self, ctx: Context, data: str) -> Reply:
         """The reply a "top N" button leads to: every result of the list on one card."""
-        page = self._page_of(ctx, data.removeprefix(TOP_PREFIX))
+        page = await self._page_of(ctx, data.removeprefix(TOP_PREFIX))
         if page is None:
-            return EXPIRED
-        png = await self.engine.blocking(collage_png, page.results)
+            return Reply(expired_text(style_of(ctx)), kind="error")
+        title = f"Top {len(page.results)} for {clean_text(page.query)}"  # cut to the card's width there
+        png = await self.engine.blocking(lambda: collage_png(page.results, title=title))
         return Reply(f"Top {len(page.results)} for {shorten(clean_text(page.query), 200)}", kind="result", image=png,
                      image_name="top.png")
 
-    def _page_of(self, ctx: Context, token: str) -> ResultPage | None:
-        page = self.pages.get(token)
+    async def _page_of(self, ctx: Context, token: str) -> ResultPage | None:
+        page = await self.pages.get(token)
         return page if page is not None and page.collection == ctx.chat.collection else None
 
     # -- helpers --------------------------------------------------------------------------------
 
     async def _guarded(self, ctx: Context, work: Callable[[], Awaitable[Reply]]) -> Reply | None:
-        decision = self.limiter.check(ctx.user.key)
+        decision = await self.limiter.check(ctx.user.key)
         if not decision.allowed:
             if not decision.notify:
                 return None
@@ -231,17 +228,22 @@ class ChatService:
     async def _first_page(self, ctx: Context, results: Sequence[SearchResult], weak_below: float,
                           query: str) -> Reply:
         if not results:
-            return Reply(EMPTY_GALLERY)
+            return Reply(empty_gallery_text(style_of(ctx)))
         page = ResultPage(ctx.chat.collection, tuple(results), weak_below, query)
-        return await self._result_reply(page, self.pages.put(page), 0)
+        try:
+            token: str | None = await self.pages.put(page)
+        except StorageUnavailableError as exc:  # the answer still goes out, without buttons to page it
+            log.warning("result page not kept (%s): %s", exc.detail, exc)
+            token = None
+        return await self._result_reply(page, token, 0)
 
-    async def _result_reply(self, page: ResultPage, token: str, index: int) -> Reply:
+    async def _result_reply(self, page: ResultPage, token: str | None, index: int) -> Reply:
         result = page.results[index]
         total = len(page.results)
         # A label or description that names what was asked for is a good answer whatever CLIP scores.
         weak = result.score < page.weak_below and not result.text_match
         buttons: tuple[Button, ...] = ()
-        if total > 1:
+        if total > 1 and token is not None:
             nxt = (index + 1) % total
             text = f"Next match ({nxt + 1}/{total})" if nxt else "Back to best match"
             # The collage comes on request only: the best match alone is the fast reply.

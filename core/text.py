@@ -30,6 +30,11 @@ def clean_text(text: str, *, multiline: bool = False) -> str:
     return "\n".join(" ".join(line.split()) for line in lines).strip()
 
 
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``count`` with its noun: "1 image", "2 images" (``nouns`` where adding "s" is wrong)."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
 def shorten(text: str, limit: int) -> str:
     """``text`` cut to at most ``limit`` characters, ending in "…" when cut."""
     if len(text) <= limit:

@@ -1,4 +1,4 @@
-"""Result cards for search results: the glue between stored images and core.cards' renderers.
+"""Result cards for search results: the glue between stored images and the renderers.
 
 Everything here blocks (file reads, decoding, matplotlib); callers run it off the event loop.
 """
@@ -6,22 +6,25 @@ Everything here blocks (file reads, decoding, matplotlib); callers run it off th
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import PurePath
 
 from PIL import Image
 
-from core.cards import Tile, render_collage, render_palette, render_score_bars
+from core.cards import Tile, render_collage
+from core.charts import render_palette, render_score_bars
 from core.colors import DominantColor
 from core.errors import ImageError
 from core.images import decode_image
 from core.search import SearchResult
 
 THUMB_SIDE = 400  # tiles are 200 px; twice that keeps them sharp without decoding full size twice
+_NOTE_CHARS = 40  # a file name longer than this is shortened anyway by the tile's width
 
 
-def _thumbnail(path: str | None) -> Image.Image:
-    if path:
+def _thumbnail(source: str | bytes | None) -> Image.Image:
+    if source:
         try:
-            img = decode_image(path, max_pixels=10**9, min_side=THUMB_SIDE).image
+            img = decode_image(source, max_pixels=10**9, min_side=THUMB_SIDE).image
             img.thumbnail((THUMB_SIDE, THUMB_SIDE))
             return img
         except ImageError:
@@ -29,15 +32,50 @@ def _thumbnail(path: str | None) -> Image.Image:
     return Image.new("RGB", (THUMB_SIDE, THUMB_SIDE), (230, 230, 230))  # the file is gone: a grey tile
 
 
-def collage_png(results: Sequence[SearchResult], *, columns: int = 5) -> bytes:
-    """A grid of the results' images with label and score under each."""
-    tiles = [Tile(_thumbnail(r.path), r.label or f"#{r.id}", r.score) for r in results]
-    return render_collage(tiles, columns=columns)
+def bar_label(result: SearchResult) -> str:
+    """``"#12 label"``: the id people type to /delete, then what the image is."""
+    return f"#{result.id} {result.label}".rstrip()
 
 
-def scores_png(results: Sequence[SearchResult], *, max_bars: int = 25) -> bytes:
-    """Horizontal bars of every result's score, best at the top."""
-    return render_score_bars([(r.label or f"#{r.id}", r.score) for r in results], max_bars=max_bars)
+def result_tiles(results: Sequence[SearchResult]) -> list[Tile]:
+    """One collage tile per result; the note is the operator's own file name, when it has one.
+
+    The stored copy's name is a content hash, meaningless to people, so it is not shown.
+    """
+    return [
+        Tile(_thumbnail(r.path), r.label, r.score, image_id=r.id,
+             note=PurePath(r.source_path).name[:_NOTE_CHARS] if r.source_path else "")
+        for r in results
+    ]
+
+
+def collage_png(
+    results: Sequence[SearchResult], *, columns: int = 5, title: str | None = None,
+    query: Image.Image | bytes | None = None,
+) -> bytes:
+    """A grid of the results' images, "rank. #id label" and score under each.
+
+    ``title`` (the query text) and ``query`` (the query photo, shown as a thumbnail) put a
+    header on top; an undecodable ``query`` loses its thumbnail rather than failing the card.
+    """
+    query_image = query if isinstance(query, Image.Image) or query is None else _query_thumbnail(query)
+    if query is not None and query_image is None and title is None:
+        title = "Matches for this photo"
+    return render_collage(result_tiles(results), columns=columns, title=title, query=query_image)
+
+
+def _query_thumbnail(data: bytes) -> Image.Image | None:
+    try:
+        img = decode_image(data, max_pixels=10**9, min_side=THUMB_SIDE).image
+    except ImageError:
+        return None
+    img.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    return img
+
+
+def scores_png(results: Sequence[SearchResult], *, max_bars: int = 25, title: str | None = None) -> bytes:
+    """Horizontal bars of every result's score, best at the top, labelled "#id label"."""
+    return render_score_bars([(bar_label(r), r.score) for r in results], max_bars=max_bars, title=title)
 
 
 def palette_png(colors: Sequence[DominantColor]) -> bytes:

@@ -1,4 +1,4 @@
-"""Result cards: exact PNG sizes, one tile per result, footers, palettes and thread safety."""
+"""Result cards: exact PNG sizes, one tile per result, captions, axes, footers, palettes and thread safety."""
 
 from __future__ import annotations
 
@@ -15,19 +15,25 @@ from PIL import Image
 
 from core.cards import (
     CAPTION_PX,
+    QUERY_TITLE_PX,
+    TITLE_PX,
     Tile,
     collage_figure,
     collage_layout,
     collage_size,
+    render_collage,
+    shorten,
+)
+from core.charts import (
     palette_blocks,
     palette_figure,
-    render_collage,
+    palette_size,
     render_palette,
     render_score_bars,
+    score_axis,
     score_bars_figure,
     score_bars_footer,
     score_bars_size,
-    shorten,
     text_color_for,
 )
 from core.colors import DominantColor, dominant_colors
@@ -72,6 +78,10 @@ def test_collage_size_formula() -> None:
     assert collage_size(7, columns=5, tile_px=200) == (1000, 480)
     assert collage_size(3, columns=5, tile_px=150) == (450, 190)
     assert collage_size(7, columns=3, tile_px=123) == (369, 3 * 163)
+    # A header adds its height, and widens a lone tile so the title has room.
+    assert collage_size(5, titled=True) == (1000, TITLE_PX + 240)
+    assert collage_size(5, query=True) == (1000, QUERY_TITLE_PX + 240)
+    assert collage_size(1, titled=True) == (400, TITLE_PX + 240)
 
 
 def test_collage_of_five_photos(tiles: list[Tile]) -> None:
@@ -94,7 +104,8 @@ def test_one_tile_per_result(tiles: list[Tile]) -> None:
         fig = collage_figure(tiles[:n])
         assert len(fig.images) == n
         captions = [t.get_text() for t in fig.texts]
-        assert captions == [f"{t.label}\n{t.score:.2f}" for t in tiles[:n]]
+        want = [[f"{rank}. {t.label}", f"{t.score:.3f}"] for rank, t in enumerate(tiles[:n], 1)]
+        assert captions == [line for pair in want for line in pair]
 
 
 def test_collage_places_each_image_in_its_cell() -> None:
@@ -119,10 +130,9 @@ def test_long_and_awkward_labels(tiles: list[Tile]) -> None:
     odd = "$5 to $10 \\beta_1 😀 猫"  # mathtext and missing glyphs must not break or warn
     sample = [Tile(tiles[0].image, long, 0.876), Tile(tiles[1].image, odd, -0.1234)]
     fig = collage_figure(sample, tile_px=200)
-    first, second = (t.get_text() for t in fig.texts)
-    label, score = first.split("\n")
-    assert label.endswith("…") and len(label) < len(long) and score == "0.88"
-    assert second == f"{odd}\n-0.12"
+    label, score, second, second_score = (t.get_text() for t in fig.texts)
+    assert label.startswith("1. a a") and label.endswith("…") and len(label) < len(long) and score == "0.876"
+    assert second == f"2. {odd}" and second_score == "-0.123"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         open_png(render_collage(sample))
@@ -176,21 +186,41 @@ def test_score_bars_with_more_items_than_bars() -> None:
     assert len(ax.patches) == 25
     texts = [t.get_text() for t in fig.texts] + [t.get_text() for t in ax.texts]
     assert "…and 15 more" in texts
-    assert "image 00" in texts and "0.95" in texts
+    assert "image 00" in texts and "0.950" in texts
     assert "image 25" not in texts
 
 
 def test_score_bars_best_on_top_and_axis_range() -> None:
     fig = score_bars_figure([("best", 0.9), ("mid", 0.5), ("worst", -0.2)])
     (ax,) = fig.axes
-    assert ax.get_xlim() == (-0.2, 1.0)
+    lo, hi = ax.get_xlim()
+    assert lo < -0.2 and 0.9 < hi < 1.0  # the data, with a margin, and 0 inside
     bars = sorted(ax.patches, key=lambda p: p.get_y())
     # The y axis is inverted, so the smallest y is drawn on top.
     assert [round(b.get_width(), 2) for b in bars] == [0.9, 0.5, -0.2]
     assert ax.yaxis_inverted()
+    assert any(line.get_xdata()[0] == 0.0 for line in ax.lines)  # the zero line between them
     fig = score_bars_figure([("a", 0.3), ("b", 0.1)])
-    assert fig.axes[0].get_xlim() == (0.0, 1.0)
-    assert not fig.texts  # no footer
+    lo, hi = fig.axes[0].get_xlim()
+    assert lo == 0.0 and 0.3 < hi < 0.35  # spread wider than its distance to 0: not zoomed
+    texts = [t.get_text() for t in fig.texts]
+    assert not any("more" in t for t in texts)  # no footer
+    assert "Similarity scores" in texts and fig.axes[0].get_xlabel() == "cosine similarity"
+
+
+@pytest.mark.parametrize(("scores", "zoomed"), [
+    ([1.0, 0.998, 0.98], True), ([0.31, 0.25, 0.22], True), ([0.9, 0.1], False), ([0.5, -0.1], False),
+    ([0.97], False), ([-0.3, -0.2], False),
+])
+def test_score_axis(scores: list[float], zoomed: bool) -> None:
+    lo, hi, was_zoomed, ticks = score_axis(scores)
+    assert was_zoomed is zoomed
+    assert lo < min(scores) and hi > max(scores)  # every bar end inside, none on the edge
+    if zoomed:
+        assert ticks is not None and ticks[0] == lo > 0  # the cut is labelled with its value
+        assert max(scores) - min(scores) > 0.2 * (hi - lo)  # the data fill most of the axis
+    else:
+        assert ticks is None and lo <= 0.0 <= hi
 
 
 def test_score_bars_height_grows_with_bars() -> None:
@@ -219,13 +249,17 @@ PALETTE = [
 
 def test_palette_exact_size_and_blocks() -> None:
     arr = pixels(render_palette(PALETTE))
-    assert arr.shape == (120, 600, 3)
+    # The 30 px green block is too narrow for its text: a one-row legend goes under the strip.
+    assert palette_size(PALETTE) == (600, 120 + 16 + 20)
+    assert arr.shape == (156, 600, 3)
+    assert palette_size(PALETTE[:3]) == (600, 120)
     spans = palette_blocks([c.percent for c in PALETTE], 600)
     assert spans == [(0, 300), (300, 180), (480, 90), (570, 30)]
     for colour, (left, width) in zip(PALETTE, spans, strict=True):
         # Bottom row, away from the centred text: the block's own colour.
-        assert tuple(arr[-2, left + width // 2]) == colour.rgb
-    assert pixels(render_palette(PALETTE, width_px=333, height_px=47, dpi=72)).shape == (47, 333, 3)
+        assert tuple(arr[118, left + width // 2]) == colour.rgb
+    small = pixels(render_palette(PALETTE, width_px=333, height_px=47, dpi=72))
+    assert small.shape == (palette_size(PALETTE, width_px=333, height_px=47)[1], 333, 3)
 
 
 def test_palette_labels_and_contrast() -> None:
@@ -234,7 +268,8 @@ def test_palette_labels_and_contrast() -> None:
     assert texts["red\n#ff0000\n50.0%"] == "black"  # WCAG: 5.3:1 against black, 4:1 white
     assert texts["navy\n#000080\n30.0%"] == "white"
     assert texts["white\n#ffffff\n15.0%"] == "black"
-    assert texts["5%"] == "white"  # 30 px: too narrow for the name
+    assert texts["4"] == "white"  # 30 px: too narrow for the name, numbered for the legend
+    assert texts["4. green · #008000 · 5.0%"] == "#222222"
 
 
 def test_palette_blocks_tile_exactly() -> None:
@@ -258,7 +293,8 @@ def test_text_color_for(rgb: tuple[int, int, int], text: str) -> None:
 def test_palette_of_a_real_photo(photos: dict[str, Path]) -> None:
     with Image.open(photos["flower"]) as img:
         colors = dominant_colors(img)
-    assert pixels(render_palette(colors)).shape == (120, 600, 3)
+    w, h = palette_size(colors)
+    assert pixels(render_palette(colors)).shape == (h, w, 3)
 
 
 # --- thread safety -----------------------------------------------------------------------------

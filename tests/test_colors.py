@@ -1,4 +1,4 @@
-"""Dominant colours: K-Means shares, CSS names in Lab, colour families and chat colour words."""
+"""Dominant colours: K-Means shares, colour names in Lab, colour families and chat colour words."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ from PIL import Image
 
 from core.colors import (
     COLOR_FAMILIES,
+    COMMON_COLORS,
     CSS_COLORS,
+    NAMED_COLORS,
     DominantColor,
     color_families,
     color_family,
     color_name,
+    css_display_name,
     dominant_colors,
     hex_to_rgb,
     parse_color_word,
@@ -103,7 +106,7 @@ def test_real_photo_gives_k_colours_summing_to_100(photos: dict[str, Path]) -> N
     assert len(colors) == 5
     assert sum(c.percent for c in colors) == pytest.approx(100.0)
     assert [c.percent for c in colors] == sorted((c.percent for c in colors), reverse=True)
-    assert all(c.name in CSS_COLORS for c in colors)
+    assert all(c.name in NAMED_COLORS for c in colors)
     # Coffee in a red cup on a wooden table: warm colours, no blue or green.
     assert {"blue", "green"}.isdisjoint(color_families(colors, min_percent=10))
 
@@ -113,6 +116,53 @@ def test_palette_table() -> None:
     assert not any("grey" in name for name in CSS_COLORS)
     assert CSS_COLORS["green"] == "#008000" and CSS_COLORS["lime"] == "#00ff00"
     assert CSS_COLORS["rebeccapurple"] == "#663399"
+
+
+def test_named_colours_table() -> None:
+    # Every CSS colour under its spaced name, plus the common names, none shadowing a CSS one.
+    assert len(NAMED_COLORS) == len(CSS_COLORS) + len(COMMON_COLORS)
+    assert NAMED_COLORS["dark olive green"] == CSS_COLORS["darkolivegreen"]
+    assert NAMED_COLORS["khaki"] == CSS_COLORS["khaki"]  # CSS wins over xkcd's khaki
+    assert all(re.fullmatch(r"#[0-9a-f]{6}", h) for h in NAMED_COLORS.values())
+    assert not any("grey" in name for name in NAMED_COLORS)
+
+
+def test_common_colours_are_the_xkcd_survey_values() -> None:
+    from matplotlib.colors import XKCD_COLORS
+
+    for name, value in COMMON_COLORS.items():
+        assert XKCD_COLORS["xkcd:" + name.replace("gray", "grey")] == value, name
+
+
+@pytest.mark.parametrize(("css", "shown"), [
+    ("darkolivegreen", "dark olive green"), ("lightgoldenrodyellow", "light goldenrod yellow"),
+    ("mediumvioletred", "medium violet red"), ("dimgray", "dim gray"), ("lightcoral", "light coral"),
+    ("red", "red"), ("firebrick", "firebrick"), ("cornsilk", "cornsilk"), ("seashell", "seashell"),
+])
+def test_css_display_name(css: str, shown: str) -> None:
+    assert css_display_name(css) == shown
+
+
+def test_every_css_display_name_spells_its_css_name() -> None:
+    # The shown name always types back as the same CSS colour in a color: filter.
+    for css in CSS_COLORS:
+        assert css_display_name(css).replace(" ", "") == css
+        assert parse_color_word(css_display_name(css)) == color_family(hex_to_rgb(CSS_COLORS[css]))
+
+
+@pytest.mark.parametrize(("hex_value", "name"), [
+    ("#61593f", "grayish brown"),  # china.jpg's hillside: CSS alone called it "dimgray"
+    ("#61583f", "grayish brown"), ("#7a6a4f", "grayish brown"), ("#b76534", "copper"),
+    ("#556b2f", "dark olive green"), ("#696969", "dim gray"), ("#2e3a54", "dark gray blue"),
+])
+def test_finer_names_for_muted_colours(hex_value: str, name: str) -> None:
+    assert color_name(hex_to_rgb(hex_value)) == name
+
+
+def test_finer_names_do_not_change_families() -> None:
+    # The filter's families come from the colour, never from the name it is shown under.
+    assert color_name(hex_to_rgb("#61593f")) not in ("dimgray", "dim gray")
+    assert color_family(hex_to_rgb("#61593f")) == "brown"
 
 
 def test_lab_conversion_reference_values() -> None:

@@ -104,7 +104,7 @@ async def test_find_and_gallery_isolation(fake: FakeDiscord, platform: DiscordPl
     dispatch(platform, "interaction_create", fake.slash(BOB, "add", options, resolved))
     [added] = await fake.wait_for("POST", f"/webhooks/{APP_ID}/")
     assert "Added #" in added.json["embeds"][0]["description"]  # type: ignore[index]
-    [rec] = await gallery.store.list_images(f"discord:{GUILD_ID}")
+    [rec] = await gallery.list_images(f"discord:{GUILD_ID}")
     assert (rec.label, rec.description, rec.added_by) == ("motorbike", "red and shiny", "discord:12")
 
     dispatch(platform, "interaction_create", fake.slash(ALICE, "find", [{"name": "text", "type": 3,
@@ -127,7 +127,7 @@ async def test_delete_needs_author_or_manage_messages(fake: FakeDiscord, platfor
     dispatch(platform, "interaction_create", fake.slash(ALICE, "delete", delete, permissions=MANAGE_MESSAGES))
     done = (await fake.wait_for("POST", f"/webhooks/{APP_ID}/", count=2))[1]
     assert done.json["embeds"][0]["description"].startswith(f"Deleted #{rec.id}")  # type: ignore[index]
-    assert await gallery.store.list_images(f"discord:{GUILD_ID}") == []
+    assert await gallery.list_images(f"discord:{GUILD_ID}") == []
 
 
 @pytest.mark.parametrize(

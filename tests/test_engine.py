@@ -15,17 +15,18 @@ from core.encoders import ClipEncoder
 from core.engine import DECODE_SIDE, Engine
 from core.errors import CorruptImageError, ImageTooLargeError, NotAnImageError, NotFoundError, StoreError
 from core.images import decode_image
-from core.store import SCHEMA_VERSION, Store
+from core.storage.sqlite import SCHEMA_VERSION, SqliteGallery
 from tests.conftest import recompressed
 
 
 def db_rows(engine: Engine, table: str) -> int:
-    with sqlite3.connect(engine.store.path) as con:
+    with sqlite3.connect(Path(engine.picture_file("")).parent / "clipbot.db") as con:
         return int(con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
 
 def media_files(engine: Engine) -> list[Path]:
-    return [p for p in engine.media.root.rglob("*") if p.is_file()] if engine.media.root.exists() else []
+    root = Path(engine.picture_file(""))
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
 
 
 async def test_add_stores_row_vector_and_file(engine: Engine, photos: dict[str, Path]) -> None:
@@ -33,7 +34,7 @@ async def test_add_stores_row_vector_and_file(engine: Engine, photos: dict[str, 
     rec = result.record
     assert result.status == "added"
     assert (rec.label, rec.description, rec.width, rec.height, rec.added_by) == ("rocket", "launch pad", 640, 427, "op")
-    stored = engine.media.absolute(rec.file or "")
+    stored = Path(engine.picture_file(rec.file or ""))
     assert stored.read_bytes() == photos["rocket"].read_bytes()
     assert stored.name == f"{rec.sha256}.jpg"
     assert db_rows(engine, "embeddings") == 1
@@ -82,7 +83,7 @@ async def test_truncated_file_leaves_existing_gallery_intact(engine: Engine, pho
     data = photos["rocket"].read_bytes()
     with pytest.raises(CorruptImageError):
         await engine.add_image(data[:5000], label="rocket")
-    assert [r.label for r in await engine.store.list_images()] == ["cat"]
+    assert [r.label for r in await engine.list_images()] == ["cat"]
     assert len(media_files(engine)) == 1
 
 
@@ -99,7 +100,7 @@ async def _search_equals_brute_force(engine: Engine, encoder: ClipEncoder, photo
         await engine.add_image(path, label=name)
     query = recompressed(photos["china"])
     results = await engine.search_image(query, k=len(photos))
-    records = await engine.store.list_images()
+    records = await engine.list_images()
     matrix = encoder.encode_images([decode_image(engine.path_of(r) or "", min_side=DECODE_SIDE).image for r in records])
     q = encoder.encode_images([decode_image(query, min_side=DECODE_SIDE).image])[0]
     brute = sorted(((float(v @ q), r.id) for v, r in zip(matrix, records, strict=True)), reverse=True)
@@ -181,17 +182,17 @@ async def test_index_reloads_from_database(settings: Settings, encoder: ClipEnco
 
 
 async def test_schema_version_wal_and_newer_database_refused(tmp_path: Path) -> None:
-    async with Store(tmp_path) as store:
+    async with SqliteGallery(tmp_path) as store:
         assert await store.schema_version() == SCHEMA_VERSION
         async with store.db.execute("PRAGMA journal_mode") as cur:
             assert (await cur.fetchone())[0] == "wal"
     with sqlite3.connect(tmp_path / "clipbot.db") as con:
         con.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(StoreError, match="upgrade clipbot"):
-        await Store(tmp_path).open()
+        await SqliteGallery(tmp_path).open()
 
 
 async def test_reopening_keeps_schema(tmp_path: Path) -> None:
     for _ in range(2):
-        async with Store(tmp_path) as store:
+        async with SqliteGallery(tmp_path) as store:
             assert await store.schema_version() == SCHEMA_VERSION

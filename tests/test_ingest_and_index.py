@@ -66,7 +66,7 @@ async def test_duplicates_and_bad_files_in_one_run(settings: Settings, encoder: 
     items = [IngestItem(photos["rocket"]), IngestItem(copy), IngestItem(broken), IngestItem(photos["coffee"])]
     async with build_engine(settings, encoder) as engine:
         summary = await ingest(engine, items, collection="global", batch_size=2)
-        assert len(await engine.store.list_images()) == 2
+        assert len(await engine.list_images()) == 2
     assert (summary.added, summary.changed) == (2, 0)
     reasons = dict(summary.skipped)
     assert reasons[str(copy)].startswith("same picture as") and "damaged" in reasons[str(broken)]

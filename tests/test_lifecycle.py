@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from adapters.telegram import TelegramPlatform
@@ -17,7 +18,7 @@ from core.batching import MicroBatcher
 from core.encoders import ClipEncoder
 from core.errors import ConfigError, StoreError
 from core.inference import InferenceRunner
-from core.store import Store
+from core.storage.sqlite import SqliteGallery
 from tests.fake_telegram import FakeTelegram
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,7 +87,7 @@ async def test_failed_start_closes_what_it_opened(settings: Settings, encoder: C
         await engine.start()
     assert not engine.started and clipbot_threads() == before
     with pytest.raises(RuntimeError, match="not started"):  # the batcher and its inference thread were closed
-        await engine.runner.encode_texts(["cat"])
+        await engine.encode_pixels(np.zeros((1, 3, 32, 32), dtype=np.float32))
     # Fixed, the same engine starts.
     settings.data_dir.unlink()
     async with engine:
@@ -94,7 +95,7 @@ async def test_failed_start_closes_what_it_opened(settings: Settings, encoder: C
 
 
 async def test_store_open_is_idempotent_and_a_failed_open_leaves_nothing(tmp_path: Path) -> None:
-    store = Store(tmp_path / "data")
+    store = SqliteGallery(tmp_path / "data")
     await store.open()
     db = store.db
     await store.open()
@@ -103,7 +104,7 @@ async def test_store_open_is_idempotent_and_a_failed_open_leaves_nothing(tmp_pat
     await store.close()
     blocked = tmp_path / "blocked"
     blocked.write_text("not a folder")
-    broken = Store(blocked)
+    broken = SqliteGallery(blocked)
     with pytest.raises(StoreError):
         await broken.open()
     with pytest.raises(StoreError):

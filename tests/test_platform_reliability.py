@@ -172,7 +172,7 @@ async def test_group_upgrade_keeps_its_gallery(fake: FakeTelegram, gallery: Engi
         await asyncio.sleep(0.5)
         fake.push(command(new, ALICE, "/list"))
         listed = (await fake.wait_for("sendMessage", count=2))[1]
-        assert "(1 images" in listed.params["text"] and "#5 bike" in listed.params["text"]
+        assert "(1 image," in listed.params["text"] and "#5 bike" in listed.params["text"]
         counts = await gallery.collection_counts()
         assert counts.get("telegram:-1009999") == 1 and "telegram:-555" not in counts
         fake.push(message(new, ALICE, photo=photo(fake, "m", recompressed(photos["motorcycle"])),

@@ -22,14 +22,14 @@ from core.conversation import Chat, Context, User
 from core.encoders import ClipEncoder
 from core.engine import Engine
 from core.errors import StorageUnavailableError
-from core.media import TMP_PREFIX
+from core.media import TMP_PREFIX, MediaStore
 from core.previews import make_preview
 from core.ratelimit import RateLimiter, SlidingWindow
 from core.records import NewImage
 from core.replies import CAPTION_BUDGET
 from core.search import SearchResult
 from core.service import ChatService
-from core.store import Store
+from core.storage.sqlite import SqliteGallery
 from core.text import TextLimits, clean_text, shorten
 from tests.conftest import recompressed
 
@@ -69,7 +69,7 @@ def service(chat_engine: Engine, settings: Settings) -> ChatService:
 
 
 def media_files(engine: Engine) -> list[Path]:
-    root = engine.media.root
+    root = Path(engine.picture_file(""))
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
@@ -155,18 +155,18 @@ def test_panorama_previews_obey_telegram_photo_rules(tmp_path: Path, size: tuple
 # -- limits -------------------------------------------------------------------------------------
 
 
-def test_rate_limit_notices_once_per_window_even_with_allowed_requests_between() -> None:
+async def test_rate_limit_notices_once_per_window_even_with_allowed_requests_between() -> None:
     clock = Clock()
     limiter = RateLimiter(2, clock=clock)  # 2 a minute, burst 2: the window is 60 s
-    assert [limiter.check("u").allowed for _ in range(2)] == [True, True]
-    assert limiter.check("u").notify is True
+    assert [(await limiter.check("u")).allowed for _ in range(2)] == [True, True]
+    assert (await limiter.check("u")).notify is True
     clock.now += 31  # one token back
-    assert limiter.check("u").allowed
-    denied = limiter.check("u")
+    assert (await limiter.check("u")).allowed
+    denied = await limiter.check("u")
     assert not denied.allowed and denied.notify is False  # the same window: told already
     clock.now += 60
-    limiter.check("u"), limiter.check("u")
-    assert limiter.check("u").notify is True  # a new window, a new notice
+    await limiter.check("u"), await limiter.check("u")
+    assert (await limiter.check("u")).notify is True  # a new window, a new notice
 
 
 async def test_rate_limited_photos_are_never_downloaded(settings: Settings, chat_engine: Engine,
@@ -193,10 +193,10 @@ async def test_sliding_window_never_lets_more_than_the_limit_into_any_window() -
 # -- storage ------------------------------------------------------------------------------------
 
 
-class FullDiskStore(Store):
-    """The real store whose inserts hit a full disk, as SQLite reports it."""
+class FullDiskStore(SqliteGallery):
+    """The real gallery whose inserts hit a full disk, as SQLite reports it."""
 
-    async def insert_image(self, image: NewImage, vector: object, model_id: str) -> int:  # type: ignore[override]
+    async def insert_image(self, image: NewImage, vector: object, model_id: str) -> tuple[int, bool]:  # type: ignore[override]
         async with self._transaction() as db:
             await db.execute("INSERT INTO collections(name, created_at) VALUES ('x', 'now')")
             raise sqlite3.OperationalError("database or disk is full")
@@ -205,8 +205,7 @@ class FullDiskStore(Store):
 async def test_failed_insert_is_named_and_leaves_no_file(settings: Settings, encoder: ClipEncoder,
                                                          photos: dict[str, Path],
                                                          caplog: pytest.LogCaptureFixture) -> None:
-    engine = build_chat_engine(settings, encoder)
-    engine.store = FullDiskStore(settings.data_dir)
+    engine = build_chat_engine(settings, encoder, gallery=FullDiskStore(settings.data_dir))
     async with engine:
         service = build_service(settings.model_copy(update={"rate_limit_per_minute": 0}), engine)
         reply = await service.add(ctx(), photos["rocket"].read_bytes(), "rocket")
@@ -249,7 +248,7 @@ async def test_full_disk_answers_clearly_and_leaves_nothing_behind(tiny_disk: Pa
         assert [r.label for r in rows] == ["rocket"]
         assert len(media_files(engine)) == 1  # no orphan, no temporary file
         with pytest.raises(StorageUnavailableError):
-            engine.media.put(b"x" * 10_000, "ab" * 32, ".jpg")
+            MediaStore(full.data_dir / "media").put(b"x" * 10_000, "ab" * 32, ".jpg")
 
 
 def fill_up(path: Path) -> None:

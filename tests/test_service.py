@@ -17,7 +17,9 @@ from core.encoders import ClipEncoder
 from core.engine import Engine
 from core.pages import ResultPages
 from core.ratelimit import RateLimiter
+from core.search import SearchResult
 from core.service import ChatService, ServiceConfig
+from core.state import MemoryState
 from tests.conftest import recompressed
 from tests.fakes import RecordingEncoder
 
@@ -110,10 +112,10 @@ async def test_delete_permissions(service: ChatService, engine: Engine, photos: 
     assert unknown is not None and unknown.kind == "error"  # unknown admin status means no
     elsewhere = await service.delete(ctx(chat="other", user="1"), image_id)
     assert elsewhere is not None and "no image" in elsewhere.text
-    assert len(await engine.store.list_images()) == 1
+    assert len(await engine.list_images()) == 1
     ok = await service.delete(ctx(user="3", admin=True), image_id)  # a chat admin
     assert ok is not None and ok.text.startswith(f"Deleted #{image_id}")
-    assert await engine.store.list_images() == []
+    assert await engine.list_images() == []
     again = await service.add(author, photos["coffee"].read_bytes(), "coffee")
     assert again is not None and again.result_id is not None
     assert (await service.delete(author, again.result_id)).kind == "info"  # type: ignore[union-attr]
@@ -133,7 +135,7 @@ async def test_add_can_be_restricted_to_admins(engine: Engine, photos: dict[str,
     svc = ChatService(engine, config=ServiceConfig(add_requires_admin=True), limiter=RateLimiter(0))
     refused = await svc.add(ctx(user="5"), photos["rocket"].read_bytes(), "rocket")
     assert refused is not None and "Only admins" in refused.text
-    assert await engine.store.list_images() == []
+    assert await engine.list_images() == []
     allowed = await svc.add(ctx(user="6", admin=True), photos["rocket"].read_bytes(), "rocket")
     assert allowed is not None and allowed.kind == "info"
 
@@ -141,7 +143,7 @@ async def test_add_can_be_restricted_to_admins(engine: Engine, photos: dict[str,
 async def test_bad_photo_is_a_clear_reply_and_stores_nothing(service: ChatService, engine: Engine) -> None:
     reply = await service.add(ctx(), b"%PDF-1.4 not a photo", "doc")
     assert reply is not None and reply.kind == "error" and "PDF" in reply.text
-    assert await engine.store.list_images() == []
+    assert await engine.list_images() == []
     usage = await service.add(ctx(), b"whatever", "  ")
     assert usage is not None and "/add label" in usage.text
 
@@ -237,18 +239,20 @@ async def test_failed_encode_stores_nothing(settings: Settings, recording: Recor
             await engine.add_image(photos["rocket"], label="rocket")
         with pytest.raises(RuntimeError):  # the same bytes as a stored image: its file must stay
             await engine.add_image(photos["coffee"], collection="other", label="coffee again")
-        assert [r.id for r in await engine.store.list_images()] == [kept.id]
-        files = [p for p in engine.media.root.rglob("*") if p.is_file()]
+        assert [r.id for r in await engine.list_images()] == [kept.id]
+        files = [p for p in Path(engine.picture_file("")).rglob("*") if p.is_file()]
         assert [f.name for f in files] == [Path(kept.file or "").name]
 
 
-def test_result_pages_expire_and_are_bounded() -> None:
+async def test_result_pages_expire_and_are_bounded() -> None:
     now = [0.0]
-    pages = ResultPages(capacity=2, ttl_seconds=10, clock=lambda: now[0])
+    pages = ResultPages(MemoryState(capacity=2, clock=lambda: now[0]), ttl_seconds=10)
     from core.pages import ResultPage
 
-    tokens = [pages.put(ResultPage("c", (), 0.5, "q")) for _ in range(3)]
-    assert pages.get(tokens[0]) is None and pages.get(tokens[2]) is not None
+    hit = SearchResult(7, "cat", "on a mat", "/media/a.jpg", 0.9, "c", True, "/photos/cat.jpg")
+    tokens = [await pages.put(ResultPage("c", (hit,), 0.5, "q")) for _ in range(3)]
+    assert await pages.get(tokens[0]) is None
+    assert await pages.get(tokens[2]) == ResultPage("c", (hit,), 0.5, "q")  # every field survives storage
     now[0] = 11
-    assert pages.get(tokens[2]) is None
+    assert await pages.get(tokens[2]) is None
     assert len(np.unique(tokens)) == 3

@@ -41,7 +41,8 @@ def test_unchanged_folder_is_not_decoded_or_encoded(cli_env: Path, folder: Path,
     assert run(capsys, "index", str(folder), "--labels-from-folders")[0] == 0
     decoded: list[object] = []
     real_decode = engine_module.decode_image
-    monkeypatch.setattr(engine_module, "decode_image", lambda src, **kw: decoded.append(src) or real_decode(src, **kw))
+    monkeypatch.setattr(engine_module, "decode_image",
+                        lambda src, **kw: decoded.append(src) or real_decode(src, **kw))
     code, out, _ = run(capsys, "index", str(folder), "--labels-from-folders")
     assert code == 0 and "0 new, 0 changed, 4 unchanged, 0 pruned, 0 skipped" in out
     assert decoded == []  # path, size and mtime unchanged: the files were not even opened
@@ -81,9 +82,9 @@ def test_touched_file_is_unchanged(cli_env: Path, folder: Path, capsys: pytest.C
     run(capsys, "index", str(folder))
     target = next(folder.rglob("*.png"))
     os.utime(target, ns=(10**18, 10**18))
-    code, out, _ = run(capsys, "index", str(folder))
+    _, out, _ = run(capsys, "index", str(folder))
     assert "0 new, 0 changed, 4 unchanged" in out
-    code, out, _ = run(capsys, "index", str(folder))  # its new mtime was recorded
+    _, out, _ = run(capsys, "index", str(folder))  # its new mtime was recorded
     assert "4 unchanged" in out and image_count(cli_env) == 4
 
 
@@ -94,7 +95,7 @@ def test_prune_removes_deleted_files_and_folders(cli_env: Path, folder: Path, ph
     run(capsys, "index", str(other), "--labels-from-folders")
     shutil.rmtree(folder / "rocket")
     (folder / "coffee" / photos["coffee"].name).unlink()
-    code, out, _ = run(capsys, "index", str(folder))  # without --prune, nothing is removed
+    _, out, _ = run(capsys, "index", str(folder))  # without --prune, nothing is removed
     assert "2 unchanged, 0 pruned" in out and image_count(cli_env) == 5
     code, out, _ = run(capsys, "index", str(folder), "--prune")
     assert code == 0 and "0 new, 0 changed, 2 unchanged, 2 pruned" in out
@@ -120,10 +121,10 @@ def test_moved_file_is_a_change_not_a_duplicate(cli_env: Path, folder: Path, pho
     old = folder / "rocket" / photos["rocket"].name
     new = folder / "rocket" / "renamed.jpg"
     old.rename(new)
-    code, out, _ = run(capsys, "sync", str(folder))
+    _, out, _ = run(capsys, "sync", str(folder))
     assert "0 new, 1 changed, 3 unchanged, 0 pruned" in out and image_count(cli_env) == 4
     assert str(new.resolve()) in {img["source_path"] for img in listing(capsys)}
-    code, out, _ = run(capsys, "sync", str(folder))
+    _, out, _ = run(capsys, "sync", str(folder))
     assert "0 new, 0 changed, 4 unchanged, 0 pruned" in out
 
 
@@ -132,7 +133,7 @@ def test_duplicate_files_stay_one_entry_across_runs(cli_env: Path, folder: Path,
     shutil.copy(photos["rocket"], folder / "copy.jpg")
     run(capsys, "index", str(folder))
     for _ in range(2):
-        code, out, _ = run(capsys, "sync", str(folder))
+        _, out, _ = run(capsys, "sync", str(folder))
         assert "0 new, 0 changed, 4 unchanged, 0 pruned, 1 skipped" in out and "same picture as" in out
     assert image_count(cli_env) == 4
 
@@ -145,9 +146,9 @@ def test_default_and_custom_exclusions(cli_env: Path, folder: Path, photos: dict
         shutil.copy(photos[photo], folder / clutter / "thumb.jpg")
     (folder / "raw").mkdir()
     shutil.copy(photos["retina"], folder / "raw" / "x.jpg")
-    code, out, _ = run(capsys, "index", str(folder), "--labels-from-folders", "--exclude", "raw")
+    _, out, _ = run(capsys, "index", str(folder), "--labels-from-folders", "--exclude", "raw")
     assert "4 new" in out and "@eaDir" not in {img["label"] for img in listing(capsys)}
-    code, out, _ = run(capsys, "index", str(folder), "--labels-from-folders", "--no-default-excludes")
+    run(capsys, "index", str(folder), "--labels-from-folders", "--no-default-excludes")
     labels = {str(img["label"]) for img in listing(capsys)}
     assert {"@eaDir", "#recycle", ".git", "node_modules", "raw"} <= labels  # the defaults can be switched off
 

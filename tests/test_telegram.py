@@ -134,7 +134,7 @@ async def test_add_with_caption_stores_in_the_chat_gallery(telegram: FakeTelegra
                           caption="/add motorbike | red and shiny"))
     [sent] = await telegram.wait_for("sendMessage")
     assert "Added #" in sent.params["text"] and "motorbike" in sent.params["text"]
-    [rec] = await gallery.store.list_images(f"telegram:{GROUP['id']}")
+    [rec] = await gallery.list_images(f"telegram:{GROUP['id']}")
     assert (rec.label, rec.description, rec.added_by) == ("motorbike", "red and shiny", "telegram:12")
     # Alice in private cannot see the group's image, but the group can.
     telegram.push(command(private(ALICE), ALICE, "/find motorbike"))
@@ -150,7 +150,7 @@ async def test_add_as_reply_and_delete_permissions(telegram: FakeTelegram, galle
                 "photo": photo(telegram, "r1", photos["flower"].read_bytes())}
     telegram.push(command(GROUP, BOB, "/add flower | pink", reply_to_message=original))
     await telegram.wait_for("sendMessage")
-    [rec] = await gallery.store.list_images(f"telegram:{GROUP['id']}")
+    [rec] = await gallery.list_images(f"telegram:{GROUP['id']}")
     telegram.push(command(GROUP, ALICE, f"/delete {rec.id}"))  # Alice is neither author nor admin
     denied = (await telegram.wait_for("sendMessage", count=2))[1]
     assert "Only the person who added it" in denied.params["text"]
@@ -159,7 +159,7 @@ async def test_add_as_reply_and_delete_permissions(telegram: FakeTelegram, galle
     telegram.push(command(GROUP, ALICE, f"/delete {rec.id}"))
     done = (await telegram.wait_for("sendMessage", count=3))[2]
     assert done.params["text"].startswith(f"Deleted #{rec.id}")
-    assert await gallery.store.list_images(f"telegram:{GROUP['id']}") == []
+    assert await gallery.list_images(f"telegram:{GROUP['id']}") == []
 
 
 async def test_documents_checked_before_download(telegram: FakeTelegram, gallery: Engine,
@@ -183,7 +183,7 @@ async def test_documents_checked_before_download(telegram: FakeTelegram, gallery
         "file_size": photos["astronaut"].stat().st_size}))
     [sent] = await telegram.wait_for("sendPhoto")
     assert sent.params["caption"].startswith("astronaut")
-    assert len(await gallery.store.list_images()) == 4
+    assert len(await gallery.list_images()) == 4
 
 
 async def test_corrupt_photo_gets_a_clear_reply(telegram: FakeTelegram, photos: dict[str, Path]) -> None:

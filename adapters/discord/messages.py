@@ -41,6 +41,12 @@ class DiscordStyle:
     def notes(self, *, private: bool) -> list[str]:
         return ["In DMs, send me a photo to match it; in servers, mention me with a photo or reply to my messages."]
 
+    def send_photo(self) -> str:
+        return "send me a photo"
+
+    def how_to_add(self) -> str:
+        return "To add an image, use /add image label [description]."
+
 
 DISCORD_STYLE = DiscordStyle()
 

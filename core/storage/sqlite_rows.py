@@ -1,10 +1,14 @@
-"""The image database: SQLite through aiosqlite, one connection that owns every write."""
+"""The SQL of a SQLite gallery: aiosqlite, one connection that owns every write.
+
+:class:`core.storage.sqlite.SqliteGallery` adds the in-memory vector index on top.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
@@ -15,69 +19,18 @@ import numpy as np
 
 from core.errors import NotFoundError, StoreError
 from core.records import ImageRecord, NewImage, blob_to_vector, search_text, vector_to_blob
+from core.state import StateUpdate
+from core.storage.sqlite_schema import IMAGE_COLUMNS, MIGRATIONS, SCHEMA_VERSION
 from core.storage_faults import storage_fault
 
 DB_FILENAME = "clipbot.db"
-
-# Each entry upgrades the schema by one version; PRAGMA user_version records how far we got.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE collections (
-        name TEXT PRIMARY KEY,
-        created_at TEXT NOT NULL
-    );
-    CREATE TABLE images (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        collection TEXT NOT NULL REFERENCES collections(name),
-        label TEXT NOT NULL DEFAULT '',
-        description TEXT NOT NULL DEFAULT '',
-        caption TEXT,
-        sha256 TEXT NOT NULL,
-        width INTEGER NOT NULL DEFAULT 0,
-        height INTEGER NOT NULL DEFAULT 0,
-        added_by TEXT,
-        created_at TEXT NOT NULL,
-        file TEXT,
-        source_path TEXT,
-        search_text TEXT NOT NULL DEFAULT '',
-        UNIQUE (collection, sha256)
-    );
-    CREATE INDEX images_by_file ON images(file);
-    CREATE TABLE embeddings (
-        image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
-        model_id TEXT NOT NULL,
-        dim INTEGER NOT NULL,
-        vector BLOB NOT NULL,
-        PRIMARY KEY (image_id, model_id)
-    );
-    CREATE INDEX embeddings_by_model ON embeddings(model_id);
-    """,
-    # 2: dominant colours, computed once at insertion; families padded with spaces for word matching.
-    """
-    ALTER TABLE images ADD COLUMN colors TEXT NOT NULL DEFAULT '[]';
-    ALTER TABLE images ADD COLUMN color_families TEXT NOT NULL DEFAULT '';
-    """,
-    # 3: the source file's size and mtime, so re-indexing a folder skips unchanged files undecoded.
-    """
-    ALTER TABLE images ADD COLUMN source_size INTEGER;
-    ALTER TABLE images ADD COLUMN source_mtime_ns INTEGER;
-    CREATE INDEX images_by_source ON images(collection, source_path);
-    """,
-)
-SCHEMA_VERSION = len(MIGRATIONS)
-
-_IMAGE_COLUMNS = (
-    "id, collection, label, description, caption, sha256, width, height, added_by, created_at, file, source_path,"
-    " colors, color_families, source_size, source_mtime_ns"
-)
-
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-class Store:
-    """All reads and writes of ``clipbot.db``; open with ``await store.open()`` or ``async with``."""
+class SqliteRows:
+    """All reads and writes of ``clipbot.db``; open with ``await rows.open()`` or ``async with``."""
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
@@ -86,7 +39,7 @@ class Store:
         # aiosqlite serialises statements, not transactions: this keeps each transaction whole.
         self._write_lock = asyncio.Lock()
 
-    async def __aenter__(self) -> Store:
+    async def __aenter__(self) -> SqliteRows:
         await self.open()
         return self
 
@@ -164,8 +117,9 @@ class Store:
 
     # -- writes ---------------------------------------------------------------------------------
 
-    async def insert_image(self, image: NewImage, vector: np.ndarray, model_id: str) -> int:
-        """Insert an image and its embedding in one transaction; returns the new id."""
+    async def insert_image(self, image: NewImage, vector: np.ndarray, model_id: str) -> tuple[int, bool]:
+        """Insert an image and its embedding in one transaction: ``(id, created)``; bytes the
+        collection already holds (another process was first) give the existing id, not created."""
         async with self._transaction() as db:
             await db.execute(
                 "INSERT OR IGNORE INTO collections(name, created_at) VALUES (?, ?)", (image.collection, _now())
@@ -173,15 +127,21 @@ class Store:
             cur = await db.execute(
                 "INSERT INTO images(collection, label, description, caption, sha256, width, height, added_by,"
                 " created_at, file, source_path, search_text, colors, color_families, source_size, source_mtime_ns)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(collection, sha256) DO NOTHING",
                 (image.collection, image.label, image.description, image.caption, image.sha256, image.width,
                  image.height, image.added_by, _now(), image.file, image.source_path,
                  search_text(image.label, image.description), image.colors, image.color_families,
                  image.source_size, image.source_mtime_ns),
             )
+            if cur.rowcount == 0:
+                async with db.execute(
+                    "SELECT id FROM images WHERE collection = ? AND sha256 = ?", (image.collection, image.sha256)
+                ) as found:
+                    row = await found.fetchone()
+                return int(row[0]) if row else 0, False
             image_id = int(cur.lastrowid or 0)
             await self._put_vector(db, image_id, vector, model_id)
-        return image_id
+        return image_id, True
 
     async def update_image(
         self, image_id: int, *, label: str, description: str, vector: np.ndarray | None = None, model_id: str = ""
@@ -288,14 +248,14 @@ class Store:
         for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
             chunk = [int(i) for i in ids[start:start + 500]]
             marks = ",".join("?" * len(chunk))
-            async with self.db.execute(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE id IN ({marks})", chunk) as cur:
+            async with self.db.execute(f"SELECT {IMAGE_COLUMNS} FROM images WHERE id IN ({marks})", chunk) as cur:
                 for row in await cur.fetchall():
                     out[row[0]] = ImageRecord(*row)
         return out
 
     async def find_by_sha256(self, collection: str, sha256: str) -> ImageRecord | None:
         async with self.db.execute(
-            f"SELECT {_IMAGE_COLUMNS} FROM images WHERE collection = ? AND sha256 = ?", (collection, sha256)
+            f"SELECT {IMAGE_COLUMNS} FROM images WHERE collection = ? AND sha256 = ?", (collection, sha256)
         ) as cur:
             row = await cur.fetchone()
         return ImageRecord(*row) if row else None
@@ -322,13 +282,13 @@ class Store:
 
     async def list_images(self, collection: str | None = None) -> list[ImageRecord]:
         where, args = ("WHERE collection = ?", (collection,)) if collection else ("", ())
-        async with self.db.execute(f"SELECT {_IMAGE_COLUMNS} FROM images {where} ORDER BY id", args) as cur:
+        async with self.db.execute(f"SELECT {IMAGE_COLUMNS} FROM images {where} ORDER BY id", args) as cur:
             return [ImageRecord(*row) for row in await cur.fetchall()]
 
     async def indexed_files(self, collection: str) -> list[ImageRecord]:
         """The images of ``collection`` that were indexed from a file (``source_path`` set)."""
         async with self.db.execute(
-            f"SELECT {_IMAGE_COLUMNS} FROM images WHERE collection = ? AND source_path IS NOT NULL ORDER BY id",
+            f"SELECT {IMAGE_COLUMNS} FROM images WHERE collection = ? AND source_path IS NOT NULL ORDER BY id",
             (collection,),
         ) as cur:
             return [ImageRecord(*row) for row in await cur.fetchall()]
@@ -389,9 +349,58 @@ class Store:
         args: list[str] = [*names, *(w.casefold() for w in words)]
         marks = ",".join("?" * len(names))
         async with self.db.execute(
-            f"SELECT {_IMAGE_COLUMNS} FROM images WHERE collection IN ({marks}) AND {clauses}", args
+            f"SELECT {IMAGE_COLUMNS} FROM images WHERE collection IN ({marks}) AND {clauses}", args
         ) as cur:
             return [ImageRecord(*row) for row in await cur.fetchall()]
+
+    async def vector_dim(self, model_id: str) -> int | None:
+        """The dimension of the stored vectors of ``model_id`` (the largest, should they differ)."""
+        async with self.db.execute("SELECT MAX(dim) FROM embeddings WHERE model_id = ?", (model_id,)) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
+    async def data_version(self) -> int:
+        """Changes whenever another connection (another process) commits to the database."""
+        async with self.db.execute("PRAGMA data_version") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    # -- conversation state -----------------------------------------------------------------------
+
+    async def get_state(self, kind: str, key: str) -> str | None:
+        async with self.db.execute(
+            "SELECT value FROM state WHERE kind = ? AND key = ? AND (expires_at IS NULL OR expires_at > ?)",
+            (kind, key, time.time()),
+        ) as cur:
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
+
+    async def put_state(self, kind: str, key: str, value: str, ttl_s: float | None) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT OR REPLACE INTO state(kind, key, value, expires_at) VALUES (?, ?, ?, ?)",
+                (kind, key, value, None if ttl_s is None else time.time() + ttl_s),
+            )
+
+    async def update_state(self, kind: str, key: str, update: StateUpdate) -> str:
+        # BEGIN IMMEDIATE takes the write lock first: no other process interleaves its own update.
+        async with self._transaction() as db:
+            async with db.execute(
+                "SELECT value FROM state WHERE kind = ? AND key = ? AND (expires_at IS NULL OR expires_at > ?)",
+                (kind, key, time.time()),
+            ) as cur:
+                row = await cur.fetchone()
+            value, ttl_s = update(str(row[0]) if row else None)
+            await db.execute(
+                "INSERT OR REPLACE INTO state(kind, key, value, expires_at) VALUES (?, ?, ?, ?)",
+                (kind, key, value, None if ttl_s is None else time.time() + ttl_s),
+            )
+        return value
+
+    async def purge_state(self) -> int:
+        async with self._transaction() as db:
+            cur = await db.execute("DELETE FROM state WHERE expires_at IS NOT NULL AND expires_at <= ?", (time.time(),))
+            return int(cur.rowcount)
 
     async def ids_with_colors(self, collections: Iterable[str], families: Sequence[str]) -> np.ndarray:
         """Ids of images in ``collections`` whose dominant colours include every family given."""

@@ -1,0 +1,58 @@
+"""Conversation state that a later message needs (result pages, rate limits), behind one small
+protocol: the gallery's database in a bot (so every process, and a restarted one, sees it), or
+memory where nothing else needs it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+# Given the stored value (None when absent or expired): the new value and its lifetime in seconds.
+StateUpdate = Callable[[str | None], tuple[str, float | None]]
+
+
+class StateStore(Protocol):
+    """Expiring values by (kind, key); :class:`core.storage.GalleryStorage` is one."""
+
+    async def get_state(self, kind: str, key: str) -> str | None: ...
+
+    async def put_state(self, kind: str, key: str, value: str, ttl_s: float | None) -> None: ...
+
+    async def update_state(self, kind: str, key: str, update: StateUpdate) -> str: ...
+
+
+class MemoryState:
+    """A :class:`StateStore` in this process's memory, bounded to ``capacity`` values (oldest out)."""
+
+    def __init__(self, *, capacity: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self.capacity = capacity
+        self._clock = clock
+        self._values: dict[tuple[str, str], tuple[str, float | None]] = {}
+        self._lock = asyncio.Lock()
+
+    async def get_state(self, kind: str, key: str) -> str | None:
+        return self._live((kind, key))
+
+    async def put_state(self, kind: str, key: str, value: str, ttl_s: float | None) -> None:
+        self._values.pop((kind, key), None)
+        self._values[(kind, key)] = (value, None if ttl_s is None else self._clock() + ttl_s)
+        while len(self._values) > self.capacity:
+            del self._values[next(iter(self._values))]
+
+    async def update_state(self, kind: str, key: str, update: StateUpdate) -> str:
+        async with self._lock:
+            value, ttl_s = update(self._live((kind, key)))
+            await self.put_state(kind, key, value, ttl_s)
+            return value
+
+    def _live(self, key: tuple[str, str]) -> str | None:
+        entry = self._values.get(key)
+        if entry is None:
+            return None
+        value, expires = entry
+        if expires is not None and self._clock() >= expires:
+            del self._values[key]
+            return None
+        return value
