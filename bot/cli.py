@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("file", type=Path, metavar="FILE.pkl")
         p.add_argument("--collection", default=GLOBAL_COLLECTION, help="collection (default: global)")
 
+    p = add("migrate", "Copy this gallery (vectors, labels, descriptions, captions, colours, authors, "
+                       "collections) into another database, e.g. PostgreSQL. Run it again to resume.")
+    p.add_argument("--to", required=True, metavar="URL", help="postgresql://user:password@host/db")
+
     add("download-models", "Download the configured models into the Hugging Face cache for offline use.")
     add("run", "Start the bot on every platform whose token is set (else the console chat).")
     add("chat", "Chat with the bot in this terminal: /find, /match PATH, /add PATH | label | description.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bot import output
-from bot.composition import build_captioner, build_encoder, build_engine
+from bot.composition import build_captioner, build_encoder, build_engine, build_gallery
 from bot.downloads import download_model
 from bot.settings import Settings
 from core.engine import Engine
@@ -272,6 +273,36 @@ async def export_pickle(args: argparse.Namespace, settings: Settings, engine: En
     n = await export_seed(engine, args.file, collection=args.collection)
     print(f"Exported {n} image(s) of {args.collection!r} to {args.file}.")
     return 0
+
+
+@command("migrate")
+async def migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from core.storage.migrate import copy_gallery
+
+    source, target = build_gallery(settings), build_gallery(settings, url=args.to)
+    if source.location == target.location:
+        raise UsageError(f"--to names the gallery being copied ({source.location})")
+    async with contextlib.AsyncExitStack() as stack:
+        for gallery in (source, target):
+            await gallery.open()
+            stack.push_async_callback(gallery.close)
+        total = sum((await source.collection_counts()).values())
+        with tqdm(total=total, unit="img", desc="Copying", file=sys.stderr, disable=None) as bar:
+            report = await copy_gallery(source, target, progress=lambda done: bar.update(done - bar.n))
+    print(f"Copied {report.copied} image(s) from {source.location} to {target.location}; "
+          f"{report.skipped} were there already ({report.vectors_added} vector(s) added to them).")
+    for name, (have, now) in report.collections.items():
+        print(f"  {name:<24} {have} -> {now}{'' if have == now else '  MISMATCH'}")
+    for model, (have, now) in report.vectors.items():
+        print(f"  vectors of {model}: {have} -> {now}{'' if have == now else '  MISMATCH'}")
+    if report.without_vector:
+        print(f"  {len(report.without_vector)} image(s) without any vector were not copied: run `clipbot reindex` "
+              "first.")
+    print(f"Pictures stay in {settings.pictures_dir}: point CLIPBOT_MEDIA_DIR there for every worker that uses "
+          "the new database.")
+    return 0 if report.matches else 1
 
 
 @command("download-models")

@@ -118,22 +118,30 @@ def build_platforms(settings: Settings, service: ChatService) -> list[Platform]:
     token = settings.telegram_token
     if token:
         from adapters.telegram import TelegramPlatform
+        from adapters.telegram.webhook import WebhookConfig
 
+        secret = settings.telegram_webhook_secret
+        webhook = WebhookConfig(  # checked here, so a bad webhook setting stops the start at once
+            settings.telegram_webhook_url, secret.get_secret_value() if secret else None,
+            listen=settings.telegram_webhook_listen, port=settings.telegram_webhook_port,
+        ) if settings.telegram_webhook_url else None
         platforms.append(TelegramPlatform(
             service, token=token, base_url=settings.telegram_base_url,
             base_file_url=settings.telegram_base_file_url,
             max_file_bytes=int(settings.telegram_max_file_mb * 1024 * 1024),
             group_messages_per_minute=settings.telegram_group_messages_per_minute,
-            stop_timeout=settings.shutdown_timeout,
+            stop_timeout=settings.shutdown_timeout, webhook=webhook,
         ))
     token = settings.discord_token
     if token:
         from adapters.discord import DiscordPlatform
+        from adapters.discord.platform import parse_shard_ids
 
         platforms.append(DiscordPlatform(
             service, token=token, guild_ids=settings.discord_guild_id_list,
             max_file_bytes=int(settings.discord_max_file_mb * 1024 * 1024),
             message_content=settings.discord_message_content, api_base_url=settings.discord_api_base_url,
             gateway_url=settings.discord_gateway_url, stop_timeout=settings.shutdown_timeout,
+            shard_count=settings.discord_shard_count, shard_ids=parse_shard_ids(settings.discord_shard_ids),
         ))
     return platforms

@@ -42,9 +42,22 @@ class SecretFilter(logging.Filter):
 def protect_logs(settings: Settings) -> None:
     # httpx logs each request URL at INFO, and Telegram's URLs contain the token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    secret_filter = SecretFilter([settings.telegram_token or "", settings.discord_token or ""])
+    webhook_secret = settings.telegram_webhook_secret.get_secret_value() if settings.telegram_webhook_secret else ""
+    database = settings.database_url.get_secret_value() if settings.database_url else ""
+    secret_filter = SecretFilter([settings.telegram_token or "", settings.discord_token or "", webhook_secret,
+                                  password_of(database)])
     for handler in logging.getLogger().handlers:
         handler.addFilter(secret_filter)
+
+
+def password_of(url: str) -> str:
+    """The password in a database URL, to keep out of logs (a URL may be logged by a driver)."""
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).password or ""
+    except ValueError:
+        return ""
 
 
 async def run_bot(settings: Settings, *, engine: Engine | None = None) -> int:

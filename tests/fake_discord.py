@@ -16,6 +16,13 @@ It refuses what Discord refuses, in Discord's words, so that a test passing agai
 * ``GET /guilds/<GUILD_ID>`` answers a guild object carrying ``premium_tier``, so discord.py's
   ``Guild.filesize_limit`` agrees with ``upload_limit``; interactions carry
   ``attachment_size_limit`` = ``upload_limit`` (discord.py's ``Interaction.filesize_limit``).
+* Gateway IDENTIFY with a ``shard`` field ``[id, count]``: anything but two whole numbers with
+  ``0 <= id < count`` → close code 4010 "Invalid shard"; a ``count`` below ``required_shards`` (no
+  field counts as ``[0, 1]``) → close code 4011 "Sharding required", as Discord closes them.
+  Identifies are rate limited per bucket ``id % max_concurrency``: a second one in a bucket within
+  ``identify_interval`` (5 s) → opcode 9 Invalid Session (``d: false``), as Discord answers.
+  ``GET /gateway/bot`` reports ``recommended_shards`` and ``max_concurrency``. ``dispatch`` sends a
+  server's events only to the shard ``(guild_id >> 22) % count`` and DMs only to shard 0.
 * Fault injection: ``inject(path_part, kind, times=1)``; see ``FAULTS``.
 
 Every call is recorded in ``calls`` with its HTTP ``status`` (0 for one never answered); ``sent()``
@@ -28,6 +35,7 @@ import asyncio
 import hashlib
 import itertools
 import json
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -130,6 +138,14 @@ def message_errors(body: Any, file_count: int) -> dict[str, Any]:
 
 
 @dataclass
+class Identify:
+    """One accepted IDENTIFY: the shard as sent (``(0, 1)`` when unsharded) and the intents."""
+
+    shard: tuple[int, int]
+    intents: int | None
+
+
+@dataclass
 class Call:
     method: str
     path: str
@@ -141,12 +157,14 @@ class Call:
 class FakeDiscord:
     """Records every REST call; serves attachments from /attachments/<id>/<name>.
 
-    Public API: ``calls``, ``attachments``, ``identified``, ``api_base``, ``upload_limit``,
-    ``premium_tier``; ``dispatch``, ``sent``, ``refused``, ``wait_for``, ``inject``, ``next_id``,
-    ``attachment``, ``message``, ``interaction``, ``slash``, ``guild``.
+    Public API: ``calls``, ``attachments``, ``identified``, ``identifies``, ``gateway_closes``,
+    ``invalid_sessions``, ``api_base``, ``gateway_url``, ``upload_limit``, ``premium_tier``, the
+    gateway's limits as attributes; ``dispatch``, ``sent``, ``refused``, ``wait_for``, ``inject``,
+    ``next_id``, ``attachment``, ``message``, ``interaction``, ``slash``, ``guild``.
     """
 
-    def __init__(self, *, upload_limit: int | None = None, premium_tier: int = 0) -> None:
+    def __init__(self, *, upload_limit: int | None = None, premium_tier: int = 0, recommended_shards: int = 1,
+                 required_shards: int = 1, max_concurrency: int = 1, identify_interval: float = 5.0) -> None:
         self.calls: list[Call] = []
         self.attachments: dict[str, bytes] = {}
         self.premium_tier = premium_tier
@@ -158,6 +176,13 @@ class FakeDiscord:
         self._sockets: list[web.WebSocketResponse] = []
         self._seq = itertools.count(2)
         self.identified = asyncio.Event()
+        self.identifies: list[Identify] = []  # accepted ones, in order
+        self.gateway_closes: list[int] = []  # close codes the gateway sent
+        self.invalid_sessions = 0  # opcode 9s sent for identifying too fast
+        self.recommended_shards, self.required_shards = recommended_shards, required_shards
+        self.max_concurrency, self.identify_interval = max_concurrency, identify_interval
+        self._last_identify: dict[int, float] = {}  # rate-limit bucket -> monotonic time
+        self._shard_of: dict[web.WebSocketResponse, tuple[int, int]] = {}
         self._stopping = asyncio.Event()
 
     async def start(self) -> None:
@@ -181,10 +206,18 @@ class FakeDiscord:
     def api_base(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/v10"
 
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/gateway"
+
     async def dispatch(self, event: str, payload: dict[str, Any]) -> None:
-        """Send a gateway DISPATCH to every connected client, as Discord's gateway does."""
+        """Send a gateway DISPATCH to the connected client of the shard it belongs to (a server's
+        shard, or shard 0 for DMs), as Discord's gateway does."""
+        guild_id = payload.get("guild_id")
         for ws in self._sockets:
-            await ws.send_str(json.dumps({"op": 0, "t": event, "s": next(self._seq), "d": payload}))
+            shard_id, count = self._shard_of[ws]
+            if shard_id == ((int(guild_id) >> 22) % count if guild_id is not None else 0):
+                await ws.send_str(json.dumps({"op": 0, "t": event, "s": next(self._seq), "d": payload}))
 
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
@@ -193,17 +226,40 @@ class FakeDiscord:
         async for msg in ws:
             frame = json.loads(msg.data)
             if frame["op"] == 2:  # IDENTIFY
-                ready = {"v": 10, "user": BOT, "guilds": [], "session_id": "session", "private_channels": [],
-                         "resume_gateway_url": f"ws://127.0.0.1:{self.port}/gateway",
-                         "application": {"id": APP_ID, "flags": 0}}
-                await ws.send_str(json.dumps({"op": 0, "t": "READY", "s": 1, "d": ready}))
-                self._sockets.append(ws)
-                self.identified.set()
+                await self._identify(ws, frame.get("d") or {})
             elif frame["op"] == 1:  # heartbeat
                 await ws.send_str(json.dumps({"op": 11}))
         if ws in self._sockets:
             self._sockets.remove(ws)
+        self._shard_of.pop(ws, None)
         return ws
+
+    async def _identify(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
+        shard = data.get("shard", [0, 1])
+        if not (isinstance(shard, list) and len(shard) == 2 and all(type(n) is int for n in shard)
+                and 0 <= shard[0] < shard[1]):
+            self.gateway_closes.append(4010)
+            await ws.close(code=4010, message=b"Invalid shard")
+            return
+        shard_id, count = shard
+        if count < self.required_shards:
+            self.gateway_closes.append(4011)
+            await ws.close(code=4011, message=b"Sharding required")
+            return
+        bucket, now = shard_id % self.max_concurrency, time.monotonic()
+        if now - self._last_identify.get(bucket, -math.inf) < self.identify_interval:
+            self.invalid_sessions += 1
+            await ws.send_str(json.dumps({"op": 9, "d": False}))
+            return
+        self._last_identify[bucket] = now
+        ready = {"v": 10, "user": BOT, "guilds": [], "session_id": f"session-{shard_id}", "private_channels": [],
+                 "resume_gateway_url": self.gateway_url, "application": {"id": APP_ID, "flags": 0},
+                 **({"shard": shard} if "shard" in data else {})}
+        await ws.send_str(json.dumps({"op": 0, "t": "READY", "s": 1, "d": ready}))
+        self.identifies.append(Identify((shard_id, count), data.get("intents")))
+        self._shard_of[ws] = (shard_id, count)
+        self._sockets.append(ws)
+        self.identified.set()
 
     def next_id(self) -> str:
         return str(next(self._ids))
@@ -383,10 +439,12 @@ class FakeDiscord:
                 return invalid_form_body(errors)
         if method == "GET" and path == f"/guilds/{GUILD_ID}":
             return _json(self.guild())
-        if method == "GET" and path in ("/gateway", "/gateway/bot"):
-            return _json({"url": f"ws://127.0.0.1:{self.port}/gateway", "shards": 1,
+        if method == "GET" and path == "/gateway":
+            return _json({"url": self.gateway_url})
+        if method == "GET" and path == "/gateway/bot":
+            return _json({"url": self.gateway_url, "shards": self.recommended_shards,
                           "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0,
-                                                  "max_concurrency": 1}})
+                                                  "max_concurrency": self.max_concurrency}})
         if method == "GET" and path == "/users/@me":
             return _json(BOT)
         if method == "GET" and path == "/oauth2/applications/@me":

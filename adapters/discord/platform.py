@@ -20,6 +20,11 @@ from core.inflight import InFlight
 from core.service import ChatService
 
 log = logging.getLogger(__name__)
+# Gateway close codes about sharding, as Discord documents them, with what the operator should do.
+SHARD_CLOSE_CODES = {
+    4010: "invalid shard (4010): check DISCORD_SHARD_IDS against DISCORD_SHARD_COUNT",
+    4011: "sharding required (4011): the bot is in too many servers for one connection; set DISCORD_SHARD_COUNT",
+}
 
 
 def redirect(route: Route, api_base_url: str | None) -> Route:
@@ -64,9 +69,11 @@ class ClipBot(commands.Bot):
     """discord.py's Bot holding the chat service (buttons reach it through ``interaction.client``)."""
 
     def __init__(self, service: ChatService, *, intents: discord.Intents, guild_ids: tuple[int, ...],
-                 max_file_bytes: int, api_base_url: str | None = None, gateway_url: str | None = None) -> None:
+                 max_file_bytes: int, api_base_url: str | None = None, gateway_url: str | None = None,
+                 sync_commands: bool = True, **options: Any) -> None:
         # No prefix commands: everything is slash commands or messages addressed to the bot.
-        super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None)
+        super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None, **options)
+        self.sync_commands = sync_commands
         self.api_base_url = api_base_url.rstrip("/") if api_base_url else None
         self.in_flight = InFlight()  # requests being answered, drained before the connection closes
         if api_base_url or gateway_url:
@@ -83,6 +90,8 @@ class ClipBot(commands.Bot):
         await self.add_cog(ClipbotCog(self, self.service, max_file_bytes=self.max_file_bytes,
                                       in_flight=self.in_flight))
         self.add_dynamic_items(NextMatchButton, TopButton)
+        if not self.sync_commands:
+            return
         if self.guild_ids:  # guild commands appear at once; global ones can take up to an hour
             for guild_id in self.guild_ids:
                 guild = discord.Object(id=guild_id)
@@ -90,6 +99,37 @@ class ClipBot(commands.Bot):
                 await self.tree.sync(guild=guild)
         else:
             await self.tree.sync()
+
+
+class ShardedClipBot(ClipBot, commands.AutoShardedBot):
+    """ClipBot on several gateway connections (shards); discord.py routes each event to its shard."""
+
+
+def parse_shard_ids(text: str) -> tuple[int, ...] | None:
+    """``DISCORD_SHARD_IDS`` ("0,1") as numbers; None when empty."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not all(part.isdigit() for part in parts):
+        raise ConfigError(f"DISCORD_SHARD_IDS must be comma-separated shard numbers (e.g. 0,1), not {text!r}.")
+    return tuple(int(part) for part in parts) or None
+
+
+def check_shards(shard_count: int | None, shard_ids: tuple[int, ...] | None) -> None:
+    """Refuse a shard plan Discord would refuse (close code 4010) before connecting at all."""
+    if shard_ids is not None and shard_count is None:
+        raise ConfigError("DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT: the number of shards across all processes.")
+    if shard_count is None:
+        return
+    if shard_count < 1:
+        raise ConfigError(f"DISCORD_SHARD_COUNT must be at least 1, not {shard_count}.")
+    if shard_ids is not None:
+        if not shard_ids:
+            raise ConfigError("DISCORD_SHARD_IDS is empty; leave it unset to run every shard here.")
+        bad = [i for i in shard_ids if not 0 <= i < shard_count]
+        if bad:
+            raise ConfigError(f"DISCORD_SHARD_IDS {bad} out of range: shard ids run from 0 to DISCORD_SHARD_COUNT - 1 "
+                              f"({shard_count - 1}).")
+        if len(set(shard_ids)) != len(shard_ids):
+            raise ConfigError(f"DISCORD_SHARD_IDS names a shard twice: {list(shard_ids)}.")
 
 
 def make_intents(message_content: bool) -> discord.Intents:
@@ -101,18 +141,34 @@ def make_intents(message_content: bool) -> discord.Intents:
 
 
 class DiscordPlatform:
-    """One Discord bot; ``start()`` returns once logged in, ``stop()`` closes it cleanly."""
+    """One Discord bot; ``start()`` returns once logged in, ``stop()`` closes it cleanly.
+
+    With ``shard_count`` it runs the shards ``shard_ids`` of that many (all of them when None), so
+    that several processes can split a bot's servers: Discord sends each server's events to shard
+    ``(server id >> 22) % shard_count``, and DMs to shard 0. Without it, one unsharded connection.
+    """
 
     name = "discord"
 
     def __init__(self, service: ChatService, *, token: str, guild_ids: tuple[int, ...] = (),
                  max_file_bytes: int = 25 * 1024 * 1024, message_content: bool = False,
-                 api_base_url: str | None = None, gateway_url: str | None = None, stop_timeout: float = 30) -> None:
+                 api_base_url: str | None = None, gateway_url: str | None = None, stop_timeout: float = 30,
+                 shard_count: int | None = None, shard_ids: tuple[int, ...] | None = None) -> None:
+        check_shards(shard_count, shard_ids)
         self._token = token
         self._stop_timeout = stop_timeout
         self.intents = make_intents(message_content)
-        self.bot = ClipBot(service, intents=self.intents, guild_ids=guild_ids, max_file_bytes=max_file_bytes,
-                           api_base_url=api_base_url, gateway_url=gateway_url)
+        self.shard_count, self.shard_ids = shard_count, shard_ids
+        common: dict[str, Any] = {"intents": self.intents, "guild_ids": guild_ids, "max_file_bytes": max_file_bytes,
+                                  "api_base_url": api_base_url, "gateway_url": gateway_url}
+        if shard_count is None:
+            self.bot: ClipBot = ClipBot(service, **common)
+        else:
+            # Slash commands are the application's, not a shard's: one process (the one with shard 0)
+            # registers them, instead of every worker overwriting them at each start.
+            self.bot = ShardedClipBot(service, **common, shard_count=shard_count,
+                                      shard_ids=list(shard_ids) if shard_ids is not None else None,
+                                      sync_commands=shard_ids is None or 0 in shard_ids)
         self._gateway: asyncio.Task[None] | None = None
 
     async def login(self) -> None:
@@ -141,7 +197,11 @@ class DiscordPlatform:
         await self.login()
         self._gateway = asyncio.create_task(self.bot.connect(reconnect=True), name="discord-gateway")
         self._gateway.add_done_callback(_report_gateway_end)
-        log.warning("Discord bot %s is connecting", self.bot.user)
+        if self.shard_count is None:
+            log.warning("Discord bot %s is connecting", self.bot.user)
+        else:
+            ids = list(self.shard_ids) if self.shard_ids is not None else "all"
+            log.warning("Discord bot %s is connecting: shards %s of %d", self.bot.user, ids, self.shard_count)
 
     async def stop(self) -> None:
         """Turn new requests away, let those being answered send their replies (up to
@@ -161,5 +221,7 @@ def _report_gateway_end(task: asyncio.Task[None]) -> None:
         if isinstance(exc, discord.PrivilegedIntentsRequired):
             log.error("Discord refused the message-content intent: enable it for the bot in the Developer "
                       "Portal, or set CLIPBOT_DISCORD_MESSAGE_CONTENT=false")
+        elif isinstance(exc, discord.ConnectionClosed) and exc.code in SHARD_CLOSE_CODES:
+            log.error("Discord closed the connection: %s", SHARD_CLOSE_CODES[exc.code])
         else:
             log.error("the Discord connection ended", exc_info=exc)
