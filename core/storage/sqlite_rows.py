@@ -211,6 +211,8 @@ class SqliteRows:
         A picture ``new`` already holds keeps ``new``'s row; ``old``'s copy is dropped. With
         ``old`` empty or gone this changes nothing, so the same move may be asked for twice.
         """
+        if old == new:  # every row would match itself below and be dropped
+            return 0, []
         async with self._transaction() as db:
             async with db.execute(
                 "SELECT o.id FROM images o JOIN images n ON n.sha256 = o.sha256 AND n.collection = ?"

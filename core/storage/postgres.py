@@ -1,0 +1,337 @@
+"""The server backend: PostgreSQL with pgvector; vectors are searched inside the database.
+
+Vectors live in one ``vector`` column without a fixed dimension, so they come back exactly as
+stored (float32) whatever model made them. Search uses one partial HNSW index per (model,
+dimension), built by :meth:`PostgresGallery.prepare_search` on an expression that gives the
+column that dimension (``vector::vector(512)``, or ``vector::halfvec(512)`` on pgvector 0.7+: half
+the index size, while the column stays exact); queries repeat the expression and the predicate, so
+the planner uses the index (``enable_sort`` is off for that query, so stale statistics cannot
+turn it into a full scan). HNSW filters after it walks the graph (``hnsw.ef_search`` candidates,
+200 by default: recall@10 0.996 on CLIP-like data at 100k): when the collection, colour or
+``only`` filters leave fewer than ``k`` hits, the search runs again exactly, over the rows that
+pass the filters (few, when the walk came back short). Short ``only`` lists and large ``k`` go
+straight to the exact search.
+
+Several processes may serve the same database at once: every write is one transaction, state
+updates lock their row, and a lost server is reconnected to by the pool when it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import logging
+import time
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector_async
+from psycopg import sql
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool
+
+from core.errors import DimensionMismatchError, StoreError
+from core.storage.base import GalleryStorage, Neighbours
+from core.storage.postgres_rows import Connection, PostgresRows, as_vector
+from core.storage.postgres_schema import (
+    INDEX_LOCK,
+    SCHEMA_VERSION,
+    extension_version,
+    mask_password,
+    migrate,
+    open_error,
+    password_of,
+)
+
+__all__ = ["SCHEMA_VERSION", "PostgresGallery"]
+log = logging.getLogger(__name__)
+# hnsw.ef_search's ceiling in pgvector; above k = EF_MAX / 4 the search is exact.
+EF_MAX = 1000
+# A pooled connection idle longer than this is checked before use (a round trip).
+CHECK_AFTER_IDLE_S = 1.0
+# An ``only`` list this short is searched exactly: a few primary-key lookups beat a graph walk.
+EXACT_ONLY = 1000
+
+
+class PostgresGallery(PostgresRows, GalleryStorage):
+    """A gallery in a PostgreSQL database with pgvector; ``url`` is a libpq URL or conninfo string.
+
+    ``ef_search``: how many candidates HNSW keeps per query at least (``hnsw.ef_search``; the
+    per-query value is the larger of it and ``4 * k``). ``maintenance_work_mem``: given to index
+    builds, which are much faster when the graph fits.
+    """
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 5.0,
+                 ef_search: int = 200, maintenance_work_mem: str = "512MB",
+                 synchronous_commit: bool = False) -> None:
+        self._url = url.strip()
+        self.location = mask_password(self._url)
+        self._secret = password_of(self._url)
+        self._min_size = min_size
+        self._max_size = max(max_size, min_size)
+        self._timeout = timeout
+        self.ef_search = ef_search
+        self._maintenance_work_mem = maintenance_work_mem
+        self._synchronous_commit = synchronous_commit
+        self._pool: AsyncConnectionPool[Connection] | None = None
+        self.halfvec = False  # pgvector >= 0.7: indexes hold half-precision copies
+        self._revive_lock = asyncio.Lock()
+        self._used = weakref.WeakKeyDictionary()
+        self._dims: dict[str, int] = {}
+        self._indexed: set[tuple[str, int]] = set()
+
+    async def __aenter__(self) -> PostgresGallery:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self._url, autocommit=True, connect_timeout=max(1, round(self._timeout)))
+        except psycopg.Error as exc:
+            raise open_error(exc, self.location, self._secret) from None
+        try:
+            async with conn:
+                await migrate(conn, self.location)
+                self.halfvec = (await extension_version(conn) or (0,)) >= (0, 7)
+        except psycopg.Error as exc:
+            raise open_error(exc, self.location, self._secret) from None
+        pool = self._new_pool()
+        try:
+            await pool.open(wait=True, timeout=self._timeout)
+        except psycopg.Error as exc:
+            await pool.close()
+            raise open_error(exc, self.location, self._secret) from None
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool = pool
+
+    def _new_pool(self) -> AsyncConnectionPool[Connection]:
+        return AsyncConnectionPool(
+            self._url, min_size=self._min_size, max_size=self._max_size, open=False, timeout=self._timeout,
+            kwargs={"autocommit": True, "connect_timeout": max(1, round(self._timeout))},
+            configure=self._configure, check=self._check, name="clipbot",
+            reconnect_timeout=max(30.0, 6 * self._timeout),
+        )
+
+    async def _revive(self, pool: AsyncConnectionPool[Connection]) -> AsyncConnectionPool[Connection]:
+        async with self._revive_lock:
+            current = self._pool
+            if current is None:
+                raise StoreError("The database is not open.")
+            if current is not pool:  # another request revived it meanwhile
+                return current
+            # Is the server there? If not, its refusal is the reason the caller reports.
+            probe = await psycopg.AsyncConnection.connect(
+                self._url, autocommit=True, connect_timeout=max(1, round(self._timeout)))
+            await probe.close()
+            fresh = self._new_pool()
+            try:
+                await fresh.open(wait=True, timeout=self._timeout)
+            except BaseException:
+                await fresh.close()
+                raise
+            self._pool = fresh
+            log.warning("PostgreSQL at %s is reachable again: new connections made", self.location)
+        await pool.close(timeout=1.0)  # its waiting requests move to the fresh pool
+        return fresh
+
+    async def _check(self, conn: Connection) -> None:
+        """Before a connection is handed out: one that rested a while is asked whether it still
+        works (a restarted server left it dead); one given back a moment ago is not, which spares
+        a round trip per request (a fifth of an insert's time)."""
+        if time.monotonic() - self._used.get(conn, 0.0) > CHECK_AFTER_IDLE_S:
+            await AsyncConnectionPool.check_connection(conn)
+
+    async def _configure(self, conn: Connection) -> None:
+        await register_vector_async(conn)
+        if not self._synchronous_commit:
+            # What SQLite's WAL with synchronous=NORMAL promises: a crash of the machine may lose
+            # the last commits, never corrupt; fsync per insert would halve ingest.
+            await conn.execute("SET synchronous_commit = off")
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        self._dims.clear()
+        self._indexed.clear()
+        if pool is not None:
+            await pool.close()
+
+    async def integrity_check(self) -> list[str]:
+        """``["ok"]``, or what is wrong: a schema other than ours, vectors whose length disagrees
+        with their ``dim``, indexes left invalid by an interrupted build."""
+        problems = []
+        version = await self.schema_version()
+        if version != SCHEMA_VERSION:
+            problems.append(f"schema version {version}, expected {SCHEMA_VERSION}")
+        [(bad,)] = await self._rows("SELECT count(*) FROM embeddings WHERE vector_dims(vector) <> dim")
+        if bad:
+            problems.append(f"{bad} vector(s) whose length is not their recorded dimension")
+        for (name,) in await self._rows(
+            "SELECT c.relname FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid"
+            " WHERE x.indrelid IN ('collections'::regclass, 'images'::regclass, 'embeddings'::regclass,"
+            " 'state'::regclass) AND NOT x.indisvalid"
+        ):
+            problems.append(f"index {name} is invalid (an interrupted build; the next search rebuilds it)")
+        return problems or ["ok"]
+
+    # -- vector search ------------------------------------------------------------------------
+
+    def index_name(self, model_id: str, dim: int) -> str:
+        digest = hashlib.sha256(model_id.encode()).hexdigest()[:16]
+        return f"embeddings_hnsw_{'h' if self.halfvec else 'v'}{dim}_{digest}"
+
+    def _cast(self, dim: int) -> tuple[str, str]:
+        """The cast that gives the column an indexable type of ``dim`` dimensions, and its opclass."""
+        if self.halfvec:
+            return f"::halfvec({int(dim)})", "halfvec_cosine_ops"
+        return f"::vector({int(dim)})", "vector_cosine_ops"
+
+    async def prepare_search(self, model_id: str, dim: int) -> None:
+        other = await self._rows("SELECT dim FROM embeddings WHERE model_id = %s AND dim <> %s LIMIT 1",
+                                 (model_id, dim))
+        if other:
+            raise DimensionMismatchError(
+                f"The database holds {other[0][0]}-dimensional vectors under model {model_id!r}, which makes "
+                f"{dim}-dimensional ones: run `clipbot reindex --all` to encode the images again."
+            )
+        self._dims[model_id] = dim
+        if (model_id, dim) in self._indexed:
+            return
+        name = self.index_name(model_id, dim)
+        cast, opclass = self._cast(dim)
+        create = sql.SQL(
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON embeddings USING hnsw ((vector{cast}) {opclass})"
+            " WHERE model_id = {model} AND dim = {dim}"
+        ).format(name=sql.Identifier(name), cast=sql.SQL(cast), opclass=sql.SQL(opclass),
+                 model=sql.Literal(model_id), dim=sql.Literal(int(dim)))
+        async with self._conn() as conn:
+            if not await self._index_state(conn, name):
+                # A session lock (CONCURRENTLY cannot run in a transaction): one builder at a time;
+                # writes go on meanwhile. A build that died left an invalid index: built again.
+                # Polled, not waited for: a statement waiting on the lock would hold a snapshot
+                # that the concurrent build waits for in turn (a deadlock).
+                await self._lock_for_build(conn)
+                try:
+                    if await self._index_state(conn, name) is False:
+                        await conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name)))
+                    await conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(
+                        sql.Literal(self._maintenance_work_mem)))
+                    await conn.execute(create)
+                    log.info("built the HNSW index %s for %s (%d dimensions)", name, model_id, dim)
+                    # Rows were probably just loaded (a copy, a first index): plans need their numbers.
+                    await conn.execute("ANALYZE images")
+                    await conn.execute("ANALYZE embeddings")
+                finally:
+                    await conn.execute("RESET maintenance_work_mem")
+                    await conn.execute("SELECT pg_advisory_unlock(%s)", (INDEX_LOCK,))
+        self._indexed.add((model_id, dim))
+
+    @staticmethod
+    async def _lock_for_build(conn: Connection) -> None:
+        for _ in itertools.count():
+            row = await (await conn.execute("SELECT pg_try_advisory_lock(%s)", (INDEX_LOCK,))).fetchone()
+            if row is not None and row[0]:
+                return
+            await asyncio.sleep(0.1)
+
+    @staticmethod
+    async def _index_state(conn: Connection, name: str) -> bool | None:
+        """True: the index is there and valid; False: there but invalid; None: absent."""
+        row = await (await conn.execute(
+            "SELECT x.indisvalid FROM pg_index x WHERE x.indexrelid = to_regclass(%s)", (name,)
+        )).fetchone()
+        return None if row is None else bool(row[0])
+
+    async def _dim(self, model_id: str) -> int | None:
+        dim = self._dims.get(model_id)
+        if dim is None:
+            rows = await self._rows("SELECT max(dim) FROM embeddings WHERE model_id = %s", (model_id,))
+            if rows and rows[0][0] is not None:
+                dim = self._dims[model_id] = int(rows[0][0])
+        return dim
+
+    def search_query(self, model_id: str, dim: int, query: np.ndarray, collections: Sequence[str], k: int,
+                     color_families: Sequence[str] = (), only: Sequence[int] | None = None, *, exact: bool,
+                     ) -> tuple[sql.Composed, dict[str, Any]]:
+        """The SQL of :meth:`nearest`: ordered by the index's expression (the planner walks the
+        HNSW graph, filtering what it meets), or (``exact``) the rows that pass the filters first,
+        then the distance of each of them: a scan, exact, as fast as the filters are selective."""
+        d = sql.SQL(str(int(dim)))
+        params: dict[str, Any] = {"q": as_vector(query), "names": list(collections), "k": int(k)}
+        filters: list[sql.Composable] = [sql.SQL("i.collection = ANY(%(names)s)")]
+        for n, family in enumerate(color_families):
+            params[f"f{n}"] = f" {family} "
+            filters.append(sql.SQL(f"position(%(f{n})s in i.color_families) > 0"))
+        if only is not None:
+            params["only"] = [int(i) for i in only]
+            filters.append(sql.SQL("i.id = ANY(%(only)s::bigint[])"))
+        fields = {"d": d, "model": sql.Literal(model_id), "where": sql.SQL(" AND ").join(filters)}
+        if exact:
+            # MATERIALIZED: the filters run first. Otherwise the planner, taking a colour filter
+            # to pass a third of the rows, computes every distance to stop after k survivors.
+            return sql.SQL(
+                "WITH i AS MATERIALIZED (SELECT i.id FROM images i WHERE {where})"
+                " SELECT e.image_id, 1 - (e.vector::vector({d}) <=> %(q)b::vector({d})) AS score"
+                " FROM i JOIN embeddings e ON e.image_id = i.id AND e.model_id = {model} AND e.dim = {d}"
+                " ORDER BY score DESC, e.image_id LIMIT %(k)s"
+            ).format(**fields), params
+        cast, _ = self._cast(dim)
+        return sql.SQL(
+            "SELECT e.image_id, 1 - (e.vector::vector({d}) <=> %(q)b::vector({d}))"
+            " FROM embeddings e JOIN images i ON i.id = e.image_id"
+            " WHERE e.model_id = {model} AND e.dim = {d} AND {where}"
+            " ORDER BY e.vector{cast} <=> %(q)b::vector({d}){cast} LIMIT %(k)s"
+        ).format(cast=sql.SQL(cast), **fields), params
+
+    async def nearest(self, vector: np.ndarray, *, model_id: str, collections: Sequence[str], k: int,
+                      color_families: Sequence[str] = (), only: Sequence[int] | None = None) -> Neighbours:
+        names = list(dict.fromkeys(collections))
+        if k <= 0 or not names or (only is not None and len(only) == 0):
+            return Neighbours.empty()
+        q = as_vector(vector)
+        dim = await self._dim(model_id)
+        if dim is None:
+            return Neighbours.empty()
+        if q.size != dim:
+            raise DimensionMismatchError(f"The query vector has dimension {q.size}, the index {dim}.")
+        ef = max(self.ef_search, 4 * k)
+        async with self._conn() as conn:
+            rows: list[TupleRow] = []
+            if (model_id, dim) in self._indexed and ef <= EF_MAX and (only is None or len(only) > EXACT_ONLY):
+                query, params = self.search_query(model_id, dim, q, names, k, color_families, only, exact=False)
+                async with conn.transaction():
+                    await conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef)))
+                    # The graph walk, not a sort of every row: stale statistics (a bulk load not yet
+                    # analysed) must not turn a 5 ms search into a full scan.
+                    await conn.execute("SET LOCAL enable_sort = off")
+                    rows = await (await conn.execute(query, params)).fetchall()
+            if len(rows) < k:  # no index, or its walk found too few rows that pass the filters: scan
+                query, params = self.search_query(model_id, dim, q, names, k, color_families, only, exact=True)
+                rows = await (await conn.execute(query, params)).fetchall()
+        rows.sort(key=lambda r: (-float(r[1]), int(r[0])))
+        ids = np.fromiter((int(r[0]) for r in rows), dtype=np.int64, count=len(rows))
+        scores = np.nan_to_num(np.fromiter((float(r[1]) for r in rows), dtype=np.float32, count=len(rows)))
+        return Neighbours(ids, scores)
+
+    async def count_vectors(self, model_id: str, collections: Sequence[str]) -> int:
+        names = list(dict.fromkeys(collections))
+        if not names:
+            return 0
+        [(n,)] = await self._rows(
+            "SELECT count(*) FROM embeddings e JOIN images i ON i.id = e.image_id"
+            " WHERE e.model_id = %s AND i.collection = ANY(%s)", (model_id, names),
+        )
+        return int(n)

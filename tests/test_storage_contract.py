@@ -1,0 +1,476 @@
+"""One contract for every gallery backend: each test runs against SQLite and PostgreSQL alike.
+
+What the engine relies on, method by method of :class:`core.storage.base.GalleryStorage`; a
+backend passes this suite unchanged or it is not a backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+
+from core.errors import DimensionMismatchError, NotFoundError, StoreError
+from core.records import NewImage
+from core.storage.base import GalleryStorage
+from tests.pg import pg_server_url_fixture, pg_url_fixture  # noqa: F401
+
+MODEL = "test/clip"
+DIM = 32
+Factory = Callable[[], GalleryStorage]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def where(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The gallery's place: a data dir, or the URL of a database of the test's own."""
+    if backend == "sqlite":
+        return str(tmp_path / "gallery")
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def factory(backend: str, where: str) -> Factory:
+    """Makes (unopened) galleries on the same storage: several stand for several processes."""
+    if backend == "sqlite":
+        try:
+            from core.storage.sqlite import SqliteGallery
+        except ImportError:
+            pytest.skip("core.storage.sqlite is not there yet")
+        return lambda: SqliteGallery(Path(where))
+    from core.storage.postgres import PostgresGallery
+
+    return lambda: PostgresGallery(where)
+
+
+@pytest.fixture
+async def gallery(factory: Factory) -> AsyncIterator[GalleryStorage]:
+    g = factory()
+    await g.open()
+    try:
+        yield g
+    finally:
+        await g.close()
+
+
+def image(n: int, collection: str = "global", **kw: object) -> NewImage:
+    fields: dict[str, object] = {
+        "collection": collection, "label": f"label {n}", "description": f"description {n}",
+        "sha256": f"{n:064x}", "width": 100 + n, "height": 50 + n, "file": f"ab/{n:064x}.jpg",
+    }
+    fields.update(kw)
+    return NewImage(**fields)  # type: ignore[arg-type]
+
+
+def unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+async def fill(g: GalleryStorage, vectors: np.ndarray, collections: list[str], families: list[str] | None = None,
+               ) -> list[int]:
+    ids = []
+    for n, vec in enumerate(vectors):
+        fam = families[n] if families else ""
+        image_id, created = await g.insert_image(image(n, collections[n % len(collections)], color_families=fam),
+                                                 vec, MODEL)
+        assert created
+        ids.append(image_id)
+    return ids
+
+
+# -- lifecycle ----------------------------------------------------------------------------------
+
+
+async def test_open_is_idempotent_close_is_safe(factory: Factory) -> None:
+    g = factory()
+    await g.close()  # before open: nothing to do
+    await g.open()
+    await g.open()
+    assert await g.schema_version() >= 1
+    assert await g.integrity_check() == ["ok"]
+    assert g.location
+    await g.close()
+    await g.close()
+    again = factory()  # an existing gallery opens as it is
+    await again.open()
+    assert await again.collection_counts() == {}
+    await again.close()
+
+
+async def test_a_newer_schema_is_refused(backend: str, where: str, factory: Factory) -> None:
+    g = factory()
+    await g.open()
+    version = await g.schema_version()
+    await g.close()
+    if backend == "sqlite":
+        with sqlite3.connect(Path(where) / "clipbot.db") as db:
+            db.execute(f"PRAGMA user_version = {version + 1}")
+    else:
+        with psycopg.connect(where, autocommit=True) as conn:
+            conn.execute("INSERT INTO schema_version(version) VALUES (%s)", (version + 1,))
+    newer = factory()
+    with pytest.raises(StoreError, match=r"newer than this clipbot understands.*upgrade clipbot"):
+        await newer.open()
+    await newer.close()
+
+
+# -- rows ---------------------------------------------------------------------------------------
+
+
+async def test_insert_get_list_and_counts(gallery: GalleryStorage) -> None:
+    rng = np.random.default_rng(1)
+    full = NewImage(collection="global", label="Label", description="Desc", sha256="a" * 64, width=640,
+                    height=480, file="aa/a.jpg", source_path="/photos/a.jpg", added_by="telegram:1",
+                    caption="a caption", colors='[{"hex": "#ff0000", "name": "red", "percent": 50.0}]',
+                    color_families=" red ", source_size=12345, source_mtime_ns=1_700_000_000_123_456_789)
+    first, created = await gallery.insert_image(full, unit(rng, 1)[0], MODEL)
+    assert created
+    second, _ = await gallery.insert_image(image(2, "chat"), unit(rng, 1)[0], MODEL)
+    third, _ = await gallery.insert_image(image(3), unit(rng, 1)[0], "other/model")
+    assert first < second < third
+
+    record = await gallery.get_image(first)
+    for field in ("collection", "label", "description", "caption", "sha256", "width", "height", "file",
+                  "source_path", "added_by", "colors", "color_families", "source_size", "source_mtime_ns"):
+        assert getattr(record, field) == getattr(full, field), field
+    assert record.id == first
+    assert datetime.fromisoformat(record.created_at).utcoffset() is not None
+    assert record.color_list[0]["name"] == "red"
+
+    assert [r.id for r in await gallery.list_images()] == [first, second, third]
+    assert [r.id for r in await gallery.list_images("global")] == [first, third]
+    assert await gallery.list_images("nowhere") == []
+    assert await gallery.collection_counts() == {"chat": 1, "global": 2}
+    assert await gallery.embedding_counts() == {MODEL: 2, "other/model": 1}
+    assert set(await gallery.get_images([first, third, 999_999])) == {first, third}
+    assert await gallery.get_images([]) == {}
+    with pytest.raises(NotFoundError):
+        await gallery.get_image(999_999)
+    assert (await gallery.find_by_sha256("global", "a" * 64)) == record
+    assert await gallery.find_by_sha256("chat", "a" * 64) is None
+    assert [r.id for r in await gallery.indexed_files("global")] == [first]
+    assert await gallery.referenced_files() == {"aa/a.jpg", image(2).file, image(3).file}
+    assert await gallery.file_in_use("aa/a.jpg")
+    assert not await gallery.file_in_use("zz/none.jpg")
+    assert await gallery.has_vector(first, MODEL)
+    assert not await gallery.has_vector(first, "other/model")
+
+
+async def test_the_same_bytes_twice_give_the_existing_id(gallery: GalleryStorage) -> None:
+    rng = np.random.default_rng(2)
+    first, created = await gallery.insert_image(image(1), unit(rng, 1)[0], MODEL)
+    again, created_again = await gallery.insert_image(image(1, label="other"), unit(rng, 1)[0], MODEL)
+    elsewhere, created_elsewhere = await gallery.insert_image(image(1, "chat"), unit(rng, 1)[0], MODEL)
+    assert (created, again, created_again) == (True, first, False)
+    assert created_elsewhere and elsewhere != first
+    assert (await gallery.get_image(first)).label == "label 1"  # nothing was overwritten
+    assert await gallery.collection_counts() == {"chat": 1, "global": 1}
+
+
+async def test_concurrent_adds_of_one_picture_make_one_row(factory: Factory) -> None:
+    """Two processes (two gallery objects) adding the same picture at once."""
+    a, b = factory(), factory()
+    await a.open()
+    await b.open()
+    try:
+        rng = np.random.default_rng(3)
+        vec = unit(rng, 1)[0]
+        results = await asyncio.gather(*(g.insert_image(image(n % 5), vec, MODEL) for n in range(20)
+                                         for g in (a, b)))
+        assert sum(created for _, created in results) == 5
+        assert len({image_id for image_id, _ in results}) == 5
+        assert await a.collection_counts() == {"global": 5}
+        assert await b.embedding_counts() == {MODEL: 5}
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_update_image_and_set_source(gallery: GalleryStorage) -> None:
+    rng = np.random.default_rng(4)
+    image_id, _ = await gallery.insert_image(image(1), unit(rng, 1)[0], MODEL)
+    await gallery.update_image(image_id, label="Zebra", description="striped HORSE")
+    record = await gallery.get_image(image_id)
+    assert (record.label, record.description) == ("Zebra", "striped HORSE")
+    assert [r.id for r in await gallery.text_candidates(["global"], ["zebra", "horse"])] == [image_id]
+    assert await gallery.text_candidates(["global"], ["label"]) == []  # the old text is gone
+
+    new_vec = unit(rng, 1)[0]
+    await gallery.update_image(image_id, label="Zebra", description="", vector=new_vec, model_id=MODEL)
+    assert np.array_equal((await gallery.vectors_for([image_id], MODEL))[image_id], new_vec)
+    with pytest.raises(NotFoundError):
+        await gallery.update_image(999_999, label="x", description="y")
+
+    await gallery.set_source(image_id, "/moved/a.jpg", 42, 1_800_000_000_000_000_000)
+    record = await gallery.get_image(image_id)
+    assert (record.source_path, record.source_size, record.source_mtime_ns) == \
+        ("/moved/a.jpg", 42, 1_800_000_000_000_000_000)
+    await gallery.set_source(image_id, "/again.jpg", None, None)
+    assert (await gallery.get_image(image_id)).source_size is None
+
+
+async def test_vectors_come_back_bit_for_bit(gallery: GalleryStorage) -> None:
+    rng = np.random.default_rng(5)
+    tricky = np.array([0.1, -0.0, 1e-30, -3.4e38, 3.4e38, 1 / 3, np.float32(np.pi), 1e-45] + [0.5] * 4,
+                      dtype=np.float32)
+    vectors = np.concatenate([tricky[None, :], rng.standard_normal((3, 12)).astype(np.float32) * 1000])
+    ids = [(await gallery.insert_image(image(n), v, MODEL))[0] for n, v in enumerate(vectors)]
+    back = await gallery.vectors_for([*ids, 999_999], MODEL)
+    assert set(back) == set(ids)
+    for image_id, vec in zip(ids, vectors, strict=True):
+        assert back[image_id].dtype == np.float32
+        assert back[image_id].tobytes() == vec.tobytes()
+    # another model's vector of different length, alongside
+    other = rng.standard_normal(7).astype(np.float32)
+    await gallery.set_vector(ids[0], other, "other/model")
+    assert (await gallery.vectors_for(ids, "other/model"))[ids[0]].tobytes() == other.tobytes()
+    assert (await gallery.vectors_for(ids[:1], MODEL))[ids[0]].tobytes() == tricky.tobytes()
+    assert await gallery.vectors_for([], MODEL) == {}
+    assert await gallery.embedding_counts() == {MODEL: 4, "other/model": 1}
+    replacement = rng.standard_normal(7).astype(np.float32)
+    await gallery.set_vector(ids[0], replacement, "other/model")  # replaces, never adds
+    assert (await gallery.vectors_for(ids, "other/model"))[ids[0]].tobytes() == replacement.tobytes()
+    assert await gallery.embedding_counts() == {MODEL: 4, "other/model": 1}
+
+
+async def test_replace_picture_keeps_the_id_and_says_whether_the_old_file_is_unused(
+        gallery: GalleryStorage) -> None:
+    rng = np.random.default_rng(6)
+    a, _ = await gallery.insert_image(image(1, file="old.jpg"), unit(rng, 1)[0], MODEL)
+    b, _ = await gallery.insert_image(image(2, "chat", file="shared.jpg"), unit(rng, 1)[0], MODEL)
+    await gallery.insert_image(image(3, "other", file="shared.jpg"), unit(rng, 1)[0], MODEL)
+    await gallery.set_vector(a, unit(rng, 1, 8)[0], "other/model")
+
+    new_vec = unit(rng, 1)[0]
+    edited = image(10, file="new.jpg", label="kept", source_path="/p/a.jpg", color_families=" green ")
+    assert await gallery.replace_picture(a, edited, new_vec, MODEL) is True  # old.jpg is now unused
+    record = await gallery.get_image(a)
+    assert (record.sha256, record.file, record.label, record.color_families) == \
+        (edited.sha256, "new.jpg", "kept", " green ")
+    assert not await gallery.has_vector(a, "other/model")  # described the old picture
+    assert (await gallery.vectors_for([a], MODEL))[a].tobytes() == new_vec.tobytes()
+    # a file another row still uses, and a replacement in the same file, leave nothing unused
+    assert await gallery.replace_picture(b, image(11, "chat", file="mine.jpg"), new_vec, MODEL) is False
+    assert await gallery.replace_picture(a, image(12, file="new.jpg"), new_vec, MODEL) is False
+    with pytest.raises(NotFoundError):
+        await gallery.replace_picture(999_999, image(13), new_vec, MODEL)
+
+
+async def test_delete_says_whether_the_file_is_unused_and_drops_vectors(gallery: GalleryStorage) -> None:
+    rng = np.random.default_rng(7)
+    a, _ = await gallery.insert_image(image(1, file="shared.jpg"), unit(rng, 1)[0], MODEL)
+    b, _ = await gallery.insert_image(image(1, "chat", file="shared.jpg"), unit(rng, 1)[0], MODEL)
+    await gallery.set_vector(a, unit(rng, 1, 8)[0], "other/model")
+    record, orphan = await gallery.delete_image(a)
+    assert (record.id, orphan) == (a, False)
+    assert await gallery.embedding_counts() == {MODEL: 1}
+    assert not await gallery.has_vector(a, MODEL)
+    record, orphan = await gallery.delete_image(b)
+    assert (record.collection, orphan) == ("chat", True)
+    assert await gallery.list_images() == []
+    with pytest.raises(NotFoundError):
+        await gallery.delete_image(a)
+    no_file, _ = await gallery.insert_image(image(2, file=None), unit(rng, 1)[0], MODEL)
+    assert (await gallery.delete_image(no_file))[1] is False
+
+
+async def test_move_collection(gallery: GalleryStorage) -> None:
+    rng = np.random.default_rng(8)
+    old_only, _ = await gallery.insert_image(image(1, "telegram:1"), unit(rng, 1)[0], MODEL)
+    both_old, _ = await gallery.insert_image(image(2, "telegram:1"), unit(rng, 1)[0], MODEL)
+    both_new, _ = await gallery.insert_image(image(2, "telegram:2"), unit(rng, 1)[0], MODEL)
+    moved, dropped = await gallery.move_collection("telegram:1", "telegram:2")
+    assert (moved, dropped) == (1, [both_old])
+    assert await gallery.collection_counts() == {"telegram:2": 2}
+    assert (await gallery.get_image(old_only)).collection == "telegram:2"
+    assert (await gallery.get_image(both_new)).collection == "telegram:2"
+    with pytest.raises(NotFoundError):
+        await gallery.get_image(both_old)
+    assert await gallery.embedding_counts() == {MODEL: 2}
+    # asked again, or for a collection that never was: nothing changes, no empty gallery appears
+    assert await gallery.move_collection("telegram:1", "telegram:2") == (0, [])
+    assert await gallery.move_collection("nothing", "telegram:3") == (0, [])
+    assert await gallery.move_collection("telegram:2", "telegram:2") == (0, [])  # onto itself: nothing lost
+    assert await gallery.collection_counts() == {"telegram:2": 2}
+    # into a new name: the whole collection moves
+    assert await gallery.move_collection("telegram:2", "discord:9") == (2, [])
+    assert await gallery.collection_counts() == {"discord:9": 2}
+    assert [r.id for r in await gallery.text_candidates(["discord:9"], ["label"])] == [old_only, both_new]
+
+
+async def test_text_candidates_casefold_and_all_words(gallery: GalleryStorage) -> None:
+    rng = np.random.default_rng(9)
+    apples, _ = await gallery.insert_image(image(1, label="Äpfel", description="Rote STRASSE"), unit(rng, 1)[0],
+                                           MODEL)
+    pears, _ = await gallery.insert_image(image(2, label="Birnen", description="grüne äpfel"), unit(rng, 1)[0],
+                                          MODEL)
+    await gallery.insert_image(image(3, "chat", label="äpfel"), unit(rng, 1)[0], MODEL)
+
+    def ids(records: list[object]) -> list[int]:
+        return sorted(r.id for r in records)  # type: ignore[attr-defined]
+
+    assert ids(await gallery.text_candidates(["global"], ["äpfel"])) == [apples, pears]
+    assert ids(await gallery.text_candidates(["global"], ["ÄPFEL"])) == [apples, pears]
+    assert ids(await gallery.text_candidates(["global"], ["straße"])) == [apples]  # casefolds to "strasse"
+    assert ids(await gallery.text_candidates(["global"], ["strasse"])) == [apples]
+    assert ids(await gallery.text_candidates(["global"], ["äpfel", "grün"])) == [pears]
+    assert ids(await gallery.text_candidates(["global", "global"], ["pfe"])) == [apples, pears]  # substrings
+    assert len(await gallery.text_candidates(["global", "chat"], ["äpfel"])) == 3
+    assert await gallery.text_candidates(["global"], []) == []
+    assert await gallery.text_candidates([], ["äpfel"]) == []
+
+
+# -- vector search ------------------------------------------------------------------------------
+
+
+def exact_order(query: np.ndarray, vectors: np.ndarray, ids: list[int], keep: list[bool]) -> list[int]:
+    scores = vectors @ (query / np.linalg.norm(query))
+    ranked = sorted((i for i in range(len(ids)) if keep[i]), key=lambda i: -scores[i])
+    return [ids[i] for i in ranked]
+
+
+async def test_nearest_orders_filters_and_scores(gallery: GalleryStorage) -> None:
+    rng = np.random.default_rng(10)
+    vectors = unit(rng, 40)
+    families = [" red " if n % 3 == 0 else " blue  green " if n % 3 == 1 else " red  green " for n in range(40)]
+    ids = await fill(gallery, vectors, ["global", "chat"], families)
+    await gallery.prepare_search(MODEL, DIM)
+    query = rng.standard_normal(DIM).astype(np.float32) * 3  # not unit: cosine all the same
+    is_global = [n % 2 == 0 for n in range(40)]
+
+    hits = await gallery.nearest(query, model_id=MODEL, collections=["global"], k=5)
+    assert hits.ids.dtype == np.int64 and hits.scores.dtype == np.float32
+    assert hits.ids.tolist() == exact_order(query, vectors, ids, is_global)[:5]
+    expected = vectors[[ids.index(i) for i in hits.ids]] @ (query / np.linalg.norm(query))
+    assert np.allclose(hits.scores, expected, atol=2e-3)
+    assert np.all(np.diff(hits.scores) <= 0)
+
+    both = await gallery.nearest(query, model_id=MODEL, collections=["global", "chat", "global"], k=7)
+    assert both.ids.tolist() == exact_order(query, vectors, ids, [True] * 40)[:7]
+
+    red = await gallery.nearest(query, model_id=MODEL, collections=["global", "chat"], k=40,
+                                color_families=["red"])
+    assert red.ids.tolist() == exact_order(query, vectors, ids, [" red " in f for f in families])
+    red_green = await gallery.nearest(query, model_id=MODEL, collections=["global"], k=3,
+                                      color_families=["red", "green"])
+    keep = [g and " red " in f and " green " in f for g, f in zip(is_global, families, strict=True)]
+    assert red_green.ids.tolist() == exact_order(query, vectors, ids, keep)[:3]
+    # "re" is no family: families match whole
+    assert len(await gallery.nearest(query, model_id=MODEL, collections=["global"], k=5,
+                                     color_families=["re"])) == 0
+
+    only = [ids[0], ids[1], ids[2], ids[4], 999_999]
+    picked = await gallery.nearest(query, model_id=MODEL, collections=["global"], k=10, only=only)
+    assert picked.ids.tolist() == exact_order(query, vectors, ids, [i in only and is_global[n]
+                                                                      for n, i in enumerate(ids)])
+    assert len(await gallery.nearest(query, model_id=MODEL, collections=["global"], k=10, only=[])) == 0
+
+    everything = await gallery.nearest(query, model_id=MODEL, collections=["global"], k=1000)
+    assert everything.ids.tolist() == exact_order(query, vectors, ids, is_global)  # k above the rows: all
+    assert len(await gallery.nearest(query, model_id=MODEL, collections=["global"], k=0)) == 0
+    assert len(await gallery.nearest(query, model_id=MODEL, collections=[], k=5)) == 0
+    assert len(await gallery.nearest(query, model_id=MODEL, collections=["nowhere"], k=5)) == 0
+    assert len(await gallery.nearest(query, model_id="never/used", collections=["global"], k=5)) == 0
+
+    assert await gallery.count_vectors(MODEL, ["global"]) == 20
+    assert await gallery.count_vectors(MODEL, ["global", "chat", "chat"]) == 40
+    assert await gallery.count_vectors("never/used", ["global"]) == 0
+    assert await gallery.count_vectors(MODEL, []) == 0
+
+
+async def test_search_follows_writes(gallery: GalleryStorage) -> None:
+    rng = np.random.default_rng(11)
+    vectors = unit(rng, 10)
+    ids = await fill(gallery, vectors, ["global"])
+    await gallery.prepare_search(MODEL, DIM)
+    query = vectors[3]
+    assert (await gallery.nearest(query, model_id=MODEL, collections=["global"], k=1)).ids.tolist() == [ids[3]]
+    await gallery.delete_image(ids[3])
+    hits = await gallery.nearest(query, model_id=MODEL, collections=["global"], k=10)
+    assert ids[3] not in hits.ids.tolist() and len(hits) == 9
+    added, _ = await gallery.insert_image(image(50), query, MODEL)
+    assert (await gallery.nearest(query, model_id=MODEL, collections=["global"], k=1)).ids.tolist() == [added]
+    await gallery.set_vector(ids[0], query, MODEL)
+    top = await gallery.nearest(query, model_id=MODEL, collections=["global"], k=2)
+    assert sorted(top.ids.tolist()) == sorted([added, ids[0]])
+    await gallery.move_collection("global", "elsewhere")
+    assert len(await gallery.nearest(query, model_id=MODEL, collections=["global"], k=5)) == 0
+    assert len(await gallery.nearest(query, model_id=MODEL, collections=["elsewhere"], k=20)) == 10
+
+
+async def test_prepare_search_refuses_another_dimension(gallery: GalleryStorage) -> None:
+    rng = np.random.default_rng(12)
+    await fill(gallery, unit(rng, 3), ["global"])
+    with pytest.raises(DimensionMismatchError, match=rf"{DIM}-dimensional vectors under model.*64-dimensional"
+                                                      ".*clipbot reindex"):
+        await gallery.prepare_search(MODEL, 64)
+    await gallery.prepare_search(MODEL, DIM)
+    await gallery.prepare_search("unused/model", 64)  # nothing stored: nothing to disagree with
+
+
+# -- conversation state -------------------------------------------------------------------------
+
+
+async def test_state_get_put_and_expiry(gallery: GalleryStorage) -> None:
+    assert await gallery.get_state("pages", "a") is None
+    await gallery.put_state("pages", "a", "one", None)
+    await gallery.put_state("pages", "b", "two", 0.3)
+    await gallery.put_state("limits", "a", "other kind", 60)
+    assert await gallery.get_state("pages", "a") == "one"
+    assert await gallery.get_state("pages", "b") == "two"
+    assert await gallery.get_state("limits", "a") == "other kind"
+    await gallery.put_state("pages", "a", "replaced", None)
+    assert await gallery.get_state("pages", "a") == "replaced"
+    await asyncio.sleep(0.5)
+    assert await gallery.get_state("pages", "b") is None  # expired
+    assert await gallery.update_state("pages", "b", lambda old: (f"after {old}", None)) == "after None"
+    await gallery.put_state("pages", "c", "gone", 0)
+    assert await gallery.get_state("pages", "c") is None
+
+
+async def test_purge_state_deletes_expired_values_only(gallery: GalleryStorage) -> None:
+    await gallery.put_state("pages", "keep", "v", None)
+    await gallery.put_state("pages", "later", "v", 60)
+    for n in range(3):
+        await gallery.put_state("pages", f"old{n}", "v", 0.05)
+    await asyncio.sleep(0.2)
+    assert await gallery.purge_state() == 3
+    assert await gallery.purge_state() == 0
+    assert await gallery.get_state("pages", "keep") == "v"
+    assert await gallery.get_state("pages", "later") == "v"
+
+
+async def test_update_state_is_atomic_across_processes(factory: Factory) -> None:
+    """20 concurrent increments through two gallery objects (two processes) give 20."""
+    a, b = factory(), factory()
+    await a.open()
+    await b.open()
+    try:
+        def increment(old: str | None) -> tuple[str, float | None]:
+            return str(int(old or 0) + 1), 60
+
+        results = await asyncio.gather(*(g.update_state("limits", "user", increment) for _ in range(10)
+                                         for g in (a, b)))
+        assert sorted(int(r) for r in results) == list(range(1, 21))
+        assert await a.get_state("limits", "user") == "20"
+
+        def refuse(old: str | None) -> tuple[str, float | None]:
+            raise ValueError("no")
+
+        with pytest.raises(ValueError, match="no"):
+            await b.update_state("limits", "user", refuse)
+        assert await b.get_state("limits", "user") == "20"  # a failed update changes nothing
+    finally:
+        await a.close()
+        await b.close()
