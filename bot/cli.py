@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("download-models", "Download the configured models into the Hugging Face cache for offline use.")
     add("run", "Start the bot on every platform whose token is set (else the console chat).")
     add("chat", "Chat with the bot in this terminal: /find, /match PATH, /add PATH | label | description.")
+    p = add("web", "Serve the web chat (Gradio) in the browser: match photos, search, browse and fill the gallery.")
+    p.add_argument("--host", help="address to listen on (default: CLIPBOT_WEB_HOST, 127.0.0.1)")
+    p.add_argument("--port", type=positive_int, help="port (default: CLIPBOT_WEB_PORT, else 7860)")
     return parser
 
 

@@ -328,6 +328,19 @@ async def run(args: argparse.Namespace, settings: Settings) -> int:
     return await run_bot(settings)
 
 
+@command("web")
+async def web(args: argparse.Namespace, settings: Settings) -> int:
+    """The web chat alone: ``clipbot run`` without the chat platforms, with CLIPBOT_WEB_PORT (7860) set."""
+    from adapters.web import DEFAULT_PORT
+    from bot.runner import run_bot
+
+    only_web = settings.model_copy(update={
+        "telegram_bot_token": None, "discord_bot_token": None,
+        "web_port": args.port or settings.web_port or DEFAULT_PORT, "web_host": args.host or settings.web_host,
+    })
+    return await run_bot(only_web)
+
+
 @command("chat")
 async def chat(args: argparse.Namespace, settings: Settings) -> int:
     from bot.runner import run_console

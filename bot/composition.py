@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from bot.settings import Settings, load_settings
 from core.batching import MicroBatcher
@@ -16,6 +16,9 @@ from core.ratelimit import RateLimiter
 from core.service import ChatService, ServiceConfig
 from core.storage import GalleryStorage, gallery_for
 from core.text import TextLimits
+
+if TYPE_CHECKING:
+    from adapters.web import WebPlatform
 
 
 class Platform(Protocol):
@@ -145,3 +148,20 @@ def build_platforms(settings: Settings, service: ChatService) -> list[Platform]:
             shard_count=settings.discord_shard_count, shard_ids=parse_shard_ids(settings.discord_shard_ids),
         ))
     return platforms
+
+
+def build_web(settings: Settings, service: ChatService, *, port: int | None = None,
+              host: str | None = None) -> WebPlatform:
+    """The web chat (Gradio) on CLIPBOT_WEB_HOST:CLIPBOT_WEB_PORT, or ``host``/``port`` (default 7860).
+
+    Gradio itself is imported only when it starts.
+    """
+    from adapters.web import DEFAULT_PORT, WebPlatform, WebUsers
+
+    users = WebUsers.from_setting(settings.web_users.get_secret_value() if settings.web_users else None)
+    return WebPlatform(
+        service, host=host or settings.web_host, port=port if port is not None else settings.web_port or DEFAULT_PORT,
+        users=users, open_add=settings.web_open_add, admin_ids=settings.admin_id_set,
+        add_requires_admin=settings.add_requires_admin, max_file_bytes=settings.max_image_bytes,
+        stop_timeout=settings.shutdown_timeout,
+    )

@@ -9,7 +9,7 @@ import signal
 import sys
 
 from adapters.console import ConsoleChat
-from bot.composition import build_chat_engine, build_platforms, build_service
+from bot.composition import build_chat_engine, build_platforms, build_service, build_web
 from bot.settings import Settings
 from core.engine import Engine
 from core.errors import ClipbotError
@@ -66,7 +66,8 @@ async def run_bot(settings: Settings, *, engine: Engine | None = None) -> int:
     ``engine`` defaults to the one the settings describe (tests pass one with a slowed model).
     """
     protect_logs(settings)
-    if not (settings.telegram_token or settings.discord_token) and not interactive():
+    web = settings.web_port is not None  # CLIPBOT_WEB_PORT set: the web chat too (or alone)
+    if not (settings.telegram_token or settings.discord_token or web) and not interactive():
         # Under systemd, docker or nohup nobody can type into a console: waiting on one would
         # look like a bot that runs but never answers.
         print(NO_PLATFORM + "\nNo terminal is attached for the console chat either, so there is nothing to run.",
@@ -78,6 +79,8 @@ async def run_bot(settings: Settings, *, engine: Engine | None = None) -> int:
         await engine.warm()
         service = build_service(settings, engine)
         platforms = build_platforms(settings, service)
+        if web:
+            platforms.append(build_web(settings, service))
         if not platforms:
             print(NO_PLATFORM + "\nStarting the console chat instead.", file=sys.stderr)
             await console_chat(settings, service).run()

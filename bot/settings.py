@@ -96,6 +96,23 @@ class Settings(BaseSettings):
     discord_shard_count: int | None = Field(None, ge=1, validation_alias=AliasChoices("DISCORD_SHARD_COUNT"))
     discord_shard_ids: str = Field("", validation_alias=AliasChoices("DISCORD_SHARD_IDS"))
 
+    # Web
+    web_host: str = Field("127.0.0.1", min_length=1)
+    web_port: int | None = Field(None, ge=1, le=65535)  # unset: `clipbot web` uses 7860, `clipbot run` no web
+    # name:password,... hashed as they are read (adapters.web.users): no password stays in memory.
+    web_users: SecretStr | None = None
+    web_open_add: bool = False
+
+    @field_validator("web_users", mode="after")
+    @classmethod
+    def _hash_web_passwords(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        from adapters.web.users import hash_users
+
+        hashed = hash_users(value.get_secret_value())
+        return SecretStr(hashed) if hashed else None
+
     @field_validator("discord_guild_ids")
     @classmethod
     def _guild_ids_are_numbers(cls, value: str) -> str:

@@ -16,7 +16,7 @@ from core.conversation import Context, HelpStyle, Photo, Reply
 if TYPE_CHECKING:
     from core.service import ChatService
 
-FRONT_ENDS = frozenset({"telegram", "discord", "console"})
+FRONT_ENDS = frozenset({"telegram", "discord", "console", "web"})
 DELETE_USAGE = "Usage: /delete <id>, with the # number shown under a result."
 
 

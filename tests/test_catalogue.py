@@ -49,7 +49,7 @@ def every_name(front_end: str) -> list[tuple[str, ChatCommand]]:
 def test_catalogue_names_are_unique_and_front_ends_known() -> None:
     names = [name for c in CATALOGUE for name in c.names]
     assert len(names) == len(set(names))
-    assert all(c.front_ends <= {"telegram", "discord", "console"} and c.front_ends for c in CATALOGUE)
+    assert all(c.front_ends <= {"telegram", "discord", "console", "web"} and c.front_ends for c in CATALOGUE)
     assert all(3 <= len(c.title) <= 100 for c in CATALOGUE)  # Telegram wants 3-256, Discord at most 100
 
 

@@ -1,0 +1,10 @@
+"""The web front end: ``clipbot web``, and ``clipbot run`` when CLIPBOT_WEB_PORT is set (Gradio).
+
+Importing this package does not import Gradio; :meth:`WebPlatform.start` does.
+"""
+
+from adapters.web.server import DEFAULT_PORT, WebPlatform
+from adapters.web.session import PLATFORM, WebStyle
+from adapters.web.users import WebUsers
+
+__all__ = ["DEFAULT_PORT", "PLATFORM", "WebPlatform", "WebStyle", "WebUsers"]

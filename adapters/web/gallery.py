@@ -1,0 +1,191 @@
+"""The Gallery tab: browse the web and shared galleries as thumbnails, filter, add, edit, delete.
+
+Adding goes through the engine's image intake like every other front end (the same decoding,
+limits and errors, nothing stored on failure); deleting through the chat service, so its rules
+are the chat platforms'. Nothing here imports Gradio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from adapters.web.files import PictureFiles
+from adapters.web.session import WEB_CHAT, WEB_COLLECTION, Access, Visitor
+from core.colors import COLOR_FAMILIES
+from core.engine import Engine
+from core.errors import BusyError, ClipbotError
+from core.galleries import GLOBAL_COLLECTION
+from core.images import read_image_bytes
+from core.records import ImageRecord
+from core.search import matches_words, query_words
+from core.service import ChatService
+from core.text import clean_text, plural, shorten
+
+PAGE_SIZE = 50
+ANY_COLOR = "any colour"
+COLOR_CHOICES = (ANY_COLOR, *COLOR_FAMILIES)
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class GalleryPage:
+    """One page of thumbnails: (thumbnail path, caption) pairs and the ids in the same order."""
+
+    items: list[tuple[str, str]]
+    ids: list[int]
+    page: int  # 1-based, within 1..pages
+    pages: int
+    total: int  # images that pass the filter
+    summary: str
+
+
+def caption(record: ImageRecord) -> str:
+    """``#12 label — description · red, white``: what the thumbnail shows under it."""
+    label = shorten(clean_text(record.label), 60) or "(no label)"
+    description = shorten(clean_text(record.description), 90)
+    names = ", ".join(list(dict.fromkeys(str(c.get("name", "")) for c in record.color_list))[:3])
+    text = f"#{record.id} {label}" + (f" \u2014 {description}" if description else "")
+    return text + (f" \u00b7 {names}" if names else "")
+
+
+def details(record: ImageRecord) -> str:
+    """The selected image, in full: what the edit panel shows above its fields."""
+    colors = ", ".join(f"{c.get('name')} {c.get('hex')} ({c.get('percent')}%)" for c in record.color_list)
+    where = "the shared gallery" if record.collection == GLOBAL_COLLECTION else "the web gallery"
+    who = f", added by {record.added_by}" if record.added_by else ""
+    return (f"#{record.id} in {where}{who}, {record.width}x{record.height}.\n"
+            f"Colours: {colors or 'none computed'}.")
+
+
+def matches(record: ImageRecord, words: list[str], color: str) -> bool:
+    if color and color != ANY_COLOR and color not in record.color_families.split():
+        return False
+    return not words or matches_words(words, record.label, record.description)
+
+
+@dataclass
+class GalleryView:
+    """What the Gallery tab's buttons do; one per web app."""
+
+    engine: Engine
+    service: ChatService
+    access: Access
+    pictures: PictureFiles
+    page_size: int = PAGE_SIZE
+
+    async def records(self) -> list[ImageRecord]:
+        """Every image the page shows (the web gallery and the shared one), newest first."""
+        web, shared = await asyncio.gather(self.engine.list_images(WEB_COLLECTION),
+                                           self.engine.list_images(GLOBAL_COLLECTION))
+        return sorted([*web, *shared], key=lambda r: r.id, reverse=True)
+
+    async def count(self) -> int:
+        counts = await self.engine.collection_counts()
+        return sum(counts.get(name, 0) for name in WEB_CHAT.searchable)
+
+    async def page(self, words: str = "", color: str = ANY_COLOR, page: int = 1) -> GalleryPage:
+        """Page ``page`` of the images that match ``words`` (every one of them) and ``color``."""
+        everything = await self.records()
+        wanted = query_words(words)
+        found = await self.engine.blocking(lambda: [r for r in everything if matches(r, wanted, color)])
+        pages = max(1, math.ceil(len(found) / self.page_size))
+        page = min(max(1, page), pages)
+        shown = found[(page - 1) * self.page_size: page * self.page_size]
+        thumbs = await asyncio.gather(*(self._thumbnail(r) for r in shown))
+        items = [(thumb, caption(r)) for r, thumb in zip(shown, thumbs, strict=True) if thumb]
+        ids = [r.id for r, thumb in zip(shown, thumbs, strict=True) if thumb]
+        filtered = bool(wanted) or (color and color != ANY_COLOR)
+        if not everything:
+            summary = "The gallery is empty: add images below, or ask the operator to run `clipbot index`."
+        elif filtered:
+            summary = f"{plural(len(found), 'image')} of {len(everything)} match."
+        else:
+            summary = f"{plural(len(everything), 'image')}, newest first."
+        if pages > 1:
+            summary += f" Page {page} of {pages}."
+        return GalleryPage(items, ids, page, pages, len(found), summary)
+
+    async def _thumbnail(self, record: ImageRecord) -> str | None:
+        return await self.engine.blocking(self.pictures.thumbnail, self.engine.path_of(record), record.sha256)
+
+    async def describe(self, image_id: int) -> ImageRecord:
+        return await self.engine.get_image(image_id)
+
+    async def add(self, visitor: Visitor, files: Sequence[str], label: str, description: str,
+                  progress: Progress | None = None) -> str:
+        """Add uploaded files to the web gallery, one by one; a report line per file that failed.
+
+        ``label`` empty: each file's name is its label. The whole batch is one request for the
+        rate limit: a family adding its holiday photos is not flooding the bot.
+        """
+        if not files:
+            return "Choose one or more images first."
+        refusal = visitor.add_refusal(self.access)
+        if refusal:
+            return refusal
+        try:
+            self.engine.text_limits.label(label)
+            self.engine.text_limits.description(description)
+        except ClipbotError as exc:
+            return str(exc)
+        decision = await self.service.limiter.check(visitor.user.key)
+        if not decision.allowed:
+            return f"Too many requests; try again in {max(1, round(decision.retry_after))} s."
+        added, updated, problems = 0, 0, []
+        for n, path in enumerate(files):
+            name = Path(path).name
+            if progress is not None:
+                progress(n, len(files), f"Adding {name}")
+            try:
+                data = await asyncio.to_thread(read_image_bytes, Path(path), max_bytes=self.engine.max_bytes)
+                result = await self.engine.add_image(
+                    data, collection=WEB_COLLECTION, label=label.strip() or Path(name).stem,
+                    description=description.strip(), added_by=visitor.user.key,
+                )
+            except BusyError as exc:
+                problems.append(f"{name}: {exc}")
+                break
+            except ClipbotError as exc:
+                problems.append(f"{name}: {exc}")
+                continue
+            if result.status == "added":
+                added += 1
+            else:
+                updated += 1
+        if progress is not None:
+            progress(len(files), len(files), "Done")
+        parts = [f"Added {plural(added, 'image')}"] + ([f"updated {updated} already there"] if updated else [])
+        report = ", ".join(parts) + "."
+        if problems:
+            report += f" Not added ({len(problems)}):\n" + "\n".join(problems)
+        return report
+
+    async def edit(self, visitor: Visitor, image_id: int, label: str, description: str) -> str:
+        """Change an image's label and description: its author or an admin (shared ones: bot admins)."""
+        try:
+            record = await self.engine.get_image(image_id)
+            refusal = visitor.change_refusal(self.access, collection=record.collection, added_by=record.added_by)
+            if refusal:
+                return refusal
+            if not label.strip():
+                return "The label cannot be empty."
+            await self.engine.relabel(image_id, label=label.strip(), description=description.strip())
+        except ClipbotError as exc:
+            return str(exc)
+        return f"Saved #{image_id}."
+
+    async def delete(self, visitor: Visitor, image_id: int) -> str:
+        """Delete through the chat service, whose rules the chat platforms follow too."""
+        try:
+            record = await self.engine.get_image(image_id)
+        except ClipbotError as exc:
+            return str(exc)
+        refusal = visitor.change_refusal(self.access, collection=record.collection, added_by=record.added_by)
+        if refusal:
+            return refusal
+        reply = await self.service.delete(visitor.context(self.access), image_id)
+        return reply.text if reply is not None else "Too many requests; try again in a moment."

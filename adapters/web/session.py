@@ -1,0 +1,133 @@
+"""Who is using the page and what they may do; how the web chat writes commands.
+
+Nothing here imports Gradio: the rules are tested without a browser.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+from core.commands import ChatCommand, Takes
+from core.conversation import Chat, Context, User
+from core.galleries import GLOBAL_COLLECTION
+
+PLATFORM = "web"
+WEB_COLLECTION = "web"
+
+
+@dataclass(frozen=True)
+class WebChat(Chat):
+    """The one web gallery, ``web``, shared by everyone who uses the page (searched with ``global``)."""
+
+    platform: str = PLATFORM
+    id: str = WEB_COLLECTION
+    private: bool = False
+
+    @property
+    def collection(self) -> str:
+        return WEB_COLLECTION
+
+
+WEB_CHAT = WebChat()
+
+
+class WebStyle:
+    """How the web chat writes commands: a photo is dropped or pasted into the message box."""
+
+    front_end = PLATFORM
+
+    def usage(self, command: ChatCommand) -> str:
+        text = f"/{command.name} {command.usage}".rstrip()
+        return f"{text} (with a photo attached)" if command.takes.photo else text
+
+    def notes(self, *, private: bool) -> list[str]:
+        return ["Attach a photo by dropping it on the message box, pasting it, or with the paperclip.",
+                "A photo alone is matched; any other text is searched, like /find.",
+                "Next match and Top N under a result page through it (or type /next, /top).",
+                "The Gallery tab browses, filters, adds and edits images."]
+
+    def send_photo(self) -> str:
+        return "drop or paste a photo"
+
+    def how_to_add(self) -> str:
+        return ("To add an image, attach a photo and type /add label | description, "
+                "or use Add images in the Gallery tab.")
+
+
+WEB_STYLE = WebStyle()
+
+
+@dataclass(frozen=True)
+class Access:
+    """What the page's settings allow: who may add, who are bot admins."""
+
+    users_configured: bool = False
+    open_add: bool = False
+    admin_ids: frozenset[str] = frozenset()
+    add_requires_admin: bool = False
+
+
+@dataclass
+class Visitor:
+    """One browser tab's session: kept server-side in Gradio's session state, never sent to the page."""
+
+    name: str | None = None  # signed in as this web user
+    guest: str = field(default_factory=lambda: secrets.token_hex(4))  # rate limits and authorship of a guest
+    buttons: dict[str, str] = field(default_factory=dict)  # the last result's "next"/"top" data
+
+    @property
+    def signed_in(self) -> bool:
+        return self.name is not None
+
+    @property
+    def user(self) -> User:
+        if self.name is not None:
+            return User(PLATFORM, self.name, self.name)
+        return User(PLATFORM, f"guest-{self.guest}", "guest")
+
+    def context(self, access: Access) -> Context:
+        async def is_chat_admin() -> bool:
+            return self.is_admin(access)
+
+        return Context(WEB_CHAT, self.user, is_chat_admin, help_style=WEB_STYLE)
+
+    def is_admin(self, access: Access) -> bool:
+        """A bot admin (``CLIPBOT_ADMIN_IDS`` names web users as ``web:<name>``); guests never are."""
+        return self.signed_in and (self.user.key in access.admin_ids or self.user.id in access.admin_ids)
+
+    def add_refusal(self, access: Access) -> str | None:
+        """Why this visitor may not add images, or None when they may."""
+        if access.add_requires_admin and not self.is_admin(access):
+            return "Only admins can add images here."
+        if self.signed_in or access.open_add:
+            return None
+        if access.users_configured:
+            return "Sign in to add images (Sign in, at the top of the page)."
+        return ("This page is read-only for visitors: the operator can allow adding with "
+                "CLIPBOT_WEB_OPEN_ADD=true, or set up sign-in with CLIPBOT_WEB_USERS.")
+
+    def change_refusal(self, access: Access, *, collection: str, added_by: str | None) -> str | None:
+        """Why this visitor may not edit or delete an image, or None when they may.
+
+        The chat platforms' rule: its author or an admin; images of the shared ``global`` gallery
+        are changed by bot admins only. Read-only guests change nothing.
+        """
+        if not self.signed_in and not access.open_add:
+            return "Sign in to change images." if access.users_configured else "This page is read-only for visitors."
+        if collection not in (WEB_COLLECTION, GLOBAL_COLLECTION):
+            return "That image is not in this page's galleries."
+        if self.is_admin(access):
+            return None
+        if collection == GLOBAL_COLLECTION:
+            return "Only the bot's admins can change images of the shared gallery."
+        if added_by != self.user.key:
+            return "Only the person who added it or the bot's admins can change it."
+        return None
+
+
+def photo_command_hint(command: ChatCommand) -> str:
+    """What to tell someone who typed a photo command without attaching a photo."""
+    example = f"/{command.name} {command.usage}".rstrip()
+    extra = " (for example /add cat | our cat Tom)" if command.takes is Takes.LABELLED_PHOTO else ""
+    return f"Attach a photo to {example}: drop it on the message box or paste it{extra}."
