@@ -27,6 +27,13 @@ TARGETS: list[tuple[str, str, str, Any]] = [
     ("soak", "apologies", "(reported)", None),
     ("soak", "rps", "(reported)", None),
     ("soak", "rps_no_rate_limiter", "(reported)", None),
+    ("startup", "search_first_s", "(reported)", None),
+    ("startup", "search_second_s", "< 3 s", lambda v: v < 3),
+    ("startup", "precision_remembered", "yes", lambda v: v is True),
+    ("postgres", "search_p50_ms", "<= 20 ms", lambda v: v <= 20),
+    ("postgres", "recall_at_10", ">= 0.95 (CLIP-like data)", lambda v: v >= 0.95),
+    ("postgres", "insert_vs_sqlite", ">= 0.8", lambda v: v >= 0.8),
+    ("postgres", "hnsw_build_s", "(reported)", None),
 ]
 
 
@@ -77,7 +84,8 @@ def details(results: dict[str, Any]) -> str:
     if "ingest" in results:
         i = results["ingest"]
         out.append(f"\nIngest: {i['photos']} photos in {i['seconds']:.1f} s = {i['images_per_s']:.1f} images/s; "
-                   f"the encoder alone: {i['encoder_images_per_s']:.1f} images/s.")
+                   f"the encoder alone: {i['encoder_images_per_s']:.1f} images/s. Indexing the same folder "
+                   f"again (unchanged): {i['reindex_unchanged_s']:.2f} s.")
     if "soak" in results:
         k = results["soak"]
         out.append(f"\nSoak: {k['requests']} mixed Telegram requests ({k['measured_requests']} measured after "
@@ -97,6 +105,15 @@ def details(results: dict[str, Any]) -> str:
         for label, examples in (("unexpected", k["unexpected_examples"]), ("unanswered", k["timed_out_examples"]),
                                 ("refused", [f"{n}x {what}" for what, n in k["refused_examples"].items()])):
             out.extend(f"- {label}: `{e}`" for e in examples)
+    if "startup" in results:
+        t = results["startup"]
+        out.append(f"\nStart-up of `clipbot search IMG -k 1` (a fresh process, {t['photos']} photos): first result "
+                   f"after {t['search_first_s']:.2f} s on the first run, {t['search_second_s']:.2f} s on the second "
+                   f"(exit {t['search_first_exit_s']:.2f} / {t['search_second_exit_s']:.2f} s; precision "
+                   f"{'taken from the cache' if t['precision_remembered'] else 'measured again'}). Of that, in "
+                   f"fresh processes: interpreter {t['python_s']:.2f} s, `import bot.cli` {t['cli_import_s']:.2f} s, "
+                   f"`import torch` {t['torch_import_s']:.2f} s, transformers' CLIP classes (with torch) "
+                   f"{t['clip_classes_import_s']:.2f} s.")
     return "\n".join(out)
 
 

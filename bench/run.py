@@ -3,6 +3,8 @@
     python -m bench.run               # full: ViT-B/32 random weights, 1M vectors (about 10 minutes)
     python -m bench.run --smoke       # tiny sizes, for CI: proves the suite still runs
     python -m bench.run --only soak   # the bot through the fake Telegram API: 2000 mixed requests
+    python -m bench.run --only startup  # `clipbot search` from the command to its first result
+    python -m bench.run --only postgres  # the PostgreSQL backend at 100k vectors, against SQLite
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # benchmarks build their models; never the network
 
-from bench import e2e, encode, ingest, search, soak
+from bench import e2e, encode, ingest, postgres, search, soak, startup
 from bench.common import model_dir
 from bench.report import write_report
 
@@ -28,15 +30,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
-    parser.add_argument("--only", choices=["encode", "search", "e2e", "ingest", "soak"], action="append")
+    parser.add_argument("--only", choices=["encode", "search", "e2e", "ingest", "soak", "startup", "postgres"],
+                        action="append")
     parser.add_argument("--model", type=Path, help="a local CLIP directory to measure instead of random ViT-B/32 "
                                                   "(e.g. real weights, to check int8's agreement on them)")
     args = parser.parse_args(argv)
     import torch
 
-    sections = args.only or ["search", "encode", "e2e", "ingest", "soak"]
+    sections = args.only or ["search", "encode", "e2e", "ingest", "soak", "startup", "postgres"]
     # Built only when a section measures it: search has no model, and the soak always uses the tiny one.
-    measures_model = bool({"encode", "e2e", "ingest"} & set(sections))
+    measures_model = bool({"encode", "e2e", "ingest", "startup"} & set(sections))
     model = args.model or (model_dir(args.smoke) if measures_model else Path())
     model_text = (str(args.model) if args.model else "tiny random CLIP" if args.smoke
                   else "ViT-B/32 architecture, random weights")
@@ -50,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     runners = {"search": lambda: search.run(smoke=args.smoke), "encode": lambda: encode.run(model, smoke=args.smoke),
                "e2e": lambda: e2e.run(model, smoke=args.smoke), "ingest": lambda: ingest.run(model, smoke=args.smoke),
-               "soak": lambda: soak.run(smoke=args.smoke)}  # the bot, not the model: always the tiny CLIP
+               "soak": lambda: soak.run(smoke=args.smoke),  # the bot, not the model: always the tiny CLIP
+               "startup": lambda: startup.run(model, smoke=args.smoke),
+               "postgres": lambda: postgres.run(smoke=args.smoke)}  # vectors only: no model
     for name in sections:
         started = time.perf_counter()
         print(f"bench: {name} ...", file=sys.stderr, flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from bot.settings import Settings, load_settings
@@ -42,10 +43,19 @@ def apply_process_settings(settings: Settings) -> None:
         torch.set_num_threads(settings.torch_threads)
 
 
+def announce(message: str) -> None:
+    """A model that takes over a second to load says so on stderr, above any progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
 def build_encoder(settings: Settings) -> ClipEncoder:
-    """The CLIP encoder the settings name (not loaded until first use)."""
+    """The CLIP encoder the settings name (not loaded until first use); ``auto`` precision's
+    measurement is remembered in the cache directory, so only the first start pays for it."""
     return ClipEncoder(
         settings.clip_model, device=settings.device, batch_size=settings.batch_size, precision=settings.precision,
+        cache_dir=settings.cache_dir, announce=announce,
     )
 
 
@@ -56,7 +66,7 @@ def build_seed_encoder() -> ClipEncoder:
 
 def build_captioner(settings: Settings) -> Captioner | None:
     """BLIP as the settings name it, or None when CLIPBOT_CAPTION_MODEL turns captions off."""
-    return captioner_from_setting(settings.caption_model, device=settings.device)
+    return captioner_from_setting(settings.caption_model, device=settings.device, announce=announce)
 
 
 def build_gallery(settings: Settings, *, url: str | None = None, serving: bool = False) -> GalleryStorage:

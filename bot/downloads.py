@@ -4,22 +4,57 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.encoders import model_load_error
+from core.errors import ModelLoadError
+from core.hub import (
+    BLIP_CAPTIONS,
+    CLIP,
+    ModelKind,
+    check_config,
+    check_source,
+    connection_failure,
+    download_config,
+    first_sentence,
+    hub_reachable,
+    offline_error,
+    offline_forced,
+)
 
 # Weights in safetensors plus configs and tokenizer files; skips the TF/Flax copies hub repos carry.
 _PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors"]
+_KINDS = {kind.setting: kind for kind in (CLIP, BLIP_CAPTIONS)}
 
 
 def download_model(source: str, *, setting: str) -> str:
-    """Download ``source`` (a hub id) with progress bars; a local directory is used as it is."""
-    if Path(source).expanduser().is_dir():
-        return str(Path(source).expanduser().resolve())
+    """Download ``source`` (a hub id) with progress bars; a local directory is used as it is.
+
+    Offline (no hub, or ``HF_HUB_OFFLINE=1``), a model already in the cache is used from there;
+    otherwise the error gives the fixes that work without this command.
+    """
+    kind = _KINDS.get(setting) or ModelKind(setting, setting, frozenset(), "", source)
+    local = check_source(kind, source)
+    if local is not None:
+        return str(local)
     from huggingface_hub import snapshot_download
 
+    if offline_forced() or not hub_reachable():
+        try:
+            return str(snapshot_download(repo_id=source, allow_patterns=_PATTERNS, local_files_only=True))
+        except Exception as exc:
+            raise offline_error(kind, source, downloading=True) from exc
     try:
+        # The config alone first: a wrong kind of model is refused before gigabytes of weights.
+        check_config(kind, source, download_config(kind, source))
         where = snapshot_download(repo_id=source, allow_patterns=_PATTERNS)
         if not any(Path(where).glob("*.safetensors")):  # older repos ship only PyTorch pickles
             where = snapshot_download(repo_id=source, allow_patterns=[*_PATTERNS, "pytorch_model.bin"])
+    except ModelLoadError:
+        raise
     except Exception as exc:
-        raise model_load_error(setting, source, exc) from exc
+        if connection_failure(exc):
+            raise offline_error(kind, source, downloading=True) from exc
+        reason = first_sentence(str(exc)).rstrip(".") or type(exc).__name__
+        raise ModelLoadError(
+            f"Cannot download {kind.describe(source)}: {reason}. Fix: check the hub id, or set {setting} "
+            f"to a model directory on this machine."
+        ) from exc
     return str(where)

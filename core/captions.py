@@ -10,11 +10,12 @@ from typing import Any
 
 from PIL import Image
 
-from core.encoders import Encoder, PretrainedModel
+from core.encoders import Announce, Encoder, PretrainedModel
+from core.hub import BLIP_CAPTIONS
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CAPTION_MODEL = "Salesforce/blip-image-captioning-base"
+DEFAULT_CAPTION_MODEL = BLIP_CAPTIONS.example
 # Values of the setting that turn captioning off instead of naming a model.
 DISABLED = frozenset({"", "none", "off"})
 _SPACES = re.compile(r"\s+")
@@ -37,7 +38,8 @@ class BlipCaptioner(PretrainedModel, Captioner):
     alone or inside a batch.
     """
 
-    SETTING = "CLIPBOT_CAPTION_MODEL"
+    KIND = BLIP_CAPTIONS
+    SETTING = BLIP_CAPTIONS.setting
 
     def __init__(
         self,
@@ -46,8 +48,10 @@ class BlipCaptioner(PretrainedModel, Captioner):
         device: str = "auto",
         batch_size: int = 8,
         max_new_tokens: int = 30,
+        announce: Announce | None = None,
     ) -> None:
-        super().__init__(source, device=device, batch_size=batch_size)
+        """``announce`` is told, once, when loading takes over a second."""
+        super().__init__(source, device=device, batch_size=batch_size, announce=announce)
         self.max_new_tokens = max(1, max_new_tokens)
 
     def _load(self) -> None:

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from sklearn.cluster import KMeans
 from threadpoolctl import ThreadpoolController  # a scikit-learn dependency
 
 # The CSS Color Module Level 4 named colours (148 names); the seven "grey" spellings are folded
@@ -342,6 +341,8 @@ def dominant_colors(
     else:
         # n_clusters never exceeds the distinct points, so KMeans has no "fewer clusters" warning
         # to raise; no warnings.catch_warnings here, it is not thread-safe.
+        from sklearn.cluster import KMeans  # 0.7 s to import: only when a picture needs its colours
+
         km = KMeans(n_clusters=n_clusters, n_init=_N_INIT, random_state=seed)
         with _OPENMP.limit(limits=1, user_api="openmp"):
             labels = km.fit_predict(distinct, sample_weight=counts)

@@ -2,43 +2,82 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
+import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image
 
 from core.errors import ModelLoadError
-from core.precision import CALIBRATION_TEXTS, Prepared, calibration_images, prepare
+from core.hub import CLIP, ModelKind, from_cache_or_hub, model_files_dir, model_load_error
+from core.precision import CALIBRATION_TEXTS, PrecisionCache, Prepared, calibration_images, prepare
 from core.vector_index import unit_rows
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
+DEFAULT_CLIP_MODEL = CLIP.example
+# A load slower than this is announced, so a command that seems stuck says what it waits for.
+ANNOUNCE_AFTER_S = 1.0
+Announce = Callable[[str], None]
+__all__ = ["ANNOUNCE_AFTER_S", "DEFAULT_CLIP_MODEL", "Announce", "ClipEncoder", "Encoder", "ImageTextEncoder",
+           "PretrainedModel", "load_pretrained", "model_load_error", "resolve_device"]
 
 
 class Encoder(ABC):
     """A model behind a lazy, thread-safe :meth:`load`; nothing heavy happens in ``__init__``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, announce: Announce | None = None) -> None:
         self._load_lock = threading.Lock()
         self._loaded = False
+        self._announce = announce
 
     @property
     def loaded(self) -> bool:
         return self._loaded
 
     def load(self) -> None:
-        """Load the model once; concurrent callers wait for the first load."""
+        """Load the model once; concurrent callers wait for the first load.
+
+        A load still running after :data:`ANNOUNCE_AFTER_S` is announced once, through the
+        ``announce`` callback given to the constructor (from a timer thread).
+        """
         if self._loaded:
             return
         with self._load_lock:
             if not self._loaded:
+                self._load_announced()
+
+    def _load_announced(self) -> None:
+        timer = None
+        if self._announce is not None:
+            timer = threading.Timer(ANNOUNCE_AFTER_S, self._announce_loading)
+            timer.daemon = True  # never keeps a finished command alive
+            timer.start()
+        try:
+            with _gc_paused():
                 self._load()
-                self._loaded = True
+            self._loaded = True
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _announce_loading(self) -> None:
+        if self._announce is None or self._loaded:
+            return
+        try:
+            self._announce(self.loading_message())
+        except Exception:  # a broken announcer must not break the load it reports on
+            log.debug("announcing the model load failed", exc_info=True)
+
+    def loading_message(self) -> str:
+        """What :meth:`load` announces when it is slow."""
+        return f"Loading the model {type(self).__name__}…"
 
     @abstractmethod
     def _load(self) -> None: ...
@@ -70,6 +109,32 @@ class ImageTextEncoder(Encoder):
         """Vectors of :meth:`preprocess` output: ``(n, dim)`` float32 unit vectors."""
 
 
+_gc_lock = threading.Lock()
+_gc_pauses = 0
+_gc_was_enabled = False
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Importing transformers and building a model create about a million long-lived objects;
+    the cycle collector rescans them again and again while they appear, a quarter of a load's
+    CPU time, and finds nothing to free. It is switched off meanwhile and put back as it was;
+    overlapping loads (CLIP and BLIP on two threads) put it back when the last one ends."""
+    global _gc_pauses, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
+
+
 def resolve_device(device: str) -> str:
     """``auto`` becomes ``cuda`` when a GPU is usable, else ``cpu``."""
     if device != "auto":
@@ -79,28 +144,19 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def model_load_error(setting: str, source: str, exc: BaseException) -> ModelLoadError:
-    """One line naming the setting and the fix, instead of a transformers traceback."""
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if len(reason) > 160:
-        reason = reason[:157] + "..."
-    return ModelLoadError(
-        f"Cannot load the model {source!r} from {setting} ({reason}). Fix: set {setting} to a model "
-        f"directory on this machine, or run `clipbot download-models` once with internet access."
-    )
-
-
 class PretrainedModel(Encoder):
     """A transformers model and its processor, from a hub id or a local directory, on one device.
 
     What CLIP and BLIP share: the source and the setting that names it, the device, the thread
     count and the batch size; subclasses load their own classes through :meth:`_from_pretrained`.
+    ``announce`` receives one line when loading takes over a second (see :meth:`Encoder.load`).
     """
 
+    KIND: ClassVar[ModelKind]
     SETTING: ClassVar[str]
 
-    def __init__(self, source: str, *, device: str, batch_size: int) -> None:
-        super().__init__()
+    def __init__(self, source: str, *, device: str, batch_size: int, announce: Announce | None = None) -> None:
+        super().__init__(announce=announce)
         self.source = source
         self.model_id = source.rstrip("/\\") or source
         self._device_setting = device
@@ -114,11 +170,14 @@ class PretrainedModel(Encoder):
         self.load()
         return self._device
 
+    def loading_message(self) -> str:
+        return f"Loading the {self.KIND.label} model {self.model_id}…"
+
     def _from_pretrained(self, processor_cls: Any, model_cls: Any) -> Any:
         """Load processor and model onto the configured device; returns the model."""
         self._device = resolve_device(self._device_setting)
         self._processor, model = load_pretrained(
-            processor_cls, model_cls, self.source, setting=self.SETTING, device=self._device,
+            processor_cls, model_cls, self.source, kind=self.KIND, device=self._device,
         )
         return model
 
@@ -126,12 +185,18 @@ class PretrainedModel(Encoder):
 class ClipEncoder(PretrainedModel, ImageTextEncoder):
     """OpenAI CLIP (``CLIPModel`` + ``CLIPProcessor``) from a hub id or a local directory."""
 
-    SETTING = "CLIPBOT_CLIP_MODEL"
+    KIND = CLIP
+    SETTING = CLIP.setting
 
-    def __init__(self, source: str, *, device: str = "auto", batch_size: int = 16, precision: str = "fp32") -> None:
-        super().__init__(source, device=device, batch_size=batch_size)
+    def __init__(self, source: str, *, device: str = "auto", batch_size: int = 16, precision: str = "fp32",
+                 cache_dir: Path | None = None, announce: Announce | None = None) -> None:
+        """``cache_dir``: where the outcome of ``precision="auto"`` is remembered between starts
+        (None: measured at every load); ``announce``: told when loading takes over a second."""
+        super().__init__(source, device=device, batch_size=batch_size, announce=announce)
         self.precision = precision
+        self.cache_dir = cache_dir
         self.precision_used = ""  # what "auto" chose, once loaded
+        self.precision_from_cache = False  # "auto" reused an earlier start's measurement
         self.agreement: float | None = None
         self._input_dtype: Any = None
         self._dim = 0
@@ -148,10 +213,20 @@ class ClipEncoder(PretrainedModel, ImageTextEncoder):
             images = self._run_pixels(candidate, self._preprocess(calibration_images()))
             return np.concatenate([images, self._run_texts(candidate, CALIBRATION_TEXTS)])
 
-        prepared = prepare(model, self.precision, self._device, calibrate)
+        prepared = prepare(model, self.precision, self._device, calibrate, cache=self._precision_cache())
         self._model, self._input_dtype = prepared.model, prepared.input_dtype
         self.precision_used, self.agreement = prepared.precision, prepared.agreement
-        log.info("loaded CLIP %s on %s (dim %d, %s)", self.source, self._device, self._dim, self.precision_used)
+        self.precision_from_cache = prepared.from_cache
+        log.info("loaded CLIP %s on %s (dim %d, %s%s)", self.source, self._device, self._dim, self.precision_used,
+                 ", remembered" if prepared.from_cache else "")
+
+    def _precision_cache(self) -> PrecisionCache | None:
+        if self.precision != "auto" or self.cache_dir is None:
+            return None
+        files = model_files_dir(self.source)
+        if files is None:  # loaded, yet not found on disk: nothing stable to key on
+            return None
+        return PrecisionCache.for_model(self.cache_dir, files, self._device)
 
     @property
     def dim(self) -> int:
@@ -217,14 +292,15 @@ class ClipEncoder(PretrainedModel, ImageTextEncoder):
         return unit_rows(_features(out))
 
 
-def load_pretrained(processor_cls: Any, model_cls: Any, source: str, *, setting: str,
+def load_pretrained(processor_cls: Any, model_cls: Any, source: str, *, kind: ModelKind,
                     device: str) -> tuple[Any, Any]:
     """A transformers processor and model from a hub id or directory, in eval mode on ``device``.
 
-    Any failure becomes one :class:`ModelLoadError` line naming ``setting`` and the fix.
+    Any failure becomes one :class:`ModelLoadError` line naming ``kind.setting`` and the fix.
     """
     from transformers.utils import logging as hf_logging
 
+    _demote_load_reports()
     # transformers draws a "Loading weights" bar on every load; in a chat bot's log it is noise.
     # Its switch is process-wide, so it is put back as it was found.
     bars_were_on = hf_logging.is_progress_bar_enabled()
@@ -234,22 +310,39 @@ def load_pretrained(processor_cls: Any, model_cls: Any, source: str, *, setting:
             # The PIL image backend is what CLIP and BLIP were trained with, and needs no torchvision.
             lambda **kw: (processor_cls.from_pretrained(source, backend="pil", **kw),
                           model_cls.from_pretrained(source, **kw)),
+            kind=kind, source=source,
         )
+    except ModelLoadError:
+        raise
     except Exception as exc:
-        raise model_load_error(setting, source, exc) from exc
+        raise model_load_error(kind.setting, source, exc) from exc
     finally:
         if bars_were_on:
             hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]  # transformers leaves it unannotated
     return processor, model.eval().to(device)
 
 
-def from_cache_or_hub(load: Callable[..., T]) -> T:
-    """Load from the local cache first: a cached model then starts with no network at all,
-    instead of waiting on hub timeouts on an offline server. Only a cache miss goes online."""
-    try:
-        return load(local_files_only=True)
-    except OSError:
-        return load()
+class _LoadReportFilter(logging.Filter):
+    """transformers logs a table of every missing or unexpected weight as a warning (80 lines for
+    a model of the wrong kind); operators get one line at INFO, the table only in debug logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "LOAD REPORT" not in str(record.msg):
+            return True
+        first = record.getMessage().splitlines()[0] if record.getMessage() else ""
+        log.info("transformers reports missing or unexpected weights (%s); run with --debug for the table",
+                 _ANSI.sub("", first).strip())
+        log.debug("%s", record.getMessage())
+        return False
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_load_report_filter = _LoadReportFilter()
+
+
+def _demote_load_reports() -> None:
+    # addFilter ignores a filter already present, so loading many models installs it once.
+    logging.getLogger("transformers.modeling_utils").addFilter(_load_report_filter)
 
 
 def _features(out: Any) -> Any:

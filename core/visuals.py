@@ -7,15 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import PurePath
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from core.cards import Tile, render_collage
-from core.charts import render_palette, render_score_bars
 from core.colors import DominantColor
 from core.errors import ImageError
 from core.images import decode_image
 from core.search import SearchResult
+
+if TYPE_CHECKING:  # matplotlib loads with the first card, not with every `clipbot` command
+    from core.cards import Tile
 
 THUMB_SIDE = 400  # tiles are 200 px; twice that keeps them sharp without decoding full size twice
 _NOTE_CHARS = 40  # a file name longer than this is shortened anyway by the tile's width
@@ -42,6 +44,8 @@ def result_tiles(results: Sequence[SearchResult]) -> list[Tile]:
 
     The stored copy's name is a content hash, meaningless to people, so it is not shown.
     """
+    from core.cards import Tile
+
     return [
         Tile(_thumbnail(r.path), r.label, r.score, image_id=r.id,
              note=PurePath(r.source_path).name[:_NOTE_CHARS] if r.source_path else "")
@@ -61,6 +65,8 @@ def collage_png(
     query_image = query if isinstance(query, Image.Image) or query is None else _query_thumbnail(query)
     if query is not None and query_image is None and title is None:
         title = "Matches for this photo"
+    from core.cards import render_collage
+
     return render_collage(result_tiles(results), columns=columns, title=title, query=query_image)
 
 
@@ -75,10 +81,14 @@ def _query_thumbnail(data: bytes) -> Image.Image | None:
 
 def scores_png(results: Sequence[SearchResult], *, max_bars: int = 25, title: str | None = None) -> bytes:
     """Horizontal bars of every result's score, best at the top, labelled "#id label"."""
+    from core.charts import render_score_bars
+
     return render_score_bars([(bar_label(r), r.score) for r in results], max_bars=max_bars, title=title)
 
 
 def palette_png(colors: Sequence[DominantColor]) -> bytes:
+    from core.charts import render_palette
+
     return render_palette(colors)
 
 

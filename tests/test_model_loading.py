@@ -1,0 +1,187 @@
+"""Loading models: the remembered precision, the slow-load announcement, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.captions import BlipCaptioner
+from core.encoders import ClipEncoder
+from core.errors import ModelLoadError
+from core.hub import first_sentence, looks_like_path, model_load_error
+from core.precision import CACHE_FILE, PrecisionCache
+
+
+@pytest.fixture
+def own_clip(tmp_path: Path, clip_dir: Path) -> Path:
+    """A private copy of the tiny CLIP, so a test may touch its files."""
+    return Path(shutil.copytree(clip_dir, tmp_path / "clip"))
+
+
+def _images() -> list[Image.Image]:
+    return [Image.new("RGB", (40, 30), c) for c in ("red", "navy", "olive")]
+
+
+def test_auto_precision_is_measured_once_then_remembered(own_clip: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = ClipEncoder(str(own_clip), precision="auto", cache_dir=cache)
+    first.load()
+    assert not first.precision_from_cache and first.agreement is not None
+    assert (cache / CACHE_FILE).is_file()
+
+    second = ClipEncoder(str(own_clip), precision="auto", cache_dir=cache)
+    second.load()
+    assert second.precision_from_cache
+    assert (second.precision_used, second.agreement) == (first.precision_used, first.agreement)
+    images, texts = _images(), ["a cat", "a red car"]
+    np.testing.assert_allclose(second.encode_images(images), first.encode_images(images), atol=1e-5)
+    np.testing.assert_allclose(second.encode_texts(texts), first.encode_texts(texts), atol=1e-5)
+
+    # Different model files: the decision is measured again, and the file then holds both.
+    config = own_clip / "config.json"
+    stat = config.stat()
+    os.utime(config, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    third = ClipEncoder(str(own_clip), precision="auto", cache_dir=cache)
+    third.load()
+    assert not third.precision_from_cache
+    assert len(json.loads((cache / CACHE_FILE).read_text())["entries"]) == 2
+
+
+def test_fixed_precision_and_no_cache_dir_never_touch_the_cache(own_clip: Path, tmp_path: Path) -> None:
+    fixed = ClipEncoder(str(own_clip), precision="fp32", cache_dir=tmp_path / "c1")
+    fixed.load()
+    uncached = ClipEncoder(str(own_clip), precision="auto")
+    uncached.load()
+    assert not (tmp_path / "c1").exists() and not uncached.precision_from_cache
+
+
+@pytest.mark.parametrize("damage", [b"{not json", b"[1, 2]", b'{"entries": {"x": 3}}', b"\xff\xfe"])
+def test_a_damaged_cache_file_is_ignored_and_rewritten(own_clip: Path, tmp_path: Path, damage: bytes) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / CACHE_FILE).write_bytes(damage)
+    enc = ClipEncoder(str(own_clip), precision="auto", cache_dir=cache)
+    enc.load()
+    assert not enc.precision_from_cache
+    again = ClipEncoder(str(own_clip), precision="auto", cache_dir=cache)
+    again.load()
+    assert again.precision_from_cache
+
+
+def test_an_unwritable_cache_is_not_fatal(own_clip: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache directory should be")
+    enc = ClipEncoder(str(own_clip), precision="auto", cache_dir=blocker / "cache")
+    enc.load()
+    assert enc.precision_used and not enc.precision_from_cache
+
+
+def test_cache_entries_for_other_keys_are_kept(tmp_path: Path) -> None:
+    PrecisionCache(tmp_path, "a").store("int8", 0.995)
+    PrecisionCache(tmp_path, "b").store("bf16", None)
+    assert PrecisionCache(tmp_path, "a").lookup() == ("int8", 0.995)
+    assert PrecisionCache(tmp_path, "b").lookup() == ("bf16", None)
+    assert PrecisionCache(tmp_path, "c").lookup() is None
+    assert not list(tmp_path.glob(".precision-*"))  # no temporary file left behind
+
+
+class _SlowClip(ClipEncoder):
+    def __init__(self, source: str, delay: float, announce: list[str]) -> None:
+        super().__init__(source, announce=announce.append)
+        self.delay = delay
+
+    def _load(self) -> None:
+        time.sleep(self.delay)
+
+
+class _SlowBlip(BlipCaptioner):
+    def __init__(self, source: str, delay: float, announce: list[str]) -> None:
+        super().__init__(source, announce=announce.append)
+        self.delay = delay
+
+    def _load(self) -> None:
+        time.sleep(self.delay)
+
+
+def test_a_slow_load_is_announced_once_even_with_concurrent_callers() -> None:
+    said: list[str] = []
+    enc = _SlowClip("openai/clip-vit-base-patch32", 2.0, said)
+    threads = [threading.Thread(target=enc.load) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert said == ["Loading the CLIP model openai/clip-vit-base-patch32…"]
+
+    captions: list[str] = []
+    _SlowBlip("Salesforce/blip-image-captioning-base", 2.0, captions).load()
+    assert captions == ["Loading the BLIP caption model Salesforce/blip-image-captioning-base…"]
+
+
+def test_a_fast_load_is_not_announced() -> None:
+    said: list[str] = []
+    _SlowClip("some/model", 0.0, said).load()
+    _SlowBlip("some/blip", 0.0, said).load()
+    time.sleep(1.3)  # past the moment a timer left running would fire
+    assert said == []
+
+
+def test_a_failing_announcer_does_not_break_the_load() -> None:
+    def broken(message: str) -> None:
+        raise RuntimeError("terminal gone")
+
+    enc = _SlowClip("some/model", 1.2, [])
+    enc._announce = broken
+    enc.load()
+    assert enc.loaded
+
+
+@pytest.mark.parametrize("source", ["/no/such/clip", "./clip-modle", "~/models/clip", "models/clip/vit-b32",
+                                    "clip-model/", "C:\\models\\clip"])
+def test_a_missing_directory_says_so(source: str) -> None:
+    assert looks_like_path(source)
+    with pytest.raises(ModelLoadError, match=r"^Cannot load the CLIP model from CLIPBOT_CLIP_MODEL: no such "
+                                             r"directory: .*\. Fix: .*openai/clip-vit-base-patch32\.$"):
+        ClipEncoder(source).load()
+    with pytest.raises(ModelLoadError, match=r"CLIPBOT_CAPTION_MODEL: no such directory"):
+        BlipCaptioner(source).load()
+
+
+@pytest.mark.parametrize("source", ["openai/clip-vit-base-patch32", "laion/CLIP-ViT-B-32", "bert-base-uncased"])
+def test_hub_ids_are_not_paths(source: str) -> None:
+    assert not looks_like_path(source)
+
+
+def test_a_directory_of_the_wrong_model_kind_is_one_line(clip_dir: Path, blip_dir: Path) -> None:
+    with pytest.raises(ModelLoadError) as info:
+        ClipEncoder(str(blip_dir)).load()
+    message = str(info.value)
+    assert "\n" not in message and "holds a blip model" in message and "not a CLIP model" in message
+    assert message.startswith(f"CLIPBOT_CLIP_MODEL={blip_dir} ")
+    with pytest.raises(ModelLoadError, match=r"holds a clip model .*not a BLIP caption model"):
+        BlipCaptioner(str(clip_dir)).load()
+
+
+def test_a_directory_without_config_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ModelLoadError, match=r"holds no config\.json"):
+        ClipEncoder(str(tmp_path)).load()
+
+
+def test_reasons_keep_their_whole_first_sentence() -> None:
+    long = ("Can't load the configuration of 'x'. If you were trying to load it from 'https://huggingface.co/models', "
+            "make sure you don't have a local directory with the same name. Otherwise, make sure 'x' is right.")
+    assert first_sentence(long) == "Can't load the configuration of 'x'."
+    sentence = "We couldn't connect to 'https://huggingface.co' to load the files, " + "and more " * 20 + "in the end."
+    assert first_sentence(sentence + " Second one.\nline two") == sentence
+    message = str(model_load_error("CLIPBOT_CLIP_MODEL", "x", OSError(sentence)))
+    assert sentence[:-1] in message and message.endswith("once with internet access.")
+    assert first_sentence("") == ""
