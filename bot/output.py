@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Sequence
 from typing import TextIO
 
 from core.ingest import IngestSummary
 from core.records import ImageRecord
-from core.search import SearchResult
+from core.search import SearchResult, shown_path
 
 
 def print_results(results: Sequence[SearchResult], *, as_json: bool, out: TextIO | None = None) -> None:
@@ -26,14 +25,6 @@ def print_results(results: Sequence[SearchResult], *, as_json: bool, out: TextIO
         text = " - ".join(part for part in (r.label, r.description) if part) or "(no label)"
         out.write(f"{rank:>3}. #{r.id:<6} {r.score:6.3f}  {text}\n")
         out.write(f"     {shown_path(r.source_path, r.path) or '(no file)'}\n")
-
-
-def shown_path(source_path: str | None, stored: str | None) -> str | None:
-    """The operator's own file while it is there, else the stored copy: people recognise their
-    paths, not ``media/91/91c3...webp``."""
-    if source_path and os.path.exists(source_path):
-        return source_path
-    return stored or source_path
 
 
 def print_files(results: Sequence[SearchResult], out: TextIO | None = None) -> None:

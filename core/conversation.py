@@ -106,4 +106,4 @@ class Reply:
     score: float | None = None
     result_id: int | None = None
     buttons: tuple[Button, ...] = ()
-    path: str | None = None  # where the shown image lies on the server (the console prints it)
+    path: str | None = None  # the shown image's file: the operator's own where it has one (the console prints it)

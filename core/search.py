@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -36,16 +37,20 @@ class SearchResult:
     text_match: bool = False
     source_path: str | None = None  # the operator's own file it was indexed from, when there is one
 
-    @property
-    def shown_path(self) -> str | None:
-        """The path people recognise: their own file when it was indexed from one, else the stored copy."""
-        return self.source_path or self.path
 
     def to_dict(self) -> dict[str, object]:
         return {
             "id": self.id, "label": self.label, "description": self.description, "path": self.path,
             "source_path": self.source_path, "score": round(float(self.score), 6),
         }
+
+
+def shown_path(source_path: str | None, stored: str | None) -> str | None:
+    """The path people recognise: their own file while it is there, else the stored copy
+    (``media/91/91c3...webp`` means nothing to them). Blocking: a stat."""
+    if source_path and os.path.exists(source_path):
+        return source_path
+    return stored or source_path
 
 
 def words_of(text: str) -> list[str]:

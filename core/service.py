@@ -15,7 +15,7 @@ from core.pages import ResultPage, ResultPages
 from core.previews import make_preview
 from core.ratelimit import RateLimiter
 from core.replies import added_text, empty_gallery_text, expired_text, label_or_id, list_text, result_caption
-from core.search import SearchResult
+from core.search import SearchResult, shown_path
 from core.text import clean_text, plural, shorten
 from core.visuals import collage_png, colors_text, palette_png, scores_png
 
@@ -249,10 +249,11 @@ class ChatService:
             # The collage comes on request only: the best match alone is the fast reply.
             buttons = (Button(text, f"{NEXT_PREFIX}{token}:{nxt}"), Button(f"Top {total}", f"{TOP_PREFIX}{token}"))
         image = await self.engine.blocking(make_preview, result.path) if result.path else None
+        shown = await self.engine.blocking(shown_path, result.source_path, result.path)
         return Reply(
             result_caption(result, index, total, weak=weak), kind="result", image=image,
             image_name=f"match-{result.id}.jpg" if image else None, score=result.score, result_id=result.id,
-            buttons=buttons, path=result.path,
+            buttons=buttons, path=shown,
         )
 
     def _is_bot_admin(self, ctx: Context) -> bool:

@@ -201,3 +201,14 @@ def test_results_show_the_operators_own_paths(cli_env: Path, folder: Path, photo
     rocket.unlink()  # gone from the folder: the stored copy is shown rather than a dead path
     code, out, _ = run(capsys, "search", str(photos["rocket"]), "-k", "1", "-f")
     assert "media" in out and Path(out.strip()).is_file()
+
+
+def test_the_console_shows_the_operators_own_path(cli_env: Path, folder: Path, photos: dict[str, Path],
+                                                  capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    run(capsys, "index", str(folder), "--labels-from-folders")
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"/match {photos['coffee']}\n"))
+    code, out, _ = run(capsys, "chat")
+    assert code == 0 and f"image: {(folder / 'coffee' / photos['coffee'].name).resolve()}" in out
