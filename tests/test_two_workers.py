@@ -11,7 +11,6 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,17 +20,9 @@ from tests.fake_telegram import BOT_USER, FakeTelegram
 from tests.pg import pg_server_url_fixture, pg_url_fixture  # noqa: F401
 from tests.test_shared_gallery import as_url
 from tests.test_telegram import ALICE, TOKEN, message, photo, private
-from tests.test_webhook import SECRET, free_port, round_robin
+from tests.test_webhook import SECRET, free_port, local_api_fixture, round_robin  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*attribute `retry_after` will be of type:DeprecationWarning")
-
-
-@pytest.fixture
-async def local_api() -> AsyncIterator[FakeTelegram]:
-    fake = FakeTelegram(TOKEN, local_mode=True, webhook_retry_interval=0.1)
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 async def test_two_processes_share_the_gallery_and_the_buttons(local_api: FakeTelegram, pg_url: str,

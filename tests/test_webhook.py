@@ -49,8 +49,9 @@ def port_is_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-@pytest.fixture
-async def local_api() -> AsyncIterator[FakeTelegram]:
+@pytest.fixture(name="local_api")
+async def local_api_fixture() -> AsyncIterator[FakeTelegram]:
+    """The fake Bot API as a self-hosted server in local mode (an http webhook on 127.0.0.1)."""
     fake = FakeTelegram(TOKEN, local_mode=True, webhook_retry_interval=0.1)
     await fake.start()
     yield fake
