@@ -47,6 +47,7 @@ def run(model: Path, *, smoke: bool) -> dict[str, Any]:
         result["agreement"][precision] = float(np.min(np.sum(encoder.encode_images(images) * reference, axis=1)))
         if precision == "auto":
             result["default_precision"] = encoder.precision_used
+            _preprocessing(result, encoder, model, images, batches=batches, repeats=repeats)
             text_seconds = timed(
                 lambda encoder=encoder: encoder.encode_texts(["a red car parked on a street"]), repeats=5
             )
@@ -57,3 +58,52 @@ def run(model: Path, *, smoke: bool) -> dict[str, Any]:
     )
     result["cosine_agreement_min"] = result["agreement"][default if default in result["agreement"] else "auto"]
     return result
+
+
+def _e2e_and_model_only(encoder: ClipEncoder, slow: ClipEncoder, batch: list[Any], *,
+                        repeats: int) -> tuple[float, float, float]:
+    """Median seconds of encode_images (fast preprocessing), encode_pixels on pixels preprocessed
+    beforehand, and encode_images with the reference processor: interleaved, so that load from
+    elsewhere on the machine weighs on all three alike."""
+    pixels = encoder.preprocess(batch)
+    calls = (lambda: encoder.encode_images(batch), lambda: encoder.encode_pixels(pixels),
+             lambda: slow.encode_images(batch))
+    for call in calls:
+        call()  # warm-up
+    times: list[list[float]] = [[], [], []]
+    for _ in range(repeats):
+        for i, call in enumerate(calls):
+            times[i].extend(timed(call, repeats=1, warmup=0))
+    return p50(times[0]), p50(times[1]), p50(times[2])
+
+
+def _preprocessing(result: dict[str, Any], encoder: ClipEncoder, model: Path, images: list[Any], *,
+                   batches: tuple[int, ...], repeats: int) -> None:
+    """End to end (encode_images from PIL) against the model alone (encode_pixels on pixels made
+    beforehand), same batch and precision; and the fast preprocessing against the reference."""
+    # The same precision with transformers' processor doing the preprocessing: the reference
+    # the fast path is held to, and what clipbot did before it.
+    slow = ClipEncoder(str(model), precision=encoder.precision_used, batch_size=32, fast_preprocess=False)
+    slow.load()
+    result["e2e_vs_model_only_by_batch"] = {}
+    for b in batches:
+        batch = repeat_images(images, b)
+        fast_e2e, model_only, slow_e2e = _e2e_and_model_only(encoder, slow, batch, repeats=repeats + 2)
+        result["images_per_s"][f"model_only_{encoder.precision_used}_b{b}"] = b / model_only
+        result["e2e_vs_model_only_by_batch"][f"b{b}"] = model_only / fast_e2e
+        result["e2e_vs_model_only_by_batch"][f"reference_processor_b{b}"] = model_only / slow_e2e
+    result["e2e_vs_model_only"] = result["e2e_vs_model_only_by_batch"]["b8"]
+    result["e2e_vs_model_only_reference_processor"] = (
+        result["e2e_vs_model_only_by_batch"]["reference_processor_b8"]
+    )
+    fast_pixels, slow_pixels = encoder.preprocess(images), slow.preprocess(images)
+    a, r = fast_pixels.reshape(len(images), -1), slow_pixels.reshape(len(images), -1)
+    result["preprocess_pixel_cosine_min"] = float(
+        np.min(np.sum(a * r, axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(r, axis=1))
+    )
+    result["preprocess_vector_cosine_min"] = float(np.min(np.sum(
+        encoder.encode_pixels(fast_pixels) * encoder.encode_pixels(slow_pixels), axis=1)))
+    result["preprocess_ms_per_image"] = {
+        "fast": 1000 * p50(timed(lambda: encoder.preprocess(images), repeats=repeats)) / len(images),
+        "reference": 1000 * p50(timed(lambda: slow.preprocess(images), repeats=repeats)) / len(images),
+    }

@@ -14,12 +14,21 @@ TARGETS: list[tuple[str, str, str, Any]] = [
     ("search", "seed_loop_speedup_10k", ">= 1000x", lambda v: v >= 1000),
     ("search", "faiss_time_ratio_100k", "<= 1.0 (ours / faiss)", lambda v: v <= 1.0),
     ("search", "p50_ms_1m", "<= 100 ms", lambda v: v <= 100),
+    ("search", "gpu_p50_ms_1m", "<= 2 ms (GPU index)", lambda v: v <= 2),
+    ("search", "gpu_index", "(reported)", None),
     ("encode", "speedup_vs_fp32_b8", ">= 2.5x", lambda v: v >= 2.5),
     ("encode", "cosine_agreement_min", ">= 0.99", lambda v: v >= 0.99),
     ("encode", "default_precision", "(reported)", None),
+    ("encode", "e2e_vs_model_only", ">= 0.9 (encode_images / encode_pixels, b8)", lambda v: v >= 0.9),
+    ("encode", "e2e_vs_model_only_reference_processor", "(reported: transformers' processor)", None),
+    ("encode", "preprocess_pixel_cosine_min", ">= 0.999", lambda v: v >= 0.999),
     ("e2e", "batching_speedup_32", ">= 2x", lambda v: v >= 2),
     ("e2e", "loop_lag_ms_max", "< 50 ms", lambda v: v < 50),
     ("ingest", "fraction_of_encoder", ">= 0.8", lambda v: v >= 0.8),
+    ("ingest", "fraction_of_model_only", ">= 0.75 (of encode_pixels)", lambda v: v >= 0.75),
+    ("captions", "ingest_fraction_of_model_only", ">= 0.75 (captions on)", lambda v: v >= 0.75),
+    ("captions", "caption_pass_images_per_s", "(reported)", None),
+    ("captions", "int8_speedup_b8", "(reported)", None),
     ("soak", "unanswered", "== 0", lambda v: v == 0),
     ("soak", "rss_growth_mb", "< 50 MB", lambda v: v < 50),
     ("soak", "fd_growth", "<= 5", lambda v: v <= 5),
@@ -64,6 +73,11 @@ def details(results: dict[str, Any]) -> str:
         out.append("\nAgreement with plain fp32 (min cosine on real photos): "
                    + ", ".join(f"{k} {v:.4f}" for k, v in results["encode"]["agreement"].items())
                    + f"; text query {results['encode']['text_query_ms']:.0f} ms.")
+        if "preprocess_ms_per_image" in results["encode"]:
+            pre = results["encode"]["preprocess_ms_per_image"]
+            out.append(f"Preprocessing: {pre['fast']:.2f} ms/image (transformers' processor: "
+                       f"{pre['reference']:.2f}); vectors of the two at min cosine "
+                       f"{results['encode']['preprocess_vector_cosine_min']:.5f}.")
     if "search" in results:
         s = results["search"]
         out.append("\n| N | clipbot fp16 ms | clipbot fp32 ms | seed loop ms | faiss ms | bytes/vector (fp16) |")
@@ -86,6 +100,14 @@ def details(results: dict[str, Any]) -> str:
         out.append(f"\nIngest: {i['photos']} photos in {i['seconds']:.1f} s = {i['images_per_s']:.1f} images/s; "
                    f"the encoder alone: {i['encoder_images_per_s']:.1f} images/s. Indexing the same folder "
                    f"again (unchanged): {i['reindex_unchanged_s']:.2f} s.")
+    if "captions" in results:
+        c = results["captions"]
+        out.append(f"\nBLIP captions/s ({c['model']}, 30 tokens each, CPU): "
+                   + ", ".join(f"{p} batch {b}: {c[f'images_per_s_{p}_b{b}']:.3g}" for p in ("fp32", "int8")
+                               for b in (1, 8))
+                   + f". Ingest with captions on: {c['ingest_images_per_s']:.1f} images/s searchable (the CLIP "
+                   f"model alone {c['model_only_images_per_s']:.1f}), then the caption pass at "
+                   f"{c['caption_pass_images_per_s']:.2f} images/s.")
     if "soak" in results:
         k = results["soak"]
         out.append(f"\nSoak: {k['requests']} mixed Telegram requests ({k['measured_requests']} measured after "

@@ -5,6 +5,7 @@
     python -m bench.run --only soak   # the bot through the fake Telegram API: 2000 mixed requests
     python -m bench.run --only startup  # `clipbot search` from the command to its first result
     python -m bench.run --only postgres  # the PostgreSQL backend at 100k vectors, against SQLite
+    python -m bench.run --only captions  # BLIP-base (random weights) at batch 1/8, fp32/int8; the caption pass
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # benchmarks build their models; never the network
 
-from bench import e2e, encode, ingest, postgres, search, soak, startup
+from bench import captions, e2e, encode, ingest, postgres, search, soak, startup
 from bench.common import model_dir
 from bench.report import write_report
 
@@ -30,16 +31,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
-    parser.add_argument("--only", choices=["encode", "search", "e2e", "ingest", "soak", "startup", "postgres"],
+    parser.add_argument("--only", choices=["encode", "search", "e2e", "ingest", "captions", "soak", "startup",
+                                           "postgres"],
                         action="append")
     parser.add_argument("--model", type=Path, help="a local CLIP directory to measure instead of random ViT-B/32 "
                                                   "(e.g. real weights, to check int8's agreement on them)")
     args = parser.parse_args(argv)
     import torch
 
-    sections = args.only or ["search", "encode", "e2e", "ingest", "soak", "startup", "postgres"]
+    sections = args.only or ["search", "encode", "e2e", "ingest", "captions", "soak", "startup", "postgres"]
     # Built only when a section measures it: search has no model, and the soak always uses the tiny one.
-    measures_model = bool({"encode", "e2e", "ingest", "startup"} & set(sections))
+    measures_model = bool({"encode", "e2e", "ingest", "captions", "startup"} & set(sections))
     model = args.model or (model_dir(args.smoke) if measures_model else Path())
     model_text = (str(args.model) if args.model else "tiny random CLIP" if args.smoke
                   else "ViT-B/32 architecture, random weights")
@@ -53,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     runners = {"search": lambda: search.run(smoke=args.smoke), "encode": lambda: encode.run(model, smoke=args.smoke),
                "e2e": lambda: e2e.run(model, smoke=args.smoke), "ingest": lambda: ingest.run(model, smoke=args.smoke),
+               "captions": lambda: captions.run(model, smoke=args.smoke),
                "soak": lambda: soak.run(smoke=args.smoke),  # the bot, not the model: always the tiny CLIP
                "startup": lambda: startup.run(model, smoke=args.smoke),
                "postgres": lambda: postgres.run(smoke=args.smoke)}  # vectors only: no model

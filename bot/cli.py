@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="skip files and folders whose name matches (repeatable; added to the defaults: "
                             f"{' '.join(DEFAULT_EXCLUDES)})")
         p.add_argument("--no-default-excludes", action="store_true", help="walk into the default exclusions too")
+        p.add_argument("--no-captions", action="store_true",
+                       help="skip the caption pass after indexing (`clipbot caption` runs it later)")
 
     for name, what in (("search", "Find the images most similar to a photo."),
                        ("scores", "Score every image of a collection against a photo, best first.")):
@@ -70,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("describe", "Describe an image in words (BLIP caption).")
     p.add_argument("image", type=Path, metavar="IMAGE")
+
+    p = add("caption", "Caption the stored images still waiting for one (no caption and no description) "
+                       "with BLIP, in batches; resumes where an interrupted pass stopped.")
+    p.add_argument("--collection", help="only this collection")
 
     p = add("colors", "An image's dominant colours (K-Means), largest share first.")
     p.add_argument("image", type=Path, metavar="IMAGE")

@@ -15,8 +15,9 @@ from bot import output
 from bot.composition import build_captioner, build_encoder, build_engine, build_gallery
 from bot.downloads import download_model
 from bot.settings import Settings
+from core.captioning import CAPTION_BATCH, caption_pending
 from core.engine import Engine
-from core.errors import FileMissingError, InputError
+from core.errors import CaptionsOffError, FileMissingError, InputError, ModelLoadError
 from core.galleries import GLOBAL_COLLECTION
 from core.ingest import ingest, missing_roots_without_entries, prune, reindex, reindex_targets
 from core.search import SearchResult
@@ -95,7 +96,13 @@ async def _index(args: argparse.Namespace, settings: Settings, *, prune_gone: bo
             )
         if prune_gone:
             summary.pruned = await prune(engine, found, args.collection)
-    output.print_summary(summary, args.collection, already_warned=len(found.skipped))
+        output.print_summary(summary, args.collection, already_warned=len(found.skipped))
+        # The images are searchable now; captions come after, and a failure there fails nothing above.
+        if not args.no_captions and engine.captioner is not None:
+            try:
+                await _caption_pass(engine, args.collection, settings)
+            except ModelLoadError as exc:
+                print(f"clipbot: warning: no captions: {exc}", file=sys.stderr)
     # Scripts can tell "nothing could be indexed" from success.
     return 1 if found.items and summary.added + summary.changed + summary.unchanged == 0 else 0
 
@@ -145,6 +152,28 @@ async def _print_results(args: argparse.Namespace, results: list[SearchResult],
         await _write_plot(args.plot, lambda: render(results))
     elif args.plot:
         print("clipbot: warning: nothing to plot", file=sys.stderr)
+    return 0
+
+
+async def _caption_pass(engine: Engine, collection: str | None, settings: Settings) -> None:
+    from tqdm import tqdm
+
+    targets = await engine.awaiting_captions(collection)
+    if not targets:
+        return
+    with tqdm(total=len(targets), unit="img", desc="Captioning", file=sys.stderr, disable=None) as bar:
+        done = await caption_pending(engine, records=targets, batch_size=CAPTION_BATCH, progress=bar.update)
+    print(f"Captioned {done.captioned} image(s); {len(done.skipped)} skipped.")
+    for what, reason in done.skipped:
+        print(f"  skipped {what}: {reason}")
+
+
+@engine_command("caption")
+async def caption(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    if engine.captioner is None:
+        raise CaptionsOffError("Captions are turned off here (CLIPBOT_CAPTION_MODEL=none).")
+    await _check_collections(engine, [args.collection])
+    await _caption_pass(engine, args.collection, settings)
     return 0
 
 

@@ -72,10 +72,12 @@ def build_captioner(settings: Settings) -> Captioner | None:
 def build_gallery(settings: Settings, *, url: str | None = None, serving: bool = False) -> GalleryStorage:
     """The gallery's storage: ``url`` or CLIPBOT_DATABASE_URL (PostgreSQL), else SQLite in the data dir.
 
-    ``serving``: for a bot process; with SQLite only one may serve a gallery.
+    ``serving``: for a bot process; with SQLite only one may serve a gallery. The in-memory index
+    goes where the encoder runs (GPU memory on CUDA); "auto" is resolved when an index is first
+    built, so commands that never search never import torch.
     """
     return gallery_for(url or settings.database, settings.data_dir, index_precision=settings.index_precision,
-                       exclusive=serving)
+                       index_device=settings.device, exclusive=serving)
 
 
 def build_engine(settings: Settings, encoder: ImageTextEncoder | None = None, *,
@@ -119,6 +121,7 @@ def build_service(settings: Settings, engine: Engine) -> ChatService:
     config = ServiceConfig(
         top_k=settings.top_k, weak_image_score=settings.weak_image_score, weak_text_score=settings.weak_text_score,
         add_requires_admin=settings.add_requires_admin, admin_ids=settings.admin_id_set,
+        add_caption_seconds=settings.add_caption_seconds,
     )
     # Pages and rate limits live in the gallery's database: any process serving it answers a button.
     return ChatService(engine, config=config, limiter=RateLimiter(settings.rate_limit_per_minute, store=engine.state),

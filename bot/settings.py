@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     weak_image_score: float = Field(0.75, ge=-1, le=1)
     weak_text_score: float = Field(0.20, ge=-1, le=1)
     add_requires_admin: bool = False
+    add_caption_seconds: float = Field(10, ge=0, le=600)
     admin_ids: str = ""
     rate_limit_per_minute: float = Field(10, ge=0)
     queue_size: int = Field(64, ge=1)

@@ -12,12 +12,19 @@ from PIL import Image
 
 from core.encoders import Announce, Encoder, PretrainedModel
 from core.hub import BLIP_CAPTIONS
+from core.precision import convert
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CAPTION_MODEL = BLIP_CAPTIONS.example
 # Values of the setting that turn captioning off instead of naming a model.
 DISABLED = frozenset({"", "none", "off"})
+CAPTION_PRECISIONS = ("fp32", "int8")
+# fp32, measured against int8 by bench/captions.py (BLIP-base architecture, random weights, CPU):
+# int8 is 2-3x faster, but its dynamically quantised activations take their scale from the whole
+# batch, so an image's caption can change with its batch companions (5 of 8 on the tests' tiny
+# BLIP), and random weights cannot show whether int8 captions stay as good. int8 is opt-in.
+DEFAULT_CAPTION_PRECISION = "fp32"
 _SPACES = re.compile(r"\s+")
 
 
@@ -48,17 +55,26 @@ class BlipCaptioner(PretrainedModel, Captioner):
         device: str = "auto",
         batch_size: int = 8,
         max_new_tokens: int = 30,
+        precision: str = DEFAULT_CAPTION_PRECISION,
         announce: Announce | None = None,
     ) -> None:
-        """``announce`` is told, once, when loading takes over a second."""
+        """``announce`` is told, once, when loading takes over a second. ``precision``: ``"fp32"``,
+        or ``"int8"`` (dynamically quantised linear layers, CPU only; on a GPU it stays fp32)."""
         super().__init__(source, device=device, batch_size=batch_size, announce=announce)
         self.max_new_tokens = max(1, max_new_tokens)
+        if precision not in CAPTION_PRECISIONS:
+            raise ValueError(f"caption precision must be one of {', '.join(CAPTION_PRECISIONS)}, not {precision!r}")
+        self.precision = precision
+        self.precision_used = ""  # what it runs at, once loaded
 
     def _load(self) -> None:
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
-        self._model = self._from_pretrained(BlipProcessor, BlipForConditionalGeneration)
-        log.info("loaded BLIP captioner %s on %s", self.source, self._device)
+        model = self._from_pretrained(BlipProcessor, BlipForConditionalGeneration)
+        precision = self.precision if self._device == "cpu" else "fp32"
+        self._model = convert(model, precision, self._device).model
+        self.precision_used = precision
+        log.info("loaded BLIP captioner %s on %s (%s)", self.source, self._device, precision)
 
     def caption_images(self, images: Sequence[Image.Image]) -> list[str]:
         self.load()

@@ -132,6 +132,7 @@ class Engine:
         """Close the database and stop the worker threads; safe to call twice, or after a failed start."""
         pool, self._decode_pool = self._decode_pool, None
         self._search_ready = False
+        await self._intake.drop_late_captions()
         try:
             await self._gallery.close()
         finally:
@@ -175,43 +176,54 @@ class Engine:
 
     async def add_image(self, source: bytes | str | Path, *, collection: str = GLOBAL_COLLECTION,
                         label: str | None = None, description: str | None = None,
-                        added_by: str | None = None) -> AddResult:
-        """Add one image; the same bytes in the same collection update label and description."""
+                        added_by: str | None = None, caption_limit_s: float | None = None) -> AddResult:
+        """Add one image; the same bytes in the same collection update label and description.
+
+        ``caption_limit_s`` bounds the wait for BLIP's caption (see :meth:`add_decoded`)."""
         decoded = await self.decode(source)
         origin = None if isinstance(source, bytes) else await asyncio.to_thread(SourceFile.of, source)
         [result] = await self.add_decoded(
             [decoded], collection=collection, labels=[label], descriptions=[description],
-            added_by=added_by, sources=[origin],
+            added_by=added_by, sources=[origin], caption_limit_s=caption_limit_s,
         )
         return result
 
     async def add_decoded(self, images: Sequence[DecodedImage], *, collection: str,
                           labels: Sequence[str | None], descriptions: Sequence[str | None],
                           added_by: str | None = None, sources: Sequence[SourceFile | None] | None = None,
-                          pixels: np.ndarray | None = None) -> list[AddResult]:
+                          pixels: np.ndarray | None = None, defer_captions: bool = False,
+                          caption_limit_s: float | None = None) -> list[AddResult]:
         """Store already decoded images, encoding only those not yet stored for this model.
 
         ``pixels``, when given, are the images' model inputs from :meth:`prepare` (ingest makes
         them ahead, on the decode threads). ``sources`` are the files they were read from: a
         picture already stored takes its new source (a moved file).
+
+        New images without a description get BLIP's caption as their description: inline, or with
+        ``defer_captions`` not at all (they wait for :func:`core.captioning.caption_pending`), or
+        with ``caption_limit_s`` inline for at most that long: a caption that comes later is
+        stored when it comes (if the engine is still open), else a later pass writes it.
         """
         await self._ready()
         return await self._intake.add_decoded(
             images, collection=collection, labels=labels, descriptions=descriptions, added_by=added_by,
-            sources=sources, pixels=pixels, prepare=self.prepare,
+            sources=sources, pixels=pixels, prepare=self.prepare, defer_captions=defer_captions,
+            caption_limit_s=caption_limit_s,
         )
 
     async def replace_picture(self, record: ImageRecord, decoded: DecodedImage, *, source: SourceFile,
                               pixels: np.ndarray | None = None, label: str | None = None,
-                              description: str | None = None) -> AddResult:
+                              description: str | None = None, defer_captions: bool = False) -> AddResult:
         """Give ``record`` the picture its source file now holds (edited in place), keeping its id,
         label and description unless new ones are given. A description that was BLIP's caption
-        of the old picture becomes the caption of the new one.
+        of the old picture becomes the caption of the new one (with ``defer_captions``: is emptied,
+        waiting for the next caption pass).
         """
         await self._ready()
         inputs = pixels[None] if pixels is not None else await self.prepare([decoded])
         return await self._intake.replace_picture(record, decoded, source=source, pixels=inputs, label=label,
-                                                  description=description, captioning=self.captioner is not None)
+                                                  description=description, captioning=self.captioner is not None,
+                                                  defer=defer_captions)
 
     async def add_with_vector(self, *, collection: str, label: str, description: str, vector: np.ndarray,
                               decoded: DecodedImage | None, sha256: str, source_path: str | None,
@@ -256,6 +268,19 @@ class Engine:
         """The image's dominant colours, largest share first."""
         image = (await self.decode(source)).image
         return await self.blocking(dominant_colors, image, self.color_count)
+
+    async def caption_images(self, images: Sequence[Image.Image]) -> list[str]:
+        """BLIP's captions of decoded images, on the inference thread (:class:`CaptionsOffError`
+        when captioning is off, :class:`ModelLoadError` when its model cannot load)."""
+        return await self._caption(images)
+
+    async def awaiting_captions(self, collection: str | None = None) -> list[ImageRecord]:
+        """The images a caption pass would caption: no caption yet and no description, oldest first."""
+        return await self._gallery.awaiting_captions(collection)
+
+    async def set_caption(self, image_id: int, caption: str) -> bool:
+        """Store the caption of an image still waiting for one (its description too, when empty)."""
+        return await self._gallery.set_caption(image_id, caption)
 
     async def _caption(self, images: Sequence[Image.Image]) -> list[str]:
         captioner = self.captioner

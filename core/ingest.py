@@ -56,6 +56,8 @@ async def ingest(
     The next batch is decoded on the decode threads while the current one is encoded on the
     inference thread, so neither waits on the other. A bad file is skipped with its reason.
     Only files that need decoding load the model: re-indexing an unchanged folder does not.
+    Images are searchable once stored; BLIP never runs here: new images without a description
+    are stored uncaptioned, for :func:`core.captioning.caption_pending` to caption afterwards.
     """
     summary = IngestSummary()
     items = list(items)
@@ -142,7 +144,8 @@ async def _store(engine: Engine, good: list[tuple[_Pending, DecodedImage, np.nda
         if record is not None:
             if other is None:  # edited in place: the entry keeps its id, label and description
                 await engine.replace_picture(record, decoded, source=job.source, pixels=pixels,
-                                             label=job.item.label, description=job.item.description)
+                                             label=job.item.label, description=job.item.description,
+                                             defer_captions=True)
                 summary.changed += 1
                 continue
             await engine.remove(record.id)  # edited into a copy of another entry: that one stays
@@ -158,6 +161,7 @@ async def _store(engine: Engine, good: list[tuple[_Pending, DecodedImage, np.nda
             [d for _, d, _ in fresh], collection=collection, labels=[j.item.label for j, _, _ in fresh],
             descriptions=[j.item.description for j, _, _ in fresh], added_by=added_by,
             sources=[j.source for j, _, _ in fresh], pixels=np.stack([p for _, _, p in fresh]),
+            defer_captions=True,
         )
         for (job, _, _), r in zip(fresh, results, strict=True):
             if job.record is None:  # a replaced entry was counted above

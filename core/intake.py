@@ -58,6 +58,7 @@ class Intake:
         self._color_count = color_count
         self._text_limits = text_limits
         self._files_lock = asyncio.Lock()
+        self._late: set[asyncio.Task[None]] = set()  # captions that outlived their time limit
 
     @property
     def model_id(self) -> str:
@@ -67,7 +68,8 @@ class Intake:
                           labels: Sequence[str | None], descriptions: Sequence[str | None],
                           added_by: str | None, sources: Sequence[SourceFile | None] | None,
                           pixels: np.ndarray | None,
-                          prepare: Callable[[Sequence[DecodedImage]], Awaitable[np.ndarray]]) -> list[AddResult]:
+                          prepare: Callable[[Sequence[DecodedImage]], Awaitable[np.ndarray]],
+                          defer_captions: bool = False, caption_limit_s: float | None = None) -> list[AddResult]:
         if len({d.sha256 for d in images}) != len(images):
             raise ValueError("add_decoded() takes distinct images; drop repeated files first")
         # Checked before any work: a refused label costs no encoding and stores nothing.
@@ -95,9 +97,23 @@ class Intake:
             raise vectors if isinstance(vectors, BaseException) else made
         vector_of = {i: vectors[n] for n, i in enumerate(need)} if vectors is not None else {}
         file_and_colors = dict(zip(fresh, made, strict=True))
-        # New images without a description get BLIP's caption as their description.
-        uncaptioned = [i for i, rec in enumerate(existing) if rec is None and not descriptions[i]]
-        captions = dict(zip(uncaptioned, await self._captions([images[i].image for i in uncaptioned]), strict=True))
+        # New images without a description get BLIP's caption as their description (see the engine).
+        uncaptioned = [] if defer_captions else [
+            i for i, rec in enumerate(existing) if rec is None and not descriptions[i]
+        ]
+        captions: dict[int, str | None] = {}
+        late: asyncio.Task[list[str | None]] | None = None
+        if uncaptioned:
+            captioning = asyncio.ensure_future(self._captions([images[i].image for i in uncaptioned]))
+            try:
+                await asyncio.wait([captioning], timeout=caption_limit_s)
+            except asyncio.CancelledError:
+                captioning.cancel()
+                raise
+            if captioning.done():
+                captions = dict(zip(uncaptioned, captioning.result(), strict=True))
+            else:  # stored uncaptioned now; the caption is written when it comes
+                late = captioning
         results: list[AddResult] = []
         try:
             for i, decoded in enumerate(images):
@@ -109,8 +125,34 @@ class Intake:
         except BaseException:
             # A row that failed (a full disk, say) must not leave its new file behind.
             await self.forget_unused_files([images[i] for i in fresh])
+            if late is not None:
+                late.cancel()
             raise
+        if late is not None:
+            # Only rows made here: a picture another process added meanwhile keeps its own caption.
+            waiting = [results[i].record.id if results[i].status == "added" else None for i in uncaptioned]
+            task = asyncio.ensure_future(self._store_late(late, waiting))
+            self._late.add(task)
+            task.add_done_callback(self._late.discard)
         return results
+
+    async def _store_late(self, captioning: asyncio.Task[list[str | None]], image_ids: list[int | None]) -> None:
+        try:
+            captions = await captioning
+            for image_id, caption in zip(image_ids, captions, strict=True):
+                if image_id is not None and caption is not None:
+                    await self._gallery.set_caption(image_id, caption)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the images stay uncaptioned: a later caption pass writes them
+            log.warning("could not store a late caption; `clipbot caption` will", exc_info=True)
+
+    async def drop_late_captions(self) -> None:
+        """Stop waiting for late captions (the engine closes); their images wait for a caption pass."""
+        tasks, self._late = list(self._late), set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _store_one(self, decoded: DecodedImage, rec: ImageRecord | None, vec: np.ndarray | None,
                          file_and_colors: tuple[str, list[DominantColor]] | None, *, collection: str,
@@ -150,7 +192,7 @@ class Intake:
 
     async def replace_picture(self, record: ImageRecord, decoded: DecodedImage, *, source: SourceFile,
                               pixels: np.ndarray, label: str | None, description: str | None,
-                              captioning: bool) -> AddResult:
+                              captioning: bool, defer: bool = False) -> AddResult:
         label = record.label if label is None else self._text_limits.label(label)
         description = record.description if description is None else self._text_limits.description(description)
         made = await asyncio.gather(
@@ -164,8 +206,11 @@ class Intake:
             vectors, (relative, colors) = made
             caption = record.caption
             if captioning and record.description == (record.caption or ""):
-                [caption] = await self._captions([decoded.image])
-                description = caption or description
+                if defer:  # the new picture waits for a caption pass, unless given a description now
+                    caption, description = None, "" if description == record.description else description
+                else:
+                    [caption] = await self._captions([decoded.image])
+                    description = caption or description
             colors_text, families = _colors_json(colors)
             new = NewImage(
                 collection=record.collection, label=label, description=description, caption=caption,

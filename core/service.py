@@ -34,6 +34,8 @@ class ServiceConfig:
     add_requires_admin: bool = False
     admin_ids: frozenset[str] = field(default_factory=frozenset)
     list_limit: int = 20
+    # /add waits this long for BLIP's caption; a slower one is stored when it comes (see Engine.add_decoded).
+    add_caption_seconds: float = 10.0
 
 
 class ChatService:
@@ -121,6 +123,7 @@ class ChatService:
             result = await self.engine.add_image(
                 await photo_bytes(image), collection=ctx.chat.collection, label=label.strip(),
                 description=description.strip(), added_by=ctx.user.key,
+                caption_limit_s=self.config.add_caption_seconds,
             )
             verb = "Added" if result.status == "added" else "Updated"
             return Reply(added_text(result.record, verb), kind="info", result_id=result.record.id)

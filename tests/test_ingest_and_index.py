@@ -84,10 +84,11 @@ def test_collect_items_labels(tmp_path: Path, photos: dict[str, Path]) -> None:
     assert {i.label for i in items} == {"fallback"} and {i.description for i in items} == {"d"}
 
 
+@pytest.mark.parametrize("tensors", [False, True], ids=["numpy", "torch"])  # torch: the GPU's code path, on the CPU
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_vector_index_matches_brute_force_through_changes(precision: str) -> None:
+def test_vector_index_matches_brute_force_through_changes(precision: str, tensors: bool) -> None:
     rng = np.random.default_rng(7)
-    index = VectorIndex(32, precision)
+    index = VectorIndex(32, precision, tensors=tensors)
     reference: dict[int, tuple[str, np.ndarray]] = {}
     next_id = 1
     for step in range(300):
@@ -133,6 +134,8 @@ def test_top_k_order() -> None:
     assert top_k_order(scores, 2).tolist() == [1, 3]
     assert top_k_order(scores, 10).tolist() == [1, 3, 2, 0, 4]
     assert top_k_order(scores, 0).tolist() == []
+    ties = np.array([0.5] * 40 + [0.9] + [0.5] * 40, np.float32)  # ties across the k-th place: earliest rows
+    assert top_k_order(ties, 4).tolist() == [40, 0, 1, 2]
 
 
 def test_index_reads_while_writing() -> None:

@@ -220,6 +220,35 @@ async def test_update_image_and_set_source(gallery: GalleryStorage) -> None:
     assert (await gallery.get_image(image_id)).source_size is None
 
 
+async def test_captions_wait_and_are_set_once_keeping_given_descriptions(gallery: GalleryStorage) -> None:
+    rng = np.random.default_rng(7)
+    vectors = unit(rng, 5)
+    waiting = (await gallery.insert_image(image(1, description=""), vectors[0], MODEL))[0]
+    given = (await gallery.insert_image(image(2, description="mine"), vectors[1], MODEL))[0]
+    done = (await gallery.insert_image(image(3, description="", caption=""), vectors[2], MODEL))[0]  # BLIP said nothing
+    other = (await gallery.insert_image(image(4, "telegram:1", description=""), vectors[3], MODEL))[0]
+    raced = (await gallery.insert_image(image(5, description=""), vectors[4], MODEL))[0]
+    assert [r.id for r in await gallery.awaiting_captions()] == [waiting, other, raced]
+    assert [r.id for r in await gallery.awaiting_captions("global")] == [waiting, raced]
+    assert await gallery.awaiting_captions("nowhere") == []
+
+    assert await gallery.set_caption(waiting, "A red rocket")
+    rec = await gallery.get_image(waiting)
+    assert (rec.caption, rec.description) == ("A red rocket", "A red rocket")
+    assert [r.id for r in await gallery.text_candidates(["global"], ["rocket"])] == [waiting]  # searchable words
+    assert not await gallery.set_caption(waiting, "Another")  # set once: a second pass changes nothing
+    assert (await gallery.get_image(waiting)).caption == "A red rocket"
+    # A description given after the image was picked for captioning is kept.
+    await gallery.update_image(raced, label="r", description="typed by a user")
+    assert await gallery.set_caption(raced, "A cat")
+    rec = await gallery.get_image(raced)
+    assert (rec.caption, rec.description) == ("A cat", "typed by a user")
+    assert not await gallery.set_caption(given, "x") or (await gallery.get_image(given)).description == "mine"
+    assert not await gallery.set_caption(done, "x") and (await gallery.get_image(done)).caption == ""
+    assert not await gallery.set_caption(999_999, "x")
+    assert [r.id for r in await gallery.awaiting_captions()] == [other]
+
+
 async def test_vectors_come_back_bit_for_bit(gallery: GalleryStorage) -> None:
     rng = np.random.default_rng(5)
     tricky = np.array([0.1, -0.0, 1e-30, -3.4e38, 3.4e38, 1 / 3, np.float32(np.pi), 1e-45] + [0.5] * 4,

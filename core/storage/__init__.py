@@ -12,17 +12,20 @@ __all__ = ["GalleryStorage", "Neighbours", "StateUpdate", "gallery_for"]
 SETTING = "CLIPBOT_DATABASE_URL"
 
 
-def gallery_for(url: str | None, data_dir: Path, *, index_precision: str = "fp16",
+def gallery_for(url: str | None, data_dir: Path, *, index_precision: str = "fp16", index_device: str = "cpu",
                 exclusive: bool = False) -> GalleryStorage:
     """The backend ``url`` names: none or ``sqlite:///path/dir`` for SQLite (in ``data_dir`` by
     default), ``postgresql://...`` for PostgreSQL with pgvector. Nothing is opened yet.
 
     ``exclusive`` (SQLite): this process serves the gallery to chats, and no other may.
+    ``index_device`` (SQLite): the encoder's device ("cpu", "cuda", "auto"); on CUDA the in-memory
+    index lives in GPU memory.
     """
     if not url or not url.strip():
         from core.storage.sqlite import SqliteGallery
 
-        return SqliteGallery(data_dir, index_precision=index_precision, exclusive=exclusive)
+        return SqliteGallery(data_dir, index_precision=index_precision,
+                             index_device=index_device, exclusive=exclusive)
     parsed = urlparse(url.strip())
     if parsed.scheme == "sqlite":
         from core.storage.sqlite import SqliteGallery
@@ -32,7 +35,8 @@ def gallery_for(url: str | None, data_dir: Path, *, index_precision: str = "fp16
         where = Path(rest) if rest else data_dir
         if where.suffix == ".db":  # a URL naming the file: the gallery is its folder
             where = where.parent
-        return SqliteGallery(where, index_precision=index_precision, exclusive=exclusive)
+        return SqliteGallery(where, index_precision=index_precision,
+                             index_device=index_device, exclusive=exclusive)
     if parsed.scheme in ("postgresql", "postgres"):
         try:
             from core.storage.postgres import PostgresGallery

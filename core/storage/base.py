@@ -82,6 +82,12 @@ class GalleryStorage(ABC):
     async def set_vector(self, image_id: int, vector: np.ndarray, model_id: str) -> None: ...
 
     @abstractmethod
+    async def set_caption(self, image_id: int, caption: str) -> bool:
+        """Store BLIP's caption of an image still waiting for one (caption ``NULL``); an empty
+        description becomes the caption too, a non-empty one (a user's) is kept. Returns False,
+        changing nothing, when the image is gone or already has a caption."""
+
+    @abstractmethod
     async def set_source(self, image_id: int, path: str, size: int | None, mtime_ns: int | None) -> None: ...
 
     @abstractmethod
@@ -118,6 +124,11 @@ class GalleryStorage(ABC):
     @abstractmethod
     async def indexed_files(self, collection: str) -> list[ImageRecord]:
         """The images of ``collection`` with a ``source_path``."""
+
+    @abstractmethod
+    async def awaiting_captions(self, collection: str | None = None) -> list[ImageRecord]:
+        """Images waiting for a caption, oldest first: no caption yet (``NULL``; ``""`` means BLIP
+        said nothing) and an empty description. Every collection when ``None``."""
 
     @abstractmethod
     async def collection_counts(self) -> dict[str, int]: ...

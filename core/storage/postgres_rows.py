@@ -170,6 +170,20 @@ class PostgresRows:
         except psycopg.errors.ForeignKeyViolation:
             raise NotFoundError(f"There is no image #{image_id}.") from None
 
+    async def set_caption(self, image_id: int, caption: str) -> bool:
+        async with self._transaction() as conn:
+            row = await (await conn.execute(
+                "SELECT label, description FROM images WHERE id = %s AND caption IS NULL FOR UPDATE", (image_id,)
+            )).fetchone()
+            if row is None:
+                return False
+            label, description = str(row[0]), str(row[1]) or caption
+            await conn.execute(
+                "UPDATE images SET caption = %s, description = %s, search_text = %s WHERE id = %s",
+                (caption, description, search_text(label, description), image_id),
+            )
+        return True
+
     async def set_source(self, image_id: int, path: str, size: int | None, mtime_ns: int | None) -> None:
         async with self._transaction() as conn:
             await conn.execute(
@@ -267,6 +281,12 @@ class PostgresRows:
             f"SELECT {_IMAGE_COLUMNS} FROM images WHERE collection = %s AND source_path IS NOT NULL ORDER BY id",
             (collection,),
         )
+        return [_record(row) for row in rows]
+
+    async def awaiting_captions(self, collection: str | None = None) -> list[ImageRecord]:
+        query = f"SELECT {_IMAGE_COLUMNS} FROM images WHERE caption IS NULL AND description = ''"
+        rows = await (self._rows(query + " AND collection = %s ORDER BY id", (collection,)) if collection
+                      else self._rows(query + " ORDER BY id"))
         return [_record(row) for row in rows]
 
     async def collection_counts(self) -> dict[str, int]:

@@ -22,7 +22,7 @@ from core.records import ImageRecord, NewImage
 from core.storage.base import GalleryStorage, Neighbours
 from core.storage.sqlite_rows import DB_FILENAME, SqliteRows
 from core.storage.sqlite_schema import SCHEMA_VERSION
-from core.vector_index import VectorIndex, top_k_order
+from core.vector_index import VectorIndex, index_device, top_k_order
 
 __all__ = ["DB_FILENAME", "SCHEMA_VERSION", "SqliteGallery"]
 LOCK_FILENAME = "clipbot.run.lock"
@@ -31,10 +31,14 @@ LOCK_FILENAME = "clipbot.run.lock"
 class SqliteGallery(SqliteRows, GalleryStorage):
     """A gallery in ``data_dir/clipbot.db``; vectors searched in memory (fp16 by default)."""
 
-    def __init__(self, data_dir: Path, *, index_precision: str = "fp16", exclusive: bool = False) -> None:
+    def __init__(self, data_dir: Path, *, index_precision: str = "fp16", index_device: str = "cpu",
+                 exclusive: bool = False) -> None:
         super().__init__(data_dir)
         self.location = str(self.path.resolve())
         self.index_precision = index_precision
+        # The encoder's device setting: vectors are searched on the GPU when it is CUDA ("auto" is
+        # resolved when the first index is built, so commands that never search never import torch).
+        self.index_device = index_device
         self._exclusive = exclusive
         self._lock_fd: int | None = None
         self._indexes: dict[str, VectorIndex] = {}
@@ -117,7 +121,7 @@ class SqliteGallery(SqliteRows, GalleryStorage):
                     self._seen_version = await self.data_version()
 
     async def _build(self, model_id: str, dim: int) -> VectorIndex:
-        index = VectorIndex(dim, self.index_precision)
+        index = VectorIndex(dim, self.index_precision, index_device(self.index_device))
         async for collection, ids, vectors in self.load_vectors(model_id):
             if vectors.shape[1] != dim:
                 raise DimensionMismatchError(

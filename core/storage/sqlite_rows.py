@@ -157,6 +157,21 @@ class SqliteRows:
             if vector is not None:
                 await self._put_vector(db, image_id, vector, model_id)
 
+    async def set_caption(self, image_id: int, caption: str) -> bool:
+        async with self._transaction() as db:
+            async with db.execute(
+                "SELECT label, description FROM images WHERE id = ? AND caption IS NULL", (image_id,)
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return False
+            label, description = str(row[0]), str(row[1]) or caption
+            await db.execute(
+                "UPDATE images SET caption = ?, description = ?, search_text = ? WHERE id = ?",
+                (caption, description, search_text(label, description), image_id),
+            )
+        return True
+
     async def set_source(self, image_id: int, path: str, size: int | None, mtime_ns: int | None) -> None:
         """Record the file an image was indexed from (after a move, say) and its size and mtime."""
         async with self._transaction() as db:
@@ -292,6 +307,13 @@ class SqliteRows:
         async with self.db.execute(
             f"SELECT {IMAGE_COLUMNS} FROM images WHERE collection = ? AND source_path IS NOT NULL ORDER BY id",
             (collection,),
+        ) as cur:
+            return [ImageRecord(*row) for row in await cur.fetchall()]
+
+    async def awaiting_captions(self, collection: str | None = None) -> list[ImageRecord]:
+        where, args = ("AND collection = ?", (collection,)) if collection else ("", ())
+        async with self.db.execute(
+            f"SELECT {IMAGE_COLUMNS} FROM images WHERE caption IS NULL AND description = '' {where} ORDER BY id", args
         ) as cur:
             return [ImageRecord(*row) for row in await cur.fetchall()]
 
