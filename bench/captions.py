@@ -25,38 +25,10 @@ from tests.model_factory import build_blip_model
 BATCHES = (1, 8)
 
 
-def build_blip_base(directory: Path) -> Path:
-    """BLIP-base's architecture with random weights, a full-size BERT vocabulary, and its processor."""
-    import torch
-    from transformers import (
-        BertTokenizer,
-        BlipConfig,
-        BlipForConditionalGeneration,
-        BlipImageProcessorPil,
-        BlipProcessor,
-    )
-
-    directory.mkdir(parents=True, exist_ok=True)
-    base = BlipConfig()
-    size = base.text_config.vocab_size
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
-    tokens = specials + [f"w{i}" for i in range(size - len(specials))]
-    tokenizer = BertTokenizer(vocab={t: i for i, t in enumerate(tokens)}, bos_token="[DEC]")
-    ids = {"bos_token_id": tokenizer.bos_token_id, "sep_token_id": tokenizer.sep_token_id,
-           "eos_token_id": tokenizer.sep_token_id, "pad_token_id": tokenizer.pad_token_id}
-    config = BlipConfig(text_config={**base.text_config.to_dict(), **ids}, vision_config=base.vision_config.to_dict())
-    torch.manual_seed(0)
-    BlipForConditionalGeneration(config).save_pretrained(directory)
-    processor = BlipImageProcessorPil(size={"height": base.vision_config.image_size,
-                                         "width": base.vision_config.image_size})
-    BlipProcessor(image_processor=processor, tokenizer=tokenizer).save_pretrained(directory)
-    return directory
-
-
 def blip_dir(smoke: bool) -> Path:
     target = CACHE / ("tiny-blip" if smoke else "blip-base-random")
     if not (target / "model.safetensors").exists():
-        build_blip_model(target) if smoke else build_blip_base(target)
+        build_blip_model(target, full_size=not smoke)
     return target
 
 

@@ -89,13 +89,16 @@ BLIP_WORDS = [
 ]
 
 
-def build_blip_model(directory: Path, *, seed: int = 0) -> Path:
+def build_blip_model(directory: Path, *, seed: int = 0, full_size: bool = False) -> Path:
     """Save a random BLIP captioner (model, BERT tokenizer, image processor) into ``directory``.
 
     The ids follow the real ``Salesforce/blip-image-captioning-base``: generate() starts every
     caption at ``text_config.bos_token_id`` (``[DEC]``) and stops at ``text_config.sep_token_id``
     (``[SEP]``); finished rows are padded with ``pad_token_id`` (``[PAD]``). All three are special
     tokens, so ``batch_decode(skip_special_tokens=True)`` leaves only the words.
+
+    ``full_size``: BLIP-base's architecture (``BlipConfig()``) with a vocabulary of its size, for
+    speed figures; otherwise a tiny model for tests.
     """
     import torch
     from transformers import (
@@ -107,7 +110,10 @@ def build_blip_model(directory: Path, *, seed: int = 0) -> Path:
     )
 
     directory.mkdir(parents=True, exist_ok=True)
+    base = BlipConfig()
     tokens = list(BLIP_SPECIAL_TOKENS) + BLIP_WORDS + list("abcdefghijklmnopqrstuvwxyz.,")
+    if full_size:
+        tokens += [f"w{i}" for i in range(base.text_config.vocab_size - len(tokens))]
     (directory / "vocab.txt").write_text("\n".join(tokens) + "\n", encoding="utf-8")
     # transformers 5's BertTokenizer takes the vocabulary itself; a vocab_file argument is ignored.
     vocab = {token: i for i, token in enumerate(tokens)}
@@ -116,19 +122,24 @@ def build_blip_model(directory: Path, *, seed: int = 0) -> Path:
         "bos_token_id": tokenizer.bos_token_id, "sep_token_id": tokenizer.sep_token_id,
         "eos_token_id": tokenizer.sep_token_id, "pad_token_id": tokenizer.pad_token_id,
     }
-    image_size = 32
-    # initializer_range: BLIP's vision default (1e-10) makes every image look alike to a random
-    # model, so every caption would be the same and batch-order mistakes would go unseen.
-    text = {
-        "vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-        "num_attention_heads": 2, "max_position_embeddings": 64, "projection_dim": 32, "initializer_range": 0.2,
-        **ids,
-    }
-    vision = {
-        "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-        "image_size": image_size, "patch_size": 8, "projection_dim": 32, "initializer_range": 0.2,
-    }
-    config = BlipConfig(text_config=text, vision_config=vision, projection_dim=32, image_text_hidden_size=32)
+    if full_size:
+        image_size = base.vision_config.image_size
+        config = BlipConfig(text_config={**base.text_config.to_dict(), **ids},
+                            vision_config=base.vision_config.to_dict())
+    else:
+        image_size = 32
+        # initializer_range: BLIP's vision default (1e-10) makes every image look alike to a random
+        # model, so every caption would be the same and batch-order mistakes would go unseen.
+        text = {
+            "vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "max_position_embeddings": 64, "projection_dim": 32, "initializer_range": 0.2,
+            **ids,
+        }
+        vision = {
+            "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+            "image_size": image_size, "patch_size": 8, "projection_dim": 32, "initializer_range": 0.2,
+        }
+        config = BlipConfig(text_config=text, vision_config=vision, projection_dim=32, image_text_hidden_size=32)
     torch.manual_seed(seed)
     BlipForConditionalGeneration(config).save_pretrained(directory)
     image_processor = BlipImageProcessorPil(size={"height": image_size, "width": image_size})
