@@ -117,12 +117,14 @@ def _same_file(record: ImageRecord, source: SourceFile) -> bool:
 
 async def _keep(engine: Engine, record: ImageRecord, item: IngestItem, summary: IngestSummary) -> None:
     """An unchanged file: nothing to decode, but a new label or description given this time is applied."""
-    label = record.label if item.label is None else item.label
-    description = record.description if item.description is None else item.description
-    if (label, description) == (record.label, record.description):
-        summary.unchanged += 1
-        return
     try:
+        # Compared as stored (cleaned): a folder named "My  Photos" is not a new label every run.
+        label = record.label if item.label is None else engine.text_limits.label(item.label)
+        description = (record.description if item.description is None
+                       else engine.text_limits.description(item.description))
+        if (label, description) == (record.label, record.description):
+            summary.unchanged += 1
+            return
         await engine.relabel(record.id, label=label, description=description)
     except InputError as exc:
         summary.skipped.append((str(item.path), str(exc)))

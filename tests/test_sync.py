@@ -212,3 +212,12 @@ def test_the_console_shows_the_operators_own_path(cli_env: Path, folder: Path, p
     monkeypatch.setattr("sys.stdin", io.StringIO(f"/match {photos['coffee']}\n"))
     code, out, _ = run(capsys, "chat")
     assert code == 0 and f"image: {(folder / 'coffee' / photos['coffee'].name).resolve()}" in out
+
+
+def test_a_label_that_cleans_differently_is_still_unchanged(cli_env: Path, tmp_path: Path, photos: dict[str, Path],
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    folder = labelled_folder(tmp_path / "spaced", {"my  cat": photos["chelsea"]})
+    run(capsys, "index", str(folder), "--labels-from-folders")
+    assert [img["label"] for img in listing(capsys)] == ["my cat"]  # runs of spaces become one
+    _, out, _ = run(capsys, "index", str(folder), "--labels-from-folders")
+    assert "0 new, 0 changed, 1 unchanged" in out
