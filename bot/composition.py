@@ -7,16 +7,18 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from bot.settings import Settings, load_settings
 from core.batching import MicroBatcher
+from core.calibration import CalibrationConfig
 from core.captions import Captioner, captioner_from_setting
 from core.encoders import ClipEncoder, ImageTextEncoder
 from core.engine import Engine
 from core.inference import Encoding, InferenceRunner
 from core.media import MediaStore
-from core.pages import ResultPages
 from core.ratelimit import RateLimiter
 from core.service import ChatService, ServiceConfig
 from core.storage import GalleryStorage, gallery_for
 from core.text import TextLimits
+from core.text_models import ClipWithTextModel, MultilingualTextEncoder
+from core.threads import ThreadConfig, Threads
 
 if TYPE_CHECKING:
     from adapters.web import WebPlatform
@@ -50,16 +52,25 @@ def announce(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
 
-def build_encoder(settings: Settings) -> ClipEncoder:
+def build_encoder(settings: Settings) -> ImageTextEncoder:
     """The CLIP encoder the settings name (not loaded until first use); ``auto`` precision's
-    measurement is remembered in the cache directory, so only the first start pays for it."""
-    return ClipEncoder(
+    measurement is remembered in the cache directory, so only the first start pays for it.
+
+    With CLIPBOT_TEXT_MODEL set, texts go through that multilingual model instead of CLIP's own
+    text encoder; images, and the model id the gallery's vectors are stored under, stay CLIP's.
+    """
+    clip = ClipEncoder(
         settings.clip_model, device=settings.device, batch_size=settings.batch_size, precision=settings.precision,
         cache_dir=settings.cache_dir, announce=announce,
     )
+    if not settings.text_model:
+        return clip
+    text = MultilingualTextEncoder(settings.text_model, device=settings.device, batch_size=settings.batch_size,
+                                   announce=announce)
+    return ClipWithTextModel(clip, text)
 
 
-def build_seed_encoder() -> ClipEncoder:
+def build_seed_encoder() -> ImageTextEncoder:
     """The seed notebook functions' encoder, from the settings (entry point ``clipbot.seed_encoder``)."""
     return build_encoder(load_settings())
 
@@ -122,10 +133,19 @@ def build_service(settings: Settings, engine: Engine) -> ChatService:
         top_k=settings.top_k, weak_image_score=settings.weak_image_score, weak_text_score=settings.weak_text_score,
         add_requires_admin=settings.add_requires_admin, admin_ids=settings.admin_id_set,
         add_caption_seconds=settings.add_caption_seconds,
+        calibration=CalibrationConfig(
+            weak_percentile=settings.weak_match_percentile, none_percentile=settings.no_match_percentile,
+            min_images=settings.calibration_min_images,
+        ),
+        threads=ThreadConfig(
+            ttl_s=settings.thread_hours * 3600, refine_text_weight=settings.refine_text_weight,
+            query_weight=settings.feedback_query_weight, like_weight=settings.feedback_like_weight,
+            reject_weight=settings.feedback_reject_weight,
+        ),
     )
     # Pages and rate limits live in the gallery's database: any process serving it answers a button.
     return ChatService(engine, config=config, limiter=RateLimiter(settings.rate_limit_per_minute, store=engine.state),
-                       pages=ResultPages(engine.state))
+                       threads=Threads(engine.state, ttl_seconds=settings.thread_hours * 3600))
 
 
 def build_platforms(settings: Settings, service: ChatService) -> list[Platform]:

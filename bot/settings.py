@@ -41,6 +41,8 @@ class Settings(BaseSettings):
 
     clip_model: str = Field(DEFAULT_CLIP_MODEL, min_length=1)
     caption_model: str = "Salesforce/blip-image-captioning-base"
+    # A multilingual text encoder aligned to the CLIP model's image space (hub id or directory); unset: CLIP's own.
+    text_model: str | None = None
     color_count: int = Field(5, ge=1, le=16)
     data_dir: Path = Field(default_factory=default_data_dir)
     cache_dir: Path = Field(default_factory=default_cache_dir)
@@ -61,6 +63,17 @@ class Settings(BaseSettings):
     top_k: int = Field(5, ge=1, le=50)
     weak_image_score: float = Field(0.75, ge=-1, le=1)
     weak_text_score: float = Field(0.20, ge=-1, le=1)
+    # Per-gallery calibration of "weak" and "no match" (core.calibration); the fixed scores above
+    # are the fallback for galleries smaller than calibration_min_images.
+    weak_match_percentile: float = Field(20, ge=0, le=100)
+    no_match_percentile: float = Field(5, ge=0, le=100)
+    calibration_min_images: int = Field(20, ge=2, le=1_000_000)
+    # Conversation threads (core.threads): refine by replying, "More like this" / "Not this".
+    thread_hours: float = Field(24, gt=0, le=24 * 90)
+    refine_text_weight: float = Field(0.5, gt=0, lt=1)
+    feedback_query_weight: float = Field(1.0, ge=0, le=10)
+    feedback_like_weight: float = Field(0.75, ge=0, le=10)
+    feedback_reject_weight: float = Field(0.25, ge=0, le=10)
     add_requires_admin: bool = False
     add_caption_seconds: float = Field(10, ge=0, le=600)
     admin_ids: str = ""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core.conversation import Context, HelpStyle, Photo, Reply
+from core.threads import ResultRef
 
 if TYPE_CHECKING:
     from core.service import ChatService
@@ -28,10 +29,16 @@ class Takes(enum.Enum):
     PHOTO = "photo"
     LABELLED_PHOTO = "labelled photo"
     IMAGE_ID = "image id"
+    RESULT = "result"  # one of the bot's results: the one replied to, or the last one shown
+    RESULT_WORDS = "result and words"
 
     @property
     def photo(self) -> bool:
         return self in (Takes.PHOTO, Takes.LABELLED_PHOTO)
+
+    @property
+    def result(self) -> bool:
+        return self in (Takes.RESULT, Takes.RESULT_WORDS)
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,7 @@ class CommandInput:
     label: str = ""
     description: str = ""
     image_id: int | None = None
+    result: ResultRef | None = None  # the result a Takes.RESULT command was given
 
     @classmethod
     def from_text(cls, takes: Takes, text: str, photo: Photo | None = None) -> CommandInput:
@@ -51,15 +59,20 @@ class CommandInput:
         if takes is Takes.LABELLED_PHOTO:
             label, _, description = text.partition("|")
             return cls(photo=photo, label=label.strip(), description=description.strip())
-        if takes is Takes.IMAGE_ID:
-            number = text.removeprefix("#")
-            return cls(image_id=int(number) if number.isdigit() else None)
-        return cls(words=text if takes is Takes.WORDS else "", photo=photo)
+        if takes is Takes.IMAGE_ID or (takes is Takes.PHOTO and photo is None and image_ref(text) is not None):
+            return cls(image_id=image_ref(text))
+        return cls(words=text if takes in (Takes.WORDS, Takes.RESULT_WORDS) else "", photo=photo)
 
     def require_photo(self) -> Photo:
         if self.photo is None:  # front ends ask for the photo before calling the service
             raise ValueError("a photo command was run without a photo")
         return self.photo
+
+
+def image_ref(text: str) -> int | None:
+    """The image number in ``#12`` or ``12``; None for anything else."""
+    number = text.strip().removeprefix("#")
+    return int(number) if number.isdigit() and len(number) <= 18 else None
 
 
 Run = Callable[["ChatService", Context, CommandInput], Awaitable["Reply | None"]]
@@ -79,6 +92,8 @@ class ChatCommand:
     # The answer concerns the asker alone: where a front end can show a reply to one person only
     # (Discord's ephemeral messages), it does.
     asker_only: bool = False
+    # A photo command that also takes a gallery image's number instead of a photo: /match #12.
+    by_id: bool = False
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -91,11 +106,23 @@ class ChatCommand:
 
 
 async def _match(s: ChatService, ctx: Context, a: CommandInput) -> Reply | None:
+    if a.image_id is not None:
+        return await s.similar(ctx, a.image_id)
     return await s.match(ctx, a.require_photo())
 
 
 async def _find(s: ChatService, ctx: Context, a: CommandInput) -> Reply | None:
     return await s.find(ctx, a.words)
+
+
+async def _similar(s: ChatService, ctx: Context, a: CommandInput) -> Reply | None:
+    if a.image_id is not None:
+        return await s.similar(ctx, a.image_id)
+    return await s.similar_to_result(ctx, a.result)
+
+
+async def _refine(s: ChatService, ctx: Context, a: CommandInput) -> Reply | None:
+    return await s.refine(ctx, a.result, a.words)
 
 
 async def _add(s: ChatService, ctx: Context, a: CommandInput) -> Reply | None:
@@ -133,11 +160,16 @@ async def _help(s: ChatService, ctx: Context, a: CommandInput) -> Reply | None:
 
 
 # What a photo sent without a command asks for, on every front end.
-MATCH = ChatCommand("match", "the closest image to a photo, with its score", Takes.PHOTO, _match)
+MATCH = ChatCommand("match", "the closest image to a photo (or to gallery image #12), with its score", Takes.PHOTO,
+                    _match, by_id=True)
+SIMILAR = ChatCommand("similar", "images like one of my results", Takes.RESULT, _similar)
+REFINE = ChatCommand("refine", "search again for a result with your words: at night, but red, -people",
+                     Takes.RESULT_WORDS, _refine, usage="<words>")
 CATALOGUE: tuple[ChatCommand, ...] = (
-    ChatCommand("find", "find an image by label, description or meaning (add color:red to filter)", Takes.WORDS,
-                _find, usage="<words>"),
+    ChatCommand("find", "find images by label, description or meaning", Takes.WORDS, _find, usage="<words>"),
     MATCH,
+    SIMILAR,
+    REFINE,
     ChatCommand("add", "add a photo to this chat's gallery", Takes.LABELLED_PHOTO, _add,
                 usage="label | description"),
     ChatCommand("describe", "describe a photo in words", Takes.PHOTO, _describe),
@@ -161,6 +193,14 @@ def commands_for(front_end: str) -> tuple[ChatCommand, ...]:
     return tuple(c for c in CATALOGUE if front_end in c.front_ends)
 
 
+SEARCH_SYNTAX = (
+    "Searching: cat + beach (both), cat -dog (cats, no dogs), \"red hat\" (those words in a label or "
+    "description), #12 + night (image 12, at night), car color:red (red among its colours).",
+    "Under a result: More like this / Not this search again with your taste; reply words to a result "
+    "(\u201cat night\u201d, \u201cbut red\u201d, \u201c-people\u201d) to refine it.",
+)
+
+
 class ChatStyle:
     """How a text chat (Telegram) writes commands: ``/find <words>``, photo commands on a photo."""
 
@@ -168,6 +208,10 @@ class ChatStyle:
 
     def usage(self, command: ChatCommand) -> str:
         text = f"/{command.name} {command.usage}".rstrip()
+        if command.takes.result:
+            return f"{text} (as a reply to a result)"
+        if command.by_id:
+            return f"{text} (on a photo), or /{command.name} #12"
         return f"{text} (on a photo)" if command.takes.photo else text
 
     def notes(self, *, private: bool) -> list[str]:
@@ -200,5 +244,6 @@ def help_text(style: HelpStyle, *, private: bool) -> str:
         "shared one, with a similarity score.",
         *(f"{style.usage(c)} \u2014 {c.summary}" for c in commands_for(style.front_end) if c.name != "help"),
         *style.notes(private=private),
+        *SEARCH_SYNTAX,
     ]
     return "\n".join(lines)

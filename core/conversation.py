@@ -81,6 +81,7 @@ class Context:
 class Button:
     text: str
     data: str  # opaque to adapters; short enough for Telegram's 64-byte callback data
+    row: int = 0  # buttons of one row sit side by side, where a platform lays them out in rows
 
 
 # A photo as a request carries it: its bytes, or how to download them. The service downloads only
@@ -107,3 +108,6 @@ class Reply:
     result_id: int | None = None
     buttons: tuple[Button, ...] = ()
     path: str | None = None  # the shown image's file: the operator's own where it has one (the console prints it)
+    # An answer to a button that takes the place of the message the button was on ("Next match"),
+    # rather than coming as a new message.
+    replaces: bool = False

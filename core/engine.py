@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 from PIL import Image
 
+from core.calibration import CalibrationConfig, Calibrator
 from core.captions import Captioner
 from core.colors import DominantColor, dominant_colors
 from core.errors import CaptionsOffError, InputError, ModelChangedError, ModelLoadError
@@ -27,10 +28,12 @@ from core.inference import Encoding
 from core.intake import AddResult, AddStatus, Intake
 from core.maintenance import HealthReport, SweepReport, check_health, sweep
 from core.media import MediaStore
+from core.query import ParsedQuery
 from core.records import ImageRecord, SourceFile
-from core.search import SearchResult, matches_words, query_words, split_color_filter, word_stem
+from core.search import SearchResult
+from core.searching import DEFAULT_WEIGHT, QueryPlan, Searcher
 from core.state import StateStore
-from core.storage import GalleryStorage, Neighbours
+from core.storage import GalleryStorage
 from core.text import TextLimits
 
 __all__ = ["AddResult", "AddStatus", "Engine", "StorageInfo"]
@@ -81,6 +84,8 @@ class Engine:
         self.color_count = color_count
         self.text_limits = text_limits or TextLimits()
         self._caption_failure_logged = False
+        self._searcher = Searcher(gallery, runner, ready=self._ready, path_of=self.path_of)
+        self._calibrators: list[Calibrator] = []
         self._intake = Intake(gallery=gallery, media=media, runner=runner, blocking=self.blocking,
                               captions=self._captions_or_none, color_count=color_count, text_limits=self.text_limits)
 
@@ -132,6 +137,8 @@ class Engine:
         """Close the database and stop the worker threads; safe to call twice, or after a failed start."""
         pool, self._decode_pool = self._decode_pool, None
         self._search_ready = False
+        for calibrator in self._calibrators:
+            await calibrator.aclose()
         await self._intake.drop_late_captions()
         try:
             await self._gallery.close()
@@ -150,8 +157,11 @@ class Engine:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _ready(self) -> None:
+    async def ready(self) -> None:
         """Load the model and let the backend prepare its search (SQLite: the in-memory index)."""
+        await self._ready()
+
+    async def _ready(self) -> None:
         if not self._search_ready:
             async with self._ready_lock:
                 if not self._search_ready:
@@ -394,14 +404,17 @@ class Engine:
         """The database's integrity, pictures gone missing, and a sweep: what `clipbot doctor` shows."""
         return await check_health(self._gallery, self._media)
 
-    # -- search ---------------------------------------------------------------------------------
+    # -- search (core.searching) ------------------------------------------------------------------
 
     async def search_image(
         self, source: bytes | str | Path, *, collections: Sequence[str] = (GLOBAL_COLLECTION,), k: int = 5
     ) -> list[SearchResult]:
         """The ``k`` images most similar to ``source`` across ``collections``, best first."""
-        decoded = await self.decode(source)
-        return await self.search_vector(await self.encode_decoded(decoded), collections=collections, k=k)
+        return await self.search_vector(await self.image_vector(source), collections=collections, k=k)
+
+    async def image_vector(self, source: bytes | str | Path) -> np.ndarray:
+        """The vector of an image file or its bytes."""
+        return await self.encode_decoded(await self.decode(source))
 
     async def encode_decoded(self, decoded: DecodedImage) -> np.ndarray:
         vector: np.ndarray = (await self._runner.encode_pixels(await self.prepare([decoded])))[0]
@@ -414,39 +427,32 @@ class Engine:
     async def search_vector(
         self, vector: np.ndarray, *, collections: Sequence[str] = (GLOBAL_COLLECTION,), k: int = 5
     ) -> list[SearchResult]:
-        await self._ready()
-        hits = await self._gallery.nearest(vector, model_id=self.model_id, collections=list(collections), k=k)
-        return await self._results(hits)
+        return await self._searcher.search(QueryPlan(vector, kind="image"), collections=collections, k=k)
 
     async def find_text(
         self, text: str, *, collections: Sequence[str] = (GLOBAL_COLLECTION,), k: int = 5
     ) -> list[SearchResult]:
-        """Hybrid text search: label/description word matches first, then pure CLIP matches.
+        """A /find query (``cat + beach -dog "red hat" #12 color:red``, see core.query): images
+        whose label or description holds its words first, then the others, each by CLIP cosine."""
+        plan = await self.plan_query(text, collections=collections)
+        return await self._searcher.search(plan, collections=collections, k=k)
 
-        Both tiers are ordered by CLIP text-to-image cosine. ``color:red`` in the text keeps only
-        images whose dominant colours include red.
-        """
-        query_text, families = split_color_filter(text)
-        if not query_text and not families:
-            raise InputError("Tell me what to look for, for example: red car")
-        await self._ready()
-        names = list(collections)
-        query = (await self._runner.encode_texts([query_text or " ".join(families)]))[0]
-        words = query_words(query_text)
-        candidates = await self._gallery.text_candidates(names, [word_stem(w) for w in words])
-        matched = [r.id for r in candidates if matches_words(words, r.label, r.description)]
-        first = Neighbours.empty()
-        if matched:
-            first = await self._gallery.nearest(query, model_id=self.model_id, collections=names, k=k,
-                                                color_families=families, only=matched)
-        rest = Neighbours.empty()
-        if len(first) < k:  # the best of the others, beyond the word matches already taken
-            more = await self._gallery.nearest(query, model_id=self.model_id, collections=names, k=k + len(first),
-                                               color_families=families)
-            keep = ~np.isin(more.ids, first.ids)
-            rest = Neighbours(more.ids[keep][: k - len(first)], more.scores[keep][: k - len(first)])
-        hits = Neighbours(np.concatenate([first.ids, rest.ids]), np.concatenate([first.scores, rest.scores]))
-        return await self._results(hits, text_matches=len(first))
+    async def plan_query(self, query: str | ParsedQuery, *, collections: Sequence[str],
+                         weight: float = DEFAULT_WEIGHT) -> QueryPlan:
+        """A parsed query's vector and filters; ``#12`` must be visible from ``collections``."""
+        return await self._searcher.plan(query, collections=collections, weight=weight)
+
+    async def search_plan(self, plan: QueryPlan, *, collections: Sequence[str], k: int) -> list[SearchResult]:
+        """The ``k`` best images of ``collections`` for a plan (a thread's query, after feedback)."""
+        return await self._searcher.search(plan, collections=collections, k=k)
+
+    async def text_vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """Query vectors of texts, from the text model in use."""
+        return await self._searcher.text_vectors(texts)
+
+    async def image_vectors(self, ids: Sequence[int], collections: Sequence[str]) -> dict[int, np.ndarray]:
+        """Stored vectors of images visible from ``collections``; :class:`NotFoundError` for any other id."""
+        return await self._searcher.image_vectors(ids, collections)
 
     async def scores(
         self, source: bytes | str | Path, *, collections: Sequence[str] = (GLOBAL_COLLECTION,)
@@ -456,16 +462,9 @@ class Engine:
         total = await self._gallery.count_vectors(self.model_id, list(dict.fromkeys(collections)))
         return await self.search_image(source, collections=collections, k=total)
 
-    async def _results(self, hits: Neighbours, text_matches: int = 0) -> list[SearchResult]:
-        records = await self._gallery.get_images([int(i) for i in hits.ids])
-        out = []
-        for n, (image_id, score) in enumerate(zip(hits.ids.tolist(), hits.scores.tolist(), strict=True)):
-            rec = records.get(image_id)
-            if rec is None:  # deleted while we searched
-                continue
-            out.append(SearchResult(
-                id=rec.id, label=rec.label, description=rec.description, path=self.path_of(rec),
-                score=float(np.clip(score, -1.0, 1.0)), collection=rec.collection, text_match=n < text_matches,
-                source_path=rec.source_path,
-            ))
-        return out
+    def calibrator(self, config: CalibrationConfig, *, fallback_image: float, fallback_text: float) -> Calibrator:
+        """Per-gallery weak and no-match thresholds (core.calibration), closed with the engine."""
+        calibrator = Calibrator(self._gallery, self._runner, model_id=lambda: self.model_id, config=config,
+                                fallback_image=fallback_image, fallback_text=fallback_text)
+        self._calibrators.append(calibrator)
+        return calibrator

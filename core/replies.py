@@ -35,9 +35,14 @@ def fit_pair(label: str, description: str, room: int) -> tuple[str, str]:
     return label, shorten(description, room - 1 - len(label))
 
 
-def result_caption(result: SearchResult, index: int, total: int, *, weak: bool) -> str:
-    """The caption of one match: a weak-match warning, label, description, then score and ``#id``."""
-    head = ["Weak match: nothing here looks much like this."] if weak else []
+WEAK_MATCH = "Weak match: nothing here looks much like this."
+NO_MATCH = "Nothing in this gallery looks like this. The closest anyway:"
+
+
+def result_caption(result: SearchResult, index: int, total: int, *, verdict: str = "good") -> str:
+    """The caption of one match: a weak or no-match warning (``verdict``), label, description,
+    then score and ``#id``."""
+    head = [NO_MATCH] if verdict == "none" else [WEAK_MATCH] if verdict == "weak" else []
     tail = f"Score: {result.score:.2f} \u00b7 #{result.id} \u00b7 match {index + 1} of {total}"
     room = CAPTION_BUDGET - len("\n".join([*head, tail])) - 1
     label = clean_text(result.label) or "(no label)"

@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from core.calibration import CalibrationConfig
 from core.commands import ChatCommand, CommandInput, help_text, style_of
-from core.conversation import Button, Chat, Context, Photo, Reply, photo_bytes
+from core.conversation import Chat, Context, Photo, Reply, photo_bytes
+from core.dialogue import NOT_A_RESULT, Dialogue
 from core.engine import Engine
-from core.errors import BusyError, ClipbotError, NotFoundError, PermissionDeniedError, StorageUnavailableError
+from core.errors import BusyError, ClipbotError, NotFoundError, PermissionDeniedError
 from core.galleries import GLOBAL_COLLECTION
-from core.pages import ResultPage, ResultPages
-from core.previews import make_preview
+from core.query import FIND_USAGE, REFINE_USAGE
 from core.ratelimit import RateLimiter
-from core.replies import added_text, empty_gallery_text, expired_text, label_or_id, list_text, result_caption
-from core.search import SearchResult, shown_path
-from core.text import clean_text, plural, shorten
-from core.visuals import collage_png, colors_text, palette_png, scores_png
+from core.replies import added_text, empty_gallery_text, expired_text, label_or_id, list_text
+from core.searching import QueryPlan
+from core.text import plural
+from core.threads import LIKE_PREFIX, NEXT_PREFIX, NOT_PREFIX, TOP_PREFIX, ResultRef, ThreadConfig, Threads, result_ref
+from core.visuals import colors_text, palette_png, scores_png
 
+__all__ = ["LIKE_PREFIX", "NEXT_PREFIX", "NOT_PREFIX", "TOP_PREFIX", "ChatService", "ServiceConfig"]
 log = logging.getLogger(__name__)
-NEXT_PREFIX = "next:"
-TOP_PREFIX = "top:"
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class ServiceConfig:
     list_limit: int = 20
     # /add waits this long for BLIP's caption; a slower one is stored when it comes (see Engine.add_decoded).
     add_caption_seconds: float = 10.0
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    threads: ThreadConfig = field(default_factory=ThreadConfig)
 
 
 class ChatService:
@@ -47,36 +50,74 @@ class ChatService:
     """
 
     def __init__(self, engine: Engine, *, config: ServiceConfig | None = None,
-                 limiter: RateLimiter | None = None, pages: ResultPages | None = None) -> None:
+                 limiter: RateLimiter | None = None, threads: Threads | None = None) -> None:
         self.engine = engine
         self.config = config or ServiceConfig()
         self.limiter = limiter or RateLimiter(10)
-        self.pages = pages or ResultPages()
+        self.threads = threads or Threads(ttl_seconds=self.config.threads.ttl_s)
+        self.calibrator = engine.calibrator(self.config.calibration, fallback_image=self.config.weak_image_score,
+                                            fallback_text=self.config.weak_text_score)
+        self.dialogue = Dialogue(engine, threads=self.threads, config=self.config.threads,
+                                 calibrator=self.calibrator, top_k=self.config.top_k)
 
     # -- requests -------------------------------------------------------------------------------
 
     async def match(self, ctx: Context, image: Photo) -> Reply | None:
         """Reply with the closest image of the chat's gallery (plus ``global``) to ``image``."""
         async def work() -> Reply:
-            data = await photo_bytes(image)
-            results = await self.engine.search_image(data, collections=ctx.chat.searchable, k=self.config.top_k)
-            return await self._first_page(ctx, results, self.config.weak_image_score, "photo")
+            plan = QueryPlan(await self.engine.image_vector(await photo_bytes(image)), title="photo", kind="image")
+            results = await self.engine.search_plan(plan, collections=ctx.chat.searchable, k=self.config.top_k)
+            return await self.dialogue.first(ctx, results, query="photo", plan=plan, kind="image")
 
         return await self._guarded(ctx, work)
 
     async def find(self, ctx: Context, text: str) -> Reply | None:
-        """Reply with the best image for a text query (label/description words, then CLIP)."""
+        """Reply with the best images for a query (``cat + beach -dog "red hat" #12 color:red``):
+        label and description words first, then CLIP's meaning."""
         query = text.strip()
         if not query:
-            return Reply("Tell me what to look for, for example: /find red car", kind="error")
+            return Reply(f"Tell me what to look for, for example: /find red car\n{FIND_USAGE}", kind="error")
 
         async def work() -> Reply:
-            results = await self.engine.find_text(query, collections=ctx.chat.searchable, k=self.config.top_k)
-            if not results and "colo" in query.lower():
+            plan = await self.engine.plan_query(query, collections=ctx.chat.searchable,
+                                                weight=self.config.threads.refine_text_weight)
+            results = await self.engine.search_plan(plan, collections=ctx.chat.searchable, k=self.config.top_k)
+            if not results and plan.families:
                 return Reply("No image here has those colours among its dominant ones.")
-            return await self._first_page(ctx, results, self.config.weak_text_score, query)
+            if not results and plan.phrases:
+                quoted = ", ".join(f"\u201c{p}\u201d" for p in plan.phrases)
+                return Reply(f"No image here has {quoted} in its label or description.")
+            return await self.dialogue.first(ctx, results, query=query, plan=plan, kind=plan.kind)
 
         return await self._guarded(ctx, work)
+
+    async def similar(self, ctx: Context, image_id: int) -> Reply | None:
+        """Images like gallery image ``image_id`` (``/match #12``), if this chat can see it."""
+        return await self._guarded(ctx, lambda: self.dialogue.similar(ctx, image_id))
+
+    async def similar_to_result(self, ctx: Context, ref: ResultRef | None) -> Reply | None:
+        """``/similar`` replied to one of the bot's results: images like the one it shows."""
+        if ref is None:
+            return Reply(f"{NOT_A_RESULT}", kind="error")
+        return await self._guarded(ctx, lambda: self.dialogue.similar(ctx, ref.image_id, ref=ref))
+
+    async def refine(self, ctx: Context, ref: ResultRef | None, text: str) -> Reply | None:
+        """Words replied to a result: search again for its image combined with them."""
+        if ref is not None and not text.strip():
+            return Reply(REFINE_USAGE)
+        return await self._guarded(ctx, lambda: self.dialogue.refine(ctx, ref, text))
+
+    async def press(self, ctx: Context, data: str) -> Reply | None:
+        """A result's button: the next match (``replaces`` the message), the top-N card, or
+        "More like this" / "Not this" (a new result, from the thread moved by the feedback)."""
+        if data.startswith(NEXT_PREFIX):
+            return await self.dialogue.page(ctx, data)
+        if data.startswith(TOP_PREFIX):
+            return await self.dialogue.collage(ctx, data)
+        ref = result_ref([data])
+        if ref is None:
+            return Reply(expired_text(style_of(ctx)), kind="error")
+        return await self._guarded(ctx, lambda: self.dialogue.feedback(ctx, ref, liked=data.startswith(LIKE_PREFIX)))
 
     async def describe(self, ctx: Context, image: Photo) -> Reply | None:
         """BLIP's caption of a photo."""
@@ -164,10 +205,13 @@ class ChatService:
         async def work() -> Reply:
             counts = await self.engine.collection_counts()
             mine, shared = counts.get(ctx.chat.collection, 0), counts.get(GLOBAL_COLLECTION, 0)
-            return Reply(
-                f"This chat's gallery: {plural(mine, 'image')}.\nShared gallery: {plural(shared, 'image')}.\n"
-                f"Searches here look through {plural(mine + shared, 'image')}."
-            )
+            text = (f"This chat's gallery: {plural(mine, 'image')}.\nShared gallery: {plural(shared, 'image')}.\n"
+                    f"Searches here look through {plural(mine + shared, 'image')}.")
+            if mine + shared:
+                await self.engine.ready()
+                thresholds = await self.calibrator.thresholds(ctx.chat.searchable)
+                text += "\n" + thresholds.describe()
+            return Reply(text)
 
         return await self._guarded(ctx, work)
 
@@ -188,26 +232,11 @@ class ChatService:
 
     async def page(self, ctx: Context, data: str) -> Reply:
         """The reply a "next match" button leads to, for editing the message in place."""
-        token, _, index_text = data.removeprefix(NEXT_PREFIX).partition(":")
-        page = await self._page_of(ctx, token)
-        if page is None or not index_text.isdigit():
-            return Reply(expired_text(style_of(ctx)), kind="error")
-        index = int(index_text) % len(page.results)
-        return await self._result_reply(page, token, index)
+        return await self.dialogue.page(ctx, data)
 
     async def collage(self, ctx: Context, data: str) -> Reply:
         """The reply a "top N" button leads to: every result of the list on one card."""
-        page = await self._page_of(ctx, data.removeprefix(TOP_PREFIX))
-        if page is None:
-            return Reply(expired_text(style_of(ctx)), kind="error")
-        title = f"Top {len(page.results)} for {clean_text(page.query)}"  # cut to the card's width there
-        png = await self.engine.blocking(lambda: collage_png(page.results, title=title))
-        return Reply(f"Top {len(page.results)} for {shorten(clean_text(page.query), 200)}", kind="result", image=png,
-                     image_name="top.png")
-
-    async def _page_of(self, ctx: Context, token: str) -> ResultPage | None:
-        page = await self.pages.get(token)
-        return page if page is not None and page.collection == ctx.chat.collection else None
+        return await self.dialogue.collage(ctx, data)
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -226,38 +255,6 @@ class ChatService:
             return Reply(str(exc), kind="busy")
         except ClipbotError as exc:
             return Reply(str(exc), kind="error")
-
-    # Sequence, not list: inside this class ``list`` names the /list method.
-    async def _first_page(self, ctx: Context, results: Sequence[SearchResult], weak_below: float,
-                          query: str) -> Reply:
-        if not results:
-            return Reply(empty_gallery_text(style_of(ctx)))
-        page = ResultPage(ctx.chat.collection, tuple(results), weak_below, query)
-        try:
-            token: str | None = await self.pages.put(page)
-        except StorageUnavailableError as exc:  # the answer still goes out, without buttons to page it
-            log.warning("result page not kept (%s): %s", exc.detail, exc)
-            token = None
-        return await self._result_reply(page, token, 0)
-
-    async def _result_reply(self, page: ResultPage, token: str | None, index: int) -> Reply:
-        result = page.results[index]
-        total = len(page.results)
-        # A label or description that names what was asked for is a good answer whatever CLIP scores.
-        weak = result.score < page.weak_below and not result.text_match
-        buttons: tuple[Button, ...] = ()
-        if total > 1 and token is not None:
-            nxt = (index + 1) % total
-            text = f"Next match ({nxt + 1}/{total})" if nxt else "Back to best match"
-            # The collage comes on request only: the best match alone is the fast reply.
-            buttons = (Button(text, f"{NEXT_PREFIX}{token}:{nxt}"), Button(f"Top {total}", f"{TOP_PREFIX}{token}"))
-        image = await self.engine.blocking(make_preview, result.path) if result.path else None
-        shown = await self.engine.blocking(shown_path, result.source_path, result.path)
-        return Reply(
-            result_caption(result, index, total, weak=weak), kind="result", image=image,
-            image_name=f"match-{result.id}.jpg" if image else None, score=result.score, result_id=result.id,
-            buttons=buttons, path=shown,
-        )
 
     def _is_bot_admin(self, ctx: Context) -> bool:
         return ctx.user.key in self.config.admin_ids or ctx.user.id in self.config.admin_ids

@@ -126,7 +126,7 @@ def test_caption_budget_holds_for_legacy_rows_over_the_limits() -> None:
     from core.replies import result_caption
 
     huge = SearchResult(id=7, label="L" * 5000, description="D" * 5000, path=None, score=0.5, collection="global")
-    text = result_caption(huge, 0, 3, weak=True)
+    text = result_caption(huge, 0, 3, verdict="weak")
     assert len(text) <= CAPTION_BUDGET and text.endswith("Score: 0.50 \u00b7 #7 \u00b7 match 1 of 3")
     assert text.startswith("Weak match") and "\u2026" in text
 

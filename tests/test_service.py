@@ -15,7 +15,8 @@ from bot.settings import Settings
 from core.conversation import Chat, Context, User
 from core.encoders import ClipEncoder
 from core.engine import Engine
-from core.pages import ResultPages
+from core.searching import QueryPlan
+from core.threads import Thread, Threads
 from core.ratelimit import RateLimiter
 from core.search import SearchResult
 from core.service import ChatService, ServiceConfig
@@ -58,7 +59,8 @@ async def test_match_replies_with_photo_score_and_next_button(service: ChatServi
     assert reply.text.splitlines()[0:2] == ["coffee", "a coffee"]
     assert f"Score: {reply.score:.2f}" in reply.text and "match 1 of 3" in reply.text
     assert reply.image is not None and reply.image[:3] == b"\xff\xd8\xff"  # a JPEG preview
-    assert [b.text for b in reply.buttons] == ["Next match (2/3)", "Top 3"]
+    assert [(b.text, b.row) for b in reply.buttons] == [
+        ("Next match (2/3)", 0), ("Top 3", 0), ("More like this", 1), ("Not this", 1)]
     second = await service.page(c, reply.buttons[0].data)
     third = await service.page(c, second.buttons[0].data)
     assert "match 2 of 3" in second.text and "match 3 of 3" in third.text
@@ -82,8 +84,8 @@ async def test_weak_match_and_empty_gallery(service: ChatService, engine: Engine
     empty = await service.match(c, photos["rocket"].read_bytes())
     assert empty is not None and "no images yet" in empty.text and "/add" in empty.text
     await service.add(c, photos["rocket"].read_bytes(), "rocket")
-    service.config = ServiceConfig(weak_image_score=1.5)  # nothing can reach it
-    weak = await service.match(c, photos["coffee"].read_bytes())
+    strict = ChatService(engine, config=ServiceConfig(weak_image_score=1.5))  # nothing can reach it
+    weak = await strict.match(c, photos["coffee"].read_bytes())
     assert weak is not None and weak.text.startswith("Weak match")
 
 
@@ -244,15 +246,23 @@ async def test_failed_encode_stores_nothing(settings: Settings, recording: Recor
         assert [f.name for f in files] == [Path(kept.file or "").name]
 
 
-async def test_result_pages_expire_and_are_bounded() -> None:
+async def test_threads_expire_and_are_bounded_and_keep_every_field() -> None:
     now = [0.0]
-    pages = ResultPages(MemoryState(capacity=2, clock=lambda: now[0]), ttl_seconds=10)
-    from core.pages import ResultPage
-
+    threads = Threads(MemoryState(capacity=2, clock=lambda: now[0]), ttl_seconds=10)
     hit = SearchResult(7, "cat", "on a mat", "/media/a.jpg", 0.9, "c", True, "/photos/cat.jpg")
-    tokens = [await pages.put(ResultPage("c", (hit,), 0.5, "q")) for _ in range(3)]
-    assert await pages.get(tokens[0]) is None
-    assert await pages.get(tokens[2]) == ResultPage("c", (hit,), 0.5, "q")  # every field survives storage
+    vector = np.array([0.6, -0.8, 0.0], np.float32)
+    plan = QueryPlan(vector, words="cat", phrases=("on a mat",), minus_words=("dog",), families=("red",),
+                     exclude=(3,), title="cat -dog", kind="text")
+    thread = Thread("c", "telegram:1", (hit,), "q", 0.5, 0.25, origin=vector * 2, plan=plan, liked=(4,),
+                    rejected=(5, 6))
+    tokens = [await threads.put(thread) for _ in range(3)]
+    assert await threads.get(tokens[0]) is None
+    back = await threads.get(tokens[2])
+    assert back == thread  # every plain field survives storage
+    assert back is not None and back.plan is not None and back.origin is not None
+    np.testing.assert_array_equal(back.origin, vector * 2)
+    np.testing.assert_array_equal(back.plan.vector, vector)
+    assert back.plan == plan and back.plan.kind == "text"
     now[0] = 11
-    assert await pages.get(tokens[2]) is None
+    assert await threads.get(tokens[2]) is None
     assert len(np.unique(tokens)) == 3
