@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
-from telegram import CallbackQuery, InputMediaPhoto, Message, Update
+from telegram import InputMediaPhoto, Message, Update
 from telegram.error import BadRequest, NetworkError, TelegramError
 from telegram.ext import ContextTypes
 
@@ -22,19 +22,22 @@ from adapters.telegram.messages import (
     keyboard,
     parse_command,
     refused_file,
+    result_of,
     send_reply,
     trimmed,
 )
-from core.commands import MATCH, ChatCommand, CommandInput, Takes, command_named
-from core.conversation import Chat, Context, Reply
+from core.commands import MATCH, ChatCommand, CommandInput, Takes, command_named, image_ref
+from core.conversation import Chat, Reply
 from core.errors import InputError
 from core.images import refusal_before_download
-from core.service import ChatService
+from core.service import LIKE_PREFIX, NEXT_PREFIX, NOT_PREFIX, TOP_PREFIX, ChatService
 
 log = logging.getLogger(__name__)
 Ctx = ContextTypes.DEFAULT_TYPE
 Handler = Callable[[Update, Ctx], Coroutine[Any, Any, None]]
 USAGE_ADD = "Send a photo with the caption /add label | description, or reply to a photo with it."
+ALERT_LIMIT = 200  # Telegram's callback answers (pop-ups) take at most 200 characters
+BUTTON_PATTERN = f"^({NEXT_PREFIX}|{TOP_PREFIX}|{LIKE_PREFIX}|{NOT_PREFIX})"
 
 
 def photo_usage(command: ChatCommand) -> str:
@@ -58,11 +61,22 @@ class TelegramHandlers:
 
         async def handle(update: Update, context: Ctx) -> None:
             text = " ".join(context.args or [])
+            message = update.effective_message
+            replied = message.reply_to_message if message else None
+            if command.takes.result:
+                if replied is None:
+                    await self._answer(update, Reply(f"Reply /{command.name} to one of my results.", kind="error"))
+                    return
+                args = replace(CommandInput.from_text(command.takes, text), result=result_of(replied))
+                await self._execute(update, context, command, args)
+                return
             if not command.takes.photo:
                 await self._execute(update, context, command, CommandInput.from_text(command.takes, text))
                 return
-            message = update.effective_message
-            att = attachment_of(message.reply_to_message if message else None)
+            att = attachment_of(replied)
+            if att is None and command.by_id and image_ref(text) is not None:  # /match #12
+                await self._execute(update, context, command, CommandInput.from_text(command.takes, text))
+                return
             if att is None:
                 await self._answer(update, Reply(photo_usage(command)))
                 return
@@ -89,12 +103,16 @@ class TelegramHandlers:
         # Any other group photo is none of our business.
 
     async def text(self, update: Update, context: Ctx) -> None:
-        """Plain text in private, or a reply to one of our messages in a group: search for it."""
+        """Words replied to one of our results refine it; other plain text in private is searched."""
         message = update.effective_message
         if message is None or not message.text or update.effective_chat is None:
             return
-        if update.effective_chat.type == "private" or self._replies_to_me(message, context):
-            await self._answer(update, await self.service.find(context_of(update, context.bot), message.text))
+        ctx = context_of(update, context.bot)
+        if self._replies_to_me(message, context):
+            await self._answer(update, await self.service.refine(ctx, result_of(message.reply_to_message),
+                                                                 message.text))
+        elif update.effective_chat.type == "private":
+            await self._answer(update, await self.service.find(ctx, message.text))
 
     async def migration(self, update: Update, context: Ctx) -> None:
         """A group became a supergroup, under a new chat id: its gallery moves along.
@@ -116,14 +134,26 @@ class TelegramHandlers:
     async def unknown(self, update: Update, context: Ctx) -> None:
         await self._answer(update, Reply("I don't know that command; /help lists what I can do."))
 
-    # -- the "next match" button ----------------------------------------------------------------
+    # -- the buttons under a result ----------------------------------------------------------------
 
-    async def next_match(self, update: Update, context: Ctx) -> None:
-        """The "Next match" button: the message is edited in place to show the next result."""
-        pressed = await self._button(update, context, self.service.page)
-        if pressed is None:
+    async def result_button(self, update: Update, context: Ctx) -> None:
+        """Any button under a result. "Next match" edits the message in place; "Top N", "More like
+        this" and "Not this" answer with a new message replying to the result."""
+        query = update.callback_query
+        if query is None or query.data is None or not isinstance(query.message, Message):
             return
-        query, message, reply = pressed
+        message = query.message
+        reply = await self.service.press(context_of(update, context.bot), query.data)
+        if reply is None:  # a user already told to slow down
+            await query.answer()
+            return
+        if reply.kind in ("error", "rate_limited", "busy"):
+            await query.answer(trimmed(reply.text, ALERT_LIMIT), show_alert=True)
+            return
+        if not reply.replaces:
+            await query.answer()
+            await send_reply(message, reply, quote=True)
+            return
         try:
             if reply.image is not None and message.photo:
                 media = InputMediaPhoto(reply.image, caption=trimmed(reply.text, CAPTION_LIMIT))
@@ -141,26 +171,6 @@ class TelegramHandlers:
                 log.warning("Telegram refused to show the next match in place (%s); sending it anew", exc)
                 await send_reply(message, reply, quote=True)
         await query.answer()
-
-    async def top(self, update: Update, context: Ctx) -> None:
-        """The "Top N" button: the whole result list as one collage, in a new message."""
-        pressed = await self._button(update, context, self.service.collage)
-        if pressed is not None:
-            query, message, reply = pressed
-            await query.answer()
-            await send_reply(message, reply, quote=True)
-
-    async def _button(self, update: Update, context: Ctx, answer: Callable[[Context, str], Awaitable[Reply]]
-                      ) -> tuple[CallbackQuery, Message, Reply] | None:
-        """The service's answer to a pressed button; an expired one is told in a pop-up."""
-        query = update.callback_query
-        if query is None or query.data is None or not isinstance(query.message, Message):
-            return None
-        reply = await answer(context_of(update, context.bot), query.data)
-        if reply.kind == "error":
-            await query.answer(reply.text, show_alert=True)
-            return None
-        return query, query.message, reply
 
     # -- errors -----------------------------------------------------------------------------------
 

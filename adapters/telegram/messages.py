@@ -12,6 +12,7 @@ from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import BadRequest, NetworkError
 
 from core.conversation import Chat, Context, Reply, User
+from core.threads import ResultRef, result_ref
 
 log = logging.getLogger(__name__)
 PLATFORM = "telegram"
@@ -78,9 +79,22 @@ def attachment_of(message: Message | None) -> Attachment | None:
 
 
 def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
+    """The reply's buttons, one keyboard row per :attr:`Button.row`."""
     if not reply.buttons:
         return None
-    return InlineKeyboardMarkup([[InlineKeyboardButton(b.text, callback_data=b.data) for b in reply.buttons]])
+    rows = sorted({b.row for b in reply.buttons})
+    return InlineKeyboardMarkup([[InlineKeyboardButton(b.text, callback_data=b.data) for b in reply.buttons
+                                  if b.row == row] for row in rows])
+
+
+def result_of(message: Message | None) -> ResultRef | None:
+    """The result a message of ours shows, from its buttons' data (Telegram sends a replied-to
+    message with its keyboard); None for any other message."""
+    markup = message.reply_markup if message is not None else None
+    if markup is None:
+        return None
+    return result_ref(str(button.callback_data) for row in markup.inline_keyboard for button in row
+                      if button.callback_data is not None)
 
 
 def trimmed(text: str, limit: int) -> str:

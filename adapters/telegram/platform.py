@@ -18,13 +18,13 @@ from telegram.ext import (
     filters,
 )
 
-from adapters.telegram.handlers import TelegramHandlers
+from adapters.telegram.handlers import BUTTON_PATTERN, TelegramHandlers
 from adapters.telegram.limits import GROUP_PERIOD_S, ChatSendLimiter
 from adapters.telegram.messages import PLATFORM
 from adapters.telegram.webhook import WebhookConfig
 from core.commands import commands_for
 from core.errors import ConfigError
-from core.service import NEXT_PREFIX, TOP_PREFIX, ChatService
+from core.service import ChatService
 
 log = logging.getLogger(__name__)
 # The bot, context and data types vary with the builder's options (a rate limiter changes the bot's).
@@ -77,8 +77,7 @@ class TelegramPlatform:
         app.add_handler(MessageHandler(filters.PHOTO | filters.Document.ALL, h.attachment))
         app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, h.text))
         app.add_handler(MessageHandler(filters.COMMAND & filters.ChatType.PRIVATE, h.unknown))
-        app.add_handler(CallbackQueryHandler(h.next_match, pattern=f"^{NEXT_PREFIX}"))
-        app.add_handler(CallbackQueryHandler(h.top, pattern=f"^{TOP_PREFIX}"))
+        app.add_handler(CallbackQueryHandler(h.result_button, pattern=BUTTON_PATTERN))
         app.add_error_handler(h.error)
         return app
 
