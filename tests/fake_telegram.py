@@ -146,6 +146,7 @@ class Call:
     files: dict[str, bytes] = field(default_factory=dict)
     status: int = 200  # the HTTP status answered; 0 while (or because) no answer was given
     description: str = ""  # the error description of a refused call
+    result: Any = None  # what a successful call returned (a sent message: for a test's reply_to_message)
 
 
 class Refusal(Exception):
@@ -518,7 +519,8 @@ class FakeTelegram:
             if response.status != 200 and isinstance(response.body, bytes):
                 with contextlib.suppress(ValueError):
                     error = json.loads(response.body).get("description", "")
-            self.calls.append(Call(method, params, files, response.status, error))
+            self.calls.append(Call(method, params, files, response.status, error,
+                                   None if isinstance(result, web.Response) else result))
         if method in SEND_METHODS and response.status == 200:
             self._record_sent(params, self._messages_in(method, params))
         return response
