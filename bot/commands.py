@@ -337,9 +337,14 @@ async def migrate(args: argparse.Namespace, settings: Settings) -> int:
 @command("download-models")
 async def download_models(args: argparse.Namespace, settings: Settings) -> int:
     where = download_model(settings.clip_model, setting="CLIPBOT_CLIP_MODEL")
+    text_where = download_model(settings.text_model, setting="CLIPBOT_TEXT_MODEL") if settings.text_model else None
     encoder = build_encoder(settings)
-    encoder.load()  # proves the files load, so an offline machine will not find out later
+    # Proves the files load (and that the text model's vectors fit CLIP's), so an offline machine
+    # will not find out later.
+    encoder.load()
     print(f"CLIP model {settings.clip_model} ready at {where} ({encoder.dim}-dimensional vectors).")
+    if text_where is not None:
+        print(f"Text model {settings.text_model} ready at {text_where} (searches in any language it knows).")
     captioner = build_captioner(settings)
     if captioner is None:
         print("Captions are off (CLIPBOT_CAPTION_MODEL=none): no caption model to fetch.")
