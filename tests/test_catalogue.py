@@ -83,17 +83,41 @@ async def test_every_command_is_reachable_on_the_console(gallery: Engine, settin
     service = spy_service(settings, gallery)
     out = io.StringIO()
     chat = ConsoleChat(service, out=out)
+    await chat.handle("rocket")  # a result for /similar and /refine to work on
+    lines: list[str] = []
     for name, cmd in every_name("console"):
         if cmd.takes is Takes.LABELLED_PHOTO:
-            line = f"/{name} {photos['flower']} | flower"
+            lines.append(f"/{name} {photos['flower']} | flower")
         elif cmd.takes.photo:
-            line = f"/{name} {photos['rocket']}"
+            lines.append(f"/{name} {photos['rocket']}")
         else:
-            line = {Takes.WORDS: f"/{name} rocket", Takes.IMAGE_ID: f"/{name} 999"}.get(cmd.takes, f"/{name}")
-        await chat.handle(line)
-        assert service.ran[-1] == cmd.name, line
+            lines.append({Takes.WORDS: f"/{name} rocket", Takes.IMAGE_ID: f"/{name} 999",
+                          Takes.RESULT_WORDS: f"/{name} at night"}.get(cmd.takes, f"/{name}"))
+        if cmd.by_id:
+            lines.append(f"/{name} #1")
+        if cmd.takes is Takes.RESULT_WORDS:
+            lines.append("> at night")  # a reply to the last result runs /refine too
+        for line in lines:
+            await chat.handle(line)
+            assert service.ran[-1] == cmd.name, line
+        lines.clear()
     assert "I don't know that command" not in out.getvalue()
-    assert len(service.ran) == len(every_name("console"))
+    assert "Nothing to refine yet" not in out.getvalue()
+    assert service.ran.count("refine") == 2 and service.ran.count("match") == 2
+
+
+def test_the_console_and_the_web_write_every_kind_of_input() -> None:
+    from adapters.console import ConsoleStyle
+    from adapters.web.session import WebStyle
+
+    for style in (ConsoleStyle(), WebStyle()):
+        usages = {c.name: style.usage(c) for c in CATALOGUE}
+        assert {c.takes for c in CATALOGUE} == set(Takes)  # every kind is tried below
+        assert all(usage.startswith(f"/{name}") for name, usage in usages.items())
+        assert "on the last result" in usages["similar"] and "> <words>" in usages["refine"]
+        assert "/match #12" in usages["match"]
+        notes = "\n".join(style.notes(private=True))
+        assert "/more" in notes and "/not" in notes and "> " in notes
 
 
 @pytest.fixture

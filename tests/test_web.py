@@ -132,6 +132,8 @@ def test_help_is_written_the_web_way() -> None:
     for command in commands_for("web"):
         assert (f"/{command.name}" in text) == (command.name != "help")
     assert "/add label | description (with a photo attached)" in text and "Gallery tab" in text
+    assert "/match (with a photo attached), or /match #12" in text and "/similar (on the last result)" in text
+    assert "/refine <words> (on the last result), or > <words>" in text and "/more, /not" in text
 
 
 # -- the chat --------------------------------------------------------------------------------------
@@ -157,13 +159,14 @@ async def test_a_photo_gets_its_match_inline_with_buttons(chat: WebConversation,
     visitor = Visitor()
     sent, reply = await chat.submit(visitor, "", [str(upload)])
     assert sent["role"] == "user" and sent["content"] == [{"path": str(upload)}]
-    picture, text = reply["content"]  # type: ignore[misc]
+    picture, text = reply["content"]
     assert Path(picture["path"]).is_file() and text.startswith("chelsea\nginger cat\nScore: ")
-    assert [o["label"] for o in reply["options"]] == ["Next match (2/4)", "Top 4"]  # type: ignore[index]
-    [page] = await chat.press(visitor, reply["options"][0]["value"])  # type: ignore[index]
+    assert [o["label"] for o in reply["options"]] == [
+        "Next match (2/4)", "Top 4", "More like this", "Not this"]
+    [page] = await chat.press(visitor, reply["options"][0]["value"])
     assert "match 2 of 4" in texts([page])
     [_, top] = await chat.submit(visitor, "/top", [])
-    assert texts([top]).startswith("Top 4 for photo") and Path(top["content"][0]["path"]).is_file()  # type: ignore[index]
+    assert texts([top]).startswith("Top 4 for photo") and Path(top["content"][0]["path"]).is_file()
 
 
 async def test_words_commands_and_errors(chat: WebConversation, tmp_path: Path, photos: dict[str, Path]) -> None:
@@ -178,7 +181,7 @@ async def test_words_commands_and_errors(chat: WebConversation, tmp_path: Path, 
         path.write_bytes(data)
         assert error in texts(await chat.submit(visitor, "", [str(path)]))
     colors = await chat.submit(visitor, "/colors", [str(photos["coffee"])])
-    assert "Dominant colours" in texts(colors) and Path(colors[1]["content"][0]["path"]).is_file()  # type: ignore[index]
+    assert "Dominant colours" in texts(colors) and Path(colors[1]["content"][0]["path"]).is_file()
 
 
 async def test_adding_needs_a_signed_in_user(chat: WebConversation, gallery: Engine, tmp_path: Path,
@@ -291,14 +294,17 @@ async def test_every_catalogue_command_is_reachable_on_the_web(service: ChatServ
             ran.append(command.name)
             return await super().execute(command, ctx, args)
 
-    spy = Spy(gallery, config=service.config, limiter=service.limiter, pages=service.pages)
+    spy = Spy(gallery, config=service.config, limiter=service.limiter, threads=service.threads)
     chat = WebConversation(spy, USERS, PictureFiles(tmp_path / "pictures"))
     alice = Visitor(name="alice")
+    await chat.submit(alice, "rocket", [])  # a result for /similar and /refine to work on
     names = [(name, c) for c in commands_for("web") for name in c.names]
-    arguments = {Takes.WORDS: "rocket", Takes.IMAGE_ID: "999", Takes.LABELLED_PHOTO: "flower | pink"}
+    arguments = {Takes.WORDS: "rocket", Takes.IMAGE_ID: "999", Takes.LABELLED_PHOTO: "flower | pink",
+                 Takes.RESULT_WORDS: "at night"}
     for name, command in names:
         text = arguments.get(command.takes, "")
         photo = [str(photos["flower"])] if command.takes.photo else []
         reply = texts(await chat.submit(alice, f"/{name.upper()} {text}".rstrip(), photo))
         assert ran[-1] == command.name and "I don't know that command" not in reply, name
-    assert len(ran) == len(names)
+        assert "Nothing to refine" not in reply and "Attach a photo to" not in reply, name
+    assert len(ran) == len(names) + 1

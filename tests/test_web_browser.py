@@ -228,6 +228,27 @@ def test_the_gallery_browses_adds_edits_and_deletes(page: Page, photos: dict[str
     summary.get_by_text(f"1 image of {before + 1} match.").wait_for()
 
 
+def shown_id(text: str) -> int:
+    """The ``#id`` in a result's caption."""
+    return int(text.split(" \u00b7 #")[1].split(" ")[0])
+
+
+def test_not_this_under_a_result_shows_another_image(page: Page) -> None:
+    send(page, "coffee")
+    first = answer(page, "Score: ").inner_text()  # earlier tests may have added images: "match 1 of" 4 or more
+    pictures = chat(page).locator("img[src*='/gradio_api/file=']")
+    expect(pictures).to_have_count(1)
+    page.get_by_role("button", name="Not this").last.click()
+    second = answer(page, "the next best:").inner_text()
+    assert second.startswith(f"Not #{shown_id(first)}; the next best:\n")
+    assert shown_id(second) != shown_id(first) and "match 1 of " in second
+    expect(pictures).to_have_count(2)
+    assert pictures.nth(0).get_attribute("src") != pictures.nth(1).get_attribute("src")
+    send(page, "> on a table")  # a reply to the last result: refined, never the image it started from
+    refined = answer(page, f"#{shown_id(second)}, on a table:").inner_text()
+    assert shown_id(refined) != shown_id(second)
+
+
 def test_the_pages_had_no_console_errors(page: Page) -> None:
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)

@@ -7,20 +7,31 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
 from adapters.console.paths import looks_like_path, photo_arguments, to_path, written_path
 from adapters.console.terminal import LineReader, StreamReader, TerminalReader, is_terminal
-from core.commands import CATALOGUE, MATCH, ChatCommand, CommandInput, Takes, command_named
+from core.commands import CATALOGUE, MATCH, REFINE, ChatCommand, CommandInput, Takes, command_named, image_ref
 from core.conversation import Chat, Context, Reply, User
-from core.service import NEXT_PREFIX, TOP_PREFIX, ChatService
+from core.query import QuerySyntaxError, parse_refinement
+from core.service import LIKE_PREFIX, NEXT_PREFIX, NOT_PREFIX, TOP_PREFIX, ChatService
+from core.threads import ResultRef, result_ref
 
 PLATFORM = "console"
 PROMPT = "you> "
 WELCOME = ("clipbot console chat. Type words to search, or an image's path (or drag the file in) to match it.\n"
            "/help lists commands; Ctrl+C clears the line; /quit or Ctrl+D leaves.")
 _FIND = next(c for c in CATALOGUE if c.name == "find")
+# The console's stand-ins for the buttons under a result: each presses that button of the last result.
+STAND_INS = {"/next": NEXT_PREFIX, "/top": TOP_PREFIX, "/more": LIKE_PREFIX, "/not": NOT_PREFIX}
+_STAND_IN_OF = {prefix: word for word, prefix in STAND_INS.items()}
+NOTHING_TO_PAGE = "Nothing to page through; search or match something first."
+NOTHING_TO_REFINE = "Nothing to refine yet; search or match something first."
+ONE_MATCH = "The last result has only one match."
+REFINE_HINT = ('Give words to refine the last result with, for example "> at night", "> but red" or "> -people" '
+               "(or /refine at night).")
 
 
 class ConsoleStyle:
@@ -29,16 +40,24 @@ class ConsoleStyle:
     front_end = PLATFORM
 
     def usage(self, command: ChatCommand) -> str:
-        if command.takes is Takes.LABELLED_PHOTO:
-            return f"/{command.name} PATH | {command.usage}"
-        if command.takes.photo:
-            return f"/{command.name} PATH"
-        return f"/{command.name} {command.usage}".rstrip()
+        name, takes = f"/{command.name}", command.takes
+        if takes is Takes.LABELLED_PHOTO:
+            return f"{name} PATH | {command.usage}"
+        if takes is Takes.PHOTO:
+            return f"{name} PATH or {name} #12" if command.by_id else f"{name} PATH"
+        if takes is Takes.RESULT:
+            return f"{name} (on the last result)"
+        if takes is Takes.RESULT_WORDS:
+            return f"{name} {command.usage} (on the last result), or > {command.usage}"
+        return f"{name} {command.usage}".rstrip()  # Takes.NOTHING, WORDS, IMAGE_ID
 
     def notes(self, *, private: bool) -> list[str]:
         return ["A bare PATH is matched, like /match PATH; any other text is searched, like /find.",
                 "PATH may be quoted, backslash-escaped or a file:// URL, as dragging a file in writes it.",
-                "/next, /top \u2014 the next match of the last result; all of them on one card",
+                "The last result is the match shown last; its buttons are typed:",
+                "/next, /top \u2014 its next match; all of its matches on one card",
+                "/more, /not \u2014 More like this, Not this: search again with it liked, or without it",
+                "> words \u2014 refine it with your words, like /refine: > at night, > but red, > -people",
                 "/quit \u2014 leave (or Ctrl+D)"]
 
     def send_photo(self) -> str:
@@ -54,6 +73,14 @@ async def _is_admin() -> bool:
 
 def _is_file(path: Path) -> bool:
     return path.is_file()
+
+
+def _refines(text: str) -> bool:
+    """Whether words replied to a result say how to refine it (not empty, not a lone operator)."""
+    try:
+        return not parse_refinement(text).empty
+    except QuerySyntaxError:
+        return False
 
 
 def _missing(path: Path) -> str:
@@ -108,18 +135,15 @@ class ConsoleChat:
         """Answer one line of input."""
         if not line:
             return
+        if line.startswith(">"):  # a reply to the last result: refine it
+            self._show(await self._run(REFINE, line[1:].strip()))
+            return
         word, _, rest = line.partition(" ")
         command = command_named(word[1:]) if word.startswith("/") else None
         if command is not None and PLATFORM in command.front_ends:
             self._show(await self._run(command, rest.strip()))
-        elif word in ("/next", "/top"):  # the console's stand-ins for the result buttons
-            data = self._button(NEXT_PREFIX if word == "/next" else TOP_PREFIX)
-            if data is None:
-                self._say("Nothing to page through; search or match something first.")
-            elif word == "/next":
-                self._show(await self.service.page(self.ctx, data))
-            else:
-                self._show(await self.service.collage(self.ctx, data))
+        elif word in STAND_INS:
+            self._show(await self._press(word))
         elif (found := await self._locate(line, labelled=False)) is not None:  # a bare path: match it
             self._show(await self._photo_command(MATCH, found[0], ""))
         elif word.startswith("/") and "/" not in word[1:]:
@@ -130,8 +154,12 @@ class ConsoleChat:
             self._show(await self._run(_FIND, line))
 
     async def _run(self, command: ChatCommand, rest: str) -> Reply | None:
-        """A catalogue command; a photo command's first argument is the photo's path."""
-        if not command.takes.photo:
+        """A catalogue command; a photo command's first argument is the photo's path (or, for
+        /match, a gallery image's number); a result command works on the last result."""
+        if command.takes.result:
+            return await self._on_last_result(command, rest)
+        # /match #12 and /match 12 need no file: the gallery's image of that number.
+        if not command.takes.photo or (command.by_id and image_ref(rest) is not None):
             return await self.service.execute(command, self.ctx, CommandInput.from_text(command.takes, rest))
         labelled = command.takes is Takes.LABELLED_PHOTO
         if not rest.partition("|")[0].strip():
@@ -159,23 +187,50 @@ class ConsoleChat:
         args = CommandInput.from_text(command.takes, rest, photo=data)
         return await self.service.execute(command, self.ctx, args)
 
+    async def _on_last_result(self, command: ChatCommand, rest: str) -> Reply | None:
+        """/similar and /refine (and ``> words``) on the last result; ``/similar #12`` on that image."""
+        if command.takes is Takes.RESULT and (image_id := image_ref(rest)) is not None:
+            return await self.service.execute(command, self.ctx, CommandInput(image_id=image_id))
+        ref = self._result()
+        if ref is None:
+            return Reply(NOTHING_TO_REFINE)
+        if command.takes is Takes.RESULT_WORDS and not _refines(rest):
+            return Reply(REFINE_HINT)  # before the service, which would word it for a chat with replies
+        args = replace(CommandInput.from_text(command.takes, rest), result=ref)
+        return await self.service.execute(command, self.ctx, args)
+
+    async def _press(self, word: str) -> Reply | None:
+        """A stand-in for a button: that button of the last result, pressed."""
+        data = self._button(STAND_INS[word])
+        if data is not None:
+            return await self.service.press(self.ctx, data)
+        if self._last is None:
+            return Reply(NOTHING_TO_PAGE if word in ("/next", "/top") else NOTHING_TO_REFINE)
+        if word in ("/next", "/top"):
+            return Reply(ONE_MATCH)
+        return Reply("The last result can't be refined; search again to get one that can.")
+
     def _button(self, prefix: str) -> str | None:
         buttons = self._last.buttons if self._last else ()
         return next((b.data for b in buttons if b.data.startswith(prefix)), None)
 
+    def _result(self) -> ResultRef | None:
+        """The last result shown: its thread and its image."""
+        return result_ref(b.data for b in self._last.buttons) if self._last else None
+
     def _show(self, reply: Reply | None) -> None:
         if reply is None:
             return
-        if reply.buttons:
-            self._last = reply
+        if reply.buttons or (reply.kind == "result" and reply.result_id is not None):
+            self._last = reply  # the last result shown: what /next, /more, > words and /similar work on
         self._say(reply.text)
         if reply.path:
             self._say(f"  image: {reply.path}")
         elif reply.image is not None:  # a rendered card: leave it where the operator can open it
             self._say(f"  image: {self._save_card(reply.image, reply.image_name or 'card.png')}")
         for button in reply.buttons:
-            command = "/next" if button.data.startswith(NEXT_PREFIX) else "/top"
-            self._say(f"  [{button.text}] ({command})")
+            typed = next((word for prefix, word in _STAND_IN_OF.items() if button.data.startswith(prefix)), None)
+            self._say(f"  [{button.text}]" + (f" ({typed})" if typed else ""))
 
     def _save_card(self, image: bytes, name: str) -> Path:
         """A new file for each card, so the operator can still open the earlier ones."""

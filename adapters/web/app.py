@@ -3,7 +3,7 @@
 Every event handler is a coroutine, so Gradio runs it on the event loop serving the app, which
 is the loop the engine lives in (see :mod:`adapters.web.server`); the model and the decoding run
 on the engine's own threads and micro-batcher, as for every front end. A visitor's session
-(who they are, their last result's buttons) lives in Gradio's server-side session state.
+(who they are, their last result and its buttons) lives in Gradio's server-side session state.
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def build_blocks(web: WebApp) -> gr.Blocks:
             ok = await asyncio.to_thread(web.users.check, user, secret)
             if ok:
                 v.name = user.strip()
-                v.buttons = {}
+                v.forget_results()
             else:
                 await asyncio.sleep(1)  # a guess costs a second
             message = who_text(v, access) if ok else "Wrong name or password."
@@ -158,7 +158,8 @@ def build_blocks(web: WebApp) -> gr.Blocks:
                     gr.update(open=not ok, label="Account" if ok else "Sign in"))
 
         async def do_sign_out(v: Visitor) -> tuple[Any, ...]:
-            v.name, v.buttons = None, {}
+            v.name = None
+            v.forget_results()
             return (v, who_text(v, access), gr.update(visible=True), gr.update(visible=False),
                     gr.update(label="Sign in"))
 

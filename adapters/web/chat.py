@@ -3,8 +3,9 @@
 A message is text and an optional photo. A photo alone is matched, text alone searched, and
 ``/command`` runs the catalogue command of that name, as on the other front ends. Replies become
 chat messages whose pictures (the match, the scores chart, the palette) are files Gradio serves
-inline, and whose "next match" and "top N" buttons are the message's options, clicked in the thread.
-Nothing here imports Gradio.
+inline, and whose buttons ("Next match", "Top N", "More like this", "Not this") are the message's
+options, clicked in the thread. The visitor's last result is what ``/next``, ``/more``, ``/similar``,
+``/refine`` and a message starting with ``>`` work on. Nothing here imports Gradio.
 """
 
 from __future__ import annotations
@@ -12,21 +13,28 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from adapters.web.files import PictureFiles
 from adapters.web.session import PLATFORM, Access, Visitor, photo_command_hint
-from core.commands import CATALOGUE, MATCH, ChatCommand, CommandInput, Takes, command_named
+from core.commands import CATALOGUE, MATCH, REFINE, ChatCommand, CommandInput, Takes, command_named, image_ref
 from core.conversation import Photo, Reply
 from core.images import read_image_bytes
-from core.service import NEXT_PREFIX, TOP_PREFIX, ChatService
+from core.query import QuerySyntaxError, parse_refinement
+from core.service import ChatService
 
 log = logging.getLogger(__name__)
 _FIND = next(c for c in CATALOGUE if c.name == "find")
 Message = dict[str, Any]
+# Typed stand-ins for the buttons of the last result, and the kind of button each presses.
+STAND_INS = {"/next": "next", "/top": "top", "/more": "like", "/not": "not"}
 NOTHING_TO_PAGE = "Nothing to page through yet: drop a photo or search for something first."
+NOTHING_TO_REFINE = "Nothing to refine yet: drop a photo or search for something first."
+ONE_MATCH = "The last result has only one match."
+REFINE_HINT = ('Type words after ">" to refine the last result, for example "> at night", "> but red" or '
+               '"> -people" (or /refine at night).')
 
 
 def user_message(text: str, files: Sequence[str]) -> Message:
@@ -53,25 +61,22 @@ class WebConversation:
         """The messages to add to the thread for one sent message: the visitor's, then the bot's."""
         sent = [user_message(text, files)]
         word = text.strip().split(maxsplit=1)[0].lower() if text.strip() else ""
-        if word in ("/next", "/top"):  # typed stand-ins for the buttons of the last result
-            data = visitor.buttons.get(word[1:])
-            return sent + (await self.press(visitor, data) if data else [text_message(NOTHING_TO_PAGE)])
+        if word in STAND_INS:  # typed stand-ins for the buttons of the last result
+            data = visitor.buttons.get(STAND_INS[word])
+            return sent + (await self.press(visitor, data) if data else [text_message(self._no_button(visitor, word))])
         reply = await self.answer(visitor, text.strip(), files)
         return sent + ([await self.message(visitor, reply)] if reply is not None else [])
 
     async def press(self, visitor: Visitor, data: str) -> list[Message]:
-        """A result's button (a message option) was clicked: its page or its collage."""
-        ctx = visitor.context(self.access)
-        if data.startswith(NEXT_PREFIX):
-            reply = await self.service.page(ctx, data)
-        elif data.startswith(TOP_PREFIX):
-            reply = await self.service.collage(ctx, data)
-        else:
-            return []
-        return [await self.message(visitor, reply)]
+        """A result's button (a message option) was clicked. Every answer comes as a new message,
+        "Next match" too (it ``replaces`` the result where a platform can edit it in place)."""
+        reply = await self.service.press(visitor.context(self.access), data)
+        return [await self.message(visitor, reply)] if reply is not None else []
 
     async def answer(self, visitor: Visitor, text: str, files: Sequence[str]) -> Reply | None:
         photo = self._photo(files[0]) if files else None
+        if text.startswith(">"):  # a reply to the last result: refine it
+            return await self.run(visitor, REFINE, text[1:].strip(), None)
         word, _, rest = text.partition(" ")
         if "\n" in word:  # "/find\nred car": the command ends at the line break too
             word, _, more = word.partition("\n")
@@ -88,8 +93,11 @@ class WebConversation:
         return await self.run(visitor, _FIND, text, None)
 
     async def run(self, visitor: Visitor, command: ChatCommand, rest: str, photo: Photo | None) -> Reply | None:
-        """One catalogue command, after the web's own checks: a photo attached, the right to add."""
-        if command.takes.photo and photo is None:
+        """One catalogue command, after the web's own checks: a photo attached (or, for /match, a
+        gallery image's number), a last result to work on, the right to add."""
+        if command.takes.result:
+            return await self._on_last_result(visitor, command, rest)
+        if command.takes.photo and photo is None and not (command.by_id and image_ref(rest) is not None):
             return Reply(photo_command_hint(command), kind="error")
         if command.takes is Takes.LABELLED_PHOTO and (refusal := visitor.add_refusal(self.access)):
             return Reply(refusal, kind="error")
@@ -98,6 +106,26 @@ class WebConversation:
                          else "This page is read-only for visitors.", kind="error")
         args = CommandInput.from_text(command.takes, rest, photo=photo if command.takes.photo else None)
         return await self.service.execute(command, visitor.context(self.access), args)
+
+    async def _on_last_result(self, visitor: Visitor, command: ChatCommand, rest: str) -> Reply | None:
+        """/similar and /refine (and "> words") on the visitor's last result; /similar #12 on that image."""
+        ctx = visitor.context(self.access)
+        if command.takes is Takes.RESULT and (image_id := image_ref(rest)) is not None:
+            return await self.service.execute(command, ctx, CommandInput(image_id=image_id))
+        if visitor.result is None:
+            return Reply(NOTHING_TO_REFINE)
+        if command.takes is Takes.RESULT_WORDS and not _refines(rest):
+            return Reply(REFINE_HINT)  # before the service, which would word it for a chat with replies
+        return await self.service.execute(command, ctx, replace(CommandInput.from_text(command.takes, rest),
+                                                                result=visitor.result))
+
+    @staticmethod
+    def _no_button(visitor: Visitor, word: str) -> str:
+        """Why a typed stand-in for a button has nothing to press."""
+        paging = word in ("/next", "/top")
+        if not visitor.buttons:
+            return NOTHING_TO_PAGE if paging else NOTHING_TO_REFINE
+        return ONE_MATCH if paging else "The last result can't be refined; search again to get one that can."
 
     def _photo(self, path: str) -> Photo:
         """The uploaded file, read only once the rate limit let the request through."""
@@ -116,7 +144,16 @@ class WebConversation:
             content.append({"path": path, "alt_text": reply.text.splitlines()[0] if reply.text else "picture"})
         content.append(reply.text)
         message: Message = {"role": "assistant", "content": content}
+        if reply.buttons or (reply.kind == "result" and reply.result_id is not None):
+            visitor.shown(reply.buttons)  # the last result now, whatever it was before
         if reply.buttons:
-            visitor.buttons = {("next" if b.data.startswith(NEXT_PREFIX) else "top"): b.data for b in reply.buttons}
             message["options"] = [{"label": b.text, "value": b.data} for b in reply.buttons]
         return message
+
+
+def _refines(text: str) -> bool:
+    """Whether words replied to a result say how to refine it (not empty, not a lone operator)."""
+    try:
+        return not parse_refinement(text).empty
+    except QuerySyntaxError:
+        return False

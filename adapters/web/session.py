@@ -9,8 +9,9 @@ import secrets
 from dataclasses import dataclass, field
 
 from core.commands import ChatCommand, Takes
-from core.conversation import Chat, Context, User
+from core.conversation import Button, Chat, Context, User
 from core.galleries import GLOBAL_COLLECTION
+from core.threads import ResultRef, result_ref
 
 PLATFORM = "web"
 WEB_COLLECTION = "web"
@@ -39,12 +40,21 @@ class WebStyle:
 
     def usage(self, command: ChatCommand) -> str:
         text = f"/{command.name} {command.usage}".rstrip()
+        if command.takes is Takes.RESULT:
+            return f"{text} (on the last result)"
+        if command.takes is Takes.RESULT_WORDS:
+            return f"{text} (on the last result), or > {command.usage}"
+        if command.by_id:
+            return f"{text} (with a photo attached), or /{command.name} #12"
         return f"{text} (with a photo attached)" if command.takes.photo else text
 
     def notes(self, *, private: bool) -> list[str]:
         return ["Attach a photo by dropping it on the message box, pasting it, or with the paperclip.",
                 "A photo alone is matched; any other text is searched, like /find.",
-                "Next match and Top N under a result page through it (or type /next, /top).",
+                "Under a result, Next match and Top N page through it; More like this and Not this search "
+                "again with your taste (or type /next, /top, /more, /not for the last result).",
+                "A message starting with > refines the last result with your words: > at night, > but red, "
+                "> -people.",
                 "The Gallery tab browses, filters, adds and edits images."]
 
     def send_photo(self) -> str:
@@ -74,7 +84,18 @@ class Visitor:
 
     name: str | None = None  # signed in as this web user
     guest: str = field(default_factory=lambda: secrets.token_hex(4))  # rate limits and authorship of a guest
-    buttons: dict[str, str] = field(default_factory=dict)  # the last result's "next"/"top" data
+    # The last result's buttons' data by kind ("next", "top", "like", "not"), for /next, /more, ...
+    buttons: dict[str, str] = field(default_factory=dict)
+    result: ResultRef | None = None  # the last result: what /similar, /refine and "> words" work on
+
+    def shown(self, buttons: tuple[Button, ...]) -> None:
+        """A result with these buttons was shown: it is now the last result."""
+        self.buttons = {b.data.partition(":")[0]: b.data for b in buttons}
+        self.result = result_ref(self.buttons.values())
+
+    def forget_results(self) -> None:
+        """No last result any more (after signing in or out: the results were someone else's)."""
+        self.buttons, self.result = {}, None
 
     @property
     def signed_in(self) -> bool:
@@ -130,4 +151,6 @@ def photo_command_hint(command: ChatCommand) -> str:
     """What to tell someone who typed a photo command without attaching a photo."""
     example = f"/{command.name} {command.usage}".rstrip()
     extra = " (for example /add cat | our cat Tom)" if command.takes is Takes.LABELLED_PHOTO else ""
+    if command.by_id:
+        extra = f", or type /{command.name} #12 for gallery image 12"
     return f"Attach a photo to {example}: drop it on the message box or paste it{extra}."
