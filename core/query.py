@@ -58,7 +58,14 @@ class ParsedQuery:
 
     def describe(self) -> str:
         """The query written back in its canonical form, for titles: ``cat + beach -dog``."""
-        parts = [*(f"#{r}" for r in self.refs), *(f'"{p}"' if p in self.phrases else p for p in self.plus)]
+        quoted = list(self.phrases)  # each phrase once, in order: an unquoted copy of it stays unquoted
+        texts = []
+        for p in self.plus:
+            if quoted and p == quoted[0]:
+                texts.append(f'"{quoted.pop(0)}"')
+            else:
+                texts.append(p)
+        parts = [*(f"#{r}" for r in self.refs), *texts]
         text = " + ".join(parts)
         text += "".join(f" -{m}" for m in [*(f"#{r}" for r in self.minus_refs), *self.minus])
         text += "".join(f" color:{c}" for c in self.colors)
@@ -116,6 +123,8 @@ def _terms(text: str) -> list[tuple[int, Term]]:
         if token[0] in "+-":  # "+", "-", or one glued to its term: "-dog", "+#12"
             close()
             sign, started, token = (1 if token[0] == "+" else -1), True, token[1:]
+            if token[:1] in ("+", "-"):  # "++", "--dog": two operators and no term between them
+                raise QuerySyntaxError(f"Put words (or an image #number) after each + and -. {FIND_USAGE}")
             if not token:
                 continue
         if token.startswith('"'):
@@ -167,7 +176,7 @@ def parse_refinement(text: str) -> Refinement:
     subtraction. Empty text gives an empty refinement; malformed operators a :class:`QuerySyntaxError`.
     """
     text = " ".join(text.split())
-    lowered = text.casefold()
+    lowered = text.casefold() + " "  # a lone "but" or "but not" is a filler too, not a word to search
     for negation in _NEGATIONS:
         for filler in ("", *_FILLERS):
             if lowered.startswith(filler + negation):
@@ -175,7 +184,7 @@ def parse_refinement(text: str) -> Refinement:
                 return Refinement(minus=(rest,)) if words_of(rest) else Refinement()
     for filler in _FILLERS:
         if lowered.startswith(filler):
-            text = text[len(filler):]
+            text = text[len(filler):].strip()
             break
     if not words_of(text) and not re.search(r"[+-]", text):
         return Refinement()

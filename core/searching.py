@@ -88,10 +88,9 @@ class Searcher:
         """A /find query's plan: ``cat + beach -dog "red hat" #12 color:red`` (see core.query)."""
         parsed = parse_query(query) if isinstance(query, str) else query
         refs = await self.image_vectors([*parsed.refs, *parsed.minus_refs], collections)
+        if not parsed.plus and not parsed.refs:  # colours alone: CLIP still ranks by the colour's name
+            parsed = replace(parsed, plus=tuple(parsed.colors))
         texts = [*parsed.plus, *parsed.minus]
-        if not texts and not parsed.refs:  # colours alone: CLIP still ranks by the colour's name
-            texts = list(parsed.colors)
-            parsed = replace(parsed, plus=tuple(texts))
         encoded = await self.text_vectors(texts) if texts else np.zeros((0, 1), np.float32)
         plus, minus = list(encoded[: len(parsed.plus)]), list(encoded[len(parsed.plus):])
         minus += [refs[i] for i in parsed.minus_refs]

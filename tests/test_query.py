@@ -171,9 +171,6 @@ def test_an_unknown_colour_is_named(query: str) -> None:
     assert FIND_USAGE not in str(caught.value)
 
 
-@pytest.mark.xfail(strict=True, reason="core/query.py _terms: a token of two operators ('++', '+-', '--', '-+') "
-                   "drops only its first character, so the second becomes a word ('+ dog', '-dog') that reaches "
-                   "the text encoder; for '++'/'+-' describe() then writes a query that no longer parses")
 @pytest.mark.parametrize("query", ["cat ++ dog", "cat +- dog", "cat +-dog", "cat --dog", "cat -- dog", "cat -+ dog"])
 def test_a_doubled_operator_is_malformed(query: str) -> None:
     # As "cat + + dog" and "cat + -dog" are.
@@ -182,8 +179,6 @@ def test_a_doubled_operator_is_malformed(query: str) -> None:
     assert FIND_USAGE in str(caught.value)
 
 
-@pytest.mark.xfail(strict=True, reason="describe() quotes every plus text equal to a phrase, so an unquoted copy "
-                   "of a quoted phrase comes back quoted and re-parses with one phrase more")
 def test_describe_quotes_only_what_was_quoted() -> None:
     parsed = parse_query('"red hat" + red hat')
     assert parsed == ParsedQuery(plus=("red hat", "red hat"), phrases=("red hat",))

@@ -358,9 +358,6 @@ async def test_a_vector_plan_with_families(world: World) -> None:
         "cat", "stranger", "kitten"]
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="core/searching.py Searcher.plan: a colour with only "
-                   "minus terms ('color:red -dog') skips the colour-alone branch because texts=['dog'] is not "
-                   "empty, so combine() gets minus words only and raises ValueError")
 async def test_colour_with_minus_words(world: World) -> None:
     plan = await world.searcher.plan("color:red -dog", collections=["global"])
     close(plan.vector, normalise(axis("red") - 0.5 * axis("dog")))
