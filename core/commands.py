@@ -94,6 +94,8 @@ class ChatCommand:
     asker_only: bool = False
     # A photo command that also takes a gallery image's number instead of a photo: /match #12.
     by_id: bool = False
+    # Where a front end offers commands on a message (Discord's Apps menu), the entry's name.
+    menu: str = ""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -162,9 +164,9 @@ async def _help(s: ChatService, ctx: Context, a: CommandInput) -> Reply | None:
 # What a photo sent without a command asks for, on every front end.
 MATCH = ChatCommand("match", "the closest image to a photo (or to gallery image #12), with its score", Takes.PHOTO,
                     _match, by_id=True)
-SIMILAR = ChatCommand("similar", "images like one of my results", Takes.RESULT, _similar)
+SIMILAR = ChatCommand("similar", "images like one of my results", Takes.RESULT, _similar, menu="Similar images")
 REFINE = ChatCommand("refine", "search again for a result with your words: at night, but red, -people",
-                     Takes.RESULT_WORDS, _refine, usage="<words>")
+                     Takes.RESULT_WORDS, _refine, usage="<words>", menu="Refine with words")
 CATALOGUE: tuple[ChatCommand, ...] = (
     ChatCommand("find", "find images by label, description or meaning", Takes.WORDS, _find, usage="<words>"),
     MATCH,
@@ -196,8 +198,7 @@ def commands_for(front_end: str) -> tuple[ChatCommand, ...]:
 SEARCH_SYNTAX = (
     "Searching: cat + beach (both), cat -dog (cats, no dogs), \"red hat\" (those words in a label or "
     "description), #12 + night (image 12, at night), car color:red (red among its colours).",
-    "Under a result: More like this / Not this search again with your taste; reply words to a result "
-    "(\u201cat night\u201d, \u201cbut red\u201d, \u201c-people\u201d) to refine it.",
+    "Under a result, More like this and Not this search again with your taste.",
 )
 
 
@@ -215,7 +216,9 @@ class ChatStyle:
         return f"{text} (on a photo)" if command.takes.photo else text
 
     def notes(self, *, private: bool) -> list[str]:
-        notes = ["\u201cOn a photo\u201d: as the photo's caption, or as a reply to it."]
+        notes = ["\u201cOn a photo\u201d: as the photo's caption, or as a reply to it.",
+                 "Reply words to a result (\u201cat night\u201d, \u201cbut red\u201d, \u201c-people\u201d) "
+                 "to refine it."]
         if not private:
             notes.append("In groups, mention me in a photo's caption, reply /match to a photo, or use /find.")
         return notes

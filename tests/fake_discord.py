@@ -23,10 +23,38 @@ It refuses what Discord refuses, in Discord's words, so that a test passing agai
   ``identify_interval`` (5 s) → opcode 9 Invalid Session (``d: false``), as Discord answers.
   ``GET /gateway/bot`` reports ``recommended_shards`` and ``max_concurrency``. ``dispatch`` sends a
   server's events only to the shard ``(guild_id >> 22) % count`` and DMs only to shard 0.
+* Components: more than 5 action rows, more than 5 components in a row, or two components of one
+  message with the same custom_id → 400 Invalid Form Body (``COMPONENT_CUSTOM_ID_DUPLICATED``).
+* Command sync (``PUT .../commands``): a slash command's name not 1-32 lower-case letters, digits,
+  ``-`` or ``_``, its description not 1-100 characters (options: the same rules); a context menu's
+  (types 2, 3) name not 1-32 characters, or a description or options on one; two commands of one
+  type with one name; more than 100 slash commands or 5 context menus of a type → 400. The
+  answer carries ``description: ""`` for context menus and ``guild_id`` for guild commands, as
+  Discord's does; ``commands`` keeps what was synced.
+* Interactions built here (``interaction``, ``slash``, ``context_menu``, ``press``,
+  ``modal_submit``) are tracked by token, as Discord tracks them: a second callback → 400 40060
+  "Interaction has already been acknowledged."; a callback type the interaction cannot take
+  (6/7 only for buttons and forms opened from one, 9 not for a form's submission) → 400;
+  a modal (type 9) with a title over 45, a custom_id over 100, no or over 5 rows, a text input
+  without a label or one over 45, a placeholder over 100, lengths outside 0-4000 → 400.
+  Follow-ups and edits before the interaction was acknowledged → 404 10015 "Unknown Webhook";
+  the first follow-up after a deferred "thinking" (type 5) edits that message instead of making
+  a new one, keeping its ephemeral state (Discord's documented backwards compatibility).
+  Interactions whose token the fake did not make are answered leniently, as before.
+* Messages: every message the fake makes or builds is kept in ``messages`` (edits applied), so
+  ``GET /channels/<c>/messages/<id>`` answers it (404 10008 "Unknown Message" otherwise) and a
+  reply (``message_reference``) to a message it does not know in that channel → 400 Invalid Form
+  Body (``MESSAGE_REFERENCE_UNKNOWN_MESSAGE``). A created reply answers with ``type`` 19,
+  ``message_reference`` and ``referenced_message``; ``reply`` builds a user's reply to a message the
+  bot sent, with ``referenced_message`` and its ``components``, as the gateway sends it.
+* The builders refuse what Discord's client never sends: pressing a button the message does not
+  have, a context menu that is not registered (or only for a server, used in DMs), submitting a
+  form that was not opened or with values its text inputs would not accept.
 * Fault injection: ``inject(path_part, kind, times=1)``; see ``FAULTS``.
 
-Every call is recorded in ``calls`` with its HTTP ``status`` (0 for one never answered); ``sent()``
-gives the accepted ones (below 400), ``refused()`` the others.
+Every call is recorded in ``calls`` with its HTTP ``status`` (0 for one never answered) and the
+JSON the fake answered (``response``); ``sent()`` gives the accepted ones (below 400),
+``refused()`` the others.
 """
 
 from __future__ import annotations
@@ -36,12 +64,13 @@ import hashlib
 import itertools
 import json
 import math
+import re
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 from tests.fakes import serve_on_loopback
 
@@ -61,6 +90,19 @@ EMBED_TOTAL_LIMIT = 6000
 FILES_LIMIT = 10
 # (field, limit) checked on each embed: Discord's documented maxima.
 EMBED_LIMITS = (("title", 256), ("description", 4096))
+ROWS_LIMIT = 5  # action rows in a message or a modal
+ROW_LIMIT = 5  # components in one action row
+COMMAND_NAME_LIMIT = 32
+SLASH_COMMANDS_LIMIT = 100
+CONTEXT_MENUS_LIMIT = 5  # of each type (user, message)
+MODAL_TITLE_LIMIT = 45
+TEXT_INPUT_LABEL_LIMIT = 45
+TEXT_INPUT_LIMIT = 4000
+_SLASH_NAME = re.compile(r"[-_\w]{1,32}")
+EPHEMERAL, LOADING = 64, 128  # message flags
+# The callback types each interaction type may be answered with (APPLICATION_COMMAND,
+# MESSAGE_COMPONENT, MODAL_SUBMIT): 6 and 7 update the message a component is on.
+CALLBACKS = {2: {4, 5, 9}, 3: {4, 5, 6, 7, 9}, 5: {4, 5, 6}}
 
 FAULTS = {
     "429": "HTTP 429 with Discord's X-RateLimit-* headers and {retry_after: 0.1, global: false}",
@@ -83,6 +125,22 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 def _too_long(limit: int) -> dict[str, Any]:
     return {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": f"Must be {limit} or fewer in length."}]}
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"_errors": [{"code": code, "message": message}]}
+
+
+def _length(value: Any, low: int, high: int) -> dict[str, Any] | None:
+    """Discord's error for a string (or list) outside ``low``..``high`` in length; None when it fits."""
+    size = len(value) if isinstance(value, (str, list)) else 0
+    if value is None or size == 0:
+        return _error("BASE_TYPE_REQUIRED", "This field is required") if low > 0 else None
+    if size > high:
+        return _too_long(high)
+    if size < low:
+        return _error("BASE_TYPE_BAD_LENGTH", f"Must be between {low} and {high} in length.")
+    return None
 
 
 def invalid_form_body(errors: dict[str, Any]) -> web.Response:
@@ -126,15 +184,148 @@ def message_errors(body: Any, file_count: int) -> dict[str, Any]:
     if total > EMBED_TOTAL_LIMIT and "embeds" not in errors:
         errors["embeds"] = {"_errors": [{"code": "MAX_EMBED_SIZE_EXCEEDED",
                                          "message": f"Embed size exceeds maximum size of {EMBED_TOTAL_LIMIT}"}]}
-    for r, row in enumerate(body.get("components") or []):
-        for c, component in enumerate(row.get("components") or []):
+    rows = body.get("components") or []
+    if len(rows) > ROWS_LIMIT:
+        errors["components"] = _too_long(ROWS_LIMIT)
+    custom_ids: set[str] = set()
+    for r, row in enumerate(rows[:ROWS_LIMIT]):
+        children = row.get("components") or []
+        row_errors: dict[str, Any] = {"components": _too_long(ROW_LIMIT)} if len(children) > ROW_LIMIT else {}
+        for c, component in enumerate(children[:ROW_LIMIT]):
             bad = {k: _too_long(limit) for k, limit in (("label", 80), ("custom_id", 100))
                    if len(str(component.get(k) or "")) > limit}
+            custom_id = component.get("custom_id")
+            if custom_id is not None and custom_id in custom_ids:
+                bad["custom_id"] = _error("COMPONENT_CUSTOM_ID_DUPLICATED", "Component custom id cannot be duplicated")
+            custom_ids.add(custom_id)
             if bad:
-                errors.setdefault("components", {}).setdefault(str(r), {"components": {}})["components"][str(c)] = bad
+                row_errors.setdefault("components", {})[str(c)] = bad
+        if row_errors:
+            errors.setdefault("components", {})[str(r)] = row_errors
     if file_count > FILES_LIMIT:
         errors["files"] = _too_long(FILES_LIMIT)
     return errors
+
+
+def modal_errors(data: Any) -> dict[str, Any]:
+    """Discord's form errors for a modal (callback type 9's ``data``); empty when it would show it."""
+    if not isinstance(data, dict):
+        return {"_errors": [{"code": "BASE_TYPE_REQUIRED", "message": "This field is required"}]}
+    errors: dict[str, Any] = {}
+    for key, high in (("title", MODAL_TITLE_LIMIT), ("custom_id", 100)):
+        bad = _length(data.get(key), 1, high)
+        if bad:
+            errors[key] = bad
+    rows = data.get("components") or []
+    bad = _length(rows, 1, ROWS_LIMIT)
+    if bad:
+        errors["components"] = bad
+    for r, row in enumerate(rows[:ROWS_LIMIT]):
+        if row.get("type") == 1:  # an action row holding one text input, labelled by itself
+            children = row.get("components") or []
+            if len(children) != 1:
+                errors.setdefault("components", {})[str(r)] = {"components": _length(children, 1, 1) or _too_long(1)}
+                continue
+            these = _text_input_errors(children[0], labelled=True)
+            if these:
+                errors.setdefault("components", {})[str(r)] = {"components": {"0": these}}
+        elif row.get("type") == 18:  # a label component around one text input
+            these = {}
+            label = _length(row.get("label"), 1, TEXT_INPUT_LABEL_LIMIT)
+            if label:
+                these["label"] = label
+            inner = _text_input_errors(row.get("component") or {}, labelled=False)
+            if inner:
+                these["component"] = inner
+            if these:
+                errors.setdefault("components", {})[str(r)] = these
+        else:
+            errors.setdefault("components", {})[str(r)] = {"type": _error(
+                "UNION_TYPE_CHOICES", "Value of field \"type\" must be one of (1, 18).")}
+    return errors
+
+
+def _text_input_errors(component: dict[str, Any], *, labelled: bool) -> dict[str, Any]:
+    if component.get("type") != 4:
+        return {"type": _error("UNION_TYPE_CHOICES", "Value of field \"type\" must be one of (4,).")}
+    errors: dict[str, Any] = {}
+    checks = [("custom_id", 1, 100), ("placeholder", 0, 100), ("value", 0, TEXT_INPUT_LIMIT)]
+    if labelled:
+        checks.append(("label", 1, TEXT_INPUT_LABEL_LIMIT))
+    for key, low, high in checks:
+        bad = _length(component.get(key), low, high)
+        if bad:
+            errors[key] = bad
+    if component.get("style", 1) not in (1, 2):
+        errors["style"] = _error("UNION_TYPE_CHOICES", "Value of field \"style\" must be one of (1, 2).")
+    for key, low in (("min_length", 0), ("max_length", 1)):
+        value = component.get(key)
+        if value is not None and not low <= value <= TEXT_INPUT_LIMIT:
+            errors[key] = _error("NUMBER_TYPE_MAX" if value > TEXT_INPUT_LIMIT else "NUMBER_TYPE_MIN",
+                                 f"Int value should be between {low} and {TEXT_INPUT_LIMIT}.")
+    return errors
+
+
+def command_errors(commands: Any) -> dict[str, Any]:
+    """Discord's form errors for a bulk overwrite of application commands (empty when accepted)."""
+    if not isinstance(commands, list):
+        return {"_errors": [{"code": "LIST_TYPE_CONVERT", "message": "Only iterables may be used in a ListType"}]}
+    errors: dict[str, Any] = {}
+    counts = Counter(c.get("type", 1) for c in commands)
+    for kind, limit in ((1, SLASH_COMMANDS_LIMIT), (2, CONTEXT_MENUS_LIMIT), (3, CONTEXT_MENUS_LIMIT)):
+        if counts[kind] > limit:
+            errors["_errors"] = [{"code": "APPLICATION_COMMANDS_TOO_MANY", "message":
+                                  f"Maximum number of application commands of type {kind} reached ({limit})"}]
+    seen: set[tuple[int, str]] = set()
+    for n, command in enumerate(commands):
+        kind, name = command.get("type", 1), command.get("name")
+        these = _slash_errors(command) if kind == 1 else {}
+        if kind in (2, 3):
+            bad = _length(name, 1, COMMAND_NAME_LIMIT)
+            if bad:
+                these["name"] = bad
+            if command.get("description"):
+                these["description"] = _error("APPLICATION_COMMAND_CONTEXT_MENU_DESCRIPTION",
+                                              "Context menu commands cannot have a description")
+            if command.get("options"):
+                these["options"] = _error("APPLICATION_COMMAND_CONTEXT_MENU_OPTIONS",
+                                          "Context menu commands cannot have options")
+        if (kind, name) in seen:
+            these["name"] = _error("APPLICATION_COMMANDS_DUPLICATE_NAME", "Application command names must be unique")
+        seen.add((kind, name))
+        if these:
+            errors[str(n)] = these
+    return errors
+
+
+def _slash_errors(command: dict[str, Any]) -> dict[str, Any]:
+    """A slash command's (or an option's) name and description, and its options', recursively."""
+    errors: dict[str, Any] = {}
+    name = command.get("name")
+    if not (isinstance(name, str) and _SLASH_NAME.fullmatch(name) and name == name.lower()):
+        errors["name"] = _error("APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid")
+    bad = _length(command.get("description"), 1, 100)
+    if bad:
+        errors["description"] = bad
+    for n, option in enumerate(command.get("options") or []):
+        these = _slash_errors(option)
+        if these:
+            errors.setdefault("options", {})[str(n)] = these
+    return errors
+
+
+@dataclass
+class Interaction:
+    """An interaction the fake built, as Discord tracks it: how it was answered, and its messages."""
+
+    payload: dict[str, Any]
+    callback: int | None = None  # the callback type it was answered with
+    original: str | None = None  # its original response (for types 6 and 7: the message the button is on)
+    loading: bool = False  # the original is a deferred "thinking" message no follow-up has filled yet
+
+    @property
+    def channel_id(self) -> str:
+        return str(self.payload["channel_id"])
 
 
 @dataclass
@@ -152,6 +343,19 @@ class Call:
     json: dict[str, Any] | list[Any] | None
     files: dict[str, bytes] = field(default_factory=dict)
     status: int = 200  # the HTTP status answered; 0 while (or because) no answer was given
+    response: Any = None  # the JSON answered, if any
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The JSON object sent (a message, a callback, an edit)."""
+        assert isinstance(self.json, dict), self.json
+        return self.json
+
+    @property
+    def entries(self) -> list[dict[str, Any]]:
+        """The JSON list sent (a command sync)."""
+        assert isinstance(self.json, list), self.json
+        return self.json
 
 
 class FakeDiscord:
@@ -159,8 +363,10 @@ class FakeDiscord:
 
     Public API: ``calls``, ``attachments``, ``identified``, ``identifies``, ``gateway_closes``,
     ``invalid_sessions``, ``api_base``, ``gateway_url``, ``upload_limit``, ``premium_tier``, the
-    gateway's limits as attributes; ``dispatch``, ``sent``, ``refused``, ``wait_for``, ``inject``,
-    ``next_id``, ``attachment``, ``message``, ``interaction``, ``slash``, ``guild``.
+    gateway's limits as attributes, ``messages``, ``interactions``, ``commands``, ``modals``;
+    ``dispatch``, ``sent``, ``refused``, ``wait_for``, ``inject``, ``next_id``, ``attachment``,
+    ``message``, ``reply``, ``interaction``, ``slash``, ``context_menu``, ``press``,
+    ``modal_submit``, ``guild``.
     """
 
     def __init__(self, *, upload_limit: int | None = None, premium_tier: int = 0, recommended_shards: int = 1,
@@ -184,6 +390,10 @@ class FakeDiscord:
         self._last_identify: dict[int, float] = {}  # rate-limit bucket -> monotonic time
         self._shard_of: dict[web.WebSocketResponse, tuple[int, int]] = {}
         self._stopping = asyncio.Event()
+        self.messages: dict[str, dict[str, Any]] = {}  # every message by id, as it stands now
+        self.interactions: dict[str, Interaction] = {}  # by token
+        self.commands: dict[str, list[dict[str, Any]]] = {}  # synced, by the path they were put to
+        self.modals: list[dict[str, Any]] = []  # every modal opened (callback type 9's data)
 
     async def start(self) -> None:
         self._stopping.clear()
@@ -309,7 +519,7 @@ class FakeDiscord:
             "content": content, "timestamp": TIMESTAMP, "edited_timestamp": None, "tts": False,
             "mention_everyone": False, "mentions": mentions or [], "mention_roles": [],
             "attachments": attachments or [], "embeds": [], "pinned": False, "type": 19 if referenced else 0,
-            "flags": 0,
+            "flags": 0, "components": [],
         }
         if guild:
             payload["guild_id"] = GUILD_ID
@@ -318,8 +528,22 @@ class FakeDiscord:
             payload["channel_id"] = "601"
         if referenced is not None:
             payload["referenced_message"] = referenced
-            payload["message_reference"] = {"message_id": referenced["id"], "channel_id": payload["channel_id"]}
+            payload["message_reference"] = {"type": 0, "message_id": referenced["id"],
+                                            "channel_id": payload["channel_id"],
+                                            **({"guild_id": GUILD_ID} if guild else {})}
+        self.messages[payload["id"]] = payload
         return payload
+
+    def reply(self, author: dict[str, Any], to: dict[str, Any] | str, *, content: str = "",
+              attachments: list[dict[str, Any]] | None = None, ping: bool = True) -> dict[str, Any]:
+        """A user's reply to a message (one the bot sent: its id, or the message), as the gateway
+        sends it: ``message_reference`` and the whole ``referenced_message``, components and all.
+        ``ping``: the reply mentions the replied-to author (Discord's default)."""
+        target = self.messages[to if isinstance(to, str) else to["id"]]
+        guild = target["channel_id"] == CHANNEL_ID
+        referenced = {k: v for k, v in target.items() if k != "referenced_message"}  # one level, as Discord
+        return self.message(author, content=content, attachments=attachments, guild=guild,
+                            mentions=[target["author"]] if ping else [], referenced=referenced)
 
     def interaction(self, author: dict[str, Any], *, kind: int = 2, data: dict[str, Any], guild: bool = True,
                     permissions: str = "0", message: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -340,6 +564,7 @@ class FakeDiscord:
                            channel={"id": "601", "type": 1, "recipients": [author]})
         if message is not None:
             payload["message"] = message
+        self.interactions[payload["token"]] = Interaction(payload)
         return payload
 
     def slash(self, author: dict[str, Any], name: str, options: list[dict[str, Any]] | None = None,
@@ -348,6 +573,56 @@ class FakeDiscord:
         if attachments:
             data["resolved"] = {"attachments": attachments}
         return self.interaction(author, data=data, **kw)
+
+    def registered(self, name: str, kind: int, *, guild: bool) -> dict[str, Any] | None:
+        """The synced command of that name and type usable there (server commands only in the server)."""
+        for path, commands in self.commands.items():
+            if guild or "/guilds/" not in path:
+                for command in commands:
+                    if command["name"] == name and command.get("type", 1) == kind:
+                        return command
+        return None
+
+    def context_menu(self, author: dict[str, Any], name: str, target: dict[str, Any] | str, *,
+                     guild: bool = True, **kw: Any) -> dict[str, Any]:
+        """A message context menu entry (Apps → ``name``) used on ``target`` (a message or its id)."""
+        command = self.registered(name, 3, guild=guild)
+        if command is None:
+            raise AssertionError(f"Discord shows no message command {name!r} there; synced: {self.commands}")
+        message = self.messages[target if isinstance(target, str) else target["id"]]
+        data = {"id": command["id"], "name": name, "type": 3, "target_id": message["id"],
+                "resolved": {"messages": {message["id"]: message}},
+                **({"guild_id": command["guild_id"]} if command.get("guild_id") else {})}
+        return self.interaction(author, data=data, guild=guild, **kw)
+
+    def press(self, author: dict[str, Any], message: dict[str, Any] | str, custom_id: str, **kw: Any) -> dict[str, Any]:
+        """A press on one of a message's buttons (the message as it stands now)."""
+        current = self.messages[message if isinstance(message, str) else message["id"]]
+        buttons = [c for row in current.get("components") or [] for c in row.get("components") or []]
+        if not any(b.get("custom_id") == custom_id for b in buttons):
+            raise AssertionError(f"message {current['id']} has no button {custom_id!r}: {buttons}")
+        return self.interaction(author, kind=3, data={"custom_id": custom_id, "component_type": 2},
+                                message=current, guild=current["channel_id"] == CHANNEL_ID, **kw)
+
+    def modal_submit(self, author: dict[str, Any], modal: dict[str, Any], values: dict[str, str],
+                     **kw: Any) -> dict[str, Any]:
+        """The submission of an opened modal, with ``values`` by text input custom_id; refuses a
+        form Discord's client would not submit (a required input empty, a value outside its lengths)."""
+        if modal not in self.modals:
+            raise AssertionError(f"no such modal was opened: {modal}")
+        inputs = [row.get("component") if row.get("type") == 18 else (row.get("components") or [{}])[0]
+                  for row in modal["components"]]
+        if set(values) - {i["custom_id"] for i in inputs}:
+            raise AssertionError(f"the modal has no inputs {sorted(set(values) - {i['custom_id'] for i in inputs})}")
+        rows = []
+        for text_input in inputs:
+            value = values.get(text_input["custom_id"], "")
+            low = text_input.get("min_length") or (1 if text_input.get("required", True) else 0)
+            high = text_input.get("max_length") or TEXT_INPUT_LIMIT
+            if (value or text_input.get("required", True)) and not low <= len(value) <= high:
+                raise AssertionError(f"Discord's client would not submit {value!r} for {text_input}")
+            rows.append({"type": 1, "components": [{"type": 4, "custom_id": text_input["custom_id"], "value": value}]})
+        return self.interaction(author, kind=5, data={"custom_id": modal["custom_id"], "components": rows}, **kw)
 
     def guild(self) -> dict[str, Any]:
         """The guild as Discord's REST API describes it (GET /guilds/<id>)."""
@@ -415,7 +690,8 @@ class FakeDiscord:
             body = await request.json()
         elif request.content_type.startswith("multipart/"):
             reader = await request.multipart()
-            async for part in reader:
+            while (part := await reader.next()) is not None:
+                assert isinstance(part, BodyPartReader), "Discord's form data is flat"
                 if part.name == "payload_json":
                     body = json.loads(await part.text())
                 elif part.name:
@@ -427,6 +703,8 @@ class FakeDiscord:
         self.calls.append(call)
         response = self._answer(request.method, path, body, files, upload_bytes, upload_count)
         call.status = response.status
+        if response.body and response.content_type == "application/json":
+            call.response = json.loads(response.body)  # type: ignore[arg-type]
         return response
 
     def _answer(self, method: str, path: str, body: Any, files: dict[str, bytes], upload_bytes: int,
@@ -453,30 +731,155 @@ class FakeDiscord:
                 "bot_require_code_grant": False, "verify_key": "0" * 64, "owner": user("1", "owner"), "flags": 0,
                 "summary": "", "team": None})
         if method == "PUT" and path.endswith("/commands"):
-            return _json([{**c, "id": self.next_id(), "application_id": APP_ID, "version": "1"}
-                                      for c in (body or [])])
+            return self._sync(path, body)
         if path.endswith("/callback"):
-            data = (body or {}).get("data")
-            errors = message_errors(data, upload_count) if isinstance(data, dict) else {}
-            if errors:
-                return invalid_form_body({"data": errors})
-            kind = (body or {}).get("type")
-            resource: dict[str, Any] = {"type": kind}
-            if kind in (4, 7):
-                resource["message"] = self._message_payload(body.get("data", {}), files)
-            return _json({"interaction": {"id": path.split("/")[2], "type": 2,
-                                                      "response_message_loading": kind == 5},
-                                      "resource": resource})
-        if method == "POST" and (path.startswith("/webhooks/") or path.endswith("/messages")):
-            return _json(self._message_payload(body or {}, files))
-        if method in ("PATCH",):
-            return _json(self._message_payload(body or {}, files))
+            return self._callback(path, body or {}, files, upload_count)
+        if path.startswith("/webhooks/"):
+            return self._webhook(method, path, body or {}, files)
+        if path.startswith("/channels/") and "/messages" in path:
+            return self._channel_message(method, path, body or {}, files)
+        if method == "PATCH":
+            return _json(self._new_message(body or {}, files, CHANNEL_ID))
         if method == "DELETE":
             return web.Response(status=204)
         return _json({"message": "404: Not Found", "code": 0}, status=404)
 
-    def _message_payload(self, body: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any]:
-        return {"id": self.next_id(), "channel_id": CHANNEL_ID, "author": BOT, "content": body.get("content") or "",
-                "timestamp": TIMESTAMP, "edited_timestamp": None, "tts": False, "mention_everyone": False,
-                "mentions": [], "mention_roles": [], "attachments": [], "embeds": body.get("embeds") or [],
-                "pinned": False, "type": 0, "flags": body.get("flags", 0), "components": body.get("components") or []}
+    def _sync(self, path: str, body: Any) -> web.Response:
+        errors = command_errors(body)
+        if errors:
+            return invalid_form_body(errors)
+        guild = path.split("/guilds/")[1].split("/")[0] if "/guilds/" in path else None
+        synced = [{**c, "id": self.next_id(), "application_id": APP_ID, "version": "1",
+                   "description": c.get("description") or "", **({"guild_id": guild} if guild else {})}
+                  for c in body]
+        self.commands[path] = synced
+        return _json(synced)
+
+    def _callback(self, path: str, body: dict[str, Any], files: dict[str, bytes], upload_count: int) -> web.Response:
+        kind, data = body.get("type"), body.get("data")
+        errors = modal_errors(data) if kind == 9 else message_errors(data, upload_count) if isinstance(data, dict) \
+            else {}
+        if errors:
+            return invalid_form_body({"data": errors})
+        interaction = self.interactions.get(path.split("/")[3])
+        if interaction is not None:
+            if interaction.callback is not None:
+                return _json({"message": "Interaction has already been acknowledged.", "code": 40060}, status=400)
+            allowed = set(CALLBACKS.get(interaction.payload["type"], ()))
+            if interaction.payload["type"] == 5 and "message" in interaction.payload:
+                allowed.add(7)  # a form opened from a button may update that button's message
+            if kind not in allowed:
+                return invalid_form_body({"type": _error(
+                    "INTERACTION_CALLBACK_TYPE_INVALID", f"Interaction callback type {kind} is not valid here")})
+            interaction.callback = kind
+        resource: dict[str, Any] = {"type": kind}
+        channel = interaction.channel_id if interaction is not None else CHANNEL_ID
+        component_message = (interaction.payload.get("message") or {}).get("id") if interaction is not None else None
+        if kind in (4, 5):
+            flags = (data or {}).get("flags", 0) | (LOADING if kind == 5 else 0)
+            message = self._new_message({**(data or {}), "flags": flags}, files, channel)
+            resource["message"] = message
+            if interaction is not None:
+                interaction.original, interaction.loading = message["id"], kind == 5
+        elif kind in (6, 7) and interaction is not None and component_message is not None:
+            interaction.original = component_message
+            if kind == 7:
+                resource["message"] = self._edit(component_message, data or {}, files)
+        elif kind == 7:
+            resource["message"] = self._new_message(data or {}, files, channel)
+        elif kind == 9 and isinstance(data, dict):
+            self.modals.append(data)
+        return _json({"interaction": {"id": path.split("/")[2], "type": 2, "response_message_loading": kind == 5},
+                      "resource": resource})
+
+    def _webhook(self, method: str, path: str, body: dict[str, Any], files: dict[str, bytes]) -> web.Response:
+        """Follow-ups (POST), and reading, editing or deleting an interaction's messages."""
+        parts = path.strip("/").split("/")  # webhooks, app id, token[, messages, id]
+        interaction = self.interactions.get(parts[2]) if len(parts) > 2 else None
+        if interaction is None:  # a token this fake did not make: answered as a plain webhook
+            if method == "DELETE":
+                return web.Response(status=204)
+            return _json(self._new_message(body, files, CHANNEL_ID))
+        if interaction.callback is None or interaction.callback == 9:
+            return _json({"message": "Unknown Webhook", "code": 10015}, status=404)
+        if len(parts) == 3 and method == "POST":
+            if interaction.loading and interaction.original is not None:  # fills the "thinking" message
+                interaction.loading = False
+                flags = self.messages[interaction.original]["flags"] & ~LOADING
+                return _json(self._edit(interaction.original, {**body, "flags": flags}, files))
+            return _json(self._new_message(body, files, interaction.channel_id))
+        target = interaction.original if len(parts) == 5 and parts[4] == "@original" else \
+            parts[4] if len(parts) == 5 else None
+        if target is None or target not in self.messages:
+            return _json({"message": "Unknown Message", "code": 10008}, status=404)
+        if target == interaction.original:
+            interaction.loading = False
+        if method == "DELETE":
+            del self.messages[target]
+            return web.Response(status=204)
+        if method == "GET":
+            return _json(self.messages[target])
+        if method == "PATCH":
+            return _json(self._edit(target, body, files))
+        return _json({"message": "405: Method Not Allowed", "code": 0}, status=405)
+
+    def _channel_message(self, method: str, path: str, body: dict[str, Any], files: dict[str, bytes]) -> web.Response:
+        parts = path.strip("/").split("/")  # channels, id, messages[, id]
+        channel = parts[1]
+        if method == "POST" and len(parts) == 3:
+            reference = body.get("message_reference")
+            referenced = None
+            if reference and reference.get("message_id") is not None:
+                referenced = self.messages.get(str(reference["message_id"]))
+                if (referenced is None or referenced["channel_id"] != channel) and \
+                        reference.get("fail_if_not_exists", True):
+                    return invalid_form_body({"message_reference": _error(
+                        "MESSAGE_REFERENCE_UNKNOWN_MESSAGE", "Unknown message")})
+            return _json(self._new_message(body, files, channel, referenced=referenced))
+        message = self.messages.get(parts[3]) if len(parts) == 4 else None
+        if message is None or message["channel_id"] != channel:
+            return _json({"message": "Unknown Message", "code": 10008}, status=404)
+        if method == "GET":
+            return _json(message)
+        if method == "PATCH":
+            return _json(self._edit(message["id"], body, files))
+        if method == "DELETE":
+            del self.messages[message["id"]]
+            return web.Response(status=204)
+        return _json({"message": "405: Method Not Allowed", "code": 0}, status=405)
+
+    def _uploaded(self, files: dict[str, bytes]) -> list[dict[str, Any]]:
+        attachments = []
+        for name, data in files.items():
+            att_id = self.next_id()
+            self.attachments[att_id] = data
+            url = f"http://127.0.0.1:{self.port}/attachments/{att_id}/{name}"
+            attachments.append({"id": att_id, "filename": name, "size": len(data), "url": url, "proxy_url": url})
+        return attachments
+
+    def _new_message(self, body: dict[str, Any], files: dict[str, bytes], channel_id: str, *,
+                     referenced: dict[str, Any] | None = None) -> dict[str, Any]:
+        message = {"id": self.next_id(), "channel_id": channel_id, "author": BOT, "content": body.get("content") or "",
+                   "timestamp": TIMESTAMP, "edited_timestamp": None, "tts": False, "mention_everyone": False,
+                   "mentions": [], "mention_roles": [], "attachments": self._uploaded(files),
+                   "embeds": body.get("embeds") or [], "pinned": False, "type": 19 if referenced else 0,
+                   "flags": body.get("flags", 0), "components": body.get("components") or []}
+        if referenced is not None:
+            message["message_reference"] = {"type": 0, "message_id": referenced["id"], "channel_id": channel_id}
+            message["referenced_message"] = {k: v for k, v in referenced.items() if k != "referenced_message"}
+        self.messages[message["id"]] = message
+        return message
+
+    def _edit(self, message_id: str, body: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any]:
+        """A message edited as Discord edits one: the fields given replace the old ones; attachments
+        listed by id stay, new uploads are added."""
+        message = self.messages[message_id]
+        for key in ("content", "embeds", "components", "flags"):
+            if key in body:
+                message[key] = body[key] if body[key] is not None else ([] if key != "content" else "")
+        if "attachments" in body:
+            keep = {str(a.get("id")) for a in body["attachments"] or []}
+            message["attachments"] = [a for a in message["attachments"] if a["id"] in keep]
+        message["attachments"] = [*message["attachments"], *self._uploaded(files)]
+        message["edited_timestamp"] = TIMESTAMP
+        return message

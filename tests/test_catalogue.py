@@ -12,6 +12,7 @@ import pytest
 
 from adapters.console import ConsoleChat
 from adapters.discord import DiscordPlatform
+from adapters.discord.messages import menu_name
 from adapters.telegram import TelegramPlatform
 from bot.composition import build_service
 from bot.settings import Settings
@@ -19,7 +20,7 @@ from core.commands import CATALOGUE, ChatCommand, CommandInput, Takes, commands_
 from core.conversation import Context, Reply
 from core.engine import Engine
 from core.service import ChatService
-from tests.fake_discord import APP_ID, GUILD_ID, FakeDiscord, user
+from tests.fake_discord import APP_ID, BOT, GUILD_ID, FakeDiscord, user
 from tests.fake_telegram import FakeTelegram
 from tests.test_discord import dispatch
 from tests.test_telegram import ALICE, GROUP, TOKEN, command, photo
@@ -61,7 +62,7 @@ def test_help_lists_every_command_but_itself() -> None:
     for style in (CHAT_STYLE, ConsoleStyle(), DISCORD_STYLE):
         text = help_text(style, private=True)
         for c in commands_for(style.front_end):
-            assert (f"/{c.name}" in text) == (c.name != "help"), (style.front_end, c.name)
+            assert (style.usage(c) in text) == (c.name != "help"), (style.front_end, c.name)
     assert "/add label | description (on a photo)" in help_text(CHAT_STYLE, private=True)
     assert "/add PATH | label | description" in help_text(ConsoleStyle(), private=True)
     assert "/add image label [description]" in help_text(DISCORD_STYLE, private=True)
@@ -122,11 +123,12 @@ def test_the_console_and_the_web_write_every_kind_of_input() -> None:
 
 @pytest.fixture
 async def telegram_spy(gallery: Engine, settings: Settings) -> AsyncIterator[tuple[FakeTelegram, SpyService]]:
-    fake = FakeTelegram(TOKEN)
+    # Every command once in one group is over Telegram's 20 messages a minute: a roomier group here.
+    fake = FakeTelegram(TOKEN, group_limit=60)
     await fake.start()
     service = spy_service(settings, gallery)
     platform = TelegramPlatform(service, token=TOKEN, base_url=fake.base_url, base_file_url=fake.base_file_url,
-                                max_file_bytes=20 * 1024 * 1024, poll_timeout=1)
+                                max_file_bytes=20 * 1024 * 1024, poll_timeout=1, group_messages_per_minute=60)
     await platform.start()
     yield fake, service
     await platform.stop()
@@ -140,14 +142,22 @@ async def test_every_command_is_reachable_on_telegram(telegram_spy: tuple[FakeTe
     assert [c["command"] for c in menu.params["commands"]] == [c.name for c in commands_for("telegram")]
     original = {"message_id": 5, "date": int(time.time()), "chat": GROUP, "from": ALICE,
                 "photo": photo(fake, "cat-photo", photos["chelsea"].read_bytes())}
-    answered = 0
+    fake.push(command(GROUP, ALICE, "/find rocket"))  # a result, for the commands replied to one
+    [result] = await fake.wait_for("sendPhoto")
+    answered = 1
     for name, cmd in every_name("telegram"):
-        args = {Takes.WORDS: " cat", Takes.IMAGE_ID: " 999", Takes.LABELLED_PHOTO: " cat | ginger"}.get(cmd.takes, "")
-        extra: dict[str, Any] = {"reply_to_message": original} if cmd.takes.photo else {}
+        args = {Takes.WORDS: " cat", Takes.IMAGE_ID: " 999", Takes.LABELLED_PHOTO: " cat | ginger",
+                Takes.RESULT_WORDS: " at night"}.get(cmd.takes, "")
+        extra: dict[str, Any] = ({"reply_to_message": original} if cmd.takes.photo
+                                 else {"reply_to_message": result.result} if cmd.takes.result else {})
         fake.push(command(GROUP, ALICE, f"/{name}{args}", **extra))
         answered += 1
         await fake.wait_for("sendMessage", "sendPhoto", count=answered)
         assert service.ran[-1] == cmd.name, name
+    fake.push(command(GROUP, ALICE, "/match #1"))  # a gallery image's number instead of a photo
+    answered += 1
+    await fake.wait_for("sendMessage", "sendPhoto", count=answered)
+    assert service.ran[-1] == "match"
     # The same photo commands as a photo's caption.
     for cmd in (c for c in commands_for("telegram") if c.takes.photo):
         caption = f"/{cmd.name} kitten" if cmd.takes is Takes.LABELLED_PHOTO else f"/{cmd.name}"
@@ -177,9 +187,19 @@ async def test_every_command_is_reachable_on_discord(discord_spy: tuple[FakeDisc
                                                      photos: dict[str, Path]) -> None:
     fake, platform, service = discord_spy
     [sync] = fake.sent("PUT", f"/applications/{APP_ID}/guilds/{GUILD_ID}/commands")
-    assert [c["name"] for c in sync.json] == [c.name for c in commands_for("discord")]  # type: ignore[union-attr]
+    # Commands on a result are message context menus (Apps > Similar images): Discord's slash
+    # commands cannot point at a message.
+    offered = commands_for("discord")
+    assert [(c["type"], c["name"]) for c in sync.entries] == [
+        *((1, c.name) for c in offered if not c.takes.result), *((3, menu_name(c)) for c in offered if c.takes.result)]
     alice = user("11", "alice")
+    not_a_result = fake.message(BOT, content="hello")
     for n, cmd in enumerate(commands_for("discord"), start=1):
+        if cmd.takes.result:  # on a message that is not a result: the service says so
+            dispatch(platform, "interaction_create", fake.context_menu(alice, menu_name(cmd), not_a_result))
+            await fake.wait_for("POST", f"/webhooks/{APP_ID}/", count=n)
+            assert service.ran[-1] == cmd.name
+            continue
         options: list[dict[str, Any]] = []
         resolved: dict[str, dict[str, Any]] = {}
         if cmd.takes.photo:

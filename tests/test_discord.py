@@ -13,6 +13,7 @@ import pytest
 from adapters.discord import DiscordPlatform
 from bot.composition import build_service
 from bot.settings import Settings
+from core.dialogue import NOT_A_RESULT
 from core.engine import Engine
 from tests.conftest import recompressed
 from tests.fake_discord import APP_ID, BOT, GUILD_ID, FakeDiscord, user
@@ -58,10 +59,16 @@ def image_option(fake: FakeDiscord, data: bytes, name: str = "photo.jpg", conten
 async def test_login_syncs_slash_commands_to_the_configured_server(fake: FakeDiscord,
                                                                    platform: DiscordPlatform) -> None:
     [sync] = fake.sent("PUT", f"/applications/{APP_ID}/guilds/{GUILD_ID}/commands")
-    commands = {c["name"]: c for c in sync.json}  # type: ignore[union-attr]
+    commands = {c["name"]: c for c in sync.entries if c.get("type", 1) == 1}
     assert set(commands) == {"match", "find", "add", "delete", "list", "stats", "help", "describe", "colors", "scores"}
-    assert [o["type"] for o in commands["match"]["options"]] == [11]  # an attachment
+    # /match takes a photo or a gallery image's number: both options optional.
+    assert [(o["name"], o["type"], o.get("required", False)) for o in commands["match"]["options"]] == [
+        ("image", 11, False), ("id", 4, False)]
     assert [o["name"] for o in commands["add"]["options"]] == ["image", "label", "description"]
+    # The commands on a result are message context menus (Apps → Similar images), with no description.
+    menus = [c for c in sync.entries if c.get("type") == 3]
+    assert [c["name"] for c in menus] == ["Similar images", "Refine with words"]
+    assert all("description" not in c and "options" not in c for c in menus)
     assert platform.intents.message_content is False
 
 
@@ -72,28 +79,27 @@ async def test_match_defers_then_follows_up_with_embed_file_and_button(
     dispatch(platform, "interaction_create", fake.slash(ALICE, "match", options, resolved))
     [follow] = await fake.wait_for("POST", f"/webhooks/{APP_ID}/")
     [defer] = fake.sent("POST", "/callback")
-    assert defer.json["type"] == 5  # type: ignore[index]  # deferred "thinking", before any work
+    assert defer.body["type"] == 5  # deferred "thinking", before any work
     assert fake.calls.index(defer) < fake.calls.index(follow)
-    embed = follow.json["embeds"][0]  # type: ignore[index]
+    embed = follow.body["embeds"][0]
     assert embed["description"].startswith("coffee\na cup\nScore: ") and "match 1 of 4" in embed["description"]
     [name] = follow.files
     assert embed["image"]["url"] == f"attachment://{name}" and follow.files[name][:3] == b"\xff\xd8\xff"
-    button = follow.json["components"][0]["components"][0]  # type: ignore[index]
-    assert button["label"] == "Next match (2/4)" and button["custom_id"].startswith("next:")
+    rows = [[b["label"] for b in row["components"]] for row in follow.body["components"]]
+    assert rows == [["Next match (2/4)", "Top 4"], ["More like this", "Not this"]]
+    button = follow.body["components"][0]["components"][0]
+    assert button["custom_id"].startswith("next:")
 
-    # Pressing the button edits the message in place (callback type 7) with the next match.
-    message = {"id": "7777", "channel_id": "600", "author": BOT, "content": "", "timestamp": follow.json and
-               "2026-11-26T12:00:00+00:00", "edited_timestamp": None, "tts": False, "mention_everyone": False,
-               "mentions": [], "mention_roles": [], "attachments": [], "embeds": [], "pinned": False, "type": 0,
-               "flags": 0, "components": follow.json["components"]}  # type: ignore[index]
-    dispatch(platform, "interaction_create", fake.interaction(
-        ALICE, kind=3, data={"custom_id": button["custom_id"], "component_type": 2}, message=message))
-    edits = await fake.wait_for("POST", "/callback", count=2)
-    edit = edits[1]
-    assert edit.json["type"] == 7  # type: ignore[index]
-    assert "match 2 of 4" in edit.json["data"]["embeds"][0]["description"]  # type: ignore[index]
-    assert edit.json["data"]["components"][0]["components"][0]["label"] == "Next match (3/4)"  # type: ignore[index]
+    # Pressing "Next match" acknowledges at once (callback type 6), then redraws that message in place.
+    result = follow.response["id"]  # the "thinking" message the follow-up filled
+    dispatch(platform, "interaction_create", fake.press(ALICE, result, button["custom_id"]))
+    [edit] = await fake.wait_for("PATCH", "/messages/@original")
+    assert [c.body["type"] for c in fake.sent("POST", "/callback")] == [5, 6]
+    assert "match 2 of 4" in edit.body["embeds"][0]["description"]
+    assert edit.body["components"][0]["components"][0]["label"] == "Next match (3/4)"
     assert len(edit.files) == 1
+    assert "match 2 of 4" in fake.messages[result]["embeds"][0]["description"]  # the same message, redrawn
+    assert len(fake.messages[result]["attachments"]) == 1  # its picture replaced, not added to
 
 
 async def test_find_and_gallery_isolation(fake: FakeDiscord, platform: DiscordPlatform, gallery: Engine,
@@ -103,7 +109,7 @@ async def test_find_and_gallery_isolation(fake: FakeDiscord, platform: DiscordPl
                 {"name": "description", "type": 3, "value": "red and shiny"}]
     dispatch(platform, "interaction_create", fake.slash(BOB, "add", options, resolved))
     [added] = await fake.wait_for("POST", f"/webhooks/{APP_ID}/")
-    assert "Added #" in added.json["embeds"][0]["description"]  # type: ignore[index]
+    assert "Added #" in added.body["embeds"][0]["description"]
     [rec] = await gallery.list_images(f"discord:{GUILD_ID}")
     assert (rec.label, rec.description, rec.added_by) == ("motorbike", "red and shiny", "discord:12")
 
@@ -112,7 +118,7 @@ async def test_find_and_gallery_isolation(fake: FakeDiscord, platform: DiscordPl
     dispatch(platform, "interaction_create", fake.slash(ALICE, "find", [{"name": "text", "type": 3,
                                                                         "value": "motorbike"}], guild=False))
     follows = (await fake.wait_for("POST", f"/webhooks/{APP_ID}/", count=3))[1:]
-    texts = sorted(f.json["embeds"][0]["description"] for f in follows)  # type: ignore[index]
+    texts = sorted(f.body["embeds"][0]["description"] for f in follows)
     assert sum(t.startswith("motorbike") for t in texts) == 1  # the server sees it, Alice's DMs do not
 
 
@@ -123,10 +129,10 @@ async def test_delete_needs_author_or_manage_messages(fake: FakeDiscord, platfor
     delete = [{"name": "id", "type": 4, "value": rec.id}]
     dispatch(platform, "interaction_create", fake.slash(ALICE, "delete", delete))
     [denied] = await fake.wait_for("POST", f"/webhooks/{APP_ID}/")
-    assert "Only the person who added it" in denied.json["embeds"][0]["description"]  # type: ignore[index]
+    assert "Only the person who added it" in denied.body["embeds"][0]["description"]
     dispatch(platform, "interaction_create", fake.slash(ALICE, "delete", delete, permissions=MANAGE_MESSAGES))
     done = (await fake.wait_for("POST", f"/webhooks/{APP_ID}/", count=2))[1]
-    assert done.json["embeds"][0]["description"].startswith(f"Deleted #{rec.id}")  # type: ignore[index]
+    assert done.body["embeds"][0]["description"].startswith(f"Deleted #{rec.id}")
     assert await gallery.list_images(f"discord:{GUILD_ID}") == []
 
 
@@ -140,7 +146,7 @@ async def test_attachments_checked_before_download(fake: FakeDiscord, platform: 
     options, resolved = image_option(fake, b"%PDF-1.4", name, content_type, size=size)
     dispatch(platform, "interaction_create", fake.slash(ALICE, "match", options, resolved))
     [follow] = await fake.wait_for("POST", f"/webhooks/{APP_ID}/")
-    assert expected in follow.json["embeds"][0]["description"]  # type: ignore[index]
+    assert expected in follow.body["embeds"][0]["description"]
     assert fake.sent("GET", "/attachments/") == []
 
 
@@ -152,18 +158,19 @@ async def test_messages_in_dms_and_addressed_server_messages(fake: FakeDiscord, 
     dispatch(platform, "message_create", fake.message(
         ALICE, guild=False, attachments=[fake.attachment(rocket, "r.jpg", "image/jpeg")]))
     [dm_reply] = await fake.wait_for("POST", "/channels/601/messages")
-    assert dm_reply.json["embeds"][0]["description"].startswith("rocket")  # type: ignore[index]
-    assert dm_reply.json["message_reference"]["message_id"]  # type: ignore[index]
+    assert dm_reply.body["embeds"][0]["description"].startswith("rocket")
+    assert dm_reply.body["message_reference"]["message_id"]
     chelsea = photos["chelsea"].read_bytes()
     dispatch(platform, "message_create", fake.message(
         BOB, content="<@900> what is this?", mentions=[BOT],
         attachments=[fake.attachment(chelsea, "c.png", "image/png")]))
     [mention_reply] = await fake.wait_for("POST", "/channels/600/messages")
-    assert mention_reply.json["embeds"][0]["description"].startswith("chelsea")  # type: ignore[index]
-    bot_message = {**fake.message(BOT), "author": BOT}
+    assert mention_reply.body["embeds"][0]["description"].startswith("chelsea")
+    # A reply to the bot is addressed to it; words replied to a message that is no result say so.
+    bot_message = fake.message(BOT)
     dispatch(platform, "message_create", fake.message(BOB, content="coffee", referenced=bot_message))
     second = (await fake.wait_for("POST", "/channels/600/messages", count=2))[1]
-    assert second.json["embeds"][0]["description"].startswith("coffee")  # type: ignore[index]
+    assert second.body["embeds"][0]["description"] == NOT_A_RESULT
     assert len(fake.sent("GET", "/attachments/")) == 2  # the unaddressed photo was never downloaded
 
 
@@ -175,8 +182,8 @@ async def test_command_errors_become_a_plain_follow_up(fake: FakeDiscord, platfo
         dispatch(platform, "interaction_create", fake.slash(
             ALICE, "match", [{"name": "image", "type": 11, "value": att["id"]}], {att["id"]: att}))
         [follow] = await fake.wait_for("POST", f"/webhooks/{APP_ID}/")
-    assert follow.json["content"] == "Sorry, something went wrong on my side. Please try again."  # type: ignore[index]
-    assert follow.json["flags"] == 64  # type: ignore[index]  # ephemeral
+    assert follow.body["content"] == "Sorry, something went wrong on my side. Please try again."
+    assert follow.body["flags"] == 64  # ephemeral
     assert any("while handling /match" in r.getMessage() for r in caplog.records)
 
 
@@ -217,7 +224,7 @@ async def test_clipbot_run_serves_telegram_and_discord_together(
         await fake.dispatch("MESSAGE_CREATE", fake.message(
             ALICE, guild=False, attachments=[fake.attachment(photos["coffee"].read_bytes(), "c.png", "image/png")]))
         [reply] = await fake.wait_for("POST", "/channels/601/messages")
-        assert "no images yet" in reply.json["embeds"][0]["description"]  # type: ignore[index]
+        assert "no images yet" in reply.body["embeds"][0]["description"]
         telegram.push(tg_message(tg_private(TG_ALICE), TG_ALICE,
                                  photo=tg_photo(telegram, "run-match", recompressed(photos["rocket"]))))
         [sent] = await telegram.wait_for("sendPhoto")
@@ -235,9 +242,9 @@ async def test_colors_and_describe_commands(fake: FakeDiscord, platform: Discord
     options, resolved = image_option(fake, photos["coffee"].read_bytes(), "c.png", "image/png")
     dispatch(platform, "interaction_create", fake.slash(ALICE, "colors", options, resolved))
     [palette] = await fake.wait_for("POST", f"/webhooks/{APP_ID}/")
-    assert palette.json["embeds"][0]["description"].startswith("Dominant colours:")  # type: ignore[index]
+    assert palette.body["embeds"][0]["description"].startswith("Dominant colours:")
     assert list(palette.files) == ["palette.png"]
     options, resolved = image_option(fake, photos["coffee"].read_bytes(), "c.png", "image/png")
     dispatch(platform, "interaction_create", fake.slash(ALICE, "describe", options, resolved))
     described = (await fake.wait_for("POST", f"/webhooks/{APP_ID}/", count=2))[1]
-    assert "Captions are turned off" in described.json["embeds"][0]["description"]  # type: ignore[index]
+    assert "Captions are turned off" in described.body["embeds"][0]["description"]

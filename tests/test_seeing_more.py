@@ -109,7 +109,8 @@ async def test_service_colors_scores_and_top_cards(engine: Engine, settings: Set
     assert scores is not None and scores.text.startswith("Scores against 3 images") and "1.00  coffee" in scores.text
     assert Image.open(io.BytesIO(scores.image or b"")).format == "PNG"
     match = await service.match(ctx(), photos["coffee"].read_bytes())
-    assert match is not None and [b.text for b in match.buttons] == ["Next match (2/3)", "Top 3", "More like this", "Not this"]
+    assert match is not None and [b.text for b in match.buttons] == [
+        "Next match (2/3)", "Top 3", "More like this", "Not this"]
     top = await service.collage(ctx(), match.buttons[1].data)
     assert top.kind == "result" and Image.open(io.BytesIO(top.image or b"")).size == (600, 292)  # 240 + the title
     assert (await service.collage(Context(Chat("telegram", "2"), User("telegram", "1")), match.buttons[1].data)

@@ -15,12 +15,12 @@ from bot.settings import Settings
 from core.conversation import Chat, Context, User
 from core.encoders import ClipEncoder
 from core.engine import Engine
-from core.searching import QueryPlan
-from core.threads import Thread, Threads
 from core.ratelimit import RateLimiter
 from core.search import SearchResult
+from core.searching import QueryPlan
 from core.service import ChatService, ServiceConfig
 from core.state import MemoryState
+from core.threads import Thread, Threads
 from tests.conftest import recompressed
 from tests.fakes import RecordingEncoder
 

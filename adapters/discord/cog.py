@@ -1,10 +1,15 @@
-"""Slash commands and message listeners, each thin: parse at the edge, defer, call the service."""
+"""Slash commands, context menus and message listeners, each thin: parse at the edge, defer, call the service.
+
+Every command comes from the catalogue: a slash command whose options follow what it takes, or,
+for commands on a result, a message context menu (menus.py). A reply to one of the bot's results
+refines it with the reply's words.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
@@ -12,37 +17,51 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from adapters.discord.menus import Respond, context_menu
 from adapters.discord.messages import (
+    DISCORD_STYLE,
     PLATFORM,
+    button_data,
     check_attachment,
     guild_id_of,
     interaction_context,
     is_image_attachment,
+    menu_name,
     message_context,
 )
-from adapters.discord.views import send_fitting, upload_limit
+from adapters.discord.views import APOLOGY, RESTARTING, send_fitting, upload_limit
 from core.commands import ChatCommand, CommandInput, Takes, commands_for
 from core.conversation import Reply
 from core.inflight import InFlight
 from core.service import ChatService
+from core.threads import result_ref
 
 log = logging.getLogger(__name__)
 _MENTION = re.compile(r"<@!?\d+>")
-RESTARTING = "I'm restarting; try again in a minute."
-
-
-Respond = Callable[[discord.Interaction, ChatCommand, CommandInput, "discord.Attachment | None"], Awaitable[None]]
+# Without the message-content intent Discord blanks server messages that do not mention the bot.
+UNREAD_REPLY = ("I can't read replies here that don't mention me: reply again with @ON left on above the "
+                "message box.")
 
 
 def slash_command(command: ChatCommand, respond: Respond) -> app_commands.Command[Any, ..., None]:
     """The slash command of a catalogue entry: its options come from what the command takes."""
     takes = command.takes
+    if takes.result:
+        raise ValueError(f"/{command.name} needs a result, which a slash command cannot point at; "
+                         "it is a message context menu")
     # One callback shape per kind of input: discord.py reads the options from the signature.
-    if takes is Takes.PHOTO:
+    if takes is Takes.PHOTO and command.by_id:
+        async def photo_or_id(interaction: discord.Interaction, image: discord.Attachment | None = None,
+                              id: app_commands.Range[int, 1] | None = None) -> None:
+            await respond(interaction, command, CommandInput(image_id=id), image)
+
+        callback: Callable[..., Coroutine[Any, Any, None]] = photo_or_id
+        described = {"image": "The photo", "id": "Or the number of a gallery image, shown under each result"}
+    elif takes is Takes.PHOTO:
         async def photo(interaction: discord.Interaction, image: discord.Attachment) -> None:
             await respond(interaction, command, CommandInput(), image)
 
-        callback: Callable[..., Coroutine[Any, Any, None]] = photo
+        callback = photo
         described = {"image": "The photo"}
     elif takes is Takes.LABELLED_PHOTO:
         async def labelled_photo(interaction: discord.Interaction, image: discord.Attachment,
@@ -86,41 +105,52 @@ class ClipbotCog(commands.Cog):
 
     async def cog_load(self) -> None:
         for command in commands_for(PLATFORM):
-            self.bot.tree.add_command(slash_command(command, self.respond))
+            if command.takes.result:
+                self.bot.tree.add_command(context_menu(command, self.respond))
+            else:
+                self.bot.tree.add_command(slash_command(command, self.respond))
         self.bot.tree.error(self.on_app_command_error)
 
     async def cog_unload(self) -> None:
         for command in commands_for(PLATFORM):
-            self.bot.tree.remove_command(command.name)
+            if command.takes.result:
+                self.bot.tree.remove_command(menu_name(command), type=discord.AppCommandType.message)
+            else:
+                self.bot.tree.remove_command(command.name)
 
-    # -- slash commands -------------------------------------------------------------------------
+    # -- slash commands, context menus and their forms ------------------------------------------
 
     async def respond(self, interaction: discord.Interaction, command: ChatCommand, args: CommandInput,
-                      image: discord.Attachment | None) -> None:
-        """Defer ("thinking"), read the attachment, run the command, follow up with its reply."""
+                      image: discord.Attachment | None, /, *, private: bool = False) -> None:
+        """Defer ("thinking"), read the attachment, run the command, follow up with its reply
+        (seen by the asker alone for ``asker_only`` commands, or when ``private``)."""
         if self.in_flight.closing:
             await interaction.response.send_message(RESTARTING, ephemeral=True)
             return
+        problem = missing_input(command, args, image)
+        if problem:  # answered at once, to the asker alone: nothing was run
+            await interaction.response.send_message(problem, ephemeral=True)
+            return
         async with self.in_flight.track():
-            await self._respond(interaction, command, args, image)
+            await self._respond(interaction, command, args, image, private or command.asker_only)
 
     async def _respond(self, interaction: discord.Interaction, command: ChatCommand, args: CommandInput,
-                       image: discord.Attachment | None) -> None:
-        await interaction.response.defer(thinking=True, ephemeral=command.asker_only)
+                       image: discord.Attachment | None, private: bool) -> None:
+        await interaction.response.defer(thinking=True, ephemeral=private)
         if image is not None:
             refusal = check_attachment(image, self.max_file_bytes)
             if refusal:
-                await self._follow_up(interaction, Reply(refusal, kind="error"), ephemeral=command.asker_only)
+                await self._follow_up(interaction, Reply(refusal, kind="error"), ephemeral=private)
                 return
             args = replace(args, photo=image.read)  # read by the service, past the rate limit
         reply = await self.service.execute(command, interaction_context(interaction), args)
-        await self._follow_up(interaction, reply, ephemeral=command.asker_only)
+        await self._follow_up(interaction, reply, ephemeral=private)
 
     async def on_app_command_error(self, interaction: discord.Interaction,
                                    error: app_commands.AppCommandError) -> None:
         """The one place command errors end: logged in full; the user gets a plain sentence."""
         log.error("while handling /%s", interaction.command.name if interaction.command else "?", exc_info=error)
-        text = "Sorry, something went wrong on my side. Please try again."
+        text = APOLOGY
         if interaction.response.is_done():
             await interaction.followup.send(text, ephemeral=True)
         else:
@@ -150,6 +180,14 @@ class ClipbotCog(commands.Cog):
             await self._reply(message, await self.service.match(ctx, attachment.read))
             return
         text = _MENTION.sub("", message.content).strip()
+        replied = await self._replied_to_me(message)
+        if replied is not None:  # words for one of our messages: a refinement if it is a result
+            if not text and not self._readable(message):
+                await self._reply(message, Reply(UNREAD_REPLY, kind="error"))
+                return
+            ref = result_ref(button_data(replied))
+            await self._reply(message, await self.service.refine(ctx, ref, text))
+            return
         if text:
             await self._reply(message, await self.service.find(ctx, text))
 
@@ -161,17 +199,49 @@ class ClipbotCog(commands.Cog):
             return False
         if any(user.id == me.id for user in message.mentions):
             return True
-        ref = message.reference.resolved if message.reference else None
-        return isinstance(ref, discord.Message) and ref.author.id == me.id
+        ref = message.reference
+        resolved = ref.resolved if ref is not None and ref.type is discord.MessageReferenceType.reply else None
+        return isinstance(resolved, discord.Message) and resolved.author.id == me.id
+
+    def _readable(self, message: discord.Message) -> bool:
+        """Whether Discord sent this message's text: always in DMs and to a bot mentioned in it,
+        in servers otherwise only with the message-content intent."""
+        me = self.bot.user
+        return (self.bot.intents.message_content or guild_id_of(message) is None
+                or (me is not None and any(user.id == me.id for user in message.mentions)))
+
+    async def _replied_to_me(self, message: discord.Message) -> discord.Message | None:
+        """The message of this bot that ``message`` replies to (not forwards), if any."""
+        ref, me = message.reference, self.bot.user
+        if ref is None or ref.message_id is None or me is None or ref.type is not discord.MessageReferenceType.reply:
+            return None
+        replied = ref.resolved or ref.cached_message
+        if replied is None:  # Discord did not include it: ask for it
+            try:
+                replied = await message.channel.fetch_message(ref.message_id)
+            except discord.HTTPException:
+                log.warning("could not fetch message %s, replied to in %s", ref.message_id, message.channel.id)
+                return None
+        return replied if isinstance(replied, discord.Message) and replied.author.id == me.id else None
 
     async def _follow_up(self, interaction: discord.Interaction, reply: Reply | None, *,
                          ephemeral: bool = False) -> None:
         if reply is None:  # a rate-limited user who was already told: just clear the "thinking"
             await interaction.delete_original_response()
             return
-        await send_fitting(interaction.followup.send, reply, upload_limit(interaction.guild), ephemeral=ephemeral)
+        await send_fitting(interaction.followup.send, reply, interaction.filesize_limit, ephemeral=ephemeral)
 
     async def _reply(self, message: discord.Message, reply: Reply | None) -> None:
         if reply is None:
             return
         await send_fitting(message.reply, reply, upload_limit(message.guild), mention_author=False)
+
+
+def missing_input(command: ChatCommand, args: CommandInput, image: discord.Attachment | None) -> str | None:
+    """Why a photo command cannot run with what it was given (its options are optional with ``by_id``)."""
+    if not command.takes.photo or (image is None) != (args.image_id is None) or args.photo is not None:
+        return None
+    usage = DISCORD_STYLE.usage(command)
+    if image is not None:
+        return f"Give an image or an image number, not both: {usage}."
+    return f"Give me an image, or the number of one of the gallery's images: {usage}."

@@ -10,6 +10,7 @@ from core.commands import ChatCommand, Takes
 from core.conversation import Chat, Context, Reply, User
 from core.images import refusal_before_download
 from core.service import ChatService
+from core.threads import ResultRef, result_ref
 
 PLATFORM = "discord"
 EMBED_LIMIT = 4096
@@ -23,23 +24,40 @@ def chat_of(guild_id: int | None, user_id: int) -> Chat:
     return Chat(PLATFORM, str(guild_id), private=False)
 
 
-# The slash commands' options for each kind of input (the callbacks in cog.py declare them).
+# How each kind of input is given: a slash command's options (the callbacks in cog.py declare
+# them), or, for commands on one of the bot's results, the message context menu (menus.py).
 OPTIONS = {
     Takes.NOTHING: "", Takes.WORDS: "text", Takes.PHOTO: "image",
     Takes.LABELLED_PHOTO: "image label [description]", Takes.IMAGE_ID: "id",
+    Takes.RESULT: "Right-click (or long-press) a result \u2192 Apps \u2192 {menu}",
+    Takes.RESULT_WORDS: "Right-click (or long-press) a result \u2192 Apps \u2192 {menu}, then type your words",
 }
+# Context menu names read as a menu entry, not a command: "Similar images", not "similar".
+# A command missing here is named after itself ("Refine"); Discord allows 1-32 characters.
+MENU_NAME_LIMIT = 32
+
+
+def menu_name(command: ChatCommand) -> str:
+    """The message context menu entry of a command on a result (Takes.RESULT, Takes.RESULT_WORDS)."""
+    return (command.menu or command.name.capitalize())[:MENU_NAME_LIMIT]
 
 
 class DiscordStyle:
-    """How Discord writes commands in help: slash commands with named options."""
+    """How Discord writes commands in help: slash commands with named options, and the context
+    menu entries of the commands on a result."""
 
     front_end = PLATFORM
 
     def usage(self, command: ChatCommand) -> str:
-        return f"/{command.name} {OPTIONS[command.takes]}".rstrip()
+        if command.takes.result:
+            return OPTIONS[command.takes].format(menu=menu_name(command))
+        text = f"/{command.name} {OPTIONS[command.takes]}".rstrip()
+        return f"{text}, or /{command.name} id" if command.by_id else text
 
     def notes(self, *, private: bool) -> list[str]:
-        return ["In DMs, send me a photo to match it; in servers, mention me with a photo or reply to my messages."]
+        return ["In DMs, send me a photo to match it; in servers, mention me with a photo or reply to my messages.",
+                "Reply to one of my results with words (at night, but red, -people) to refine it; in servers, "
+                "keep the reply's @mention on so that I can read it."]
 
     def send_photo(self) -> str:
         return "send me a photo"
@@ -81,6 +99,21 @@ def message_context(message: discord.Message) -> Context:
     author = message.author
     return Context(chat_of(guild_id_of(message), author.id), User(PLATFORM, str(author.id), author.display_name),
                    help_style=DISCORD_STYLE)
+
+
+def button_data(message: discord.Message) -> list[str]:
+    """The custom ids of a message's buttons, row by row (core.threads.result_ref reads them)."""
+    rows = getattr(message, "components", ())  # discord.py leaves it unset when Discord sent none
+    return [custom_id for row in rows for child in getattr(row, "children", ())
+            if isinstance(custom_id := getattr(child, "custom_id", None), str)]
+
+
+def result_of(client: discord.Client, message: discord.Message) -> ResultRef | None:
+    """The result a message of this bot shows (None: someone else's message, or not a result)."""
+    me = client.user
+    if me is None or message.author.id != me.id:
+        return None
+    return result_ref(button_data(message))
 
 
 def check_attachment(attachment: discord.Attachment, max_bytes: int) -> str | None:

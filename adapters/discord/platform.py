@@ -14,7 +14,7 @@ from discord.http import HTTPClient, Route
 from discord.webhook.async_ import AsyncWebhookAdapter, async_context
 
 from adapters.discord.cog import ClipbotCog
-from adapters.discord.views import NextMatchButton, TopButton
+from adapters.discord.views import ResultButton
 from core.errors import ConfigError
 from core.inflight import InFlight
 from core.service import ChatService
@@ -66,7 +66,8 @@ class RedirectedWebhookAdapter(AsyncWebhookAdapter):
 
 
 class ClipBot(commands.Bot):
-    """discord.py's Bot holding the chat service (buttons reach it through ``interaction.client``)."""
+    """discord.py's Bot holding the chat service and the requests in flight (buttons reach both
+    through ``interaction.client``)."""
 
     def __init__(self, service: ChatService, *, intents: discord.Intents, guild_ids: tuple[int, ...],
                  max_file_bytes: int, api_base_url: str | None = None, gateway_url: str | None = None,
@@ -89,7 +90,7 @@ class ClipBot(commands.Bot):
     async def setup_hook(self) -> None:
         await self.add_cog(ClipbotCog(self, self.service, max_file_bytes=self.max_file_bytes,
                                       in_flight=self.in_flight))
-        self.add_dynamic_items(NextMatchButton, TopButton)
+        self.add_dynamic_items(ResultButton)
         if not self.sync_commands:
             return
         if self.guild_ids:  # guild commands appear at once; global ones can take up to an hour

@@ -1,5 +1,5 @@
-"""Replies on Discord: the "Next match" and "Top" buttons (dynamic items, so they keep working for
-messages sent before a restart), and sending a reply within the server's upload limit."""
+"""Replies on Discord: a result's buttons (dynamic items, so they keep working for messages sent
+before a restart), and sending a reply within the upload limit."""
 
 from __future__ import annotations
 
@@ -14,68 +14,92 @@ from discord.utils import MISSING
 
 from adapters.discord.messages import embed_and_file, interaction_context, service_of
 from core.conversation import Reply
-from core.service import TOP_PREFIX
+from core.inflight import InFlight
+from core.threads import LIKE_PREFIX, NEXT_PREFIX, NOT_PREFIX, TOP_PREFIX
 
 log = logging.getLogger(__name__)
 VIEW_TIMEOUT = 600  # after this the in-memory view is dropped; the dynamic item still answers clicks
+APOLOGY = "Sorry, something went wrong on my side. Please try again."
+RESTARTING = "I'm restarting; try again in a minute."
+# Replies that concern the one who asked: shown to them alone where an interaction allows it.
+PRIVATE_KINDS = ("error", "busy", "rate_limited")
+_TOKEN = r"[A-Za-z0-9_-]{1,32}"
+# Every button core.dialogue puts under a result: "next:T:2", "top:T", "like:T:12", "not:T:12".
+RESULT_BUTTONS = (rf"(?:{NEXT_PREFIX}|{LIKE_PREFIX}|{NOT_PREFIX}){_TOKEN}:\d{{1,18}}|{TOP_PREFIX}{_TOKEN}")
 
 
-class NextMatchButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"next:[A-Za-z0-9_-]+:\d+"):
-    """Pages a result message in place; its custom id is the service's page token."""
+class ResultButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=RESULT_BUTTONS):
+    """Any button of a result; the service's ``press`` says what it does.
 
-    def __init__(self, data: str, label: str = "Next match") -> None:
-        super().__init__(discord.ui.Button(label=label, custom_id=data, style=discord.ButtonStyle.secondary))
+    "Next match" redraws the message it is on; "Top N", "More like this" and "Not this" answer
+    with a new message. The press is acknowledged at once (a deferred update: no "thinking"
+    message to take over), since feedback runs a search; errors go to the presser alone.
+    """
+
+    def __init__(self, data: str, label: str = "Results", *, row: int | None = None) -> None:
+        super().__init__(discord.ui.Button(label=label, custom_id=data, style=discord.ButtonStyle.secondary), row=row)
         self.data = data
 
     @classmethod
     async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
-                             match: re.Match[str], /) -> NextMatchButton:
-        return cls(match.string, _label(item, "Next match"))
+                             match: re.Match[str], /) -> ResultButton:
+        label = (item.label if isinstance(item, discord.ui.Button) else None) or "Results"
+        return cls(match.string, label)
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        service = service_of(interaction)
-        reply = await service.page(interaction_context(interaction), self.data)
-        if reply.kind == "error":
-            await interaction.response.send_message(reply.text, ephemeral=True)
+        in_flight = getattr(interaction.client, "in_flight", None)
+        if isinstance(in_flight, InFlight) and in_flight.closing:
+            await interaction.response.send_message(RESTARTING, ephemeral=True)
             return
-        embed, file = embed_and_file(reply)
-        await interaction.response.edit_message(
-            embed=embed, attachments=[file] if file else [], view=view_for(reply)
-        )
+        if isinstance(in_flight, InFlight):
+            async with in_flight.track():
+                await self._press(interaction)
+        else:
+            await self._press(interaction)
+
+    async def _press(self, interaction: discord.Interaction) -> None:
+        try:
+            await interaction.response.defer()
+            reply = await service_of(interaction).press(interaction_context(interaction), self.data)
+            if reply is None:  # a rate-limited user who was already told: the press is acknowledged
+                return
+            if reply.kind in PRIVATE_KINDS:
+                await interaction.followup.send(reply.text, ephemeral=True)
+            elif reply.replaces:
+                await send_fitting(edit_of(interaction), reply, interaction.filesize_limit)
+            else:
+                await send_fitting(interaction.followup.send, reply, interaction.filesize_limit)
+        except Exception:
+            log.exception("while answering the button %s", self.data)
+            await apologize(interaction)
 
 
-class TopButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"top:[A-Za-z0-9_-]+"):
-    """Sends every result of the list as one collage, in a new message (the match stays)."""
+def edit_of(interaction: discord.Interaction) -> Callable[..., Awaitable[Any]]:
+    """``send_fitting``'s ``send`` that redraws the message a button was on (its picture replaced)."""
+    async def edit(*, embed: discord.Embed, file: discord.File | None = None, view: Any = MISSING) -> None:
+        await interaction.edit_original_response(embed=embed, attachments=[file] if file else [], view=view)
 
-    def __init__(self, data: str, label: str = "Top results") -> None:
-        super().__init__(discord.ui.Button(label=label, custom_id=data, style=discord.ButtonStyle.secondary))
-        self.data = data
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
-                             match: re.Match[str], /) -> TopButton:
-        return cls(match.string, _label(item, "Top results"))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        service = service_of(interaction)
-        await interaction.response.defer(thinking=True)  # rendering the collage takes a moment
-        reply = await service.collage(interaction_context(interaction), self.data)
-        embed, file = embed_and_file(reply)
-        await interaction.followup.send(embed=embed, file=file or MISSING)
+    return edit
 
 
-def _label(item: discord.ui.Item[Any], default: str) -> str:
-    """The pressed button's label, kept when the message is redrawn."""
-    return (item.label if isinstance(item, discord.ui.Button) else None) or default
+async def apologize(interaction: discord.Interaction) -> None:
+    """The plain sentence a user gets when answering them failed on our side (logged by the caller)."""
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(APOLOGY, ephemeral=True)
+        else:
+            await interaction.response.send_message(APOLOGY, ephemeral=True)
+    except discord.HTTPException:
+        log.warning("could not apologize for a failed interaction", exc_info=True)
 
 
 def view_for(reply: Reply) -> discord.ui.View | None:
+    """The reply's buttons, row by row as core laid them out."""
     if not reply.buttons:
         return None
     view = discord.ui.View(timeout=VIEW_TIMEOUT)
     for button in reply.buttons:
-        kind = TopButton if button.data.startswith(TOP_PREFIX) else NextMatchButton
-        view.add_item(kind(button.data, button.text))
+        view.add_item(ResultButton(button.data, button.text, row=button.row))
     return view
 
 
@@ -85,7 +109,7 @@ def upload_limit(guild: discord.Guild | None) -> int:
 
 
 async def send_fitting(send: Callable[..., Awaitable[Any]], reply: Reply, limit: int, **kwargs: Any) -> None:
-    """Send ``reply`` with ``send`` (a reply or a follow-up): embed, picture and buttons.
+    """Send ``reply`` with ``send`` (a reply, a follow-up or an edit): embed, picture and buttons.
 
     A picture over the upload limit, or one Discord still refuses as too large (413), is left
     out: the embed with the label and score always arrives.
@@ -93,7 +117,7 @@ async def send_fitting(send: Callable[..., Awaitable[Any]], reply: Reply, limit:
     embed, file = embed_and_file(reply)
     view = view_for(reply) or MISSING  # MISSING is discord.py's "not given"
     if file is not None and reply.image is not None and len(reply.image) > limit:
-        log.warning("%s is over this server's %d-byte upload limit; sending the text alone", file.filename, limit)
+        log.warning("%s is over the %d-byte upload limit there; sending the text alone", file.filename, limit)
         embed, file = embed_and_file(replace(reply, image=None))
     try:
         await send(embed=embed, file=file or MISSING, view=view, **kwargs)
