@@ -216,6 +216,7 @@ def test_china_hillside_is_not_dimgray(photos: dict[str, Path]) -> None:
 
 async def test_service_titles_its_cards(engine: Engine, settings: Settings, photos: dict[str, Path],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import core.dialogue
     import core.service
 
     seen: dict[str, Any] = {}
@@ -226,7 +227,7 @@ async def test_service_titles_its_cards(engine: Engine, settings: Settings, phot
             return bytes(fn(*args, **kwargs))
         return wrapper
 
-    monkeypatch.setattr(core.service, "collage_png", spy("collage", core.service.collage_png))
+    monkeypatch.setattr(core.dialogue, "collage_png", spy("collage", core.dialogue.collage_png))
     monkeypatch.setattr(core.service, "scores_png", spy("scores", core.service.scores_png))
     service = build_service(settings.model_copy(update={"rate_limit_per_minute": 0}), engine)
     for name in ("rocket", "coffee", "chelsea"):
