@@ -25,6 +25,7 @@ from core.records import NewImage
 from core.search import SearchResult, words_of
 from core.searching import QueryPlan, Searcher
 from core.storage.sqlite import SqliteGallery
+from tests.test_queryvec import close, normalise
 
 MODEL = "test/clip"
 OTHER_MODEL = "test/older-clip"
@@ -48,15 +49,6 @@ def axis(word: str) -> np.ndarray:
     return vec(**{word: 1.0})
 
 
-def normalise(v: np.ndarray) -> np.ndarray:
-    v64 = np.asarray(v, dtype=np.float64)
-    out: np.ndarray = v64 / np.linalg.norm(v64)
-    return out
-
-
-def close(actual: np.ndarray, desired: np.ndarray | list[float]) -> None:
-    """Equal to float32 rounding: the README's formula, computed independently."""
-    np.testing.assert_allclose(actual, desired, rtol=0, atol=1e-6)
 
 
 class WordRunner:
