@@ -90,6 +90,7 @@ import aiohttp
 from aiohttp import web
 from PIL import Image
 
+from tests.fake_telegram_rules import PrivateChats
 from tests.fakes import serve_on_loopback
 
 BOT_USER = {"id": 999, "is_bot": True, "first_name": "clipbot", "username": "clipbot_test_bot"}
@@ -383,6 +384,8 @@ class FakeTelegram:
         self.calls: list[Call] = []
         self.files: dict[str, tuple[str, bytes]] = {}  # file_id -> (file_path, bytes)
         self.member_status: dict[tuple[int, int], str] = {}
+        self.private = PrivateChats()  # who opened a chat with the bot; inline queries awaiting answers
+        self.photo_ids: set[str] = set()  # photos the server holds: what a cached inline result may name
         self.group_limit, self.group_window = group_limit, group_window
         self.private_limit, self.private_window = private_limit, private_window
         self.photo_limit, self.document_limit = photo_limit, document_limit
@@ -445,6 +448,7 @@ class FakeTelegram:
 
     def push(self, update: dict[str, Any]) -> int:
         update_id = next(self._update_ids)
+        self.private.saw(update)
         self._updates.append({"update_id": update_id, **update})
         self._new_update.set()
         self._deliver_soon()
@@ -643,6 +647,10 @@ class FakeTelegram:
                 self._check_file(files[name])
 
     def _check(self, method: str, params: dict[str, Any], files: dict[str, bytes]) -> None:
+        if method in SEND_METHODS and (problem := self.private.send_problem(params.get("chat_id"))):
+            raise Refusal(problem, 403)
+        if method == "answerInlineQuery" and (problem := self.private.answer_problem(params, self.photo_ids)):
+            raise Refusal(problem)
         self._check_markup(params.get("reply_markup"))
         if method in ("sendMessage", "editMessageText"):
             self._check_text(params.get("text"), params.get("parse_mode"))
@@ -876,7 +884,12 @@ class FakeTelegram:
                 "edit_date": int(time.time())}
 
     async def _m_sendPhoto(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:
-        return self._message(params, photo=self._photo_sizes(files.get("photo"), "sent-photo"),
+        # Each sent photo gets its own file id, which the bot may send again (an inline result).
+        file_id = f"sent-photo-{len(self.photo_ids) + 1}"
+        self.photo_ids.add(file_id)
+        if "photo" in files:
+            self.add_file(file_id, files["photo"], f"photos/{file_id}.jpg")
+        return self._message(params, photo=self._photo_sizes(files.get("photo"), file_id),
                              caption=str(params.get("caption", "")))
 
     async def _m_sendDocument(self, params: dict[str, Any], files: dict[str, bytes]) -> Any:

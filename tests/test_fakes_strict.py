@@ -21,8 +21,8 @@ import discord
 import pytest
 from discord.http import Route
 from PIL import Image
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto
-from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InlineQueryResultCachedPhoto, InputMediaPhoto
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 from telegram.request import HTTPXRequest
 
 from tests.fake_discord import APP_ID, CHANNEL_ID, GUILD_ID, FakeDiscord, user
@@ -62,6 +62,7 @@ async def telegram() -> AsyncIterator[TelegramFactory]:
 
     async def make(read_timeout: float = 5.0, **limits: Any) -> tuple[FakeTelegram, Bot]:
         fake = FakeTelegram(TOKEN, **limits)
+        fake.private.started.add(PRIVATE)  # PRIVATE wrote to the bot before: it may answer there
         await fake.start()
         stack.push_async_callback(fake.stop)
         request = HTTPXRequest(read_timeout=read_timeout, connect_timeout=2.0)
@@ -512,3 +513,32 @@ async def test_injected_hang(discord_client: DiscordFactory) -> None:
     pending.cancel()
     with contextlib.suppress(asyncio.CancelledError, discord.HTTPException, aiohttp.ClientError):
         await pending
+
+
+async def test_private_chats_the_user_never_opened_and_inline_answers(telegram: TelegramFactory) -> None:
+    fake, bot = await telegram()
+    with pytest.raises(Forbidden, match="bot can't initiate conversation with a user"):
+        await bot.send_message(99, "hello")
+    fake.push({"message": {"message_id": 1, "date": 0, "chat": {"id": 99, "type": "private"},
+                           "from": {"id": 99, "is_bot": False, "first_name": "New"}, "text": "/start"}})
+    await bot.send_message(99, "hello")  # once they wrote, the bot may answer
+    sent = await bot.send_photo(PRIVATE, photo=jpeg(40, 30), caption="x")
+    file_id = sent.photo[-1].file_id
+    with pytest.raises(BadRequest, match=r"(?i)query is too old"):  # no such inline query was asked
+        await bot.answer_inline_query("q0", [InlineQueryResultCachedPhoto("1", file_id)])
+    for n, (results, error) in enumerate([
+        ([InlineQueryResultCachedPhoto("1", "made-up-file-id")], "wrong file identifier"),
+        ([InlineQueryResultCachedPhoto("1", file_id), InlineQueryResultCachedPhoto("1", file_id)],
+         "RESULT_ID_DUPLICATE"),
+        ([InlineQueryResultCachedPhoto(str(i), file_id) for i in range(51)], "RESULTS_TOO_MUCH"),
+        ([InlineQueryResultCachedPhoto("1", file_id, caption="x" * 1025)], "caption is too long"),
+    ]):
+        fake.push({"inline_query": {"id": f"q{n + 1}", "from": {"id": 99, "is_bot": False, "first_name": "New"},
+                                    "query": "cat", "offset": ""}})
+        with pytest.raises(BadRequest, match=f"(?i){error}"):
+            await bot.answer_inline_query(f"q{n + 1}", results)
+    fake.push({"inline_query": {"id": "ok", "from": {"id": 99, "is_bot": False, "first_name": "New"},
+                                "query": "cat", "offset": ""}})
+    assert await bot.answer_inline_query("ok", [InlineQueryResultCachedPhoto("1", file_id)], cache_time=5)
+    with pytest.raises(BadRequest, match=r"(?i)query is too old"):  # answered once
+        await bot.answer_inline_query("ok", [])
