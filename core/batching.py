@@ -46,10 +46,17 @@ class MicroBatcher:
         self._max_queue = max(1, max_queue)
         self._worker: asyncio.Task[None] | None = None
         self.model_calls = 0  # observable by benchmarks and tests
+        self._pending = 0  # requests queued or being encoded, not yet answered
 
     @property
     def model_id(self) -> str:
         return self.runner.model_id
+
+    @property
+    def busy(self) -> bool:
+        """Whether requests are waiting or being encoded: low-priority work (repost checks) waits
+        until this is False, so it never delays a reply."""
+        return self._pending > 0
 
     async def start(self) -> None:
         """Start the inference thread and the batching worker; idempotent."""
@@ -86,7 +93,11 @@ class MicroBatcher:
             self._queue.put_nowait(request)
         except asyncio.QueueFull:
             raise BusyError("I'm busy with other pictures right now; try again in a moment.") from None
-        return await request.future
+        self._pending += 1
+        try:
+            return await request.future
+        finally:
+            self._pending -= 1
 
     def _ensure_worker(self) -> None:
         if self._worker is None or self._worker.done():

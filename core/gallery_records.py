@@ -4,19 +4,23 @@ maintenance. A mixin of :class:`core.engine.Engine`, which owns the storage and 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from core.errors import ModelChangedError
+from core.inference import Encoding
 from core.maintenance import HealthReport, SweepReport, check_health, sweep
 from core.media import MediaStore
 from core.records import ImageRecord, SourceFile
 from core.storage import GalleryStorage
+from core.storage.base import Sighting
 from core.text import TextLimits
 
 log = logging.getLogger(__name__)
+SIGHTING_RETENTION_S = 90 * 86400.0  # repost fingerprints older than this are purged by the sweep
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,10 @@ class GalleryRecords:
 
     _gallery: GalleryStorage
     _media: MediaStore
+    _runner: Encoding
     text_limits: TextLimits
+    #: How long repost fingerprints are kept: the sweep purges older ones (core.reposts sets it).
+    sighting_retention_s: float = SIGHTING_RETENTION_S
 
     @property
     def model_id(self) -> str:
@@ -117,12 +124,43 @@ class GalleryRecords:
         return moved
 
     async def sweep(self) -> SweepReport:
-        """Remove temporary files left by killed writes, pictures no image uses (see core.maintenance)
-        and expired conversation state."""
+        """Remove temporary files left by killed writes, pictures no image uses (see core.maintenance),
+        expired conversation state and repost fingerprints older than ``sighting_retention_s``."""
         purged = await self._gallery.purge_state()
         if purged:
             log.info("purged %d expired result page(s) and rate-limit bucket(s)", purged)
+        expired = await self._gallery.purge_sightings(time.time() - self.sighting_retention_s)
+        if expired:
+            log.info("purged %d repost fingerprint(s) older than %g days", expired, self.sighting_retention_s / 86400)
         return await sweep(self._gallery, self._media)
+
+    # -- repost fingerprints (core.reposts) -------------------------------------------------------
+
+    @property
+    def encoder_busy(self) -> bool:
+        """Whether foreground encoding requests are waiting or running (the micro-batcher's; a plain
+        runner, which has no queue, never says so): background work waits while this holds."""
+        return bool(getattr(self._runner, "busy", False))
+
+    async def add_sighting(self, sighting: Sighting) -> None:
+        """Record the fingerprint of an image posted in a watched chat."""
+        await self._gallery.add_sighting(sighting)
+
+    async def sightings(self, chat: str, *, since: float) -> list[Sighting]:
+        """The chat's fingerprints made by the configured model, posted at ``since`` or later, newest first."""
+        return await self._gallery.sightings(chat, self.model_id, since)
+
+    async def forget_sightings(self, chat: str, author: str) -> int:
+        """Delete the fingerprints of what ``author`` posted in ``chat``; returns how many."""
+        return await self._gallery.forget_sightings(chat, author)
+
+    async def purge_sightings(self, before: float) -> int:
+        """Delete fingerprints posted before ``before`` (unix seconds) in every chat; returns how many."""
+        return await self._gallery.purge_sightings(before)
+
+    async def count_sightings(self, chat: str | None = None) -> int:
+        """How many fingerprints ``chat`` holds (every chat's when ``None``)."""
+        return await self._gallery.count_sightings(chat)
 
     async def check_health(self) -> HealthReport:
         """The database's integrity, pictures gone missing, and a sweep: what `clipbot doctor` shows."""

@@ -18,6 +18,7 @@ from core.errors import StorageUnavailableError, StoreError
 from core.records import NewImage
 from core.storage.migrate import copy_gallery
 from core.storage.postgres import PostgresGallery
+from core.storage.postgres_schema import SCHEMA_VERSION as PG_SCHEMA_VERSION
 from core.storage.postgres_schema import mask_password
 from tests.pg import (  # noqa: F401
     create_database,
@@ -117,9 +118,10 @@ async def test_processes_opening_an_empty_database_at_once_migrate_it_once(pg_ur
     galleries = [PostgresGallery(pg_url) for _ in range(4)]
     await asyncio.gather(*(g.open() for g in galleries))
     try:
-        assert [await g.schema_version() for g in galleries] == [1, 1, 1, 1]
+        assert [await g.schema_version() for g in galleries] == [PG_SCHEMA_VERSION] * 4
         with psycopg.connect(pg_url) as conn:
-            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+            versions = conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
+            assert versions == [(v,) for v in range(1, PG_SCHEMA_VERSION + 1)]  # each step once
             assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'vector'").fetchone() == (1,)
         await galleries[0].insert_image(image(1), np.ones(4, np.float32), MODEL)
         assert await galleries[3].collection_counts() == {"global": 1}

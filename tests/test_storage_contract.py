@@ -7,6 +7,7 @@ backend passes this suite unchanged or it is not a backend.
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -18,7 +19,7 @@ import pytest
 
 from core.errors import DimensionMismatchError, NotFoundError, StoreError
 from core.records import NewImage
-from core.storage.base import GalleryStorage
+from core.storage.base import GalleryStorage, Sighting
 from tests.pg import pg_server_url_fixture, pg_url_fixture  # noqa: F401
 
 MODEL = "test/clip"
@@ -503,3 +504,173 @@ async def test_update_state_is_atomic_across_processes(factory: Factory) -> None
     finally:
         await a.close()
         await b.close()
+
+
+# -- repost fingerprints (sightings) --------------------------------------------------------------
+
+MAY_3 = 1_714_737_600.0  # 2024-05-03 12:00 UTC
+
+
+def sighting(n: int, chat: str = "telegram:-100", *, author: str = "telegram:11", at: float = MAY_3,
+             vector: np.ndarray | None = None, model_id: str = MODEL, **kw: object) -> Sighting:
+    fields: dict[str, object] = {
+        "chat": chat, "message_id": str(n), "author": author, "author_name": f"Ann {n}", "posted_at": at,
+        "phash": n * 0x0101_0101_0101_0101, "model_id": model_id, "link": f"https://t.me/c/100/{n}",
+        "vector": unit(np.random.default_rng(n), 1)[0] if vector is None else vector,
+    }
+    fields.update(kw)
+    return Sighting(**fields)  # type: ignore[arg-type]
+
+
+async def test_sightings_come_back_newest_first_bit_for_bit(gallery: GalleryStorage) -> None:
+    tricky = np.array([0.1, -0.0, 1e-30, -3.4e38, 3.4e38, 1 / 3, np.float32(np.pi), 1e-45] + [0.5] * 4,
+                      dtype=np.float32)
+    added = [
+        sighting(1, at=MAY_3 - 100.5, phash=0, link=None, author_name=""),
+        sighting(2, at=MAY_3, phash=2**64 - 1, vector=tricky, author_name="Zoë \u202eevil"),
+        sighting(3, at=MAY_3 + 0.25, phash=2**63),
+        sighting(4, at=MAY_3 + 0.25, phash=2**63 - 1),  # same time as 3, added later: comes first
+        sighting(5, "discord:9", at=MAY_3 + 1),
+        sighting(6, at=MAY_3 + 2, model_id="other/model", vector=np.ones(7, np.float32)),
+    ]
+    for s in added:
+        await gallery.add_sighting(s)
+
+    got = await gallery.sightings("telegram:-100", MODEL, 0.0)
+    assert [s.message_id for s in got] == ["4", "3", "2", "1"]
+    by_id = {s.message_id: s for s in added}
+    for s in got:
+        assert s == by_id[s.message_id]  # every field but the vector (floats to the microsecond: exact here)
+        assert s.vector.dtype == np.float32 and s.vector.tobytes() == by_id[s.message_id].vector.tobytes()
+    assert got[2].phash == 2**64 - 1 and got[1].phash == 2**63 and got[3].phash == 0 and got[3].link is None
+
+    assert [s.message_id for s in await gallery.sightings("telegram:-100", MODEL, MAY_3)] == ["4", "3", "2"]
+    assert [s.message_id for s in await gallery.sightings("telegram:-100", MODEL, MAY_3 + 0.5)] == []
+    assert [s.message_id for s in await gallery.sightings("telegram:-100", None, -math.inf)] == \
+        ["6", "4", "3", "2", "1"]
+    assert (await gallery.sightings("telegram:-100", "other/model", 0))[0].vector.tobytes() == \
+        np.ones(7, np.float32).tobytes()
+    assert [s.message_id for s in await gallery.sightings("discord:9", MODEL, 0)] == ["5"]
+    assert await gallery.sightings("nowhere", MODEL, 0) == []
+
+    odd = sighting(7, at=1_714_742_400.123456)  # not a binary fraction: kept to the microsecond
+    await gallery.add_sighting(odd)
+    [back] = [s for s in await gallery.sightings("telegram:-100", MODEL, 0) if s.message_id == "7"]
+    assert back.posted_at == pytest.approx(odd.posted_at, abs=1e-6)
+    with pytest.raises(ValueError, match="64 bits"):
+        await gallery.add_sighting(sighting(8, phash=2**64))
+    with pytest.raises(ValueError, match="64 bits"):
+        await gallery.add_sighting(sighting(8, phash=-1))
+    assert await gallery.count_sightings() == 7
+
+
+async def test_forget_purge_and_count_sightings(gallery: GalleryStorage) -> None:
+    for n in range(6):
+        await gallery.add_sighting(sighting(n, author="telegram:11" if n % 2 else "telegram:22", at=MAY_3 + n))
+    for n in range(6, 9):
+        await gallery.add_sighting(sighting(n, "telegram:-200", author="telegram:11", at=MAY_3 + n))
+    assert await gallery.count_sightings() == 9
+    assert await gallery.count_sightings("telegram:-100") == 6
+    assert await gallery.count_sightings("nowhere") == 0
+    assert await gallery.sighting_counts() == {"telegram:-100": 6, "telegram:-200": 3}
+
+    assert await gallery.forget_sightings("telegram:-100", "telegram:11") == 3
+    assert await gallery.forget_sightings("telegram:-100", "telegram:11") == 0
+    assert [s.author for s in await gallery.sightings("telegram:-100", MODEL, 0)] == ["telegram:22"] * 3
+    assert await gallery.count_sightings("telegram:-200") == 3  # the same author elsewhere: kept
+
+    assert await gallery.purge_sightings(MAY_3 + 4) == 2  # posted at +0 and +2; +4 is not before +4
+    assert [s.message_id for s in await gallery.sightings("telegram:-100", None, 0)] == ["4"]
+    assert await gallery.purge_sightings(MAY_3 + 7) == 2  # every chat: +4 here, +6 there
+    assert await gallery.sighting_counts() == {"telegram:-200": 2}
+    assert await gallery.purge_sightings(math.inf) == 2
+    assert await gallery.count_sightings() == 0 and await gallery.sighting_counts() == {}
+
+
+async def test_copy_gallery_copies_sightings_once(gallery: GalleryStorage, tmp_path: Path) -> None:
+    from core.storage.migrate import copy_gallery
+    from core.storage.sqlite import SqliteGallery
+
+    source = SqliteGallery(tmp_path / "source")
+    await source.open()
+    try:
+        await source.insert_image(image(1), unit(np.random.default_rng(1), 1)[0], MODEL)
+        for n in range(4):
+            await source.add_sighting(sighting(n, "telegram:-100" if n < 3 else "discord:9", at=MAY_3 + n))
+        await gallery.add_sighting(sighting(1, at=MAY_3 + 1))  # the target has one already
+        report = await copy_gallery(source, gallery)
+        assert report.matches, report
+        assert report.sightings_copied == 3
+        assert report.sightings == {"discord:9": (1, 1), "telegram:-100": (3, 3)}
+        copied = await gallery.sightings("telegram:-100", MODEL, 0)
+        mine = await source.sightings("telegram:-100", MODEL, 0)
+        assert copied == mine and [s.vector.tobytes() for s in copied] == [s.vector.tobytes() for s in mine]
+        again = await copy_gallery(source, gallery)
+        assert (again.sightings_copied, again.matches) == (0, True)
+    finally:
+        await source.close()
+
+
+async def test_an_older_gallery_upgrades_in_place_keeping_its_images(backend: str, where: str,
+                                                                     factory: Factory) -> None:
+    """A gallery made before sightings (SQLite version 4, PostgreSQL version 1) opens migrated."""
+    vector = unit(np.random.default_rng(20), 1)[0]
+    if backend == "sqlite":
+        from core.storage.sqlite_schema import MIGRATIONS as SQLITE_MIGRATIONS
+        from core.storage.sqlite_schema import SCHEMA_VERSION as LATEST
+
+        Path(where).mkdir(parents=True)
+        with sqlite3.connect(Path(where) / "clipbot.db") as db:
+            for migration in SQLITE_MIGRATIONS[:4]:
+                db.executescript(migration)
+            db.execute("PRAGMA user_version = 4")
+            db.execute("INSERT INTO collections(name, created_at) VALUES ('global', '2024-05-03T12:00:00+00:00')")
+            db.execute("INSERT INTO images(collection, label, sha256, created_at, file) VALUES"
+                       " ('global', 'old cat', ?, '2024-05-03T12:00:00+00:00', 'ab/old.jpg')", ("c" * 64,))
+            db.execute("INSERT INTO embeddings(image_id, model_id, dim, vector) VALUES (1, ?, ?, ?)",
+                       (MODEL, DIM, vector.astype("<f4").tobytes()))
+            db.execute("INSERT INTO state(kind, key, value, expires_at) VALUES ('chat', 'telegram:-100', 'on', NULL)")
+        assert LATEST >= 5
+    else:
+        from core.storage.postgres_schema import MIGRATIONS as PG_MIGRATIONS
+        from core.storage.postgres_schema import SCHEMA_VERSION as LATEST
+
+        with psycopg.connect(where, autocommit=True) as conn:
+            from pgvector.psycopg import register_vector
+
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            register_vector(conn)
+            conn.execute("CREATE TABLE schema_version (version integer PRIMARY KEY,"
+                         " applied_at timestamptz NOT NULL DEFAULT now())")
+            conn.execute(PG_MIGRATIONS[0])
+            conn.execute("INSERT INTO schema_version(version) VALUES (1)")
+            conn.execute("INSERT INTO collections(name) VALUES ('global')")
+            conn.execute("INSERT INTO images(collection, label, sha256, file) VALUES ('global', 'old cat', %s,"
+                         " 'ab/old.jpg')", ("c" * 64,))
+            conn.execute("INSERT INTO embeddings(image_id, model_id, dim, vector) VALUES (1, %s, %s, %b)",
+                         (MODEL, DIM, vector))
+            conn.execute("INSERT INTO state(kind, key, value) VALUES ('chat', 'telegram:-100', 'on')")
+        assert LATEST >= 2
+    g = factory()
+    await g.open()
+    try:
+        assert await g.schema_version() == LATEST
+        assert await g.integrity_check() == ["ok"]
+        [record] = await g.list_images()
+        assert (record.label, record.sha256, record.file) == ("old cat", "c" * 64, "ab/old.jpg")
+        assert (await g.vectors_for([record.id], MODEL))[record.id].tobytes() == vector.tobytes()
+        assert await g.get_state("chat", "telegram:-100") == "on"
+        await g.prepare_search(MODEL, DIM)
+        assert (await g.nearest(vector, model_id=MODEL, collections=["global"], k=1)).ids.tolist() == [record.id]
+        assert await g.count_sightings() == 0
+        await g.add_sighting(sighting(1))
+        assert [s.message_id for s in await g.sightings("telegram:-100", MODEL, 0)] == ["1"]
+        assert (await g.insert_image(image(2), unit(np.random.default_rng(21), 1)[0], MODEL))[1]
+    finally:
+        await g.close()
+    again = factory()  # reopening changes nothing
+    await again.open()
+    try:
+        assert await again.schema_version() == LATEST and await again.count_sightings() == 1
+    finally:
+        await again.close()

@@ -4,16 +4,18 @@ Only the :class:`GalleryStorage` interface is used, so any pair of backends work
 copied with every model's vector; one the target already holds (same collection and bytes) is
 skipped, but vectors it lacks are added, so a copy that stopped half way is finished by running it
 again. Ids are the target's own; conversation state (result pages, rate limits) is not copied.
+Repost fingerprints (sightings) are, each one the target lacks (same chat, message, hash and model).
 Picture files are not touched: both galleries name them relative to the same media folder.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core.records import ImageRecord, NewImage
-from core.storage.base import GalleryStorage
+from core.storage.base import GalleryStorage, Sighting
 
 
 @dataclass(frozen=True)
@@ -26,10 +28,13 @@ class CopyReport:
     collections: dict[str, tuple[int, int]]  # name: (images in source, images in target)
     vectors: dict[str, tuple[int, int]]  # model id: (vectors in source, vectors in target)
     without_vector: list[int] = field(default_factory=list)  # source ids with no vector at all: not copied
+    sightings_copied: int = 0
+    sightings: dict[str, tuple[int, int]] = field(default_factory=dict)  # chat: (in source, in target)
 
     @property
     def matches(self) -> bool:
-        return all(a == b for a, b in self.collections.values()) and all(a == b for a, b in self.vectors.values())
+        return all(a == b for a, b in self.collections.values()) and all(a == b for a, b in self.vectors.values()) \
+            and all(a == b for a, b in self.sightings.values())
 
 
 def new_image(record: ImageRecord) -> NewImage:
@@ -85,8 +90,10 @@ async def copy_gallery(source: GalleryStorage, target: GalleryStorage, *,
             done += 1
             if progress is not None:
                 progress(done)
+    sightings_copied = await copy_sightings(source, target)
     source_counts, target_counts = await source.collection_counts(), await target.collection_counts()
     source_vectors, target_vectors = await source.embedding_counts(), await target.embedding_counts()
+    source_seen, target_seen = await source.sighting_counts(), await target.sighting_counts()
     return CopyReport(
         copied=copied, skipped=skipped, vectors_added=added,
         collections={name: (source_counts.get(name, 0), target_counts.get(name, 0))
@@ -94,4 +101,24 @@ async def copy_gallery(source: GalleryStorage, target: GalleryStorage, *,
         vectors={model: (source_vectors.get(model, 0), target_vectors.get(model, 0))
                  for model in sorted(source_vectors.keys() | target_vectors.keys())},
         without_vector=without_vector,
+        sightings_copied=sightings_copied,
+        sightings={chat: (source_seen.get(chat, 0), target_seen.get(chat, 0))
+                   for chat in sorted(source_seen.keys() | target_seen.keys())},
     )
+
+
+async def copy_sightings(source: GalleryStorage, target: GalleryStorage) -> int:
+    """Copy the repost fingerprints the target lacks, chat by chat; returns how many were copied."""
+    copied = 0
+    for chat in await source.sighting_counts():
+        there = {_key(s) for s in await target.sightings(chat, None, -math.inf)}
+        for sighting in reversed(await source.sightings(chat, None, -math.inf)):  # oldest first
+            if _key(sighting) not in there:
+                await target.add_sighting(sighting)
+                there.add(_key(sighting))
+                copied += 1
+    return copied
+
+
+def _key(sighting: Sighting) -> tuple[str, int, str]:
+    return sighting.message_id, sighting.phash, sighting.model_id

@@ -36,7 +36,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from core.errors import DimensionMismatchError, StoreError
 from core.storage.base import GalleryStorage, Neighbours
-from core.storage.postgres_rows import Connection, PostgresRows, as_vector
+from core.storage.postgres_rows import Connection, as_vector
 from core.storage.postgres_schema import (
     INDEX_LOCK,
     SCHEMA_VERSION,
@@ -46,6 +46,7 @@ from core.storage.postgres_schema import (
     open_error,
     password_of,
 )
+from core.storage.postgres_sightings import PostgresSightings
 
 __all__ = ["SCHEMA_VERSION", "PostgresGallery"]
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ CHECK_AFTER_IDLE_S = 1.0
 EXACT_ONLY = 1000
 
 
-class PostgresGallery(PostgresRows, GalleryStorage):
+class PostgresGallery(PostgresSightings, GalleryStorage):
     """A gallery in a PostgreSQL database with pgvector; ``url`` is a libpq URL or conninfo string.
 
     ``ef_search``: how many candidates HNSW keeps per query at least (``hnsw.ef_search``; the
@@ -182,7 +183,7 @@ class PostgresGallery(PostgresRows, GalleryStorage):
         for (name,) in await self._rows(
             "SELECT c.relname FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid"
             " WHERE x.indrelid IN ('collections'::regclass, 'images'::regclass, 'embeddings'::regclass,"
-            " 'state'::regclass) AND NOT x.indisvalid"
+            " 'state'::regclass, 'sightings'::regclass) AND NOT x.indisvalid"
         ):
             problems.append(f"index {name} is invalid (an interrupted build; the next search rebuilds it)")
         return problems or ["ok"]

@@ -20,15 +20,16 @@ import numpy as np
 from core.errors import DimensionMismatchError, StoreError
 from core.records import ImageRecord, NewImage
 from core.storage.base import GalleryStorage, Neighbours
-from core.storage.sqlite_rows import DB_FILENAME, SqliteRows
+from core.storage.sqlite_rows import DB_FILENAME
 from core.storage.sqlite_schema import SCHEMA_VERSION
+from core.storage.sqlite_sightings import SqliteSightings
 from core.vector_index import VectorIndex, index_device, top_k_order
 
 __all__ = ["DB_FILENAME", "SCHEMA_VERSION", "SqliteGallery"]
 LOCK_FILENAME = "clipbot.run.lock"
 
 
-class SqliteGallery(SqliteRows, GalleryStorage):
+class SqliteGallery(SqliteSightings, GalleryStorage):
     """A gallery in ``data_dir/clipbot.db``; vectors searched in memory (fp16 by default)."""
 
     def __init__(self, data_dir: Path, *, index_precision: str = "fp16", index_device: str = "cpu",
