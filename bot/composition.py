@@ -19,6 +19,7 @@ from core.storage import GalleryStorage, gallery_for
 from core.text import TextLimits
 from core.text_models import ClipWithTextModel, MultilingualTextEncoder
 from core.threads import ThreadConfig, Threads
+from core.video import VideoLimits
 
 if TYPE_CHECKING:
     from adapters.web import WebPlatform
@@ -115,7 +116,7 @@ def build_chat_engine(settings: Settings, encoder: ImageTextEncoder | None = Non
 
 def _engine(settings: Settings, runner: Encoding, captioner: Captioner | Literal["configured"] | None,
             gallery: GalleryStorage) -> Engine:
-    return Engine(
+    engine = Engine(
         gallery=gallery,
         media=MediaStore(settings.pictures_dir),
         runner=runner,
@@ -125,7 +126,13 @@ def _engine(settings: Settings, runner: Encoding, captioner: Captioner | Literal
         captioner=build_captioner(settings) if captioner == "configured" else captioner,
         color_count=settings.color_count,
         text_limits=TextLimits(settings.max_label_chars, settings.max_description_chars),
+        video_limits=VideoLimits(frames=settings.video_frames, max_bytes=settings.video_max_bytes,
+                                 max_seconds=settings.video_max_seconds,
+                                 decode_seconds=settings.video_decode_seconds),
     )
+    # Every process's sweep (a bot's, `clipbot index`'s) purges repost records at the configured age.
+    engine.sighting_retention_s = settings.repost_retention_days * 86400
+    return engine
 
 
 def build_service(settings: Settings, engine: Engine) -> ChatService:
@@ -133,6 +140,8 @@ def build_service(settings: Settings, engine: Engine) -> ChatService:
         top_k=settings.top_k, weak_image_score=settings.weak_image_score, weak_text_score=settings.weak_text_score,
         add_requires_admin=settings.add_requires_admin, admin_ids=settings.admin_id_set,
         add_caption_seconds=settings.add_caption_seconds,
+        repost_threshold=settings.repost_threshold, repost_hash_distance=settings.repost_hash_distance,
+        repost_retention_days=settings.repost_retention_days, repost_alert_seconds=settings.repost_alert_seconds,
         calibration=CalibrationConfig(
             weak_percentile=settings.weak_match_percentile, none_percentile=settings.no_match_percentile,
             min_images=settings.calibration_min_images,

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     decode_workers: int = Field(2, ge=1, le=64)
     max_image_pixels: int = Field(40_000_000, ge=1)
     max_image_mb: float = Field(100.0, gt=0)
+    # Videos, animations and video stickers (core.video): frames sampled evenly over the duration,
+    # the largest file and longest duration accepted, and the wall-clock time one may take to decode.
+    video_frames: int = Field(8, ge=1, le=64)
+    video_max_mb: float = Field(50.0, gt=0)
+    video_max_seconds: float = Field(600.0, gt=0)
+    video_decode_seconds: float = Field(10.0, gt=0, le=600)
     index_precision: Literal["fp16", "fp32"] = "fp16"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
@@ -74,6 +80,11 @@ class Settings(BaseSettings):
     feedback_query_weight: float = Field(1.0, ge=0, le=10)
     feedback_like_weight: float = Field(0.75, ge=0, le=10)
     feedback_reject_weight: float = Field(0.25, ge=0, le=10)
+    # Repost alerts (core.reposts), for chats whose admins switched them on with /watch on.
+    repost_threshold: float = Field(0.95, gt=0, le=1.01)
+    repost_hash_distance: int = Field(4, ge=0, le=32)
+    repost_retention_days: float = Field(90, gt=0, le=3650)
+    repost_alert_seconds: float = Field(30, ge=0, le=86400)
     add_requires_admin: bool = False
     add_caption_seconds: float = Field(10, ge=0, le=600)
     admin_ids: str = ""
@@ -151,6 +162,10 @@ class Settings(BaseSettings):
     @property
     def max_image_bytes(self) -> int:
         return int(self.max_image_mb * 1024 * 1024)
+
+    @property
+    def video_max_bytes(self) -> int:
+        return int(self.video_max_mb * 1024 * 1024)
 
     @property
     def admin_id_set(self) -> frozenset[str]:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from core.service import ChatService
 
 FRONT_ENDS = frozenset({"telegram", "discord", "console", "web"})
+GROUP_FRONT_ENDS = frozenset({"telegram", "discord"})  # the chats with several people and an admin
 DELETE_USAGE = "Usage: /delete <id>, with the # number shown under a result."
 
 
@@ -96,6 +97,8 @@ class ChatCommand:
     by_id: bool = False
     # Where a front end offers commands on a message (Discord's Apps menu), the entry's name.
     menu: str = ""
+    # Its words may name a user: sent as a reply to someone's message (or on their name), it names them.
+    names_user: bool = False
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -157,6 +160,22 @@ async def _stats(s: ChatService, ctx: Context, a: CommandInput) -> Reply | None:
     return await s.stats(ctx)
 
 
+async def _watch(s: ChatService, ctx: Context, a: CommandInput) -> Reply | None:
+    return await s.watch(ctx, a.words)
+
+
+async def _inline(s: ChatService, ctx: Context, a: CommandInput) -> Reply | None:
+    return await s.inline(ctx, a.words)
+
+
+async def _results(s: ChatService, ctx: Context, a: CommandInput) -> Reply | None:
+    return await s.results(ctx, a.words)
+
+
+async def _forget(s: ChatService, ctx: Context, a: CommandInput) -> Reply | None:
+    return await s.forget(ctx, a.words)
+
+
 async def _help(s: ChatService, ctx: Context, a: CommandInput) -> Reply | None:
     return s.help(ctx)
 
@@ -180,6 +199,14 @@ CATALOGUE: tuple[ChatCommand, ...] = (
     ChatCommand("delete", "delete an image you added", Takes.IMAGE_ID, _delete, usage="<id>"),
     ChatCommand("list", "this chat's images, newest first", Takes.NOTHING, _list),
     ChatCommand("stats", "gallery sizes", Takes.NOTHING, _stats),
+    ChatCommand("watch", "repost alerts in this chat: on, off (admins), or whether they are on", Takes.WORDS,
+                _watch, usage="on|off", front_ends=GROUP_FRONT_ENDS),
+    ChatCommand("inline", "this chat's images in its members' inline searches: on, off (admins)", Takes.WORDS,
+                _inline, usage="on|off", front_ends=frozenset({"telegram"})),
+    ChatCommand("results", "where results go: here, or privately to whoever asked (admins)", Takes.WORDS,
+                _results, usage="here|private", front_ends=GROUP_FRONT_ENDS),
+    ChatCommand("forget", "remove everything you added or posted in this chat (asks first)", Takes.WORDS, _forget,
+                asker_only=True, names_user=True),
     ChatCommand("help", "what I can do", Takes.NOTHING, _help, aliases=("start",), asker_only=True),
 )
 _BY_NAME = {name: command for command in CATALOGUE for name in command.names}
@@ -229,6 +256,10 @@ class ChatStyle:
     def how_to_add(self) -> str:
         return ("To add an image, send a photo with the caption /add label | description "
                 "(or reply /add label | description to a photo).")
+
+    def watch_note(self) -> str:
+        return ("In a Telegram group I see every photo only with privacy mode off (@BotFather, Bot Settings, "
+                "Group Privacy) or as an admin; otherwise only those that mention me or reply to me.")
 
 
 CHAT_STYLE = ChatStyle()

@@ -62,6 +62,10 @@ class HelpStyle(Protocol):
         """One sentence telling how to add an image to the chat's gallery."""
         ...
 
+    def watch_note(self) -> str:
+        """What repost alerts need on this front end to see every image ("" when nothing)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Context:

@@ -19,6 +19,7 @@ from core.commands import style_of
 from core.conversation import Button, Context, Reply
 from core.engine import Engine
 from core.errors import NotFoundError, StorageUnavailableError
+from core.galleries import GLOBAL_COLLECTION
 from core.previews import make_preview
 from core.query import REFINE_USAGE, parse_refinement
 from core.queryvec import combine, rocchio
@@ -58,16 +59,21 @@ class Dialogue:
     # -- the first reply --------------------------------------------------------------------------
 
     async def first(self, ctx: Context, results: Sequence[SearchResult], *, query: str, plan: QueryPlan | None,
-                    kind: QueryKind, note: str = "") -> Reply:
-        """The best result of a new search, its thread stored for the buttons and replies."""
+                    kind: QueryKind, note: str = "", collection: str | None = None) -> Reply:
+        """The best result of a new search, its thread stored for the buttons and replies.
+
+        ``collection``: the chat gallery the search was in, when not the asking chat's (a result
+        of a group, followed up in a private chat with the bot).
+        """
         if not results:
             return Reply(empty_gallery_text(style_of(ctx)))
+        gallery = collection or ctx.chat.collection
         weak_below = none_below = float("-inf")
         if kind != "mixed":
-            thresholds = await self.calibrator.thresholds(ctx.chat.searchable)
+            thresholds = await self.calibrator.thresholds(searchable(gallery))
             weak_below, none_below = ((thresholds.image_weak, thresholds.image_none) if kind == "image"
                                       else (thresholds.text_weak, thresholds.text_none))
-        thread = Thread(ctx.chat.collection, ctx.user.key, tuple(results), query, weak_below, none_below,
+        thread = Thread(gallery, ctx.user.key, tuple(results), query, weak_below, none_below,
                         origin=plan.vector if plan is not None else None, plan=plan)
         return await self._store_and_show(thread, note)
 
@@ -108,9 +114,14 @@ class Dialogue:
     # -- buttons ----------------------------------------------------------------------------------
 
     async def thread_of(self, ctx: Context, token: str) -> Thread | None:
-        """The thread behind a token, if it is alive and belongs to this chat."""
+        """The thread behind a token, if it is alive and belongs to this chat, or is the asker's own
+        and asked about in their private chat with the bot (results a group sends privately)."""
         thread = await self.threads.get(token)
-        return thread if thread is not None and thread.collection == ctx.chat.collection else None
+        if thread is None:
+            return None
+        if thread.collection == ctx.chat.collection or (ctx.chat.private and thread.owner == ctx.user.key):
+            return thread
+        return None
 
     async def page(self, ctx: Context, data: str) -> Reply:
         """"Next match": the same message shows the next result."""
@@ -147,11 +158,11 @@ class Dialogue:
                         beta=self.config.like_weight, gamma=self.config.reject_weight)
         seen = tuple(dict.fromkeys([*thread.plan.exclude, *liked_ids, *rejected_ids]))
         plan = replace(thread.plan, vector=query, exclude=seen)
-        results = await self.engine.search_plan(plan, collections=ctx.chat.searchable, k=self.top_k)
+        results = await self.engine.search_plan(plan, collections=searchable(thread.collection), k=self.top_k)
         if not results:
             return Reply("That was every image that fits; there is nothing else to show.")
         note = (f"More like #{ref.image_id}:" if liked else f"Not #{ref.image_id}; the next best:")
-        child = Thread(ctx.chat.collection, ctx.user.key, tuple(results), thread.query, origin=thread.origin,
+        child = Thread(thread.collection, ctx.user.key, tuple(results), thread.query, origin=thread.origin,
                        plan=plan, liked=tuple(liked_ids), rejected=tuple(rejected_ids))
         return await self._store_and_show(child, note)
 
@@ -167,7 +178,7 @@ class Dialogue:
         thread = await self.thread_of(ctx, ref.token)
         if thread is None:
             return Reply(expired_text(style_of(ctx)), kind="error")
-        image = await self._visible_vector(ctx, ref.image_id)
+        image = await self._visible_vector(searchable(thread.collection), ref.image_id)
         texts = [*refinement.plus, *refinement.minus]
         encoded = list(await self.engine.text_vectors(texts))
         query = combine(images=[image], plus=encoded[: len(refinement.plus)], minus=encoded[len(refinement.plus):],
@@ -176,27 +187,36 @@ class Dialogue:
         title = f"#{ref.image_id} {refinement.describe()}"
         plan = replace(base, vector=query, words="", title=title, kind="mixed",
                        exclude=tuple(dict.fromkeys([*base.exclude, *thread.rejected, ref.image_id])))
-        results = await self.engine.search_plan(plan, collections=ctx.chat.searchable, k=self.top_k)
+        results = await self.engine.search_plan(plan, collections=searchable(thread.collection), k=self.top_k)
         if not results:
             return Reply("Nothing else here fits that.")
-        child = Thread(ctx.chat.collection, ctx.user.key, tuple(results), title, origin=query, plan=plan,
+        child = Thread(thread.collection, ctx.user.key, tuple(results), title, origin=query, plan=plan,
                        rejected=thread.rejected)
         return await self._store_and_show(child, f"#{ref.image_id}, {shorten(clean_text(text), 100)}:")
 
     async def similar(self, ctx: Context, image_id: int, *, ref: ResultRef | None = None) -> Reply:
         """Images like a gallery image (``/match #12``, or ``/similar`` replied to a result)."""
-        if ref is not None and await self.thread_of(ctx, ref.token) is None:
-            return Reply(expired_text(style_of(ctx)), kind="error")
-        vector = await self._visible_vector(ctx, image_id)
+        gallery = ctx.chat.collection
+        if ref is not None:
+            thread = await self.thread_of(ctx, ref.token)
+            if thread is None:
+                return Reply(expired_text(style_of(ctx)), kind="error")
+            gallery = thread.collection
+        vector = await self._visible_vector(searchable(gallery), image_id)
         plan = QueryPlan(vector, exclude=(image_id,), title=f"#{image_id}", kind="image")
-        results = await self.engine.search_plan(plan, collections=ctx.chat.searchable, k=self.top_k)
+        results = await self.engine.search_plan(plan, collections=searchable(gallery), k=self.top_k)
         if not results:
             return Reply(f"#{image_id} is the only image here.")
         return await self.first(ctx, results, query=f"like #{image_id}", plan=plan, kind="image",
-                                note=f"Like #{image_id}:")
+                                note=f"Like #{image_id}:", collection=gallery)
 
-    async def _visible_vector(self, ctx: Context, image_id: int) -> np.ndarray:
+    async def _visible_vector(self, collections: tuple[str, ...], image_id: int) -> np.ndarray:
         try:
-            return (await self.engine.image_vectors([image_id], ctx.chat.searchable))[image_id]
+            return (await self.engine.image_vectors([image_id], collections))[image_id]
         except NotFoundError:
             raise NotFoundError(f"There is no image #{image_id} here.") from None
+
+
+def searchable(collection: str) -> tuple[str, ...]:
+    """What a chat gallery's searches look through: itself and the operator's ``global``."""
+    return (collection, GLOBAL_COLLECTION) if collection != GLOBAL_COLLECTION else (GLOBAL_COLLECTION,)

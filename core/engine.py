@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +27,7 @@ from core.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, dec
 from core.inference import Encoding
 from core.intake import AddResult, AddStatus, Intake
 from core.media import MediaStore
+from core.media_search import match_frames
 from core.query import ParsedQuery
 from core.records import ImageRecord, SourceFile
 from core.search import SearchResult
@@ -34,6 +35,7 @@ from core.searching import DEFAULT_WEIGHT, QueryPlan, Searcher
 from core.state import StateStore
 from core.storage import GalleryStorage
 from core.text import TextLimits
+from core.video import DecodedMedia, VideoLimits, decode_media, representative, still_of
 
 __all__ = ["AddResult", "AddStatus", "Engine", "StorageInfo"]
 log = logging.getLogger(__name__)
@@ -62,12 +64,14 @@ class Engine(GalleryRecords):
         captioner: Captioner | None = None,
         color_count: int = 5,
         text_limits: TextLimits | None = None,
+        video_limits: VideoLimits | None = None,
     ) -> None:
         self._gallery = gallery
         self._media = media
         self._runner = runner
         self.max_pixels = max_pixels
         self.max_bytes = max_bytes
+        self.video_limits = video_limits or VideoLimits()
         self._decode_workers = max(1, decode_workers)
         self._decode_pool: ThreadPoolExecutor | None = None  # made by start(): nothing runs before it
         self._search_ready = False
@@ -78,6 +82,7 @@ class Engine(GalleryRecords):
         self._caption_failure_logged = False
         self._searcher = Searcher(gallery, runner, ready=self._ready, path_of=self.path_of)
         self._calibrators: list[Calibrator] = []
+        self._closers: list[Callable[[], Awaitable[None]]] = []
         self._intake = Intake(gallery=gallery, media=media, runner=runner, blocking=self.blocking,
                               captions=self._captions_or_none, color_count=color_count, text_limits=self.text_limits)
 
@@ -131,6 +136,9 @@ class Engine(GalleryRecords):
         self._search_ready = False
         for calibrator in self._calibrators:
             await calibrator.aclose()
+        closers, self._closers = self._closers, []
+        for closer in closers:
+            await closer()
         await self._intake.drop_late_captions()
         try:
             await self._gallery.close()
@@ -171,10 +179,25 @@ class Engine(GalleryRecords):
         return await asyncio.get_running_loop().run_in_executor(self._decode_pool, fn, *args)
 
     async def decode(self, source: bytes | str | Path) -> DecodedImage:
-        """Decode an image on the decode threads; raises :class:`ImageError` subclasses."""
-        return await self.blocking(
-            lambda: decode_image(source, max_pixels=self.max_pixels, max_bytes=self.max_bytes, min_side=DECODE_SIDE),
-        )
+        """Decode an image on the decode threads; raises :class:`ImageError` subclasses.
+
+        A video or animation (judged by content, core.video) becomes its most representative
+        frame, as a JPEG: what adding it stores, and what /describe, /colors and /scores look at."""
+        media = await self.decode_media(source)
+        if media.still is not None:
+            return media.still
+        vectors = await self.frame_vectors(media)
+        return await self.blocking(still_of, media.frames[representative(vectors)])
+
+    async def decode_media(self, source: bytes | str | Path) -> DecodedMedia:
+        """An image, or a video's or animation's sampled frames and their moments (core.video)."""
+        return await self.blocking(lambda: decode_media(
+            source, max_pixels=self.max_pixels, max_bytes=self.max_bytes, limits=self.video_limits,
+            min_side=DECODE_SIDE, decode_still=decode_image))
+
+    async def frame_vectors(self, media: DecodedMedia) -> np.ndarray:
+        """The vectors of all of ``media``'s frames, encoded as one batch."""
+        return await self._runner.encode_pixels(await self.blocking(self._runner.preprocess, list(media.frames)))
 
     async def add_image(self, source: bytes | str | Path, *, collection: str = GLOBAL_COLLECTION,
                         label: str | None = None, description: str | None = None,
@@ -311,6 +334,18 @@ class Engine(GalleryRecords):
         """The ``k`` images most similar to ``source`` across ``collections``, best first."""
         return await self.search_vector(await self.image_vector(source), collections=collections, k=k)
 
+    async def match_media(self, source: bytes | str | Path, *, collections: Sequence[str] = (GLOBAL_COLLECTION,),
+                          k: int = 5) -> tuple[list[SearchResult], np.ndarray]:
+        """The ``k`` best images for a photo (as :meth:`search_image`), video or animation (each
+        frame searches; an image keeps its best frame's score and ``moment``, see core.media_search),
+        and the query vector to remember: the photo's, or the best frame's."""
+        media = await self.decode_media(source)
+        vectors = await self.frame_vectors(media)
+        if media.still is not None:
+            return await self.search_vector(vectors[0], collections=collections, k=k), vectors[0]
+        return await match_frames(lambda v: self.search_vector(v, collections=collections, k=k), vectors,
+                                  media.moments, k)
+
     async def image_vector(self, source: bytes | str | Path) -> np.ndarray:
         """The vector of an image file or its bytes."""
         return await self.encode_decoded(await self.decode(source))
@@ -360,6 +395,10 @@ class Engine(GalleryRecords):
         await self._ready()
         total = await self._gallery.count_vectors(self.model_id, list(dict.fromkeys(collections)))
         return await self.search_image(source, collections=collections, k=total)
+
+    def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Have ``closer`` run when the engine closes (background work built on it: repost checks)."""
+        self._closers.append(closer)
 
     def calibrator(self, config: CalibrationConfig, *, fallback_image: float, fallback_text: float) -> Calibrator:
         """Per-gallery weak and no-match thresholds (core.calibration), closed with the engine."""

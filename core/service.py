@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from core.calibration import CalibrationConfig
+from core.chat_settings import ChatSettings, ChatSettingsStore
 from core.commands import ChatCommand, CommandInput, help_text, style_of
-from core.conversation import Chat, Context, Photo, Reply, photo_bytes
+from core.conversation import Chat, Context, Photo, Reply, User, photo_bytes
 from core.dialogue import NOT_A_RESULT, Dialogue
 from core.engine import Engine
 from core.errors import BusyError, ClipbotError, NotFoundError, PermissionDeniedError
 from core.galleries import GLOBAL_COLLECTION
+from core.groups import FORGET_PREFIX, GroupFeatures, InlineHit
 from core.query import FIND_USAGE, REFINE_USAGE
 from core.ratelimit import RateLimiter
 from core.replies import added_text, empty_gallery_text, expired_text, label_or_id, list_text
+from core.reposts import RepostWatcher
 from core.searching import QueryPlan
 from core.text import plural
 from core.threads import LIKE_PREFIX, NEXT_PREFIX, NOT_PREFIX, TOP_PREFIX, ResultRef, ThreadConfig, Threads, result_ref
@@ -37,6 +40,10 @@ class ServiceConfig:
     list_limit: int = 20
     # /add waits this long for BLIP's caption; a slower one is stored when it comes (see Engine.add_decoded).
     add_caption_seconds: float = 10.0
+    repost_threshold: float = 0.95
+    repost_hash_distance: int = 4
+    repost_retention_days: float = 90.0
+    repost_alert_seconds: float = 30.0
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     threads: ThreadConfig = field(default_factory=ThreadConfig)
 
@@ -59,6 +66,19 @@ class ChatService:
                                             fallback_text=self.config.weak_text_score)
         self.dialogue = Dialogue(engine, threads=self.threads, config=self.config.threads,
                                  calibrator=self.calibrator, top_k=self.config.top_k)
+        settings = ChatSettingsStore(engine.state)
+        self.groups = GroupFeatures(engine, store=engine.state, threads=self.threads, settings=settings,
+                                    retention_days=self.config.repost_retention_days)
+
+        async def is_watched(chat: str) -> bool:
+            return (await settings.get(chat)).watch
+
+        self.watcher = RepostWatcher(
+            engine, threshold=self.config.repost_threshold, hash_distance=self.config.repost_hash_distance,
+            retention_s=self.config.repost_retention_days * 86400, alert_interval_s=self.config.repost_alert_seconds,
+            is_watched=is_watched,
+        )
+        engine.on_close(self.watcher.aclose)
 
     # -- requests -------------------------------------------------------------------------------
 
@@ -110,6 +130,8 @@ class ChatService:
     async def press(self, ctx: Context, data: str) -> Reply | None:
         """A result's button: the next match (``replaces`` the message), the top-N card, or
         "More like this" / "Not this" (a new result, from the thread moved by the feedback)."""
+        if data.startswith(FORGET_PREFIX):
+            return await self.groups.forget_confirmed(ctx, data)
         if data.startswith(NEXT_PREFIX):
             return await self.dialogue.page(ctx, data)
         if data.startswith(TOP_PREFIX):
@@ -221,6 +243,70 @@ class ChatService:
         if moved:
             log.warning("moved %d image(s) from %s to %s", moved, old.collection, new.collection)
         return moved
+
+    # -- group features (core.groups) ------------------------------------------------------------
+
+    async def watch(self, ctx: Context, arg: str) -> Reply | None:
+        """``/watch on|off``: repost alerts in this chat (admins switch them)."""
+        return await self._guarded(ctx, lambda: self._as_admin(ctx, self.groups.watch, arg))
+
+    async def inline(self, ctx: Context, arg: str) -> Reply | None:
+        """``/inline on|off``: this chat's gallery in its members' inline searches."""
+        return await self._guarded(ctx, lambda: self._as_admin(ctx, self.groups.inline, arg))
+
+    async def results(self, ctx: Context, arg: str) -> Reply | None:
+        """``/results here|private``: where this chat's results go."""
+        return await self._guarded(ctx, lambda: self._as_admin(ctx, self.groups.results, arg))
+
+    async def forget(self, ctx: Context, who: str = "") -> Reply | None:
+        """``/forget``: after a confirmation button, everything the asker (or, for admins, the user
+        ``who`` names) contributed in this chat is removed."""
+        number = "".join(ch for ch in who if ch.isdigit())
+        if who.strip() and not number:
+            return Reply("Usage: /forget (you), or /forget <user id> for an admin removing someone who left.",
+                         kind="error")
+        target = User(ctx.user.platform, number) if number and number != ctx.user.id else None
+        return await self._guarded(ctx, lambda: self._as_admin(ctx, self.groups.forget, target))
+
+    async def chat_settings(self, ctx: Context) -> ChatSettings:
+        """This chat's switches (where results go, whether to watch for reposts)."""
+        return await self.groups.chat_settings(ctx)
+
+    async def remember_file(self, platform: str, image_id: int, file_id: str) -> None:
+        """A platform's id for a picture it now holds (a sent result), offered by inline search."""
+        await self.groups.remember_file(platform, image_id, file_id)
+
+    async def inline_search(self, user: User, query: str, *, member_of: Sequence[str]) -> Sequence[InlineHit]:
+        """Inline results for ``user``: ``global`` plus the chats in ``member_of`` that allow it."""
+        collections = await self.groups.inline_collections(user, member_of)
+        try:
+            return await self.groups.inline_search(user, query, collections)
+        except ClipbotError as exc:  # a malformed query: no results rather than an error pop-up
+            log.debug("inline query %r: %s", query, exc)
+            return []
+
+    async def observe(self, ctx: Context, image: Photo, *, message_id: str, link: str | None,
+                      alert: Callable[[str], Awaitable[None]]) -> None:
+        """An image posted in a group. With repost alerts on there, it is fingerprinted at low
+        priority, after the replies under way, and ``alert`` is called with "Seen before: posted by
+        Ann on 3 May" when it was posted there before. With them off nothing at all is recorded."""
+        if ctx.chat.private or not (await self.groups.chat_settings(ctx)).watch:
+            return
+        self.watcher.submit(ctx.chat.collection, image, message_id=message_id, author=ctx.user.key,
+                            author_name=ctx.user.name, link=link, on_alert=alert)
+
+    async def seen(self, ctx: Context) -> None:
+        """Someone wrote in a group: remembered for their inline search where the chat allows it.
+        Nothing is recorded for a chat with inline search off."""
+        if not ctx.chat.private and (await self.groups.chat_settings(ctx)).inline:
+            await self.groups.settings.saw_member(ctx.user.key, ctx.chat.collection)
+
+    async def inline_candidates(self, user: User) -> Sequence[str]:
+        """Chats with inline search on where ``user`` was seen; the adapter checks membership."""
+        return await self.groups.member_chats(user)
+
+    async def _as_admin(self, ctx: Context, fn: Callable[..., Awaitable[Reply]], arg: object) -> Reply:
+        return await fn(ctx, arg, is_admin=await self._is_admin(ctx))
 
     def help(self, ctx: Context) -> Reply:
         """Every command, written the way the asking front end writes them."""

@@ -28,6 +28,7 @@ from core.searching import QueryKind, QueryPlan
 from core.state import MemoryState, StateStore
 
 KIND = "thread"
+INDEX_KIND = "threads_of"  # chat|user -> that user's thread tokens in that chat, for /forget
 DEFAULT_TTL_S = 24 * 3600
 NEXT_PREFIX = "next:"
 TOP_PREFIX = "top:"
@@ -150,8 +151,24 @@ class Threads:
     async def put(self, thread: Thread) -> str:
         token = secrets.token_urlsafe(9)  # 12 characters: fits Telegram's 64-byte callback data
         await self._store.put_state(KIND, token, thread.to_json(), self.ttl)
+
+        def listed(current: str | None) -> tuple[str, float | None]:
+            return json.dumps([*json.loads(current or "[]")[-999:], token]), self.ttl
+
+        await self._store.update_state(INDEX_KIND, f"{thread.collection}|{thread.owner}", listed)
         return token
 
     async def get(self, token: str) -> Thread | None:
         text = await self._store.get_state(KIND, token)
-        return None if text is None else Thread.from_json(text)
+        return Thread.from_json(text) if text else None
+
+    async def forget(self, collection: str, owner: str) -> int:
+        """Blank every live thread ``owner`` has in ``collection`` (they read as expired); how many."""
+        tokens = json.loads(await self._store.get_state(INDEX_KIND, f"{collection}|{owner}") or "[]")
+        live = 0
+        for token in tokens:
+            if await self._store.get_state(KIND, token):
+                live += 1
+            await self._store.put_state(KIND, token, "", 0)  # the content goes now; the row with the next sweep
+        await self._store.put_state(INDEX_KIND, f"{collection}|{owner}", "", 0)
+        return live

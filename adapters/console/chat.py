@@ -66,6 +66,9 @@ class ConsoleStyle:
     def how_to_add(self) -> str:
         return "To add an image, use /add PATH | label | description."
 
+    def watch_note(self) -> str:
+        return ""
+
 
 async def _is_admin() -> bool:
     return True  # the operator at the terminal owns this gallery

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from telegram import InputMediaPhoto, Message, Update
-from telegram.error import BadRequest, NetworkError, TelegramError
+from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
 from telegram.ext import ContextTypes
 
 from adapters.telegram.messages import (
@@ -24,11 +25,13 @@ from adapters.telegram.messages import (
     refused_file,
     result_of,
     send_reply,
+    send_to,
     trimmed,
 )
 from core.commands import MATCH, ChatCommand, CommandInput, Takes, command_named, image_ref
 from core.conversation import Chat, Reply
 from core.errors import InputError
+from core.groups import FORGET_PREFIX
 from core.images import refusal_before_download
 from core.service import LIKE_PREFIX, NEXT_PREFIX, NOT_PREFIX, TOP_PREFIX, ChatService
 
@@ -37,7 +40,7 @@ Ctx = ContextTypes.DEFAULT_TYPE
 Handler = Callable[[Update, Ctx], Coroutine[Any, Any, None]]
 USAGE_ADD = "Send a photo with the caption /add label | description, or reply to a photo with it."
 ALERT_LIMIT = 200  # Telegram's callback answers (pop-ups) take at most 200 characters
-BUTTON_PATTERN = f"^({NEXT_PREFIX}|{TOP_PREFIX}|{LIKE_PREFIX}|{NOT_PREFIX})"
+BUTTON_PATTERN = f"^({NEXT_PREFIX}|{TOP_PREFIX}|{LIKE_PREFIX}|{NOT_PREFIX}|{FORGET_PREFIX})"
 
 
 def photo_usage(command: ChatCommand) -> str:
@@ -71,6 +74,9 @@ class TelegramHandlers:
                 await self._execute(update, context, command, args)
                 return
             if not command.takes.photo:
+                sender = replied.from_user if replied is not None else None
+                if command.names_user and not text and sender is not None and not sender.is_bot:
+                    text = str(sender.id)  # "/forget" replied to someone's message: them
                 await self._execute(update, context, command, CommandInput.from_text(command.takes, text))
                 return
             att = attachment_of(replied)
@@ -96,6 +102,11 @@ class TelegramHandlers:
         parsed = parse_command(message.caption, context.bot.username)
         command = command_named(parsed.name) if parsed else None
         private = update.effective_chat.type == "private"
+        if not private:
+            ctx = context_of(update, context.bot)
+            await self.service.seen(ctx)
+            await self.service.observe(ctx, self._downloader(context, att), message_id=str(message.message_id),
+                                       link=message.link, alert=partial(self._alert, message))
         if parsed and command and command.takes.photo:
             await self._photo_command(update, context, att, command, parsed.args)
         elif private or self._mentions_me(message, context) or self._replies_to_me(message, context):
@@ -108,6 +119,8 @@ class TelegramHandlers:
         if message is None or not message.text or update.effective_chat is None:
             return
         ctx = context_of(update, context.bot)
+        if update.effective_chat.type != "private":
+            await self.service.seen(ctx)
         if self._replies_to_me(message, context):
             await self._answer(update, await self.service.refine(ctx, result_of(message.reply_to_message),
                                                                  message.text))
@@ -152,12 +165,13 @@ class TelegramHandlers:
             return
         if not reply.replaces:
             await query.answer()
-            await send_reply(message, reply, quote=True)
+            await self._deliver(update, message, reply, quote=True)
             return
         try:
             if reply.image is not None and message.photo:
                 media = InputMediaPhoto(reply.image, caption=trimmed(reply.text, CAPTION_LIMIT))
-                await query.edit_message_media(media, reply_markup=keyboard(reply))
+                edited = await query.edit_message_media(media, reply_markup=keyboard(reply))
+                await self._remember_picture(reply, edited if isinstance(edited, Message) else None)
             elif message.photo:
                 await query.edit_message_caption(trimmed(reply.text, CAPTION_LIMIT), reply_markup=keyboard(reply))
             else:
@@ -222,7 +236,39 @@ class TelegramHandlers:
         if reply is None or message is None:
             return
         private = update.effective_chat is not None and update.effective_chat.type == "private"
-        await send_reply(message, reply, quote=not private)
+        await self._deliver(update, message, reply, quote=not private)
+
+    async def _deliver(self, update: Update, message: Message, reply: Reply, *, quote: bool) -> None:
+        """Send a reply where it belongs: in the chat, or, for a result in a group whose results are
+        private, to the asker's private chat with a one-line pointer in the group."""
+        chat, user = update.effective_chat, update.effective_user
+        if (reply.kind == "result" and chat is not None and user is not None and chat.type != "private"
+                and (await self.service.chat_settings(context_of(update, message.get_bot()))).private_results):
+            await self._deliver_privately(message, user.id, user.first_name, reply)
+            return
+        await self._remember_picture(reply, await send_reply(message, reply, quote=quote))
+
+    async def _deliver_privately(self, message: Message, user_id: int, name: str, reply: Reply) -> None:
+        bot = message.get_bot()
+        try:
+            sent = await send_to(bot, user_id, reply)
+        except Forbidden:  # they never opened a chat with the bot: Telegram won't let it write first
+            await message.reply_text(
+                f"{name}, results here come privately, but I can't message you yet: open a chat with me "
+                f"(https://t.me/{bot.username}), press Start, then ask again.", do_quote=True)
+            return
+        await self._remember_picture(reply, sent)
+        await message.reply_text(f"{name}, I sent you the result privately.", do_quote=True)
+
+    @staticmethod
+    async def _alert(message: Message, text: str) -> None:
+        """A repost alert, as a reply to the reposted image."""
+        await message.reply_text(trimmed(text, TEXT_LIMIT), do_quote=True)
+
+    async def _remember_picture(self, reply: Reply, sent: Message | None) -> None:
+        """A sent result's picture is now a photo Telegram holds: inline search may offer it."""
+        if sent is not None and sent.photo and reply.kind == "result" and reply.result_id is not None:
+            await self.service.remember_file(PLATFORM, reply.result_id, sent.photo[-1].file_id)
 
     @staticmethod
     def _mentions_me(message: Message, context: Ctx) -> bool:

@@ -6,6 +6,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, Message, Update
 from telegram.constants import ChatMemberStatus, ChatType
@@ -66,12 +67,26 @@ def context_of(update: Update, bot: Bot) -> Context:
 
 
 def attachment_of(message: Message | None) -> Attachment | None:
-    """The largest size of a photo, or a document; None when the message carries neither."""
+    """The largest size of a photo, an animation, a video, a video note, a sticker or a document;
+    None when the message carries none of them."""
     if message is None:
         return None
     if message.photo:
         largest = message.photo[-1]
         return Attachment(largest.file_id, largest.file_size, "image/jpeg")
+    # An animation (a GIF, which Telegram turns into an MP4) also comes with a document: it goes first.
+    if message.animation:
+        anim = message.animation
+        return Attachment(anim.file_id, anim.file_size, anim.mime_type or "video/mp4", anim.file_name)
+    if message.video:
+        return Attachment(message.video.file_id, message.video.file_size, message.video.mime_type or "video/mp4",
+                          message.video.file_name)
+    if message.video_note:
+        return Attachment(message.video_note.file_id, message.video_note.file_size, "video/mp4")
+    if message.sticker:
+        sticker = message.sticker
+        kind = "application/x-tgsticker" if sticker.is_animated else "video/webm" if sticker.is_video else "image/webp"
+        return Attachment(sticker.file_id, sticker.file_size, kind)
     if message.document:
         doc = message.document
         return Attachment(doc.file_id, doc.file_size, doc.mime_type, doc.file_name)
@@ -109,8 +124,25 @@ def refused_file(exc: NetworkError) -> bool:
     return isinstance(exc, BadRequest) or "entity too large" in str(exc).lower()
 
 
-async def send_reply(message: Message, reply: Reply, *, quote: bool) -> None:
-    """Answer ``message``: a photo with a caption and buttons, or plain text.
+Send = Callable[..., Awaitable[Message]]
+
+
+async def send_reply(message: Message, reply: Reply, *, quote: bool) -> Message:
+    """Answer ``message`` (see :func:`deliver`); returns the message sent."""
+    return await deliver(reply, photo=partial(message.reply_photo, do_quote=quote),
+                         document=partial(message.reply_document, do_quote=quote),
+                         text=partial(message.reply_text, do_quote=quote))
+
+
+async def send_to(bot: Bot, chat_id: int | str, reply: Reply) -> Message:
+    """Send ``reply`` to a chat of its own (a private result); Forbidden when the user never
+    opened a chat with the bot."""
+    return await deliver(reply, photo=partial(bot.send_photo, chat_id), document=partial(bot.send_document, chat_id),
+                         text=partial(bot.send_message, chat_id))
+
+
+async def deliver(reply: Reply, *, photo: Send, document: Send, text: Send) -> Message:
+    """A photo with a caption and buttons, or plain text.
 
     A photo Telegram refuses (its size or shape rules) goes again as a document, and one it
     refuses as a document too leaves the text alone: the user always gets the result.
@@ -119,17 +151,15 @@ async def send_reply(message: Message, reply: Reply, *, quote: bool) -> None:
         image, name = reply.image, reply.image_name or "match.jpg"
         caption, markup = trimmed(reply.text, CAPTION_LIMIT), keyboard(reply)
         attempts: tuple[tuple[str, Callable[[], Awaitable[Message]]], ...] = (
-            ("a photo", lambda: message.reply_photo(photo=InputFile(image, filename=name), caption=caption,
-                                                    reply_markup=markup, do_quote=quote)),
-            ("a document", lambda: message.reply_document(document=InputFile(image, filename=name),
-                                                          caption=caption, reply_markup=markup, do_quote=quote)),
+            ("a photo", lambda: photo(photo=InputFile(image, filename=name), caption=caption, reply_markup=markup)),
+            ("a document", lambda: document(document=InputFile(image, filename=name), caption=caption,
+                                            reply_markup=markup)),
         )
         for what, send in attempts:
             try:
-                await send()
-                return
+                return await send()
             except NetworkError as exc:
                 if not refused_file(exc):
                     raise
                 log.warning("Telegram refused %s as %s (%s)", name, what, exc)
-    await message.reply_text(trimmed(reply.text, TEXT_LIMIT), reply_markup=keyboard(reply), do_quote=quote)
+    return await text(text=trimmed(reply.text, TEXT_LIMIT), reply_markup=keyboard(reply))

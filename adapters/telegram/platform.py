@@ -14,11 +14,13 @@ from telegram.ext import (
     Application,
     CallbackQueryHandler,
     CommandHandler,
+    InlineQueryHandler,
     MessageHandler,
     filters,
 )
 
 from adapters.telegram.handlers import BUTTON_PATTERN, TelegramHandlers
+from adapters.telegram.inline import InlineSearch
 from adapters.telegram.limits import GROUP_PERIOD_S, ChatSendLimiter
 from adapters.telegram.messages import PLATFORM
 from adapters.telegram.webhook import WebhookConfig
@@ -49,6 +51,7 @@ class TelegramPlatform:
                  webhook: WebhookConfig | None = None) -> None:
         self.service = service
         self.handlers = TelegramHandlers(service, max_file_bytes=max_file_bytes)
+        self.inline = InlineSearch(service)
         self._token = token
         self._base_url = base_url
         self._base_file_url = base_file_url
@@ -74,10 +77,13 @@ class TelegramPlatform:
         for command in commands_for(PLATFORM):
             app.add_handler(CommandHandler(command.names, h.command(command)))
         app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, h.migration))
-        app.add_handler(MessageHandler(filters.PHOTO | filters.Document.ALL, h.attachment))
+        media = (filters.PHOTO | filters.Document.ALL | filters.ANIMATION | filters.VIDEO | filters.VIDEO_NOTE
+                 | filters.Sticker.ALL)
+        app.add_handler(MessageHandler(media, h.attachment))
         app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, h.text))
         app.add_handler(MessageHandler(filters.COMMAND & filters.ChatType.PRIVATE, h.unknown))
         app.add_handler(CallbackQueryHandler(h.result_button, pattern=BUTTON_PATTERN))
+        app.add_handler(InlineQueryHandler(self.inline.inline_query))
         app.add_error_handler(h.error)
         return app
 

@@ -64,6 +64,9 @@ class WebStyle:
         return ("To add an image, attach a photo and type /add label | description, "
                 "or use Add images in the Gallery tab.")
 
+    def watch_note(self) -> str:
+        return ""
+
 
 WEB_STYLE = WebStyle()
 
