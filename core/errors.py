@@ -39,6 +39,36 @@ class ImageTooLargeError(ImageError):
     """An image over the byte or pixel limit; refused before decoding."""
 
 
+class VideoError(ImageError):
+    """A video, animation or sticker could not be accepted (core.video)."""
+
+
+class CorruptVideoError(VideoError):
+    """A video or animation that is truncated or damaged, or holds no pictures we can read."""
+
+    USER_MESSAGE = "I can't read this video."
+
+
+class VideoTooLargeError(VideoError):
+    """A video over the byte limit (CLIPBOT_VIDEO_MAX_MB) or with frames over the pixel limit."""
+
+
+class VideoTooLongError(VideoError):
+    """A video or animation longer than CLIPBOT_VIDEO_MAX_SECONDS."""
+
+
+class VideoTimeoutError(VideoError):
+    """Not one frame could be decoded within CLIPBOT_VIDEO_DECODE_SECONDS."""
+
+    USER_MESSAGE = "I can't read this video in time."
+
+
+class AnimatedStickerError(VideoError):
+    """A Telegram animated sticker (TGS: gzip'd Lottie JSON), which is drawn, not decoded."""
+
+    USER_MESSAGE = "Animated stickers (TGS) aren't supported; send it as a GIF or video."
+
+
 class PickleRefusedError(InputError):
     """A pickled database holds something other than plain data and numpy arrays."""
 

@@ -25,6 +25,7 @@ from PIL import (  # noqa: F401
 )
 
 from core.errors import (
+    AnimatedStickerError,
     CorruptImageError,
     FileMissingError,
     ImageTooLargeError,
@@ -44,22 +45,35 @@ IMAGE_SUFFIXES: frozenset[str] = frozenset(
 SUPPORTED_TEXT = "JPEG, PNG, WebP, GIF, BMP or TIFF"
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
+# Video types core.video reads (by content: what the platform calls it only decides the download).
+# GIF and WebP animations and stickers come as image/gif and image/webp.
+VIDEO_MIME_TYPES: frozenset[str] = frozenset({
+    "video/mp4", "video/webm", "video/quicktime", "video/x-matroska", "video/x-m4v", "video/3gpp",
+})
+# Telegram's animated stickers: gzip'd Lottie JSON, refused before they are downloaded.
+TGS_MIME_TYPES: frozenset[str] = frozenset({"application/x-tgsticker", "application/x-tgs"})
 
 
 def refusal_before_download(mime_type: str | None, size: int | None, max_bytes: int,
-                            name: str | None = None) -> str | None:
+                            name: str | None = None, *, video_max_bytes: int | None = None) -> str | None:
     """Why a chat attachment will not be downloaded, judged from what the platform says of it.
 
     Platforms tell type and size before any download; a file refused here costs no traffic.
+    Images and :data:`VIDEO_MIME_TYPES` pass; a video over ``video_max_bytes`` (when given; the
+    engine's ``video_limits.max_bytes``) or ``max_bytes`` is refused, TGS stickers always are.
     """
     subject = name or "That file"
-    content_type = (mime_type or "").split(";")[0].strip()
-    if content_type and not content_type.startswith("image/"):
+    content_type = (mime_type or "").split(";")[0].strip().lower()
+    if content_type in TGS_MIME_TYPES:
+        return AnimatedStickerError.USER_MESSAGE
+    video = content_type in VIDEO_MIME_TYPES
+    if content_type and not video and not content_type.startswith("image/"):
         kind = content_type.split("/")[-1].upper() if "/" in content_type else content_type
-        return f"{subject} is {kind}, not an image; send a {SUPPORTED_TEXT} image."
-    if size is not None and size > max_bytes:
-        return (f"{subject} is {size / 1024 / 1024:.1f} MB; the limit is {max_bytes / 1024 / 1024:.0f} MB. "
-                "Send a smaller image.")
+        return f"{subject} is {kind}, not an image or a video; send a {SUPPORTED_TEXT} image or an MP4 or WebM video."
+    limit = min(max_bytes, video_max_bytes) if video and video_max_bytes is not None else max_bytes
+    if size is not None and size > limit:
+        return (f"{subject} is {size / 1024 / 1024:.1f} MB; the limit is {limit / 1024 / 1024:.0f} MB. "
+                f"Send a smaller {'video' if video else 'image'}.")
     return None
 
 # Signatures of common formats we refuse, so the user hears what they sent instead of "not an image".

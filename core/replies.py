@@ -6,6 +6,7 @@ match count with it; composing to the tightest budget keeps those whole on every
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from core.conversation import HelpStyle
@@ -39,15 +40,24 @@ WEAK_MATCH = "Weak match: nothing here looks much like this."
 NO_MATCH = "Nothing in this gallery looks like this. The closest anyway:"
 
 
+def moment_text(seconds: float) -> str:
+    """A time into a video as players show it: ``0:03``, ``12:40``, ``1:02:03`` from an hour on."""
+    whole = int(seconds) if math.isfinite(seconds) and seconds > 0 else 0
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
 def result_caption(result: SearchResult, index: int, total: int, *, verdict: str = "good") -> str:
     """The caption of one match: a weak or no-match warning (``verdict``), label, description,
-    then score and ``#id``."""
+    the moment of a video that matched, then score and ``#id``."""
     head = [NO_MATCH] if verdict == "none" else [WEAK_MATCH] if verdict == "weak" else []
-    tail = f"Score: {result.score:.2f} \u00b7 #{result.id} \u00b7 match {index + 1} of {total}"
-    room = CAPTION_BUDGET - len("\n".join([*head, tail])) - 1
+    tail = [f"Score: {result.score:.2f} \u00b7 #{result.id} \u00b7 match {index + 1} of {total}"]
+    if result.moment is not None:
+        tail.insert(0, f"Matched at {moment_text(result.moment)}.")
+    room = CAPTION_BUDGET - len("\n".join([*head, *tail])) - 1
     label = clean_text(result.label) or "(no label)"
     label, description = fit_pair(label, clean_text(result.description, multiline=True), room)
-    return "\n".join([*head, label, *([description] if description else []), tail])
+    return "\n".join([*head, label, *([description] if description else []), *tail])
 
 
 def added_text(record: ImageRecord, verb: str) -> str:

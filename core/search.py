@@ -36,13 +36,16 @@ class SearchResult:
     collection: str = ""
     text_match: bool = False
     source_path: str | None = None  # the operator's own file it was indexed from, when there is one
-
+    moment: float | None = None  # a video query: seconds into it of the frame that matched best
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "id": self.id, "label": self.label, "description": self.description, "path": self.path,
             "source_path": self.source_path, "score": round(float(self.score), 6),
         }
+        if self.moment is not None:
+            out["moment"] = round(float(self.moment), 3)
+        return out
 
 
 def shown_path(source_path: str | None, stored: str | None) -> str | None:
