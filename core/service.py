@@ -85,8 +85,10 @@ class ChatService:
     async def match(self, ctx: Context, image: Photo) -> Reply | None:
         """Reply with the closest image of the chat's gallery (plus ``global``) to ``image``."""
         async def work() -> Reply:
-            plan = QueryPlan(await self.engine.image_vector(await photo_bytes(image)), title="photo", kind="image")
-            results = await self.engine.search_plan(plan, collections=ctx.chat.searchable, k=self.config.top_k)
+            # A video or animation is searched frame by frame; its best frame is what feedback moves.
+            results, vector = await self.engine.match_media(await photo_bytes(image), collections=ctx.chat.searchable,
+                                                            k=self.config.top_k)
+            plan = QueryPlan(vector, title="photo", kind="image")
             return await self.dialogue.first(ctx, results, query="photo", plan=plan, kind="image")
 
         return await self._guarded(ctx, work)

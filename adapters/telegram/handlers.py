@@ -207,7 +207,8 @@ class TelegramHandlers:
         if command.takes is Takes.LABELLED_PHOTO and not args.label:
             await self._answer(update, Reply(USAGE_ADD))  # before the download, which would be wasted
             return
-        refusal = refusal_before_download(att.mime_type, att.file_size, self.max_file_bytes)
+        refusal = refusal_before_download(att.mime_type, att.file_size, self.max_file_bytes,
+                                          video_max_bytes=self.service.engine.video_limits.max_bytes)
         if refusal:
             await self._answer(update, Reply(refusal, kind="error"))
             return
