@@ -47,6 +47,19 @@ It refuses what Discord refuses, in Discord's words, so that a test passing agai
   Body (``MESSAGE_REFERENCE_UNKNOWN_MESSAGE``). A created reply answers with ``type`` 19,
   ``message_reference`` and ``referenced_message``; ``reply`` builds a user's reply to a message the
   bot sent, with ``referenced_message`` and its ``components``, as the gateway sends it.
+* Ephemeral messages (flags 64, from an interaction's response or follow-up) belong to the user
+  of that interaction: ``press`` refuses anyone else's press on one (nobody else sees it), ``reply``
+  refuses replying to one, ``GET /channels/<c>/messages/<id>`` answers 404 10008 for one, and a
+  reply to one → 400 ``MESSAGE_REFERENCE_UNKNOWN_MESSAGE``, as Discord keeps them out of channels.
+* Direct messages: ``POST /users/@me/channels`` with ``recipient_id`` opens (or returns) the DM
+  channel with a user the fake has seen (400 50033 "Invalid Recipient(s)" otherwise); messages
+  there to a user in ``dms_closed`` → 403 ``{"code": 50007, "message": "Cannot send messages to
+  this user"}``. Messages to a channel the fake does not know → 404 10003 "Unknown Channel".
+* ``message_content=False`` (the bot lacks the Message Content intent): server messages built here
+  that neither mention the bot nor are its own arrive with empty ``content``, ``attachments``,
+  ``embeds`` and ``components``, as Discord blanks them.
+* Attachments of any ``content_type`` (``image/gif``, ``video/mp4``, ``video/webm``) are served at
+  their ``url``; ``jump_url`` gives a message's link as Discord's client copies it.
 * The builders refuse what Discord's client never sends: pressing a button the message does not
   have, a context menu that is not registered (or only for a server, used in DMs), submitting a
   form that was not opened or with values its text inputs would not accept.
@@ -366,11 +379,13 @@ class FakeDiscord:
     gateway's limits as attributes, ``messages``, ``interactions``, ``commands``, ``modals``;
     ``dispatch``, ``sent``, ``refused``, ``wait_for``, ``inject``, ``next_id``, ``attachment``,
     ``message``, ``reply``, ``interaction``, ``slash``, ``context_menu``, ``press``,
-    ``modal_submit``, ``guild``.
+    ``modal_submit``, ``guild``; for groups ``dm_channels``, ``dms_closed``, ``ephemeral_to``,
+    ``message_content``, ``jump_url``.
     """
 
     def __init__(self, *, upload_limit: int | None = None, premium_tier: int = 0, recommended_shards: int = 1,
-                 required_shards: int = 1, max_concurrency: int = 1, identify_interval: float = 5.0) -> None:
+                 required_shards: int = 1, max_concurrency: int = 1, identify_interval: float = 5.0,
+                 message_content: bool = True) -> None:
         self.calls: list[Call] = []
         self.attachments: dict[str, bytes] = {}
         self.premium_tier = premium_tier
@@ -394,6 +409,11 @@ class FakeDiscord:
         self.interactions: dict[str, Interaction] = {}  # by token
         self.commands: dict[str, list[dict[str, Any]]] = {}  # synced, by the path they were put to
         self.modals: list[dict[str, Any]] = []  # every modal opened (callback type 9's data)
+        self.message_content = message_content  # whether the bot may read server messages not addressed to it
+        self.users: dict[str, dict[str, Any]] = {str(BOT["id"]): dict(BOT)}  # everyone seen in a payload
+        self.dm_channels: dict[str, str] = {}  # user id -> their DM channel with the bot
+        self.dms_closed: set[str] = set()  # user ids that do not take DMs from the bot
+        self.ephemeral_to: dict[str, str] = {}  # ephemeral message id -> the only user who sees it
 
     async def start(self) -> None:
         self._stopping.clear()
@@ -514,6 +534,12 @@ class FakeDiscord:
     def message(self, author: dict[str, Any], *, content: str = "", attachments: list[dict[str, Any]] | None = None,
                 guild: bool = True, mentions: list[dict[str, Any]] | None = None,
                 referenced: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A user's message, as the gateway sends it (blanked without the Message Content intent
+        where Discord blanks it: a server message that does not mention the bot)."""
+        self.users.setdefault(author["id"], author)
+        if guild and not self.message_content and author["id"] != BOT["id"] and \
+                not any(m["id"] == BOT["id"] for m in mentions or []):
+            content, attachments = "", []
         payload: dict[str, Any] = {
             "id": self.next_id(), "channel_id": CHANNEL_ID if guild else f"dm{author['id']}", "author": author,
             "content": content, "timestamp": TIMESTAMP, "edited_timestamp": None, "tts": False,
@@ -525,7 +551,7 @@ class FakeDiscord:
             payload["guild_id"] = GUILD_ID
             payload["member"] = {"roles": [], "joined_at": TIMESTAMP, "deaf": False, "mute": False, "flags": 0}
         else:
-            payload["channel_id"] = "601"
+            payload["channel_id"] = self.dm_channels.setdefault(author["id"], "601")
         if referenced is not None:
             payload["referenced_message"] = referenced
             payload["message_reference"] = {"type": 0, "message_id": referenced["id"],
@@ -540,13 +566,17 @@ class FakeDiscord:
         sends it: ``message_reference`` and the whole ``referenced_message``, components and all.
         ``ping``: the reply mentions the replied-to author (Discord's default)."""
         target = self.messages[to if isinstance(to, str) else to["id"]]
+        if target["id"] in self.ephemeral_to:
+            raise AssertionError(f"message {target['id']} is ephemeral: Discord offers no reply to it")
         guild = target["channel_id"] == CHANNEL_ID
         referenced = {k: v for k, v in target.items() if k != "referenced_message"}  # one level, as Discord
         return self.message(author, content=content, attachments=attachments, guild=guild,
                             mentions=[target["author"]] if ping else [], referenced=referenced)
 
     def interaction(self, author: dict[str, Any], *, kind: int = 2, data: dict[str, Any], guild: bool = True,
-                    permissions: str = "0", message: dict[str, Any] | None = None) -> dict[str, Any]:
+                    permissions: str = "0", message: dict[str, Any] | None = None,
+                    channel: str | None = None) -> dict[str, Any]:
+        self.users.setdefault(author["id"], author)
         payload: dict[str, Any] = {
             "id": self.next_id(), "application_id": APP_ID, "type": kind, "token": f"tok{self.next_id()}",
             "version": 1, "data": data, "locale": "en-US", "entitlements": [], "app_permissions": "2147483647",
@@ -560,18 +590,24 @@ class FakeDiscord:
                            member={"user": author, "roles": [], "joined_at": TIMESTAMP, "deaf": False,
                                    "mute": False, "permissions": permissions, "flags": 0})
         else:
-            payload.update(channel_id="601", user=author, context=1, authorizing_integration_owners={"1": author["id"]},
-                           channel={"id": "601", "type": 1, "recipients": [author]})
+            dm = channel or self.dm_channels.setdefault(author["id"], "601")
+            payload.update(channel_id=dm, user=author, context=1, authorizing_integration_owners={"1": author["id"]},
+                           channel={"id": dm, "type": 1, "recipients": [author]})
         if message is not None:
             payload["message"] = message
         self.interactions[payload["token"]] = Interaction(payload)
         return payload
 
     def slash(self, author: dict[str, Any], name: str, options: list[dict[str, Any]] | None = None,
-              attachments: dict[str, dict[str, Any]] | None = None, **kw: Any) -> dict[str, Any]:
+              attachments: dict[str, dict[str, Any]] | None = None, users: list[dict[str, Any]] | None = None,
+              **kw: Any) -> dict[str, Any]:
+        """A slash command; ``attachments`` and ``users`` are what its options point at (Discord
+        sends them in ``resolved``)."""
         data: dict[str, Any] = {"id": f"cmd-{name}", "name": name, "type": 1, "options": options or []}
         if attachments:
-            data["resolved"] = {"attachments": attachments}
+            data.setdefault("resolved", {})["attachments"] = attachments
+        if users:
+            data.setdefault("resolved", {})["users"] = {u["id"]: u for u in users}
         return self.interaction(author, data=data, **kw)
 
     def registered(self, name: str, kind: int, *, guild: bool) -> dict[str, Any] | None:
@@ -601,8 +637,18 @@ class FakeDiscord:
         buttons = [c for row in current.get("components") or [] for c in row.get("components") or []]
         if not any(b.get("custom_id") == custom_id for b in buttons):
             raise AssertionError(f"message {current['id']} has no button {custom_id!r}: {buttons}")
+        owner = self.ephemeral_to.get(current["id"])
+        if owner is not None and owner != author["id"]:
+            raise AssertionError(f"message {current['id']} is ephemeral: only user {owner} sees its buttons")
+        guild = current["channel_id"] == CHANNEL_ID
         return self.interaction(author, kind=3, data={"custom_id": custom_id, "component_type": 2},
-                                message=current, guild=current["channel_id"] == CHANNEL_ID, **kw)
+                                message=current, guild=guild, channel=None if guild else current["channel_id"], **kw)
+
+    @staticmethod
+    def jump_url(message: dict[str, Any]) -> str:
+        """A message's link, as Discord's client copies it ("Copy Message Link")."""
+        where = GUILD_ID if message["channel_id"] == CHANNEL_ID else "@me"
+        return f"https://discord.com/channels/{where}/{message['channel_id']}/{message['id']}"
 
     def modal_submit(self, author: dict[str, Any], modal: dict[str, Any], values: dict[str, str],
                      **kw: Any) -> dict[str, Any]:
@@ -730,6 +776,8 @@ class FakeDiscord:
                 "id": APP_ID, "name": "clipbot", "icon": None, "description": "", "bot_public": True,
                 "bot_require_code_grant": False, "verify_key": "0" * 64, "owner": user("1", "owner"), "flags": 0,
                 "summary": "", "team": None})
+        if method == "POST" and path == "/users/@me/channels":
+            return self._open_dm(body or {})
         if method == "PUT" and path.endswith("/commands"):
             return self._sync(path, body)
         if path.endswith("/callback"):
@@ -743,6 +791,21 @@ class FakeDiscord:
         if method == "DELETE":
             return web.Response(status=204)
         return _json({"message": "404: Not Found", "code": 0}, status=404)
+
+    def _open_dm(self, body: dict[str, Any]) -> web.Response:
+        recipient = self.users.get(str(body.get("recipient_id")))
+        if recipient is None or recipient.get("bot"):
+            return _json({"message": "Invalid Recipient(s)", "code": 50033}, status=400)
+        channel = self.dm_channels.setdefault(recipient["id"], self.next_id())
+        return _json({"id": channel, "type": 1, "last_message_id": None, "flags": 0, "recipients": [recipient]})
+
+    def _known_channel(self, channel: str) -> bool:
+        return channel in (CHANNEL_ID, "601") or channel in self.dm_channels.values()
+
+    @staticmethod
+    def _user_of(interaction: Interaction) -> str:
+        payload = interaction.payload
+        return str((payload.get("member") or {}).get("user", payload.get("user", {})).get("id"))
 
     def _sync(self, path: str, body: Any) -> web.Response:
         errors = command_errors(body)
@@ -779,6 +842,8 @@ class FakeDiscord:
             flags = (data or {}).get("flags", 0) | (LOADING if kind == 5 else 0)
             message = self._new_message({**(data or {}), "flags": flags}, files, channel)
             resource["message"] = message
+            if flags & EPHEMERAL and interaction is not None:
+                self.ephemeral_to[message["id"]] = self._user_of(interaction)
             if interaction is not None:
                 interaction.original, interaction.loading = message["id"], kind == 5
         elif kind in (6, 7) and interaction is not None and component_message is not None:
@@ -807,7 +872,10 @@ class FakeDiscord:
                 interaction.loading = False
                 flags = self.messages[interaction.original]["flags"] & ~LOADING
                 return _json(self._edit(interaction.original, {**body, "flags": flags}, files))
-            return _json(self._new_message(body, files, interaction.channel_id))
+            message = self._new_message(body, files, interaction.channel_id)
+            if message["flags"] & EPHEMERAL:
+                self.ephemeral_to[message["id"]] = self._user_of(interaction)
+            return _json(message)
         target = interaction.original if len(parts) == 5 and parts[4] == "@original" else \
             parts[4] if len(parts) == 5 else None
         if target is None or target not in self.messages:
@@ -826,18 +894,25 @@ class FakeDiscord:
     def _channel_message(self, method: str, path: str, body: dict[str, Any], files: dict[str, bytes]) -> web.Response:
         parts = path.strip("/").split("/")  # channels, id, messages[, id]
         channel = parts[1]
+        if not self._known_channel(channel):
+            return _json({"message": "Unknown Channel", "code": 10003}, status=404)
         if method == "POST" and len(parts) == 3:
+            closed = [u for u, c in self.dm_channels.items() if c == channel and u in self.dms_closed]
+            if closed:
+                return _json({"message": "Cannot send messages to this user", "code": 50007}, status=403)
             reference = body.get("message_reference")
             referenced = None
             if reference and reference.get("message_id") is not None:
                 referenced = self.messages.get(str(reference["message_id"]))
+                if referenced is not None and referenced["id"] in self.ephemeral_to:
+                    referenced = None  # not a channel's message: nobody can reply to it
                 if (referenced is None or referenced["channel_id"] != channel) and \
                         reference.get("fail_if_not_exists", True):
                     return invalid_form_body({"message_reference": _error(
                         "MESSAGE_REFERENCE_UNKNOWN_MESSAGE", "Unknown message")})
             return _json(self._new_message(body, files, channel, referenced=referenced))
         message = self.messages.get(parts[3]) if len(parts) == 4 else None
-        if message is None or message["channel_id"] != channel:
+        if message is None or message["channel_id"] != channel or message["id"] in self.ephemeral_to:
             return _json({"message": "Unknown Message", "code": 10008}, status=404)
         if method == "GET":
             return _json(message)

@@ -60,7 +60,14 @@ async def test_login_syncs_slash_commands_to_the_configured_server(fake: FakeDis
                                                                    platform: DiscordPlatform) -> None:
     [sync] = fake.sent("PUT", f"/applications/{APP_ID}/guilds/{GUILD_ID}/commands")
     commands = {c["name"]: c for c in sync.entries if c.get("type", 1) == 1}
-    assert set(commands) == {"match", "find", "add", "delete", "list", "stats", "help", "describe", "colors", "scores"}
+    assert set(commands) == {"match", "find", "add", "delete", "list", "stats", "help", "describe", "colors", "scores",
+                             "watch", "results", "forget"}
+    # The group switches offer their words as choices (left out: how it is set); /forget picks a person.
+    assert [(o["name"], o["type"], o.get("required", False), [c["value"] for c in o["choices"]])
+            for o in commands["watch"]["options"]] == [("setting", 3, False, ["on", "off"])]
+    assert [c["value"] for c in commands["results"]["options"][0]["choices"]] == ["here", "private"]
+    assert [(o["name"], o["type"], o.get("required", False)) for o in commands["forget"]["options"]] == [
+        ("user", 6, False)]
     # /match takes a photo or a gallery image's number: both options optional.
     assert [(o["name"], o["type"], o.get("required", False)) for o in commands["match"]["options"]] == [
         ("image", 11, False), ("id", 4, False)]

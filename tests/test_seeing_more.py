@@ -113,8 +113,8 @@ async def test_service_colors_scores_and_top_cards(engine: Engine, settings: Set
         "Next match (2/3)", "Top 3", "More like this", "Not this"]
     top = await service.collage(ctx(), match.buttons[1].data)
     assert top.kind == "result" and Image.open(io.BytesIO(top.image or b"")).size == (600, 292)  # 240 + the title
-    assert (await service.collage(Context(Chat("telegram", "2"), User("telegram", "1")), match.buttons[1].data)
-            ).kind == "error"
+    other_group = Context(Chat("telegram", "-2", private=False), User("telegram", "1"))
+    assert (await service.collage(other_group, match.buttons[1].data)).kind == "error"
     described = await service.describe(ctx(), photos["coffee"].read_bytes())
     assert described is not None and described.kind == "error" and "turned off" in described.text
 

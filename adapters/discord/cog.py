@@ -17,17 +17,21 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from adapters.discord.groups import Read, deliver_privately, goes_privately, observe, private_for
 from adapters.discord.menus import Respond, context_menu
 from adapters.discord.messages import (
+    CHOICE_OPTION,
     DISCORD_STYLE,
     PLATFORM,
     button_data,
     check_attachment,
+    choices_of,
     guild_id_of,
     interaction_context,
-    is_image_attachment,
+    is_media_attachment,
     menu_name,
     message_context,
+    shared_read,
 )
 from adapters.discord.views import APOLOGY, RESTARTING, send_fitting, upload_limit
 from core.commands import ChatCommand, CommandInput, Takes, commands_for
@@ -50,6 +54,7 @@ def slash_command(command: ChatCommand, respond: Respond) -> app_commands.Comman
         raise ValueError(f"/{command.name} needs a result, which a slash command cannot point at; "
                          "it is a message context menu")
     # One callback shape per kind of input: discord.py reads the options from the signature.
+    offered: tuple[str, ...] = ()  # the values of a choice option (/watch on|off)
     if takes is Takes.PHOTO and command.by_id:
         async def photo_or_id(interaction: discord.Interaction, image: discord.Attachment | None = None,
                               id: app_commands.Range[int, 1] | None = None) -> None:
@@ -70,6 +75,21 @@ def slash_command(command: ChatCommand, respond: Respond) -> app_commands.Comman
 
         callback = labelled_photo
         described = {"image": "The photo", "label": "A short name for it", "description": "More about it (optional)"}
+    elif takes is Takes.WORDS and command.names_user:
+        # Discord picks a person better than words can name one: their id goes to the service.
+        async def someone(interaction: discord.Interaction, user: discord.User | None = None) -> None:
+            await respond(interaction, command, CommandInput(words=str(user.id) if user else ""), None)
+
+        callback = someone
+        described = {"user": "Someone else (admins only); leave it out for yourself"}
+    elif takes is Takes.WORDS and choices_of(command):
+        offered = choices_of(command)
+
+        async def choice(interaction: discord.Interaction, setting: str | None = None) -> None:
+            await respond(interaction, command, CommandInput(words=setting or ""), None)
+
+        callback = choice
+        described = {CHOICE_OPTION: "Leave it out to see how it is set here"}
     elif takes is Takes.WORDS:
         async def words(interaction: discord.Interaction, text: app_commands.Range[str, 1, 300]) -> None:
             await respond(interaction, command, CommandInput(words=text), None)
@@ -90,6 +110,8 @@ def slash_command(command: ChatCommand, respond: Respond) -> app_commands.Comman
         described = {}
     slash: app_commands.Command[Any, ..., None] = app_commands.Command(
         name=command.name, description=command.title[:100], callback=callback)
+    if offered:
+        slash = app_commands.choices(**{CHOICE_OPTION: [app_commands.Choice(name=c, value=c) for c in offered]})(slash)
     return app_commands.describe(**described)(slash) if described else slash
 
 
@@ -101,6 +123,7 @@ class ClipbotCog(commands.Cog):
         self.bot = bot
         self.service = service
         self.max_file_bytes = max_file_bytes
+        self.video_max_bytes = service.engine.video_limits.max_bytes  # a video's own limit, when smaller
         self.in_flight = in_flight  # drained by DiscordPlatform.stop before the connection closes
 
     async def cog_load(self) -> None:
@@ -123,7 +146,8 @@ class ClipbotCog(commands.Cog):
     async def respond(self, interaction: discord.Interaction, command: ChatCommand, args: CommandInput,
                       image: discord.Attachment | None, /, *, private: bool = False) -> None:
         """Defer ("thinking"), read the attachment, run the command, follow up with its reply
-        (seen by the asker alone for ``asker_only`` commands, or when ``private``)."""
+        (seen by the asker alone for ``asker_only`` commands, results where the server's results
+        are private, or when ``private``)."""
         if self.in_flight.closing:
             await interaction.response.send_message(RESTARTING, ephemeral=True)
             return
@@ -132,13 +156,14 @@ class ClipbotCog(commands.Cog):
             await interaction.response.send_message(problem, ephemeral=True)
             return
         async with self.in_flight.track():
-            await self._respond(interaction, command, args, image, private or command.asker_only)
+            private = private or command.asker_only or await private_for(self.service, interaction, command)
+            await self._respond(interaction, command, args, image, private)
 
     async def _respond(self, interaction: discord.Interaction, command: ChatCommand, args: CommandInput,
                        image: discord.Attachment | None, private: bool) -> None:
         await interaction.response.defer(thinking=True, ephemeral=private)
         if image is not None:
-            refusal = check_attachment(image, self.max_file_bytes)
+            refusal = check_attachment(image, self.max_file_bytes, self.video_max_bytes)
             if refusal:
                 await self._follow_up(interaction, Reply(refusal, kind="error"), ephemeral=private)
                 return
@@ -160,24 +185,41 @@ class ClipbotCog(commands.Cog):
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
-        """DMs, and server messages that mention the bot or reply to it."""
+        """DMs, server messages that mention the bot or reply to it, and, for repost alerts, the
+        photos and videos of every server message Discord lets the bot read."""
         if message.author.bot or self.bot.user is None or self.in_flight.closing:
             return
         async with self.in_flight.track():
             await self._on_message(message)
 
     async def _on_message(self, message: discord.Message) -> None:
-        if guild_id_of(message) is not None and not self._addressed(message):
+        in_server = guild_id_of(message) is not None
+        # One download per attachment serves both its match and its repost check.
+        media = [(a, shared_read(a)) for a in message.attachments if is_media_attachment(a)]
+        if in_server and not self._addressed(message):
+            await self._observe(message, media)
             return
+        try:
+            await self._answer(message, media)
+        finally:  # after the answer, so that a repost check never holds it up
+            if in_server:
+                await self._observe(message, media)
+
+    async def _observe(self, message: discord.Message, media: list[tuple[discord.Attachment, Read]]) -> None:
+        await observe(self.service, message, media, max_bytes=self.max_file_bytes,
+                      video_max_bytes=self.video_max_bytes)
+
+    async def _answer(self, message: discord.Message, media: list[tuple[discord.Attachment, Read]]) -> None:
         ctx = message_context(message)
-        images = [a for a in message.attachments if is_image_attachment(a)]
-        attachment = images[0] if images else (message.attachments[0] if message.attachments else None)
-        if attachment is not None:
-            refusal = check_attachment(attachment, self.max_file_bytes)
+        if media or message.attachments:
+            # A photo, GIF or video first; another file is refused by its type (or, with no type
+            # given, read and judged by its content).
+            attachment, read = media[0] if media else (message.attachments[0], message.attachments[0].read)
+            refusal = check_attachment(attachment, self.max_file_bytes, self.video_max_bytes)
             if refusal:
                 await self._reply(message, Reply(refusal, kind="error"))
                 return
-            await self._reply(message, await self.service.match(ctx, attachment.read))
+            await self._reply(message, await self.service.match(ctx, read))
             return
         text = _MENTION.sub("", message.content).strip()
         replied = await self._replied_to_me(message)
@@ -232,7 +274,12 @@ class ClipbotCog(commands.Cog):
         await send_fitting(interaction.followup.send, reply, interaction.filesize_limit, ephemeral=ephemeral)
 
     async def _reply(self, message: discord.Message, reply: Reply | None) -> None:
+        """Answer a message: in the channel, or, for a result where the server's results are
+        private, by DM with a pointer in the channel."""
         if reply is None:
+            return
+        if await goes_privately(self.service, message, reply):
+            await deliver_privately(message, reply)
             return
         await send_fitting(message.reply, reply, upload_limit(message.guild), mention_author=False)
 

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import re
+from collections.abc import Awaitable, Callable
 
 import discord
 
 from core.commands import ChatCommand, Takes
 from core.conversation import Chat, Context, Reply, User
-from core.images import refusal_before_download
+from core.images import VIDEO_MIME_TYPES, refusal_before_download
 from core.service import ChatService
 from core.threads import ResultRef, result_ref
 
 PLATFORM = "discord"
 EMBED_LIMIT = 4096
 ACCENT = discord.Colour.from_rgb(88, 101, 242)
+# A catalogue command whose text usage is a choice of words ("on|off") gets a slash option offering them.
+_CHOICES = re.compile(r"[a-z]+(?:\|[a-z]+)+")
+CHOICE_OPTION = "setting"
+USER_OPTION = "user"
 
 
 def chat_of(guild_id: int | None, user_id: int) -> Chat:
@@ -51,22 +58,39 @@ class DiscordStyle:
     def usage(self, command: ChatCommand) -> str:
         if command.takes.result:
             return OPTIONS[command.takes].format(menu=menu_name(command))
+        if command.takes is Takes.WORDS and command.names_user:
+            return f"/{command.name} [{USER_OPTION}]"
+        if choices_of(command):
+            return f"/{command.name} [{command.usage}]"
         text = f"/{command.name} {OPTIONS[command.takes]}".rstrip()
         return f"{text}, or /{command.name} id" if command.by_id else text
 
     def notes(self, *, private: bool) -> list[str]:
-        return ["In DMs, send me a photo to match it; in servers, mention me with a photo or reply to my messages.",
+        return ["In DMs, send me a photo, a GIF or a video to match it; in servers, mention me with one or reply "
+                "to my messages.",
                 "Reply to one of my results with words (at night, but red, -people) to refine it; in servers, "
                 "keep the reply's @mention on so that I can read it."]
 
     def send_photo(self) -> str:
-        return "send me a photo"
+        return "send me a photo, a GIF or a video"
 
     def how_to_add(self) -> str:
         return "To add an image, use /add image label [description]."
 
+    def watch_note(self) -> str:
+        return ("I see the images of every channel I can read; a channel I can't read is not watched. "
+                "Messages that neither mention me nor reply to me need the Message Content intent "
+                "(CLIPBOT_DISCORD_MESSAGE_CONTENT=true) for their attachments.")
+
 
 DISCORD_STYLE = DiscordStyle()
+
+
+def choices_of(command: ChatCommand) -> tuple[str, ...]:
+    """The words a Takes.WORDS command chooses between ("on", "off"), from its usage; () for free words."""
+    if command.takes is not Takes.WORDS or not _CHOICES.fullmatch(command.usage):
+        return ()
+    return tuple(command.usage.split("|"))
 
 
 def service_of(interaction: discord.Interaction) -> ChatService:
@@ -77,13 +101,18 @@ def service_of(interaction: discord.Interaction) -> ChatService:
     return service
 
 
+def is_moderator(permissions: discord.Permissions) -> bool:
+    """A server's admin for clipbot: Manage Server or Manage Messages (Administrator has both)."""
+    return permissions.administrator or permissions.manage_guild or permissions.manage_messages
+
+
 def interaction_context(interaction: discord.Interaction) -> Context:
-    """Context of a slash command or button; admin means Manage Messages in that channel."""
+    """Context of a slash command or button; admin means Manage Server or Manage Messages there."""
     user = interaction.user
     permissions = interaction.permissions  # resolved by Discord and sent with every interaction
 
     async def is_chat_admin() -> bool:
-        return interaction.guild_id is None or permissions.manage_messages
+        return interaction.guild_id is None or is_moderator(permissions)
 
     return Context(chat_of(interaction.guild_id, user.id), User(PLATFORM, str(user.id), user.display_name),
                    is_chat_admin, help_style=DISCORD_STYLE)
@@ -95,7 +124,7 @@ def guild_id_of(message: discord.Message) -> int | None:
 
 
 def message_context(message: discord.Message) -> Context:
-    """Context of a plain message; there admin status is never needed (no /delete by message)."""
+    """Context of a plain message; there admin status is never needed (admin commands are slash commands)."""
     author = message.author
     return Context(chat_of(guild_id_of(message), author.id), User(PLATFORM, str(author.id), author.display_name),
                    help_style=DISCORD_STYLE)
@@ -116,14 +145,41 @@ def result_of(client: discord.Client, message: discord.Message) -> ResultRef | N
     return result_ref(button_data(message))
 
 
-def check_attachment(attachment: discord.Attachment, max_bytes: int) -> str | None:
-    """Why we will not download an attachment, judged from its metadata alone."""
-    return refusal_before_download(attachment.content_type, attachment.size, max_bytes, attachment.filename)
+def jump_url(message: discord.Message) -> str:
+    """The link to a message, also where discord.py does not hold its server (discord.py's own
+    ``jump_url`` then says ``@me``, a DM's link)."""
+    guild_id = guild_id_of(message)
+    where = guild_id if guild_id is not None else "@me"
+    return f"https://discord.com/channels/{where}/{message.channel.id}/{message.id}"
 
 
-def is_image_attachment(attachment: discord.Attachment) -> bool:
-    content_type = attachment.content_type or ""
-    return content_type.startswith("image/") or (not content_type and attachment.width is not None)
+def check_attachment(attachment: discord.Attachment, max_bytes: int, video_max_bytes: int | None = None) -> str | None:
+    """Why we will not download an attachment, judged from its metadata alone: photos, GIFs and
+    MP4/WebM videos pass (the service tells them apart by content), up to ``max_bytes``
+    (``video_max_bytes`` for a video, when smaller)."""
+    return refusal_before_download(attachment.content_type, attachment.size, max_bytes, attachment.filename,
+                                   video_max_bytes=video_max_bytes)
+
+
+def is_media_attachment(attachment: discord.Attachment) -> bool:
+    """A photo, GIF or video by what Discord says of it (an attachment without a type: by its size in pixels)."""
+    content_type = (attachment.content_type or "").split(";")[0].strip().lower()
+    return (content_type.startswith("image/") or content_type in VIDEO_MIME_TYPES
+            or (not content_type and attachment.width is not None))
+
+
+def shared_read(attachment: discord.Attachment) -> Callable[[], Awaitable[bytes]]:
+    """``attachment.read`` that downloads once however often it is called (a match and a repost
+    check of one attachment); the bytes live as long as the function does."""
+    download: asyncio.Future[bytes] | None = None
+
+    async def read() -> bytes:
+        nonlocal download
+        if download is None:
+            download = asyncio.ensure_future(attachment.read())
+        return await asyncio.shield(download)
+
+    return read
 
 
 def embed_and_file(reply: Reply) -> tuple[discord.Embed, discord.File | None]:
