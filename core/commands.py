@@ -206,7 +206,7 @@ CATALOGUE: tuple[ChatCommand, ...] = (
     ChatCommand("results", "where results go: here, or privately to whoever asked (admins)", Takes.WORDS,
                 _results, usage="here|private", front_ends=GROUP_FRONT_ENDS),
     ChatCommand("forget", "remove everything you added or posted in this chat (asks first)", Takes.WORDS, _forget,
-                asker_only=True, names_user=True),
+                asker_only=True, names_user=True, front_ends=frozenset({"telegram", "discord", "web"})),
     ChatCommand("help", "what I can do", Takes.NOTHING, _help, aliases=("start",), asker_only=True),
 )
 _BY_NAME = {name: command for command in CATALOGUE for name in command.names}

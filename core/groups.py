@@ -116,7 +116,8 @@ class GroupFeatures:
         if who.key != ctx.user.key:
             self._require(is_admin, "Only this chat's admins can make me forget someone else.")
         nonce = secrets.token_urlsafe(9)
-        request = {"chat": ctx.chat.collection, "requester": ctx.user.key, "target": who.key, "name": who.name or who.id}
+        request = {"chat": ctx.chat.collection, "requester": ctx.user.key, "target": who.key,
+                   "name": who.name or who.id}
         await self.store.put_state(FORGET_KIND, nonce, json.dumps(request), FORGET_TTL_S)
         whose = "your" if who.key == ctx.user.key else f"{who.name or who.id}'s"
         return Reply(f"Forget {whose} images, repost records and conversations in this chat? This cannot be undone.",

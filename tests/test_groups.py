@@ -31,7 +31,8 @@ def service(gallery: Engine, settings: Settings) -> ChatService:
 
 
 @pytest.mark.parametrize(("command", "on", "off", "setting"), [
-    ("watch", "on", "off", "watch"), ("inline", "on", "off", "inline"), ("results", "private", "here", "private_results"),
+    ("watch", "on", "off", "watch"), ("inline", "on", "off", "inline"),
+    ("results", "private", "here", "private_results"),
 ])
 async def test_switches_are_for_admins_and_are_remembered(service: ChatService, command: str, on: str, off: str,
                                                           setting: str) -> None:

@@ -187,3 +187,18 @@ async def test_two_visitors_refining_the_same_result_never_mix(chat: WebConversa
     # The result they started from is untouched: paging it shows what it showed before.
     page = await chat.press(alice, f"next:{shared.token}:0")
     assert shown_id(page) == rocket
+
+
+async def test_forget_on_the_web_removes_what_a_signed_in_user_added(chat: WebConversation, gallery: Engine,
+                                                                       tmp_path: Path, photos: dict[str, Path]) -> None:
+    upload = tmp_path / "temple.jpg"
+    upload.write_bytes(photos["china"].read_bytes())
+    ann = Visitor(name="ann")
+    added = await chat.submit(ann, "/add temple | a red temple", [str(upload)])
+    assert "Added #" in texts(added)
+    ask = (await chat.submit(ann, "/forget", []))[1:]
+    assert texts(ask).startswith("Forget your images")
+    assert len(await gallery.list_images("web")) == 1
+    done = await chat.press(ann, option(ask, "Yes, forget"))
+    assert texts(done) == "Forgot your 1 image, 0 repost records and 0 conversations in this chat."
+    assert await gallery.list_images("web") == []
