@@ -80,9 +80,11 @@ import math
 import re
 import time
 from collections import Counter, deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from aiohttp import BodyPartReader, web
 
 from tests.fakes import serve_on_loopback
@@ -958,3 +960,12 @@ class FakeDiscord:
         message["attachments"] = [*message["attachments"], *self._uploaded(files)]
         message["edited_timestamp"] = TIMESTAMP
         return message
+
+
+@pytest.fixture(name="fake")
+async def fake_fixture() -> AsyncIterator[FakeDiscord]:
+    """A started FakeDiscord, stopped after the test (import it into a test module to use ``fake``)."""
+    server = FakeDiscord()
+    await server.start()
+    yield server
+    await server.stop()

@@ -30,7 +30,16 @@ from core.service import ChatService
 from core.state import MemoryState
 from core.threads import Threads
 from tests.conftest import recompressed
-from tests.fake_discord import APP_ID, BOT, CHANNEL_ID, GUILD_ID, Call, FakeDiscord, user
+from tests.fake_discord import (
+    APP_ID,
+    BOT,
+    CHANNEL_ID,
+    GUILD_ID,
+    Call,
+    FakeDiscord,
+    fake_fixture,  # noqa: F401  (the fixture `fake`)
+    user,
+)
 from tests.test_discord import dispatch
 
 ALICE = user("11", "alice")
@@ -38,14 +47,6 @@ BOB = user("12", "bob")
 WEBHOOKS = f"/webhooks/{APP_ID}/"
 DM_CHANNEL = "601"
 Start = Callable[..., Awaitable[DiscordPlatform]]
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

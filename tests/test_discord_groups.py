@@ -22,7 +22,15 @@ from bot.settings import Settings
 from core.engine import Engine
 from core.service import ChatService
 from tests.conftest import PHOTO_FILES, recompressed
-from tests.fake_discord import BOT, CHANNEL_ID, GUILD_ID, Call, FakeDiscord, user
+from tests.fake_discord import (
+    BOT,
+    CHANNEL_ID,
+    GUILD_ID,
+    Call,
+    FakeDiscord,
+    fake_fixture,  # noqa: F401  (the fixture `fake`)
+    user,
+)
 from tests.test_discord import dispatch, image_option
 from tests.test_discord_conversation import answer, button, description, message_id, press
 
@@ -34,14 +42,6 @@ MANAGE_MESSAGES = str(1 << 13)
 SERVER = f"discord:{GUILD_ID}"
 CHANNEL = f"/channels/{CHANNEL_ID}/messages"
 Start = Callable[..., Awaitable[DiscordPlatform]]
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

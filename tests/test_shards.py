@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -21,18 +20,16 @@ from bot.settings import Settings, load_settings
 from core.engine import Engine
 from core.errors import ConfigError
 from core.service import ChatService
-from tests.fake_discord import APP_ID, FakeDiscord, Identify, user
+from tests.fake_discord import (
+    APP_ID,
+    FakeDiscord,
+    Identify,
+    fake_fixture,  # noqa: F401  (the fixture `fake`)
+    user,
+)
 
 ALICE = user("11", "alice")
 SHARD_1_GUILD = str(1 << 22)  # (id >> 22) % 2 == 1: Discord sends its events to shard 1 of 2
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture
