@@ -1,9 +1,8 @@
-"""Videos, animations and stickers: told apart by their bytes, sampled into a few timed frames.
+"""Videos and animations sampled into a few timed frames.
 
-What a chat attachment is gets decided by its content alone, never by its name: MP4/MOV
-(``ftyp`` at offset 4), WebM/Matroska (EBML ``1A45DFA3``), animated GIF and animated WebP (more
-than one frame) are sampled here; Telegram's animated stickers (TGS: gzip'd Lottie JSON) are
-refused with a sentence saying what to send instead; everything else is an image for
+What an attachment is gets decided by :mod:`core.media_kind` from its bytes; here an MP4/MOV or
+WebM/Matroska video, or an animated GIF or WebP, is decoded into frames, a TGS sticker is refused
+with a sentence saying what to send instead, and anything else goes to
 :func:`core.images.decode_image`.
 
 A video yields at most ``VideoLimits.frames`` frames, spread evenly over its duration (the
@@ -15,7 +14,6 @@ and with none the user hears "I can't read this video in time." Frames are RGB, 
 :data:`FRAME_MAX_SIDE` on their longer side, with transparency flattened on white exactly as
 :func:`core.images.to_rgb` flattens a PNG's.
 """
-
 from __future__ import annotations
 
 import bisect
@@ -26,7 +24,6 @@ import logging
 import math
 import time
 import warnings
-import zlib
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -50,16 +47,27 @@ from core.errors import (
     VideoTooLongError,
 )
 from core.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, decode_image, read_image_bytes, to_rgb
+from core.media_kind import (
+    HEAD_BYTES,
+    VIDEO_CONTAINERS,
+    Container,
+    MediaKind,
+    gif_durations,
+    is_lottie,
+    media_kind,
+    sample_times,
+    sniff,
+    webp_durations,
+)
 
+# core.media_kind's names are re-exported: they lived here first, and callers may import them from here.
 __all__ = [
-    "FRAME_MAX_SIDE", "DecodedMedia", "MediaKind", "VideoLimits", "decode_media", "gif_durations", "media_kind",
-    "representative", "sample_times", "sniff", "still_of", "webp_durations",
+    "FRAME_MAX_SIDE", "HEAD_BYTES", "VIDEO_CONTAINERS", "Container", "DecodedMedia", "MediaKind", "VideoLimits",
+    "decode_media", "gif_durations", "media_kind", "representative", "sample_times", "sniff", "still_of",
+    "webp_durations",
 ]
 log = logging.getLogger(__name__)
 
-Container = Literal["mp4", "webm", "gif", "webp", "gzip", "other"]
-MediaKind = Literal["image", "video", "animation", "tgs"]
-VIDEO_CONTAINERS: frozenset[str] = frozenset({"mp4", "webm"})
 DEFAULT_VIDEO_FRAMES = 8
 DEFAULT_VIDEO_MAX_BYTES = 50 * 1024 * 1024
 DEFAULT_VIDEO_MAX_SECONDS = 600.0
@@ -68,12 +76,6 @@ DEFAULT_VIDEO_DECODE_SECONDS = 10.0
 # (384) and colours (96), and for the stored picture of an added video, at a bounded memory cost.
 FRAME_MAX_SIDE = 1280
 STILL_QUALITY = 90  # the JPEG a video's frame is stored as
-HEAD_BYTES = 64
-# ISO-BMFF brands of still images (HEIC, HEIF, AVIF, Canon raw): core.images names them.
-_IMAGE_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevm", b"hevs", b"mif1", b"msf1",
-                           b"avif", b"avis", b"crx "})
-# Old QuickTime files begin with one of these atoms instead of ``ftyp``.
-_QUICKTIME_ATOMS = frozenset({b"moov", b"mdat", b"wide", b"free", b"skip"})
 _DEMUXERS = {"mp4": "mov", "webm": "matroska"}  # only these FFmpeg demuxers ever see user bytes
 _ALPHA_DECODERS = {"vp8": "libvpx", "vp9": "libvpx-vp9"}  # FFmpeg's own VP8/VP9 decoders drop WebM's alpha
 _MAX_BAD_PACKETS = 64
@@ -110,104 +112,6 @@ class DecodedMedia:
     complete: bool = True
 
 
-# -- telling media apart ------------------------------------------------------------------------
-
-
-def sniff(head: bytes) -> Container:
-    """The container a file's first bytes announce (``head``: at least its first 16 bytes)."""
-    if head[4:8] == b"ftyp":
-        return "other" if head[8:12] in _IMAGE_BRANDS else "mp4"
-    if head[4:8] in _QUICKTIME_ATOMS:
-        return "mp4"
-    if head[:4] == b"\x1a\x45\xdf\xa3":
-        return "webm"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "gif"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    if head[:2] == b"\x1f\x8b":
-        return "gzip"
-    return "other"
-
-
-def media_kind(data: bytes) -> MediaKind:
-    """What ``data`` holds, from its content: a video, an animation (a GIF or WebP of several
-    frames), a TGS sticker, or an image (anything else, for core.images to accept or refuse)."""
-    container = sniff(data[:HEAD_BYTES])
-    if container in VIDEO_CONTAINERS:
-        return "video"
-    if container == "gif" and len(gif_durations(data)) > 1:
-        return "animation"
-    if container == "webp" and len(webp_durations(data)) > 1:
-        return "animation"
-    if container == "gzip" and _is_lottie(data):
-        return "tgs"
-    return "image"
-
-
-def _is_lottie(data: bytes) -> bool:
-    """Whether gzip'd ``data`` starts with JSON (a TGS sticker's Lottie animation)."""
-    try:
-        head = zlib.decompressobj(wbits=31).decompress(data[:4096], 64)  # output bounded: no gzip bomb
-    except zlib.error:
-        return False
-    return head.lstrip()[:1] == b"{"
-
-
-def _display_seconds(ms: float) -> float:
-    # Browsers show frames of 10 ms or less for 100 ms; so do we, or such a GIF would last no time.
-    return ms / 1000 if ms > 10 else 0.1
-
-
-def _skip_sub_blocks(data: bytes, pos: int) -> int:
-    while pos < len(data):
-        size = data[pos]
-        pos += 1 + size
-        if size == 0:
-            break
-    return pos
-
-
-def gif_durations(data: bytes) -> list[float]:
-    """Each frame's display time in seconds, read from a GIF's blocks without decoding pixels."""
-    if len(data) < 13 or data[:6] not in (b"GIF87a", b"GIF89a"):
-        return []
-    pos = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)  # the global colour table
-    durations: list[float] = []
-    delay = 0
-    while pos < len(data):
-        block = data[pos]
-        if block == 0x21 and pos + 2 <= len(data):  # an extension; 0xF9 holds the next frame's delay
-            if data[pos + 1] == 0xF9 and pos + 6 <= len(data) and data[pos + 2] >= 4:
-                delay = int.from_bytes(data[pos + 4:pos + 6], "little")
-            pos = _skip_sub_blocks(data, pos + 2)
-        elif block == 0x2C and pos + 10 <= len(data):  # an image: descriptor, local colours, LZW data
-            packed = data[pos + 9]
-            pos += 10 + (3 << ((packed & 7) + 1) if packed & 0x80 else 0)
-            pos = _skip_sub_blocks(data, pos + 1)
-            durations.append(_display_seconds(delay * 10))
-            delay = 0
-        else:  # the trailer, or damage: what was read counts
-            break
-    return durations
-
-
-def webp_durations(data: bytes) -> list[float]:
-    """Each frame's display time in seconds, from an animated WebP's ANMF chunks (a still
-    WebP has none)."""
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
-        return []
-    end = min(len(data), 8 + int.from_bytes(data[4:8], "little"))
-    durations: list[float] = []
-    pos = 12
-    while pos + 8 <= end:
-        size = int.from_bytes(data[pos + 4:pos + 8], "little")
-        if data[pos:pos + 4] == b"ANMF" and pos + 8 + 15 <= len(data):
-            durations.append(_display_seconds(int.from_bytes(data[pos + 20:pos + 23], "little")))
-        pos += 8 + size + (size & 1)
-    return durations
-
-
 # -- decoding -----------------------------------------------------------------------------------
 
 
@@ -231,7 +135,7 @@ def decode_media(source: bytes | str | Path, *, max_pixels: int = DEFAULT_MAX_PI
                                      f"{limits.max_bytes / 2**20:.3g} MB. Send a shorter or smaller one.")
         return _VideoReader(data, container, limits=limits, max_pixels=max_pixels, deadline=deadline,
                             clock=clock).read()
-    if container == "gzip" and _is_lottie(data):
+    if container == "gzip" and is_lottie(data):
         raise AnimatedStickerError(AnimatedStickerError.USER_MESSAGE)
     if container in ("gif", "webp") and len(data) <= max_bytes:
         durations = gif_durations(data) if container == "gif" else webp_durations(data)
@@ -266,11 +170,6 @@ def representative(vectors: np.ndarray) -> int:
     shows most of the time."""
     mean = np.asarray(vectors, dtype=np.float64).mean(axis=0)
     return int(np.argmax(np.asarray(vectors, dtype=np.float64) @ mean))
-
-
-def sample_times(duration: float, count: int) -> list[float]:
-    """``count`` moments spread evenly over ``duration``: the centres of equal spans."""
-    return [(i + 0.5) * duration / count for i in range(count)]
 
 
 def _span(seconds: float) -> str:

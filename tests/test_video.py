@@ -38,20 +38,13 @@ from core.errors import (
 )
 from core.galleries import GLOBAL_COLLECTION
 from core.images import decode_image, refusal_before_download
+from core.media_kind import gif_durations, media_kind, sniff, webp_durations
 from core.media_search import merge_frame_results
 from core.replies import CAPTION_BUDGET, moment_text, result_caption
 from core.search import SearchResult
 from core.service import ChatService
 from core.threads import Thread
-from core.video import (
-    DecodedMedia,
-    VideoLimits,
-    decode_media,
-    gif_durations,
-    media_kind,
-    sniff,
-    webp_durations,
-)
+from core.video import DecodedMedia, VideoLimits, decode_media
 from tests.conftest import PHOTO_FILES
 
 Timeline = Sequence[tuple["str | Image.Image", float]]  # (photo name or picture, seconds shown)
