@@ -99,6 +99,8 @@ class ChatCommand:
     menu: str = ""
     # Its words may name a user: sent as a reply to someone's message (or on their name), it names them.
     names_user: bool = False
+    # Its answer is a search result (core.dialogue): a chat with private results sends it to the asker.
+    gives_results: bool = False
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -182,12 +184,14 @@ async def _help(s: ChatService, ctx: Context, a: CommandInput) -> Reply | None:
 
 # What a photo sent without a command asks for, on every front end.
 MATCH = ChatCommand("match", "the closest image to a photo (or to gallery image #12), with its score", Takes.PHOTO,
-                    _match, by_id=True)
-SIMILAR = ChatCommand("similar", "images like one of my results", Takes.RESULT, _similar, menu="Similar images")
+                    _match, by_id=True, gives_results=True)
+SIMILAR = ChatCommand("similar", "images like one of my results", Takes.RESULT, _similar, menu="Similar images",
+                      gives_results=True)
 REFINE = ChatCommand("refine", "search again for a result with your words: at night, but red, -people",
-                     Takes.RESULT_WORDS, _refine, usage="<words>", menu="Refine with words")
+                     Takes.RESULT_WORDS, _refine, usage="<words>", menu="Refine with words", gives_results=True)
 CATALOGUE: tuple[ChatCommand, ...] = (
-    ChatCommand("find", "find images by label, description or meaning", Takes.WORDS, _find, usage="<words>"),
+    ChatCommand("find", "find images by label, description or meaning", Takes.WORDS, _find, usage="<words>",
+                gives_results=True),
     MATCH,
     SIMILAR,
     REFINE,

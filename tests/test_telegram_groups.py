@@ -250,3 +250,18 @@ async def test_stickers_static_video_and_animated(telegram: tuple[FakeTelegram, 
     [refused] = await fake.wait_for("sendMessage")
     assert refused.params["text"] == "Animated stickers (TGS) aren't supported; send it as a GIF or video."
     assert [c.params["file_id"] for c in fake.sent("getFile")] == ["s1", "s2"]  # the TGS was never downloaded
+
+
+async def test_a_watched_photo_that_is_also_matched_is_downloaded_once(
+        telegram: tuple[FakeTelegram, TelegramPlatform], gallery: Engine, photos: dict[str, Path]) -> None:
+    fake, _ = telegram
+    fake.push(command(GROUP, ALICE, "/watch on"))
+    await fake.wait_for("sendMessage", count=1)
+    fake.push(message(GROUP, BOB, caption="/match", photo=photo(fake, "both", photos["coffee"].read_bytes())))
+    assert (await next_photo(fake, 1)).params["caption"].startswith("coffee")
+    for _ in range(250):
+        if await gallery.count_sightings(f"telegram:{GROUP_ID}") == 1:
+            break
+        await asyncio.sleep(0.02)
+    assert await gallery.count_sightings(f"telegram:{GROUP_ID}") == 1  # checked for reposts too
+    assert [c.params["file_id"] for c in fake.sent("getFile")] == ["both"]  # from one download

@@ -26,15 +26,13 @@ from adapters.discord.messages import (
     message_context,
 )
 from adapters.discord.views import send_fitting, upload_limit
-from core.commands import MATCH, REFINE, SIMILAR, ChatCommand
+from core.commands import ChatCommand
 from core.conversation import Reply
 from core.service import ChatService
 
 log = logging.getLogger(__name__)
 # Discord's JSON error code for a user who does not accept direct messages from the bot.
 CANNOT_MESSAGE_USER = 50007
-# The catalogue commands whose replies are results (core.dialogue's), which private results hide.
-RESULT_COMMANDS = frozenset({"find", MATCH.name, SIMILAR.name, REFINE.name})
 SENT_PRIVATELY = "{name}, I sent you the result in a direct message: {link}"
 DMS_CLOSED = ("{name}, results here come privately, but Discord won't let me message you: allow direct "
               "messages from this server's members (click the server's name \u2192 Privacy Settings \u2192 "
@@ -44,7 +42,8 @@ Read = Callable[[], Awaitable[bytes]]
 
 
 def gives_results(command: ChatCommand) -> bool:
-    return command.name in RESULT_COMMANDS
+    """Whether private results hide this command's answer (the catalogue says)."""
+    return command.gives_results
 
 
 async def private_for(service: ChatService, interaction: discord.Interaction, command: ChatCommand) -> bool:

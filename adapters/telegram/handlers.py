@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
@@ -102,15 +103,18 @@ class TelegramHandlers:
         parsed = parse_command(message.caption, context.bot.username)
         command = command_named(parsed.name) if parsed else None
         private = update.effective_chat.type == "private"
+        # One download at most, shared by the reply and a repost check of the same message.
+        download = self._downloader(context, att)
         if not private:
             ctx = context_of(update, context.bot)
             await self.service.seen(ctx)
-            await self.service.observe(ctx, self._downloader(context, att), message_id=str(message.message_id),
-                                       link=message.link, alert=partial(self._alert, message))
+            if self._refusal(att) is None:
+                await self.service.observe(ctx, download, message_id=str(message.message_id), link=message.link,
+                                           alert=partial(self._alert, message))
         if parsed and command and command.takes.photo:
-            await self._photo_command(update, context, att, command, parsed.args)
+            await self._photo_command(update, context, att, command, parsed.args, download)
         elif private or self._mentions_me(message, context) or self._replies_to_me(message, context):
-            await self._photo_command(update, context, att, MATCH, "")
+            await self._photo_command(update, context, att, MATCH, "", download)
         # Any other group photo is none of our business.
 
     async def text(self, update: Update, context: Ctx) -> None:
@@ -202,18 +206,21 @@ class TelegramHandlers:
     # -- helpers ----------------------------------------------------------------------------------
 
     async def _photo_command(self, update: Update, context: Ctx, att: Attachment, command: ChatCommand,
-                             text: str) -> None:
+                             text: str, download: Callable[[], Awaitable[bytes]] | None = None) -> None:
         args = CommandInput.from_text(command.takes, text)
         if command.takes is Takes.LABELLED_PHOTO and not args.label:
             await self._answer(update, Reply(USAGE_ADD))  # before the download, which would be wasted
             return
-        refusal = refusal_before_download(att.mime_type, att.file_size, self.max_file_bytes,
-                                          video_max_bytes=self.service.engine.video_limits.max_bytes)
+        refusal = self._refusal(att)
         if refusal:
             await self._answer(update, Reply(refusal, kind="error"))
             return
         # The service downloads it, once the user's rate limit lets the request through.
-        await self._execute(update, context, command, replace(args, photo=self._downloader(context, att)))
+        await self._execute(update, context, command, replace(args, photo=download or self._downloader(context, att)))
+
+    def _refusal(self, att: Attachment) -> str | None:
+        return refusal_before_download(att.mime_type, att.file_size, self.max_file_bytes,
+                                       video_max_bytes=self.service.engine.video_limits.max_bytes)
 
     async def _execute(self, update: Update, context: Ctx, command: ChatCommand, args: CommandInput) -> None:
         ctx = context_of(update, context.bot)
@@ -221,7 +228,17 @@ class TelegramHandlers:
 
     @staticmethod
     def _downloader(context: Ctx, att: Attachment) -> Callable[[], Awaitable[bytes]]:
+        """The attachment's bytes, fetched on the first call only (later calls share them)."""
+        fetched: list[bytes] = []
+        lock = asyncio.Lock()
+
         async def download() -> bytes:
+            async with lock:
+                if not fetched:
+                    fetched.append(await fetch())
+                return fetched[0]
+
+        async def fetch() -> bytes:
             try:
                 tg_file = await context.bot.get_file(att.file_id)
                 return bytes(await tg_file.download_as_bytearray())
