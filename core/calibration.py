@@ -40,6 +40,9 @@ class CalibrationConfig:
     min_images: int = 20
     sample: int = 256
     max_age_s: float = 3600.0  # recompute at least this often even if the gallery looks unchanged
+    # A first search of a gallery waits this long for its measurement, then gets the fixed values
+    # while it finishes (a 50,000-image gallery takes seconds on a CPU); None waits for it.
+    first_wait_s: float | None = 2.0
     check_every_s: float = 2.0  # look at the gallery's signature at most this often (two queries)
 
 
@@ -205,7 +208,10 @@ class Calibrator:
             if self._closed:
                 return self.fallback("calibration stopped")
             task = self._tasks.get(key) or self._start(key)
-            await asyncio.wait({task})  # not shielded: a cancelled request leaves it to the others
+            # Not shielded: a cancelled request leaves the computation to the others.
+            done, _ = await asyncio.wait({task}, timeout=self.config.first_wait_s)
+            if not done:
+                return self.fallback("still measuring this gallery")
             return self.fallback("calibration stopped") if task.cancelled() else task.result()
         self._cache.move_to_end(key)
         if not self._closed and key not in self._tasks and await self._stale(key, entry) and key not in self._tasks:

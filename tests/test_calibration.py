@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -299,6 +300,18 @@ async def test_a_cancelled_request_leaves_the_measurement_to_the_others(gallery:
     runner.gate.set()
     assert (await staying).calibrated_image
     assert leaving.cancelled() and runner.calls == 1
+
+
+async def test_a_slow_first_measurement_answers_with_the_fixed_scores_meanwhile(gallery: GalleryStorage) -> None:
+    runner = FakeRunner()
+    runner.gate = asyncio.Event()  # a measurement that takes as long as the test likes
+    cal = calibrator(gallery, runner, config=replace(CONFIG, first_wait_s=0.05))
+    meanwhile = await cal.thresholds(["global"])
+    assert not meanwhile.calibrated_image and meanwhile.image_weak == 0.75 and meanwhile.image_none == -np.inf
+    assert "still measuring" in meanwhile.describe()
+    runner.gate.set()
+    await cal.wait_refreshes()
+    assert (await cal.thresholds(["global"])).calibrated_image and runner.calls == 1  # the same measurement
 
 
 async def test_aclose_cancels_what_runs(gallery: GalleryStorage) -> None:
