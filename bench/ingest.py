@@ -44,16 +44,18 @@ def generate_photos(folder: Path, n: int, seed: int = 0) -> list[Path]:
 
 async def _ingest(folder: Path, data: Path, model: Path, encoder: ClipEncoder) -> tuple[int, float, float]:
     """Index the folder with the model loaded, then again unchanged (a sync: nothing decoded)."""
-    settings = Settings(clip_model=str(model), data_dir=data, caption_model="none", batch_size=16,  # type: ignore[call-arg]
+    # Batch size and decode threads as an operator gets them: chosen for the device and the cores.
+    settings = Settings(clip_model=str(model), data_dir=data, caption_model="none",  # type: ignore[call-arg]
                         _env_file=None)
     items = collect_items([folder]).items
     async with build_engine(settings, encoder, captioner=None) as engine:
         await engine.warm()
+        batch = await engine.index_batch_size()
         start = time.perf_counter()
-        summary = await ingest(engine, items, collection="global", batch_size=16)
+        summary = await ingest(engine, items, collection="global", batch_size=batch)
         seconds = time.perf_counter() - start
         start = time.perf_counter()
-        again = await ingest(engine, collect_items([folder]).items, collection="global", batch_size=16)
+        again = await ingest(engine, collect_items([folder]).items, collection="global", batch_size=batch)
         assert again.unchanged == len(items), f"re-index: {again.unchanged} of {len(items)} unchanged"
         return summary.added, seconds, time.perf_counter() - start
 
@@ -63,10 +65,10 @@ def run(model: Path, *, smoke: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "photos"
         generate_photos(folder, n)
-        encoder = ClipEncoder(str(model), precision="auto", batch_size=16)
+        encoder = ClipEncoder(str(model), precision="auto")  # the device's batch size: 8 on a CPU, 256 on a GPU
         encoder.load()
-        sample = [decode_image(p).image for p in sorted(folder.iterdir())[:32]]
-        # The encoder's raw rate: already decoded images, preprocessing and model, batch 16.
+        sample = [decode_image(p).image for p in sorted(folder.iterdir())[:max(32, encoder.batch_size)]]
+        # The encoder's raw rate: already decoded images, preprocessing and model, a batch or more.
         # The model alone: the same images preprocessed beforehand. The two are timed in turns, so
         # that load from elsewhere on the machine weighs on both alike.
         pixels = encoder.preprocess(sample)

@@ -91,8 +91,8 @@ async def _index(args: argparse.Namespace, settings: Settings, *, prune_gone: bo
         await engine.sweep()  # what a killed index left behind
         with tqdm(total=len(found.items), unit="img", desc="Indexing", file=sys.stderr, disable=None) as bar:
             summary = await ingest(
-                engine, found.items, collection=args.collection, batch_size=settings.batch_size,
-                added_by="cli", progress=bar.update,
+                engine, found.items, collection=args.collection,
+                batch_size=settings.batch_size, added_by="cli", progress=bar.update,
             )
         if prune_gone:
             summary.pruned = await prune(engine, found, args.collection)

@@ -66,7 +66,7 @@ def build_encoder(settings: Settings) -> ImageTextEncoder:
     )
     if not settings.text_model:
         return clip
-    text = MultilingualTextEncoder(settings.text_model, device=settings.device, batch_size=settings.batch_size,
+    text = MultilingualTextEncoder(settings.text_model, device=settings.device, batch_size=settings.batch_size or 16,
                                    announce=announce)
     return ClipWithTextModel(clip, text)
 
@@ -122,7 +122,7 @@ def _engine(settings: Settings, runner: Encoding, captioner: Captioner | Literal
         runner=runner,
         max_pixels=settings.max_image_pixels,
         max_bytes=settings.max_image_bytes,
-        decode_workers=settings.decode_workers,
+        decode_workers=settings.decode_threads,
         captioner=build_captioner(settings) if captioner == "configured" else captioner,
         color_count=settings.color_count,
         text_limits=TextLimits(settings.max_label_chars, settings.max_description_chars),

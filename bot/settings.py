@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -52,8 +53,9 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"
     torch_threads: int = Field(0, ge=0)
-    batch_size: int = Field(16, ge=1, le=1024)
-    decode_workers: int = Field(2, ge=1, le=64)
+    # Unset: 8 per model call on a CPU, 256 on a GPU (the encoder decides when it loads).
+    batch_size: int | None = Field(None, ge=1, le=1024)
+    decode_workers: int | None = Field(None, ge=1, le=64)  # unset: one per CPU core, at most 16
     max_image_pixels: int = Field(40_000_000, ge=1)
     max_image_mb: float = Field(100.0, gt=0)
     # Videos, animations and video stickers (core.video): frames sampled evenly over the duration,
@@ -158,6 +160,11 @@ class Settings(BaseSettings):
     def history_file(self) -> Path:
         """Where the console chat keeps its line history."""
         return Path(platformdirs.user_data_dir(APP_NAME)) / "console_history"
+
+    @property
+    def decode_threads(self) -> int:
+        """``CLIPBOT_DECODE_WORKERS``, or one per CPU core (at most 16): decoding feeds the model."""
+        return self.decode_workers or max(1, min(16, os.cpu_count() or 2))
 
     @property
     def max_image_bytes(self) -> int:

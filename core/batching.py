@@ -53,6 +53,10 @@ class MicroBatcher:
         return self.runner.model_id
 
     @property
+    def batch_size(self) -> int:
+        return self.runner.batch_size
+
+    @property
     def busy(self) -> bool:
         """Whether requests are waiting or being encoded: low-priority work (repost checks) waits
         until this is False, so it never delays a reply."""

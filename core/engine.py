@@ -268,6 +268,12 @@ class Engine(GalleryRecords):
         """Delete an image, its vectors and (when no other row uses it) its file."""
         return await self._intake.remove(image_id)
 
+    async def index_batch_size(self) -> int:
+        """Images `clipbot index` reads and encodes at a time: the encoder's batch (256 on a GPU),
+        at least 16 (on a CPU the model is called in batches of 8 within it)."""
+        await self._runner.load()
+        return max(16, self._runner.batch_size)
+
     async def dim(self) -> int:
         """The configured model's vector dimension (loads the model)."""
         return await self._runner.load()

@@ -21,6 +21,11 @@ class Encoding(Protocol):
     @property
     def model_id(self) -> str: ...
 
+    @property
+    def batch_size(self) -> int:
+        """Images per model call (the device's choice once the encoder is loaded)."""
+        ...
+
     async def start(self) -> None:
         """Make the threads it runs on; idempotent."""
         ...
@@ -58,6 +63,10 @@ class InferenceRunner:
     @property
     def model_id(self) -> str:
         return self.encoder.model_id
+
+    @property
+    def batch_size(self) -> int:
+        return int(getattr(self.encoder, "batch_size", 16))
 
     async def start(self) -> None:
         if self._executor is None:

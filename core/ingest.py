@@ -47,7 +47,7 @@ async def ingest(
     items: Iterable[IngestItem],
     *,
     collection: str,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     added_by: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> IngestSummary:
@@ -56,6 +56,7 @@ async def ingest(
     The next batch is decoded on the decode threads while the current one is encoded on the
     inference thread, so neither waits on the other. A bad file is skipped with its reason.
     Only files that need decoding load the model: re-indexing an unchanged folder does not.
+    ``batch_size`` None: the encoder's choice for its device (:meth:`Engine.index_batch_size`).
     Images are searchable once stored; BLIP never runs here: new images without a description
     are stored uncaptioned, for :func:`core.captioning.caption_pending` to caption afterwards.
     """
@@ -74,9 +75,10 @@ async def ingest(
             continue
         if progress:
             progress(1)
-    batches = [todo[i:i + max(1, batch_size)] for i in range(0, len(todo), max(1, batch_size))]
-    if not batches:
+    if not todo:
         return summary
+    size = max(1, batch_size or await engine.index_batch_size())
+    batches = [todo[i:i + size] for i in range(0, len(todo), size)]
     seen: dict[str, str] = {}
     pending = [asyncio.ensure_future(_decode(engine, p.item)) for p in batches[0]]
     storing: asyncio.Task[None] | None = None
@@ -220,7 +222,7 @@ async def reindex(
     engine: Engine,
     records: Sequence[ImageRecord],
     *,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> IngestSummary:
     """Encode ``records`` again with the configured model (see :func:`reindex_targets`).
@@ -228,8 +230,9 @@ async def reindex(
     Works from the stored copies in the media folder, so images added from chats are covered too.
     """
     summary = IngestSummary()
-    for start in range(0, len(records), max(1, batch_size)):
-        batch = records[start:start + batch_size]
+    size = max(1, batch_size or (await engine.index_batch_size() if records else 16))
+    for start in range(0, len(records), size):
+        batch = records[start:start + size]
         decoded = await asyncio.gather(*(_decode_record(engine, r) for r in batch))
         ready = [(r, d) for r, d in zip(batch, decoded, strict=True) if not isinstance(d, ClipbotError)]
         summary.skipped += [

@@ -201,6 +201,11 @@ class ClipWithTextModel(ImageTextEncoder):
         self.text = text
         self.model_id = clip.model_id
 
+    @property
+    def batch_size(self) -> int:
+        """Images per model call: CLIP's (the device's choice once it is loaded)."""
+        return int(getattr(self.clip, "batch_size", 16))
+
     def _load(self) -> None:
         self.clip.load()
         if self.text.dim != self.clip.dim:
