@@ -29,7 +29,9 @@ IMPORTS = {
 
 def _env(model: Path, data: Path, cache: Path) -> dict[str, str]:
     return {
-        **os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "CLIPBOT_CLIP_MODEL": str(model.resolve()),
+        # The checkout first, then whatever the caller's path held (packages installed beside it).
+        **os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "HF_HUB_OFFLINE": "1", "CLIPBOT_CLIP_MODEL": str(model.resolve()),
         "CLIPBOT_DATA_DIR": str(data), "CLIPBOT_CAPTION_MODEL": "none", "CLIPBOT_PRECISION": "auto",
         "CLIPBOT_CACHE_DIR": str(cache), "CLIPBOT_LOG_LEVEL": "INFO",
     }
