@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from core.galleries import GLOBAL_COLLECTION
+from core.galleries import searchable
 
 if TYPE_CHECKING:
     from core.commands import ChatCommand
@@ -25,9 +25,9 @@ class Chat:
         return f"{self.platform}:{self.id}"
 
     @property
-    def searchable(self) -> tuple[str, str]:
+    def searchable(self) -> tuple[str, ...]:
         """A chat sees its own gallery plus the operator's ``global`` one, never another chat's."""
-        return (self.collection, GLOBAL_COLLECTION)
+        return searchable(self.collection)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from core.commands import style_of
 from core.conversation import Button, Context, Reply
 from core.engine import Engine
 from core.errors import NotFoundError, StorageUnavailableError
-from core.galleries import GLOBAL_COLLECTION
+from core.galleries import searchable
 from core.previews import make_preview
 from core.query import REFINE_USAGE, parse_refinement
 from core.queryvec import combine, rocchio
@@ -215,8 +215,3 @@ class Dialogue:
             return (await self.engine.image_vectors([image_id], collections))[image_id]
         except NotFoundError:
             raise NotFoundError(f"There is no image #{image_id} here.") from None
-
-
-def searchable(collection: str) -> tuple[str, ...]:
-    """What a chat gallery's searches look through: itself and the operator's ``global``."""
-    return (collection, GLOBAL_COLLECTION) if collection != GLOBAL_COLLECTION else (GLOBAL_COLLECTION,)

@@ -81,7 +81,6 @@ class Engine(GalleryRecords):
         self.text_limits = text_limits or TextLimits()
         self._caption_failure_logged = False
         self._searcher = Searcher(gallery, runner, ready=self._ready, path_of=self.path_of)
-        self._calibrators: list[Calibrator] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._intake = Intake(gallery=gallery, media=media, runner=runner, blocking=self.blocking,
                               captions=self._captions_or_none, color_count=color_count, text_limits=self.text_limits)
@@ -134,8 +133,6 @@ class Engine(GalleryRecords):
         """Close the database and stop the worker threads; safe to call twice, or after a failed start."""
         pool, self._decode_pool = self._decode_pool, None
         self._search_ready = False
-        for calibrator in self._calibrators:
-            await calibrator.aclose()
         closers, self._closers = self._closers, []
         for closer in closers:
             await closer()
@@ -410,5 +407,5 @@ class Engine(GalleryRecords):
         """Per-gallery weak and no-match thresholds (core.calibration), closed with the engine."""
         calibrator = Calibrator(self._gallery, self._runner, model_id=lambda: self.model_id, config=config,
                                 fallback_image=fallback_image, fallback_text=fallback_text)
-        self._calibrators.append(calibrator)
+        self.on_close(calibrator.aclose)
         return calibrator

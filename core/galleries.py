@@ -3,3 +3,8 @@
 from __future__ import annotations
 
 GLOBAL_COLLECTION = "global"
+
+
+def searchable(collection: str) -> tuple[str, ...]:
+    """What a chat gallery's searches look through: itself and the operator's ``global``."""
+    return (collection, GLOBAL_COLLECTION) if collection != GLOBAL_COLLECTION else (GLOBAL_COLLECTION,)

@@ -13,7 +13,7 @@ from core.chat_settings import ChatSettings, ChatSettingsStore
 from core.commands import style_of
 from core.conversation import Button, Context, Reply, User
 from core.engine import Engine
-from core.errors import PermissionDeniedError
+from core.errors import InputError, PermissionDeniedError
 from core.galleries import GLOBAL_COLLECTION
 from core.search import SearchResult
 from core.state import StateStore
@@ -40,10 +40,6 @@ class InlineHit:
     score: float
 
 
-def _switch(arg: str, choices: dict[str, bool]) -> bool | None:
-    return choices.get(arg.strip().lower())
-
-
 class GroupFeatures:
     """Chat switches, /forget and inline search over the engine and the state store."""
 
@@ -59,16 +55,13 @@ class GroupFeatures:
 
     async def watch(self, ctx: Context, arg: str, *, is_admin: bool) -> Reply:
         """``/watch on|off`` (admins) or ``/watch`` (the state): repost alerts in this chat."""
-        wanted = _switch(arg, SWITCHES)
-        if arg.strip() and wanted is None:
-            return Reply("Usage: /watch on, /watch off, or /watch to see whether it is on.", kind="error")
-        if wanted is None:
-            current = await self.settings.get(ctx.chat.collection)
-            return Reply(f"Repost alerts are {'on' if current.watch else 'off'} here. "
+        changed, now = await self._switch(ctx, arg, is_admin=is_admin, setting="watch", choices=SWITCHES,
+                                          usage="/watch on, /watch off, or /watch to see whether it is on",
+                                          refused="Only this chat's admins can switch repost alerts.")
+        if not changed:
+            return Reply(f"Repost alerts are {'on' if now.watch else 'off'} here. "
                          f"Admins switch them with /watch on or /watch off.")
-        self._require(is_admin, "Only this chat's admins can switch repost alerts.")
-        await self.settings.update(ctx.chat.collection, watch=wanted)
-        if not wanted:
+        if not now.watch:
             return Reply("Repost alerts are off: I no longer look at the images posted here. Records of earlier "
                          f"images expire within {self.retention_days:g} days.")
         note = style_of(ctx).watch_note()
@@ -78,15 +71,12 @@ class GroupFeatures:
 
     async def inline(self, ctx: Context, arg: str, *, is_admin: bool) -> Reply:
         """``/inline on|off``: whether this chat's gallery can be searched inline by its members."""
-        wanted = _switch(arg, SWITCHES)
-        if arg.strip() and wanted is None:
-            return Reply("Usage: /inline on, /inline off, or /inline to see whether it is on.", kind="error")
-        if wanted is None:
-            current = await self.settings.get(ctx.chat.collection)
-            return Reply(f"Inline search of this chat's gallery is {'on' if current.inline else 'off'}.")
-        self._require(is_admin, "Only this chat's admins can switch inline search.")
-        await self.settings.update(ctx.chat.collection, inline=wanted)
-        if wanted:
+        changed, now = await self._switch(ctx, arg, is_admin=is_admin, setting="inline", choices=SWITCHES,
+                                          usage="/inline on, /inline off, or /inline to see whether it is on",
+                                          refused="Only this chat's admins can switch inline search.")
+        if not changed:
+            return Reply(f"Inline search of this chat's gallery is {'on' if now.inline else 'off'}.")
+        if now.inline:
             await self.settings.saw_member(ctx.user.key, ctx.chat.collection)
             return Reply("Inline search is on: members can type my name and words in any chat to find this "
                          "chat's images.")
@@ -94,16 +84,26 @@ class GroupFeatures:
 
     async def results(self, ctx: Context, arg: str, *, is_admin: bool) -> Reply:
         """``/results here|private``: where this chat's results go."""
-        wanted = _switch(arg, {"here": False, "private": True})
-        if arg.strip() and wanted is None:
-            return Reply("Usage: /results here, /results private, or /results to see where they go.", kind="error")
-        if wanted is None:
-            current = await self.settings.get(ctx.chat.collection)
-            where = "privately to whoever asked" if current.private_results else "here, in the chat"
-            return Reply(f"Results go {where}.")
-        self._require(is_admin, "Only this chat's admins can change where results go.")
-        await self.settings.update(ctx.chat.collection, private_results=wanted)
-        return Reply("Results now go privately to whoever asked." if wanted else "Results now come here, in the chat.")
+        changed, now = await self._switch(ctx, arg, is_admin=is_admin, setting="private_results",
+                                          choices={"here": False, "private": True},
+                                          usage="/results here, /results private, or /results to see where they go",
+                                          refused="Only this chat's admins can change where results go.")
+        if not changed:
+            return Reply(f"Results go {'privately to whoever asked' if now.private_results else 'here, in the chat'}.")
+        return Reply("Results now go privately to whoever asked." if now.private_results
+                     else "Results now come here, in the chat.")
+
+    async def _switch(self, ctx: Context, arg: str, *, is_admin: bool, setting: str, choices: dict[str, bool],
+                      usage: str, refused: str) -> tuple[bool, ChatSettings]:
+        """A switch command's word applied by an admin (``InputError`` with ``usage`` for any other
+        word); no word changes nothing. Returns whether it changed and the chat's settings after."""
+        word = arg.strip().lower()
+        if not word:
+            return False, await self.settings.get(ctx.chat.collection)
+        if word not in choices:
+            raise InputError(f"Usage: {usage}.")
+        self._require(is_admin, refused)
+        return True, await self.settings.update(ctx.chat.collection, **{setting: choices[word]})
 
     async def chat_settings(self, ctx: Context) -> ChatSettings:
         return await self.settings.get(ctx.chat.collection)
@@ -160,7 +160,7 @@ class GroupFeatures:
         """The platform's id of a picture it already holds (a sent result), for inline answers."""
         await self.store.put_state(FILE_KIND, f"{platform}:{image_id}", file_id, None)
 
-    async def inline_collections(self, user: User, member_of: Sequence[str]) -> tuple[str, ...]:
+    async def inline_collections(self, member_of: Sequence[str]) -> tuple[str, ...]:
         """``global`` plus the chats among ``member_of`` (checked by the adapter) that allow inline search."""
         allowed = [c for c in member_of if (await self.settings.get(c)).inline]
         return (GLOBAL_COLLECTION, *dict.fromkeys(allowed))

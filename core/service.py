@@ -280,7 +280,7 @@ class ChatService:
 
     async def inline_search(self, user: User, query: str, *, member_of: Sequence[str]) -> Sequence[InlineHit]:
         """Inline results for ``user``: ``global`` plus the chats in ``member_of`` that allow it."""
-        collections = await self.groups.inline_collections(user, member_of)
+        collections = await self.groups.inline_collections(member_of)
         try:
             return await self.groups.inline_search(user, query, collections)
         except ClipbotError as exc:  # a malformed query: no results rather than an error pop-up
@@ -317,14 +317,6 @@ class ChatService:
     async def execute(self, command: ChatCommand, ctx: Context, args: CommandInput) -> Reply | None:
         """Run a catalogue command with the arguments its front end parsed."""
         return await command.run(self, ctx, args)
-
-    async def page(self, ctx: Context, data: str) -> Reply:
-        """The reply a "next match" button leads to, for editing the message in place."""
-        return await self.dialogue.page(ctx, data)
-
-    async def collage(self, ctx: Context, data: str) -> Reply:
-        """The reply a "top N" button leads to: every result of the list on one card."""
-        return await self.dialogue.collage(ctx, data)
 
     # -- helpers --------------------------------------------------------------------------------
 

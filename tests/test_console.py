@@ -236,7 +236,7 @@ async def test_hints_use_the_console_syntax(engine: Engine, settings: Settings, 
     assert await said(chat, out, "a red car") == f"bot> {CONSOLE_EMPTY}\n"
     assert await said(chat, out, f"/add {photos['rocket']}") == (
         "bot> Give the photo a label. To add an image, use /add PATH | label | description.\n")
-    expired = await service.page(chat.ctx, "next:gone:1")
+    expired = await service.press(chat.ctx, "next:gone:1")
     assert expired.text == "These results have expired; give me an image file's path or /find again."
     help_text = await said(chat, out, "/help")
     assert help_text.startswith("bot> Give me an image file's path and I'll answer with the closest image")

@@ -237,6 +237,6 @@ async def test_service_titles_its_cards(engine: Engine, settings: Settings, phot
     assert scores is not None and seen["scores"]["title"] == "Scores against 3 images"
     found = await service.find(ctx, "coffee")
     assert found is not None
-    top = await service.collage(ctx, found.buttons[1].data)
+    top = await service.press(ctx, found.buttons[1].data)
     assert seen["collage"]["title"] == "Top 3 for coffee"
     assert top.image is not None and png(top.image).shape[:2] == (TITLE_PX + 240, 600)

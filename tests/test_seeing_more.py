@@ -111,10 +111,10 @@ async def test_service_colors_scores_and_top_cards(engine: Engine, settings: Set
     match = await service.match(ctx(), photos["coffee"].read_bytes())
     assert match is not None and [b.text for b in match.buttons] == [
         "Next match (2/3)", "Top 3", "More like this", "Not this"]
-    top = await service.collage(ctx(), match.buttons[1].data)
+    top = await service.press(ctx(), match.buttons[1].data)
     assert top.kind == "result" and Image.open(io.BytesIO(top.image or b"")).size == (600, 292)  # 240 + the title
     other_group = Context(Chat("telegram", "-2", private=False), User("telegram", "1"))
-    assert (await service.collage(other_group, match.buttons[1].data)).kind == "error"
+    assert (await service.press(other_group, match.buttons[1].data)).kind == "error"
     described = await service.describe(ctx(), photos["coffee"].read_bytes())
     assert described is not None and described.kind == "error" and "turned off" in described.text
 

@@ -61,8 +61,8 @@ async def test_match_replies_with_photo_score_and_next_button(service: ChatServi
     assert reply.image is not None and reply.image[:3] == b"\xff\xd8\xff"  # a JPEG preview
     assert [(b.text, b.row) for b in reply.buttons] == [
         ("Next match (2/3)", 0), ("Top 3", 0), ("More like this", 1), ("Not this", 1)]
-    second = await service.page(c, reply.buttons[0].data)
-    third = await service.page(c, second.buttons[0].data)
+    second = await service.press(c, reply.buttons[0].data)
+    third = await service.press(c, second.buttons[0].data)
     assert "match 2 of 3" in second.text and "match 3 of 3" in third.text
     assert third.buttons[0].text == "Back to best match"
     assert second.score is not None and reply.score is not None and second.score <= reply.score
@@ -74,9 +74,9 @@ async def test_paging_is_bound_to_its_chat_and_expires(service: ChatService, pho
         await service.add(c, photos[name].read_bytes(), name)
     reply = await service.match(c, photos["rocket"].read_bytes())
     assert reply is not None
-    stolen = await service.page(ctx(chat="999"), reply.buttons[0].data)
+    stolen = await service.press(ctx(chat="999"), reply.buttons[0].data)
     assert stolen.kind == "error" and "expired" in stolen.text
-    assert (await service.page(c, "next:nonsense:1")).kind == "error"
+    assert (await service.press(c, "next:nonsense:1")).kind == "error"
 
 
 async def test_weak_match_and_empty_gallery(service: ChatService, engine: Engine, photos: dict[str, Path]) -> None:
@@ -97,7 +97,7 @@ async def test_galleries_are_isolated(service: ChatService, engine: Engine, phot
     reply = await service.match(ctx(chat="A"), photos["coffee"].read_bytes())
     while reply is not None and reply.text.split("\n")[0] not in seen_by_a:
         seen_by_a.append(reply.text.split("\n")[0])
-        reply = await service.page(ctx(chat="A"), reply.buttons[0].data) if reply.buttons else None
+        reply = await service.press(ctx(chat="A"), reply.buttons[0].data) if reply.buttons else None
     assert set(seen_by_a) == {"A's rocket", "shared astronaut"}
     found = await service.find(ctx(chat="A"), "coffee")
     assert found is not None and "B's coffee" not in found.text

@@ -58,9 +58,9 @@ async def test_two_engines_share_adds_deletes_and_pages(settings: Settings, enco
         match = await second.match(ctx(), recompressed(photos["rocket"]))  # found through the other at once
         assert match is not None and match.result_id == added.result_id and match.buttons
         # The Next button of a reply the first process sent works on the second, and Top too.
-        following = await first.page(ctx(), match.buttons[0].data)
+        following = await first.press(ctx(), match.buttons[0].data)
         assert following is not None and following.result_id != added.result_id
-        top = await first.collage(ctx(), match.buttons[1].data)
+        top = await first.press(ctx(), match.buttons[1].data)
         assert top.kind == "result" and top.image
         deleted = await second.delete(ctx(admin=True), added.result_id or 0)
         assert deleted is not None and deleted.text.startswith("Deleted")
@@ -98,7 +98,7 @@ async def test_buttons_survive_a_restart_on_sqlite(settings: Settings, encoder: 
         match = await build_service(calm, engine).match(ctx(), recompressed(photos["rocket"]))
     assert match is not None and match.buttons
     async with build_chat_engine(calm, encoder) as restarted:
-        following = await build_service(calm, restarted).page(ctx(), match.buttons[0].data)
+        following = await build_service(calm, restarted).press(ctx(), match.buttons[0].data)
     assert following is not None and following.kind == "result" and "2 of 3" in following.text
 
 
