@@ -198,12 +198,15 @@ def build_web(settings: Settings, service: ChatService, *, port: int | None = No
 
     Gradio itself is imported only when it starts.
     """
-    from adapters.web import DEFAULT_PORT, WebPlatform, WebUsers
+    from adapters.web import DEFAULT_PORT, WebLimits, WebPlatform, WebUsers, parse_proxies
 
     users = WebUsers.from_setting(settings.web_users.get_secret_value() if settings.web_users else None)
+    limits = WebLimits(session_hours=settings.web_session_hours,
+                       trusted_proxies=parse_proxies(settings.web_trusted_proxies),
+                       guest_upload_bytes_per_hour=int(settings.web_guest_upload_mb_per_hour * 1024 * 1024))
     return WebPlatform(
         service, host=host or settings.web_host, port=port if port is not None else settings.web_port or DEFAULT_PORT,
         users=users, open_add=settings.web_open_add, admin_ids=settings.admin_id_set,
         add_requires_admin=settings.add_requires_admin, max_file_bytes=settings.max_image_bytes,
-        stop_timeout=settings.shutdown_timeout,
+        stop_timeout=settings.shutdown_timeout, limits=limits,
     )

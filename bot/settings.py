@@ -129,6 +129,19 @@ class Settings(BaseSettings):
     # name:password,... hashed as they are read (adapters.web.users): no password stays in memory.
     web_users: SecretStr | None = None
     web_open_add: bool = False
+    web_session_hours: float = Field(12.0, gt=0, le=24 * 365)  # a sign-in lasts this long
+    # Reverse proxies whose X-Forwarded-For / -Proto / -Host are believed (addresses or networks).
+    # Empty: the connection's own address is the client's, whatever a header says.
+    web_trusted_proxies: str = ""
+    web_guest_upload_mb_per_hour: float = Field(200.0, gt=0)  # what one address may upload as a guest
+
+    @field_validator("web_trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: str) -> str:
+        from adapters.web.sessions import parse_proxies
+
+        parse_proxies(value)  # raises ValueError naming the bad entry
+        return value
 
     @field_validator("web_users", mode="after")
     @classmethod

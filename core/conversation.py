@@ -79,6 +79,13 @@ class Context:
     user: User
     is_chat_admin: Callable[[], Awaitable[bool]] = field(default=_never_admin)
     help_style: HelpStyle | None = None
+    # What the rate limit counts, where the front end knows better than the user's key (the web
+    # counts guests by address: a guest can be anyone, as often as they like). None: the user's key.
+    rate_key: str | None = None
+
+    @property
+    def limit_key(self) -> str:
+        return self.rate_key or self.user.key
 
 
 @dataclass(frozen=True)

@@ -321,7 +321,7 @@ class ChatService:
     # -- helpers --------------------------------------------------------------------------------
 
     async def _guarded(self, ctx: Context, work: Callable[[], Awaitable[Reply]]) -> Reply | None:
-        decision = await self.limiter.check(ctx.user.key)
+        decision = await self.limiter.check(ctx.limit_key)
         if not decision.allowed:
             if not decision.notify:
                 return None

@@ -57,7 +57,7 @@ async def test_every_button_answers_through_press(chat: WebConversation, tmp_pat
     upload = tmp_path / "cat.jpg"
     upload.write_bytes(recompressed(photos["chelsea"]))
     visitor = Visitor()
-    result = (await chat.submit(visitor, "", [str(upload)]))[1:]
+    result = (await chat.submit(visitor, "", [upload]))[1:]
     first = shown_id(result)
     assert set(visitor.buttons) == {"next", "top", "like", "not"}
     assert visitor.result is not None and visitor.result.image_id == first
@@ -194,7 +194,7 @@ async def test_forget_on_the_web_removes_what_a_signed_in_user_added(chat: WebCo
     upload = tmp_path / "temple.jpg"
     upload.write_bytes(photos["china"].read_bytes())
     ann = Visitor(name="ann")
-    added = await chat.submit(ann, "/add temple | a red temple", [str(upload)])
+    added = await chat.submit(ann, "/add temple | a red temple", [upload])
     assert "Added #" in texts(added)
     ask = (await chat.submit(ann, "/forget", []))[1:]
     assert texts(ask).startswith("Forget your images")

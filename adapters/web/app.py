@@ -2,23 +2,33 @@
 
 Every event handler is a coroutine, so Gradio runs it on the event loop serving the app, which
 is the loop the engine lives in (see :mod:`adapters.web.server`); the model and the decoding run
-on the engine's own threads and micro-batcher, as for every front end. A visitor's session
-(who they are, their last result and its buttons) lives in Gradio's server-side session state.
+on the engine's own threads and micro-batcher, as for every front end. A tab's session (its
+chat thread, its last result and its buttons) lives in Gradio's server-side session state.
+
+Everything a client sends is treated as hostile: who the visitor is comes from the request's
+session cookie (``gr.Request``), never from the tab's ``session_hash``; the chat thread is the
+server's own, never the one the page sends back; a file is opened only if this browser uploaded
+it here (:class:`adapters.web.uploads.UploadLedger`); user text is escaped wherever it is shown.
+Signing in is a request from the browser to :mod:`adapters.web.auth` (only an HTTP answer can
+set a cookie), so the password never passes through Gradio's queue.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import gradio as gr
 
 from adapters.web.chat import WebConversation, text_message
 from adapters.web.gallery import ANY_COLOR, COLOR_CHOICES, GalleryView, details
+from adapters.web.markup import escape_markdown
 from adapters.web.session import Access, Visitor
+from adapters.web.sessions import Identity
+from adapters.web.uploads import UploadLedger
 from adapters.web.users import WebUsers
 from core.errors import ClipbotError
 from core.text import plural
@@ -41,6 +51,20 @@ class WebApp:
     gallery: GalleryView
     users: WebUsers
     access: Access
+    identify: Callable[[str | None, dict[str, str]], Identity]  # who sent a request (see WebGuard.identify)
+    uploads: UploadLedger
+
+    def visitor(self, state: Visitor, request: gr.Request) -> Visitor:
+        """Who this event acts as: the tab's state if this browser owns it, else a fresh visitor."""
+        client = getattr(request, "client", None)
+        who = self.identify(getattr(client, "host", None), dict(getattr(request, "headers", {}) or {}))
+        return state.adopt(who)
+
+    def own_files(self, visitor: Visitor, paths: Sequence[Any]) -> tuple[list[Path], int]:
+        """The files among ``paths`` this visitor's browser uploaded here, and how many others were named."""
+        owned = [self.uploads.owned(visitor.owner or "", str(p)) for p in paths]
+        mine = [p for p in owned if p is not None]
+        return mine, len(owned) - len(mine)
 
 
 def intro(count: int | None, access: Access) -> str:
@@ -70,8 +94,27 @@ def new_visitor() -> Visitor:
 def who_text(visitor: Visitor, access: Access) -> str:
     if visitor.name is not None:
         admin = " (admin)" if visitor.is_admin(access) else ""
-        return f"Signed in as **{visitor.name}**{admin}."
+        return f"Signed in as **{escape_markdown(visitor.name)}**{admin}."
     return "Browsing as a guest." + (" Sign in to add images." if access.users_configured else "")
+
+
+NOT_YOURS = ("That file was not uploaded from this page in this session; drop or paste the photo into "
+             "the message box again.")
+# Sign in and out from the browser, so the answer can set the session cookie; the returned values
+# replace the Python handler's inputs: the password never reaches Gradio's queue.
+SIGN_IN_JS = """async (name, password) => {
+  let message = 'Could not reach the server; try again.';
+  try {
+    const r = await fetch('auth/sign-in', {method: 'POST', credentials: 'same-origin',
+      headers: {'Content-Type': 'application/json'}, body: JSON.stringify({name: name, password: password})});
+    message = (await r.json()).message;
+  } catch (e) {}
+  return [name, message];
+}"""
+SIGN_OUT_JS = """async () => {
+  try { await fetch('auth/sign-out', {method: 'POST', credentials: 'same-origin'}); } catch (e) {}
+  return [];
+}"""
 
 
 async def guarded(work: Awaitable[T], fallback: T) -> T:
@@ -143,50 +186,59 @@ def build_blocks(web: WebApp) -> gr.Blocks:
                     add_status = gr.Markdown(elem_id="clipbot-add-status")
 
         # -- header and sign-in ---------------------------------------------------------------
-        async def load() -> str:
+        async def load(state: Visitor, request: gr.Request) -> tuple[Any, ...]:
+            v = web.visitor(state, request)
+            return (intro(await guarded(web.gallery.count(), 0), access), who_text(v, access),
+                    gr.update(visible=v.name is None), gr.update(visible=v.name is not None),
+                    gr.update(label="Account" if v.name else "Sign in"), state)
+
+        async def recount_header() -> str:
             return intro(await guarded(web.gallery.count(), 0), access)
 
-        async def do_sign_in(user: str, secret: str, v: Visitor) -> tuple[Any, ...]:
-            ok = await asyncio.to_thread(web.users.check, user, secret)
-            if ok:
-                v.name = user.strip()
-                v.forget_results()
-            else:
-                await asyncio.sleep(1)  # a guess costs a second
-            message = who_text(v, access) if ok else "Wrong name or password."
-            return (v, message, gr.update(value=""), gr.update(visible=not ok), gr.update(visible=ok),
-                    gr.update(open=not ok, label="Account" if ok else "Sign in"))
+        async def signed_in(user: str, outcome: str, state: Visitor, request: gr.Request) -> tuple[Any, ...]:
+            """After the browser's sign-in request: ``outcome`` is its answer, the cookie is what counts."""
+            v = web.visitor(state, request)
+            ok = v.name is not None
+            message = who_text(v, access) if ok else escape_markdown(outcome or "Wrong name or password.")
+            return (state, message, gr.update(value=""), gr.update(visible=not ok), gr.update(visible=ok),
+                    gr.update(open=not ok, label="Account" if ok else "Sign in"), list(v.history))
 
-        async def do_sign_out(v: Visitor) -> tuple[Any, ...]:
-            v.name = None
-            v.forget_results()
-            return (v, who_text(v, access), gr.update(visible=True), gr.update(visible=False),
-                    gr.update(label="Sign in"))
+        async def signed_out(state: Visitor, request: gr.Request) -> tuple[Any, ...]:
+            v = web.visitor(state, request)
+            return (state, who_text(v, access), gr.update(visible=True), gr.update(visible=False),
+                    gr.update(label="Sign in"), list(v.history))
 
         def recount(event: Any) -> None:  # after anything that may add or delete: the header's count
-            event.then(load, None, header, show_progress="hidden", api_visibility="private")
+            event.then(recount_header, None, header, show_progress="hidden", api_visibility="private")
 
-        demo.load(load, None, header, show_progress="hidden", api_visibility="private")
-        signed = [visitor, who, password, sign_in, sign_out, account]
-        sign_in.click(do_sign_in, [name, password, visitor], signed, api_visibility="private")
-        password.submit(do_sign_in, [name, password, visitor], signed, api_visibility="private")
-        sign_out.click(do_sign_out, [visitor], [visitor, who, sign_in, sign_out, account], api_visibility="private")
+        demo.load(load, [visitor], [header, who, sign_in, sign_out, account, visitor], show_progress="hidden",
+                  api_visibility="private")
+        signed = [visitor, who, password, sign_in, sign_out, account, chatbot]
+        sign_in.click(signed_in, [name, password, visitor], signed, js=SIGN_IN_JS, api_visibility="private")
+        password.submit(signed_in, [name, password, visitor], signed, js=SIGN_IN_JS, api_visibility="private")
+        sign_out.click(signed_out, [visitor], [visitor, who, sign_in, sign_out, account, chatbot], js=SIGN_OUT_JS,
+                       api_visibility="private")
 
         # -- chat -------------------------------------------------------------------------------
-        async def send(message: dict[str, Any] | None, history: list[Any], v: Visitor) -> tuple[Any, ...]:
-            text = str((message or {}).get("text") or "")
-            paths = [str(f) for f in (message or {}).get("files") or []]
-            if not text.strip() and not paths:
-                return history, gr.update(), v
-            added = await guarded(web.conversation.submit(v, text, paths), [text_message(OOPS)])
-            return [*history, *added], gr.update(value=None), v
+        async def send(message: dict[str, Any] | None, state: Visitor, request: gr.Request) -> tuple[Any, ...]:
+            v = web.visitor(state, request)
+            text = str((message or {}).get("text") or "") if isinstance(message, dict) else ""
+            named = (message or {}).get("files") if isinstance(message, dict) else None
+            files, foreign = web.own_files(v, named if isinstance(named, list) else [])
+            if foreign:
+                return v.remember([text_message(NOT_YOURS)]), gr.update(value=None), state
+            if not text.strip() and not files:
+                return list(v.history), gr.update(), state
+            added = await guarded(web.conversation.submit(v, text, files), [text_message(OOPS)])
+            return v.remember(added), gr.update(value=None), state
 
-        async def option(history: list[Any], v: Visitor, event: gr.SelectData) -> tuple[Any, ...]:
+        async def option(state: Visitor, request: gr.Request, event: gr.SelectData) -> tuple[Any, ...]:
+            v = web.visitor(state, request)
             added = await guarded(web.conversation.press(v, str(event.value)), [text_message(OOPS)])
-            return [*history, *added], v
+            return v.remember(added), state
 
-        recount(box.submit(send, [box, chatbot, visitor], [chatbot, box, visitor], api_visibility="private"))
-        chatbot.option_select(option, [chatbot, visitor], [chatbot, visitor], api_visibility="private")
+        recount(box.submit(send, [box, visitor], [chatbot, box, visitor], api_visibility="private"))
+        chatbot.option_select(option, [visitor], [chatbot, visitor], api_visibility="private")
 
         # -- gallery ----------------------------------------------------------------------------
         async def show(text: str, family: str, page: int) -> tuple[Any, ...]:
@@ -219,29 +271,35 @@ def build_blocks(web: WebApp) -> gr.Blocks:
             index = event.index if isinstance(event.index, int) else -1
             if not 0 <= index < len(ids):
                 return gr.update(), None, "", "", "", gr.update()
-            record = await web.gallery.describe(ids[index])
+            try:
+                record = await web.gallery.describe(ids[index])
+            except ClipbotError as exc:
+                return escape_markdown(str(exc)), None, "", "", "", gr.update()
             return details(record), record.id, record.label, record.description, "", gr.update(open=True)
 
         pictures.select(pick, [shown_ids], [selected_info, selected_id, new_label, new_description, edit_status,
                                             selected_box], api_visibility="private")
 
-        async def save_edit(v: Visitor, image_id: float | None, label: str, description: str, text: str,
-                            family: str, page: int) -> tuple[Any, ...]:
+        async def save_edit(state: Visitor, image_id: float | None, label: str, description: str, text: str,
+                            family: str, page: int, request: gr.Request) -> tuple[Any, ...]:
+            v = web.visitor(state, request)
             if image_id is None:
                 return ("Click an image above first.", *await show(text, family, page))
             status = await web.gallery.edit(v, int(image_id), label, description)
-            return (status, *await show(text, family, page))
+            return (escape_markdown(status), *await show(text, family, page))
 
-        async def delete_image(v: Visitor, image_id: float | None, text: str, family: str,
-                               page: int) -> tuple[Any, ...]:
+        async def delete_image(state: Visitor, image_id: float | None, text: str, family: str,
+                               page: int, request: gr.Request) -> tuple[Any, ...]:
+            v = web.visitor(state, request)
             if image_id is None:
                 return ("Click an image above first.", None, gr.update(), gr.update(), gr.update(),
                         *await show(text, family, page))
             status = await web.gallery.delete(v, int(image_id))
             if status.startswith("Deleted"):  # nothing is selected any more
                 cleared = (None, "Click an image above to edit or delete it.", "", "")
-                return (status, *cleared, *await show(text, family, page))
-            return (status, image_id, gr.update(), gr.update(), gr.update(), *await show(text, family, page))
+                return (escape_markdown(status), *cleared, *await show(text, family, page))
+            return (escape_markdown(status), image_id, gr.update(), gr.update(), gr.update(),
+                    *await show(text, family, page))
 
         save.click(save_edit, [visitor, selected_id, new_label, new_description, words, color, page_no],
                    [edit_status, *gallery_out], api_visibility="private")
@@ -249,15 +307,20 @@ def build_blocks(web: WebApp) -> gr.Blocks:
                      [edit_status, selected_id, selected_info, new_label, new_description, *gallery_out],
                      api_visibility="private"))
 
-        async def add_files(v: Visitor, paths: list[str] | None, label: str, description: str, text: str,
-                            family: str, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
+        async def add_files(state: Visitor, paths: list[str] | None, label: str, description: str, text: str,
+                            family: str, request: gr.Request,
+                            progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
             def report(done: int, total: int, what: str) -> None:
                 progress((done, total), desc=what, unit="images")
 
-            status = await guarded(web.gallery.add(v, [str(p) for p in paths or []], label, description, report),
-                                   OOPS)
+            v = web.visitor(state, request)
+            files, foreign = web.own_files(v, paths if isinstance(paths, list) else [])
+            if foreign:
+                return (escape_markdown(NOT_YOURS), gr.update(value=None), *await show(text, family, 1))
+            status = await guarded(web.gallery.add(v, files, label, description, report), OOPS)
             ok = status.startswith("Added") and not status.startswith("Added 0 ")
-            return (status, gr.update(value=None) if ok else gr.update(), *await show(text, family, 1))
+            return (escape_markdown(status), gr.update(value=None) if ok else gr.update(),
+                    *await show(text, family, 1))
 
         recount(add.click(add_files, [visitor, files, add_label, add_description, words, color],
                   [add_status, files, *gallery_out], api_visibility="private"))

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from adapters.web.files import PictureFiles
+from adapters.web.markup import escape_html
 from adapters.web.session import PLATFORM, Access, Visitor, photo_command_hint
+from adapters.web.uploads import UploadLedger
 from core.commands import CATALOGUE, MATCH, REFINE, ChatCommand, CommandInput, Takes, command_named, image_ref
 from core.conversation import Photo, Reply
 from core.images import read_image_bytes
@@ -37,16 +39,18 @@ REFINE_HINT = ('Type words after ">" to refine the last result, for example "> a
                '"> -people" (or /refine at night).')
 
 
-def user_message(text: str, files: Sequence[str]) -> Message:
-    """What the person sent, as the thread shows it: their words and their photo."""
-    content: list[Any] = [{"path": f} for f in files[:1]]
+def user_message(text: str, files: Sequence[Path], *, refused: bool = False) -> Message:
+    """What the person sent, as the thread shows it: their words and their photo (its name, once
+    the photo was refused and deleted)."""
+    content: list[Any] = [f"({f.name})" if refused else {"path": str(f)} for f in files[:1]]
     if text.strip():
-        content.append(text.strip())
+        content.append(escape_html(text.strip()))
     return {"role": "user", "content": content or ["(empty message)"]}
 
 
 def text_message(text: str) -> Message:
-    return {"role": "assistant", "content": [text]}
+    """A bot message of plain text (Gradio renders a message's text as HTML: it is escaped)."""
+    return {"role": "assistant", "content": [escape_html(text)]}
 
 
 @dataclass
@@ -56,15 +60,24 @@ class WebConversation:
     service: ChatService
     access: Access
     pictures: PictureFiles
+    uploads: UploadLedger | None = None  # where refused uploads are deleted at once
 
-    async def submit(self, visitor: Visitor, text: str, files: Sequence[str]) -> list[Message]:
-        """The messages to add to the thread for one sent message: the visitor's, then the bot's."""
-        sent = [user_message(text, files)]
+    async def submit(self, visitor: Visitor, text: str, files: Sequence[Path]) -> list[Message]:
+        """The messages to add to the thread for one sent message: the visitor's, then the bot's.
+
+        ``files`` are uploads this visitor's browser made (checked by the caller, see
+        :meth:`adapters.web.uploads.UploadLedger.owned`); a photo the reply refuses is deleted.
+        """
         word = text.strip().split(maxsplit=1)[0].lower() if text.strip() else ""
         if word in STAND_INS:  # typed stand-ins for the buttons of the last result
             data = visitor.buttons.get(STAND_INS[word])
+            sent = [user_message(text, files)]
             return sent + (await self.press(visitor, data) if data else [text_message(self._no_button(visitor, word))])
         reply = await self.answer(visitor, text.strip(), files)
+        refused = bool(files) and reply is not None and reply.kind == "error"
+        if refused and self.uploads is not None:
+            await asyncio.to_thread(self.uploads.discard, files[0])
+        sent = [user_message(text, files, refused=refused and self.uploads is not None)]
         return sent + ([await self.message(visitor, reply)] if reply is not None else [])
 
     async def press(self, visitor: Visitor, data: str) -> list[Message]:
@@ -73,7 +86,7 @@ class WebConversation:
         reply = await self.service.press(visitor.context(self.access), data)
         return [await self.message(visitor, reply)] if reply is not None else []
 
-    async def answer(self, visitor: Visitor, text: str, files: Sequence[str]) -> Reply | None:
+    async def answer(self, visitor: Visitor, text: str, files: Sequence[Path]) -> Reply | None:
         photo = self._photo(files[0]) if files else None
         if text.startswith(">"):  # a reply to the last result: refine it
             return await self.run(visitor, REFINE, text[1:].strip(), None)
@@ -127,12 +140,12 @@ class WebConversation:
             return NOTHING_TO_PAGE if paging else NOTHING_TO_REFINE
         return ONE_MATCH if paging else "The last result can't be refined; search again to get one that can."
 
-    def _photo(self, path: str) -> Photo:
+    def _photo(self, path: Path) -> Photo:
         """The uploaded file, read only once the rate limit let the request through."""
         max_bytes = self.service.engine.max_bytes
 
         async def read() -> bytes:
-            return await asyncio.to_thread(read_image_bytes, Path(path), max_bytes=max_bytes)
+            return await asyncio.to_thread(read_image_bytes, path, max_bytes=max_bytes)
 
         return read
 
@@ -142,7 +155,7 @@ class WebConversation:
         if reply.image is not None:
             path = await self.service.engine.blocking(self.pictures.write, reply.image, reply.image_name or "card.png")
             content.append({"path": path, "alt_text": reply.text.splitlines()[0] if reply.text else "picture"})
-        content.append(reply.text)
+        content.append(escape_html(reply.text))
         message: Message = {"role": "assistant", "content": content}
         if reply.buttons or (reply.kind == "result" and reply.result_id is not None):
             visitor.shown(reply.buttons)  # the last result now, whatever it was before

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.web.files import PictureFiles
+from adapters.web.markup import escape_markdown
 from adapters.web.session import WEB_CHAT, WEB_COLLECTION, Access, Visitor
+from adapters.web.uploads import UploadLedger
 from core.colors import COLOR_FAMILIES
 from core.engine import Engine
-from core.errors import BusyError, ClipbotError
+from core.errors import BusyError, ClipbotError, NotFoundError
 from core.galleries import GLOBAL_COLLECTION
 from core.images import read_image_bytes
 from core.records import ImageRecord
@@ -53,12 +55,12 @@ def caption(record: ImageRecord) -> str:
 
 
 def details(record: ImageRecord) -> str:
-    """The selected image, in full: what the edit panel shows above its fields."""
+    """The selected image, in full: what the edit panel (a Markdown component) shows above its fields."""
     colors = ", ".join(f"{c.get('name')} {c.get('hex')} ({c.get('percent')}%)" for c in record.color_list)
     where = "the shared gallery" if record.collection == GLOBAL_COLLECTION else "the web gallery"
     who = f", added by {record.added_by}" if record.added_by else ""
-    return (f"#{record.id} in {where}{who}, {record.width}x{record.height}.\n"
-            f"Colours: {colors or 'none computed'}.")
+    return escape_markdown(f"#{record.id} in {where}{who}, {record.width}x{record.height}.\n"
+                           f"Colours: {colors or 'none computed'}.")
 
 
 def matches(record: ImageRecord, words: list[str], color: str) -> bool:
@@ -76,6 +78,7 @@ class GalleryView:
     access: Access
     pictures: PictureFiles
     page_size: int = PAGE_SIZE
+    uploads: UploadLedger | None = None  # where refused uploads are deleted at once
 
     async def records(self) -> list[ImageRecord]:
         """Every image the page shows (the web gallery and the shared one), newest first."""
@@ -113,9 +116,13 @@ class GalleryView:
         return await self.engine.blocking(self.pictures.thumbnail, self.engine.path_of(record), record.sha256)
 
     async def describe(self, image_id: int) -> ImageRecord:
-        return await self.engine.get_image(image_id)
+        """An image of this page's galleries; any other is "no image", exactly as an id that does not exist."""
+        record = await self.engine.get_image(image_id)
+        if record.collection not in WEB_CHAT.searchable:
+            raise NotFoundError(f"There is no image #{image_id}.")
+        return record
 
-    async def add(self, visitor: Visitor, files: Sequence[str], label: str, description: str,
+    async def add(self, visitor: Visitor, files: Sequence[Path], label: str, description: str,
                   progress: Progress | None = None) -> str:
         """Add uploaded files to the web gallery, one by one; a report line per file that failed.
 
@@ -132,16 +139,16 @@ class GalleryView:
             self.engine.text_limits.description(description)
         except ClipbotError as exc:
             return str(exc)
-        decision = await self.service.limiter.check(visitor.user.key)
+        decision = await self.service.limiter.check(visitor.rate_key or visitor.user.key)
         if not decision.allowed:
             return f"Too many requests; try again in {max(1, round(decision.retry_after))} s."
         added, updated, problems = 0, 0, []
         for n, path in enumerate(files):
-            name = Path(path).name
+            name = path.name
             if progress is not None:
                 progress(n, len(files), f"Adding {name}")
             try:
-                data = await asyncio.to_thread(read_image_bytes, Path(path), max_bytes=self.engine.max_bytes)
+                data = await asyncio.to_thread(read_image_bytes, path, max_bytes=self.engine.max_bytes)
                 result = await self.engine.add_image(
                     data, collection=WEB_COLLECTION, label=label.strip() or Path(name).stem,
                     description=description.strip(), added_by=visitor.user.key,
@@ -151,6 +158,8 @@ class GalleryView:
                 break
             except ClipbotError as exc:
                 problems.append(f"{name}: {exc}")
+                if self.uploads is not None:
+                    await asyncio.to_thread(self.uploads.discard, path)
                 continue
             if result.status == "added":
                 added += 1
@@ -167,8 +176,9 @@ class GalleryView:
     async def edit(self, visitor: Visitor, image_id: int, label: str, description: str) -> str:
         """Change an image's label and description: its author or an admin (shared ones: bot admins)."""
         try:
-            record = await self.engine.get_image(image_id)
-            refusal = visitor.change_refusal(self.access, collection=record.collection, added_by=record.added_by)
+            record = await self.describe(image_id)
+            refusal = visitor.change_refusal(self.access, collection=record.collection, added_by=record.added_by,
+                                             image_id=image_id)
             if refusal:
                 return refusal
             if not label.strip():
@@ -181,10 +191,11 @@ class GalleryView:
     async def delete(self, visitor: Visitor, image_id: int) -> str:
         """Delete through the chat service, whose rules the chat platforms follow too."""
         try:
-            record = await self.engine.get_image(image_id)
+            record = await self.describe(image_id)
         except ClipbotError as exc:
             return str(exc)
-        refusal = visitor.change_refusal(self.access, collection=record.collection, added_by=record.added_by)
+        refusal = visitor.change_refusal(self.access, collection=record.collection, added_by=record.added_by,
+                                         image_id=image_id)
         if refusal:
             return refusal
         reply = await self.service.delete(visitor.context(self.access), image_id)

@@ -17,21 +17,33 @@ import os
 import socket
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from adapters.web.files import PictureFiles
+from adapters.web.guard import WebGuard
 from adapters.web.session import PLATFORM, Access
+from adapters.web.sessions import Network, SessionStore
+from adapters.web.uploads import UploadLedger
 from adapters.web.users import WebUsers
 from core.errors import ConfigError
 from core.service import ChatService
 
 if TYPE_CHECKING:
     import uvicorn
-    from fastapi import FastAPI
 
 log = logging.getLogger(__name__)
 DEFAULT_PORT = 7860
 START_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class WebLimits:
+    """How long a sign-in lasts, which proxies may name the client, and what a guest may upload."""
+
+    session_hours: float = 12.0
+    trusted_proxies: tuple[Network, ...] = ()
+    guest_upload_bytes_per_hour: int = 200 * 1024 * 1024
 
 
 def is_loopback(host: str) -> bool:
@@ -94,8 +106,9 @@ class WebPlatform:
     def __init__(self, service: ChatService, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
                  users: WebUsers | None = None, open_add: bool = False, admin_ids: frozenset[str] = frozenset(),
                  add_requires_admin: bool = False, max_file_bytes: int = 100 * 1024 * 1024,
-                 stop_timeout: float = 30) -> None:
+                 stop_timeout: float = 30, limits: WebLimits | None = None) -> None:
         self.service = service
+        self.limits = limits or WebLimits()
         self.host, self.port = host, port
         self.users = users or WebUsers()
         self.access = Access(users_configured=bool(self.users), open_add=open_add, admin_ids=admin_ids,
@@ -112,34 +125,45 @@ class WebPlatform:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/"
 
-    def build_app(self, pictures: PictureFiles) -> FastAPI:
-        """The FastAPI app with the page mounted at ``/`` (imports Gradio)."""
+    def build_app(self, pictures: PictureFiles) -> WebGuard:
+        """The page mounted at ``/`` in a FastAPI app, behind the :class:`WebGuard` (imports Gradio)."""
         os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
         import gradio as gr
         from fastapi import FastAPI
+        from gradio.utils import get_upload_folder
 
         from adapters.web.app import CSS, WebApp, build_blocks
+        from adapters.web.auth import SignIn
         from adapters.web.chat import WebConversation
         from adapters.web.gallery import GalleryView
 
+        uploads = UploadLedger(get_upload_folder(), guest_bytes_per_hour=self.limits.guest_upload_bytes_per_hour)
+        sessions = SessionStore(self.limits.session_hours * 3600)
+        app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+        guard = WebGuard(app, sessions=sessions, uploads=uploads, proxies=self.limits.trusted_proxies,
+                         max_file_bytes=min(self.max_file_bytes, self.limits.guest_upload_bytes_per_hour))
+        SignIn(guard, self.users).add_routes(app)
         engine = self.service.engine
         web = WebApp(
-            conversation=WebConversation(self.service, self.access, pictures),
-            gallery=GalleryView(engine, self.service, self.access, pictures),
-            users=self.users, access=self.access,
+            conversation=WebConversation(self.service, self.access, pictures, uploads),
+            gallery=GalleryView(engine, self.service, self.access, pictures, uploads=uploads),
+            users=self.users, access=self.access, identify=guard.identify, uploads=uploads,
         )
         blocks = build_blocks(web)
-        app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
         gr.mount_gradio_app(
             app, blocks, path="/", max_file_size=self.max_file_bytes, footer_links=[], run_history=False,
             show_error=False, ssr_mode=False, mcp_server=False, css=CSS, allowed_paths=[str(pictures.root)],
-            server_name=self.host, server_port=self.port,
+            server_name=self.host, server_port=self.port, enable_monitoring=False,
         )
+        # Gradio checks that a file named in a request was uploaded, and that a file a handler returns
+        # is one it may serve, only for an app it launched itself; a mounted app must say so. This is
+        # the second wall: the handlers accept only this browser's own uploads (UploadLedger.owned).
+        blocks.has_launched = True
         # Gradio ends each open page's keep-alive stream when this is set (Blocks.close() does it
         # for launch()); without it, stopping would wait out the graceful timeout for every open tab.
         self._stop_streams = next((route.app.stop_event for route in app.routes  # type: ignore[attr-defined]
                                    if isinstance(getattr(route, "app", None), gr.routes.App)), None)
-        return app
+        return guard
 
     async def start(self) -> None:
         import uvicorn

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from typing import Any
 
+from adapters.web.sessions import Identity
 from core.commands import ChatCommand, Takes
 from core.conversation import Button, Chat, Context, User
 from core.galleries import GLOBAL_COLLECTION
@@ -15,6 +17,7 @@ from core.threads import ResultRef, result_ref
 
 PLATFORM = "web"
 WEB_COLLECTION = "web"
+MAX_HISTORY = 200  # chat messages a tab keeps on the server
 
 
 @dataclass(frozen=True)
@@ -83,13 +86,51 @@ class Access:
 
 @dataclass
 class Visitor:
-    """One browser tab's session: kept server-side in Gradio's session state, never sent to the page."""
+    """One browser tab's session: kept server-side in Gradio's session state, never sent to the page.
+
+    Who it is comes from the request's cookie on every event (:meth:`adopt`), never from the tab's
+    ``session_hash``, which the client chose and which travels in URLs.
+    """
 
     name: str | None = None  # signed in as this web user
-    guest: str = field(default_factory=lambda: secrets.token_hex(4))  # rate limits and authorship of a guest
+    guest: str = field(default_factory=lambda: secrets.token_hex(6))  # authorship of a guest
     # The last result's buttons' data by kind ("next", "top", "like", "not"), for /next, /more, ...
     buttons: dict[str, str] = field(default_factory=dict)
     result: ResultRef | None = None  # the last result: what /similar, /refine and "> words" work on
+    owner: str | None = None  # the browser this tab belongs to (Identity.owner), set by its first event
+    rate_key: str | None = None  # what the rate limit counts for this visitor (Identity.rate_key)
+    history: list[dict[str, Any]] = field(default_factory=list)  # the chat thread, as the server wrote it
+
+    @classmethod
+    def of(cls, who: Identity) -> Visitor:
+        """A visitor for one request that owns no tab (no cookie, or someone else's tab)."""
+        return cls(name=who.name, guest=who.guest, rate_key=who.rate_key, owner=who.owner)
+
+    def adopt(self, who: Identity) -> Visitor:
+        """The visitor a request on this tab acts as.
+
+        The tab's own state when the request comes from the browser that owns it (or owned it
+        before signing in or out); otherwise a fresh visitor, and the tab's state is left alone:
+        a replayed or guessed ``session_hash`` reaches nobody's results, thread or account.
+        """
+        if who.token is None:
+            return Visitor.of(who)
+        if self.owner is None:
+            self.owner = who.owner
+        elif self.owner not in (who.owner, who.previous):
+            return Visitor.of(who)
+        self.owner = who.owner
+        if self.name != who.name:  # signed in or out since the last event: the results were someone else's
+            self.forget_results()
+            if who.name is None:
+                self.history = []
+        self.name, self.guest, self.rate_key = who.name, who.guest, who.rate_key
+        return self
+
+    def remember(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Add messages to the thread (the last MAX_HISTORY kept); returns the thread."""
+        self.history = [*self.history, *messages][-MAX_HISTORY:]
+        return list(self.history)
 
     def shown(self, buttons: tuple[Button, ...]) -> None:
         """A result with these buttons was shown: it is now the last result."""
@@ -114,7 +155,7 @@ class Visitor:
         async def is_chat_admin() -> bool:
             return self.is_admin(access)
 
-        return Context(WEB_CHAT, self.user, is_chat_admin, help_style=WEB_STYLE)
+        return Context(WEB_CHAT, self.user, is_chat_admin, help_style=WEB_STYLE, rate_key=self.rate_key)
 
     def is_admin(self, access: Access) -> bool:
         """A bot admin (``CLIPBOT_ADMIN_IDS`` names web users as ``web:<name>``); guests never are."""
@@ -131,7 +172,8 @@ class Visitor:
         return ("This page is read-only for visitors: the operator can allow adding with "
                 "CLIPBOT_WEB_OPEN_ADD=true, or set up sign-in with CLIPBOT_WEB_USERS.")
 
-    def change_refusal(self, access: Access, *, collection: str, added_by: str | None) -> str | None:
+    def change_refusal(self, access: Access, *, collection: str, added_by: str | None,
+                       image_id: int | None = None) -> str | None:
         """Why this visitor may not edit or delete an image, or None when they may.
 
         The chat platforms' rule: its author or an admin; images of the shared ``global`` gallery
@@ -139,8 +181,8 @@ class Visitor:
         """
         if not self.signed_in and not access.open_add:
             return "Sign in to change images." if access.users_configured else "This page is read-only for visitors."
-        if collection not in (WEB_COLLECTION, GLOBAL_COLLECTION):
-            return "That image is not in this page's galleries."
+        if collection not in (WEB_COLLECTION, GLOBAL_COLLECTION):  # as if it did not exist: no id leaks
+            return f"There is no image #{image_id}." if image_id is not None else "There is no such image."
         if self.is_admin(access):
             return None
         if collection == GLOBAL_COLLECTION:
