@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
