@@ -43,10 +43,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def clipbot_web(env: dict[str, str], port: int, log: Path, *, timeout_s: float = 90) -> Iterator[str]:
+def clipbot_web(env: dict[str, str], port: int, log: Path, *, timeout_s: float = 90,
+                cwd: Path | None = None) -> Iterator[str]:
     """``clipbot web --port PORT`` in a subprocess; yields its URL once the page answers, then SIGTERM."""
     with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "bot", "web", "--port", str(port)], env=env,
+        process = subprocess.Popen([sys.executable, "-m", "bot", "web", "--port", str(port)], env=env, cwd=cwd,
                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     try:

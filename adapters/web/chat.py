@@ -154,7 +154,8 @@ class WebConversation:
         content: list[Any] = []
         if reply.image is not None:
             path = await self.service.engine.blocking(self.pictures.write, reply.image, reply.image_name or "card.png")
-            content.append({"path": path, "alt_text": reply.text.splitlines()[0] if reply.text else "picture"})
+            # A fixed alt text: no attribute of the page is ever made from a label.
+            content.append({"path": path, "alt_text": "The matching picture" if reply.kind == "result" else "Picture"})
         content.append(escape_html(reply.text))
         message: Message = {"role": "assistant", "content": content}
         if reply.buttons or (reply.kind == "result" and reply.result_id is not None):
