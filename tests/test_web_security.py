@@ -24,7 +24,7 @@ from bot.cli import main
 from tests.browser import clipbot_web, free_port
 from tests.conftest import labelled_folder, recompressed
 from tests.test_web import pixel_bomb
-from tests.web_attacker import Attacker, file_data
+from tests.web_attacker import Answer, Attacker, file_data
 
 TOKEN_CANARY = "123456:TOKEN-CANARY-d41d8cd98f00b204"
 ENV_CANARY = "ENV-CANARY-9e107d9d372bb682"
@@ -75,7 +75,10 @@ def attacker(site: dict[str, str]) -> Iterator[Attacker]:
     client.close()
 
 
-def assert_no_secret(text: str) -> None:
+def assert_no_secret(text: str, attacker: Attacker | None = None, answer: Answer | None = None) -> None:
+    """No canary in ``text``, nor in any file the answer links to (when given)."""
+    if attacker is not None and answer is not None:
+        text += attacker.served(answer)
     for canary in (TOKEN_CANARY, ENV_CANARY, PRIVATE_LABEL, "root:x:0:0", "SQLite format"):
         assert canary not in text
 
@@ -99,7 +102,7 @@ def secret_paths(site: dict[str, str]) -> list[str]:
 def test_a_path_in_a_messages_files_is_never_opened(site: dict[str, str], attacker: Attacker) -> None:
     for path in secret_paths(site):
         answer = attacker.send("", [file_data(path)])
-        assert_no_secret(answer.raw)
+        assert_no_secret(answer.raw, attacker, answer)
         assert f"file={path}" not in answer.raw and "file=/etc" not in answer.raw, path
         if answer.ok:  # past Gradio's own check (a path that does not resolve there): ours refuses it
             assert "was not uploaded from this page" in answer.text, path
@@ -111,8 +114,8 @@ def test_every_file_data_field_is_refused(site: dict[str, str], attacker: Attack
     value = {"path": target, "url": f"{site['url']}gradio_api/file={target}", "orig_name": target}[field]
     data = file_data("x.jpg") | {field: value}
     answer = attacker.send("", [data])
-    assert_no_secret(answer.raw)
-    assert "TELEGRAM_BOT_TOKEN" not in answer.raw
+    assert_no_secret(answer.raw, attacker, answer)
+    assert "TELEGRAM_BOT_TOKEN" not in answer.raw + attacker.served(answer)
 
 
 def test_a_history_sent_by_the_client_is_not_the_thread(site: dict[str, str], attacker: Attacker) -> None:
@@ -122,7 +125,8 @@ def test_a_history_sent_by_the_client_is_not_the_thread(site: dict[str, str], at
     fn_index, dep = attacker.dependency("clipbot-box", "submit")
     assert len(dep["inputs"]) == 2  # the message and the tab's state: no history comes in
     for data in ([{"text": "coffee", "files": []}, forged, None], [{"text": "coffee", "files": []}, forged]):
-        assert_no_secret(attacker.call_fn(fn_index, data).raw)
+        answer = attacker.call_fn(fn_index, data)
+        assert_no_secret(answer.raw, attacker, answer)
     option, dep = attacker.dependency("clipbot-chat", "option_select")
     assert attacker.component("clipbot-chat") not in dep["inputs"]
     assert_no_secret(attacker.call_fn(option, [forged, None], event_data={"index": 0, "value": "x"}).raw)
@@ -135,8 +139,8 @@ def test_a_symlink_in_the_upload_folder_is_not_followed(site: dict[str, str], at
     link.unlink(missing_ok=True)
     link.symlink_to(Path(site["root"]) / ".env")
     answer = attacker.send("", [file_data(str(link))])
-    assert_no_secret(answer.raw)
-    assert "TELEGRAM" not in answer.raw
+    assert_no_secret(answer.raw, attacker, answer)
+    assert "TELEGRAM" not in answer.raw + attacker.served(answer)
 
 
 def test_another_browsers_upload_is_not_theirs_to_use(site: dict[str, str], attacker: Attacker,
@@ -160,7 +164,7 @@ def test_a_gallery_add_with_foreign_paths_stores_nothing(site: dict[str, str]) -
     alice = signed_in(site)
     answer = alice.call("clipbot-add-button", "click",
                         [None, [file_data(site["media"]), file_data("/etc/passwd")], "stolen", "", "", "any colour"])
-    assert_no_secret(answer.raw)
+    assert_no_secret(answer.raw, alice, answer)
     assert "stolen" not in answer.text or "was not uploaded from this page" in answer.text
     assert "Added 1" not in answer.text and "Added 2" not in answer.text
     alice.close()

@@ -110,9 +110,19 @@ class Attacker:
                     return Answer(bool(message.get("success")), list(output.get("data") or []), "\n".join(raw))
         return Answer(False, [], "\n".join(raw))
 
+    def served(self, answer: Answer) -> str:
+        """Everything the answer links to, fetched: what the attacker would download next."""
+        urls = set(re.findall(r'"url":\s*"([^"]*gradio_api/file=[^"]+)"', answer.raw))
+        return "\n".join(self.http.get(url).content.decode("latin-1") for url in sorted(urls))
+
     def send(self, text: str = "", files: list[dict[str, Any]] | None = None, *, session: str | None = None) -> Answer:
-        """A chat message, as the message box submits it (text and files), plus the tab's state."""
-        return self.call("clipbot-box", "submit", [{"text": text, "files": files or []}, None], session=session)
+        """A chat message, as the message box submits it (text and files); any other input the handler
+        takes (the tab's state, or a chat history on a page that still takes one) is sent empty."""
+        _, dep = self.dependency("clipbot-box", "submit")
+        box, chat = self.component("clipbot-box"), self.component("clipbot-chat")
+        message = {"text": text, "files": files or []}
+        data = [message if i == box else [] if i == chat else None for i in dep["inputs"]]
+        return self.call("clipbot-box", "submit", data, session=session)
 
     def upload(self, name: str, content: bytes) -> httpx.Response:
         return self.post("/gradio_api/upload", files=[("files", (name, content, "application/octet-stream"))])
