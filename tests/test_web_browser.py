@@ -249,6 +249,38 @@ def test_not_this_under_a_result_shows_another_image(page: Page) -> None:
     assert shown_id(refined) != shown_id(second)
 
 
+# Markup in a label, as a signed-in user or an indexed folder could write it.
+EVIL_LABEL = ('<img src="http://198.51.100.7/t.png"><div style="position:fixed;inset:0">overlay</div>'
+              '<a href="http://phish.example/">pay</a><form><input type="password"></form>')
+INJECTED = """() => {
+  const outside = el => !el.closest('#clipbot-signin');
+  return [
+    ...document.querySelectorAll('form, a[href*="phish"], img[src*="198.51.100"], [style*="inset"]'),
+    ...[...document.querySelectorAll('input[type=password]')].filter(outside),
+  ].map(el => el.outerHTML.slice(0, 120));
+}"""
+
+
+def test_labels_are_shown_as_text_never_as_markup(page: Page, photos: dict[str, Path]) -> None:
+    sign_in(page)
+    page.locator("#clipbot-who").get_by_text("Signed in as alice").wait_for()
+    send(page, f"/add {EVIL_LABEL} | [click](http://phish.example) **bold** www.phish.example", photos["flower"])
+    answer(page, "Added #")
+    send(page, "overlay")
+    shown = answer(page, "Score: ").inner_text()
+    assert shown.startswith(EVIL_LABEL) and "[click](http://phish.example) **bold**" in shown
+    page.get_by_role("tab", name="Gallery").click()
+    page.locator("#clipbot-filter input").fill("overlay")
+    page.locator("#clipbot-filter input").press("Enter")
+    page.locator("#clipbot-summary").get_by_text("match.").wait_for()
+    page.locator("#clipbot-gallery .thumbnail-item").first.click()
+    page.locator("#clipbot-selected").get_by_text("added by web:alice").wait_for()
+    assert page.locator("#clipbot-edit-label input").input_value() == EVIL_LABEL
+    assert page.evaluate(INJECTED) == []  # no element, attribute or link came from the label
+    links = page.locator("a[href]").evaluate_all("els => els.map(e => e.href)")
+    assert not [href for href in links if "phish" in href]
+
+
 def test_the_pages_had_no_console_errors(page: Page) -> None:
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)

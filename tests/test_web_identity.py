@@ -192,3 +192,40 @@ def test_user_text_is_escaped_for_markdown_and_html(text: str) -> None:
     assert not any(c in escaped for c in "<>\"'") and "](" not in escaped and "://" not in escaped
     assert "www." not in escaped and "**" not in escaped
     assert escape_html(text).count("<") == 0 and escape_html("a\nb") == "a\nb"
+
+
+async def test_the_page_hands_out_the_cookie_and_a_link_from_elsewhere_reloads_it() -> None:
+    from adapters.web.guard import WebGuard
+
+    served: list[str] = []
+
+    async def app(scope: dict, receive: object, send) -> None:  # type: ignore[no-untyped-def]
+        served.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"access-control-allow-origin", b"http://localhost:1")]})
+        await send({"type": "http.response.body", "body": b"page"})
+
+    guard = WebGuard(app, sessions=SessionStore(60), uploads=UploadLedger("/nonexistent", guest_bytes_per_hour=1),
+                     max_file_bytes=1)
+
+    async def get(path: str, **headers: str) -> dict[str, str]:
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": path, "client": ("203.0.113.9", 1), "scheme": "http",
+                 "headers": [(k.encode(), v.encode()) for k, v in headers.items()]}
+        await guard(scope, None, send)  # type: ignore[arg-type]
+        answer = {k.decode(): v.decode() for k, v in sent[0]["headers"]}
+        return answer | {"status": str(sent[0]["status"]), "body": sent[1]["body"].decode()}
+
+    first = await get("/", **{"sec-fetch-site": "none"})
+    assert first["set-cookie"].startswith("clipbot_session=") and first["x-frame-options"] == "DENY"
+    assert "access-control-allow-origin" not in first
+    assert "set-cookie" not in await get("/assets/index.js")  # only the page hands it out
+    away = await get("/", **{"sec-fetch-site": "cross-site"})
+    assert "http-equiv=\"refresh\"" in away["body"] and "set-cookie" not in away and served.count("/") == 1
+    kept = await get("/", cookie="clipbot_session=" + "K" * 43, **{"sec-fetch-site": "cross-site"})
+    assert kept["body"] == "page" and "set-cookie" not in kept
+    assert (await get("/monitoring"))["status"] == "404"

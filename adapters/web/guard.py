@@ -6,7 +6,7 @@
   page's own origin when the browser says where it comes from; CORS headers never leave.
 - **Headers:** every answer forbids framing, sniffing and referrers, and carries a CSP that allows
   the page's own scripts, styles, fonts and pictures and nothing from elsewhere.
-- **Cookies:** a browser without a session cookie gets one (see :mod:`adapters.web.sessions`).
+- **Cookies:** a browser without a session cookie gets one with the page (see :mod:`adapters.web.sessions`).
 - **Uploads:** a guest's upload is capped at the image size limit and at a byte quota per address
   per hour; the paths Gradio stored are recorded as that browser's (see :mod:`adapters.web.uploads`).
 """
@@ -168,10 +168,15 @@ class WebGuard:
                         req.headers.get("origin", "")[:100])
             await plain(send, 403, "Requests from other sites are refused.")
             return
-        # A browser with no cookie gets one, except on a navigation from another site: a Strict
-        # cookie it already has was held back there, and a new one would sign it out.
+        # The page itself hands a browser without a cookie its cookie, once, before any of the
+        # page's own requests are made (issued on those, parallel requests would race).
         fresh = None
-        if req.identity.token is None and req.headers.get("sec-fetch-site") != "cross-site":
+        if req.identity.token is None and req.path == "/" and req.method in ("GET", "HEAD"):
+            if req.headers.get("sec-fetch-site") == "cross-site":
+                # A link from another site: a Strict cookie this browser has was held back, and a new
+                # one would sign it out. Load the page again from here, where the cookie is sent.
+                await reload_here(send)
+                return
             fresh = session_cookie(new_token(), https=req.https)
         if req.path == UPLOAD:
             await self.upload(req, scope, receive, with_headers(send, fresh))
@@ -239,6 +244,14 @@ def with_headers(send: Send, cookie: str | None) -> Send:
         await send(message)
 
     return sending
+
+
+async def reload_here(send: Send) -> None:
+    body = b'<!doctype html><meta http-equiv="refresh" content="0"><title>clipbot</title>'
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"), *HEADERS]})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def plain(send: Send, status: int, text: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
