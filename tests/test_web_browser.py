@@ -261,10 +261,12 @@ INJECTED = """() => {
 }"""
 
 
-def test_labels_are_shown_as_text_never_as_markup(page: Page, photos: dict[str, Path]) -> None:
+def test_labels_are_shown_as_text_never_as_markup(page: Page, photos: dict[str, Path], tmp_path: Path) -> None:
     sign_in(page)
     page.locator("#clipbot-who").get_by_text("Signed in as alice").wait_for()
-    send(page, f"/add {EVIL_LABEL} | [click](http://phish.example) **bold** www.phish.example", photos["flower"])
+    upload = tmp_path / "new.jpg"  # bytes no other test added
+    upload.write_bytes(recompressed(photos["coffee"], scale=0.45, quality=60))
+    send(page, f"/add {EVIL_LABEL} | [click](http://phish.example) **bold** www.phish.example", upload)
     answer(page, "Added #")
     send(page, "overlay")
     shown = answer(page, "Score: ").inner_text()
