@@ -306,6 +306,17 @@ def test_a_refused_upload_is_deleted_at_once(site: dict[str, str], attacker: Att
     assert not Path(path).exists()
 
 
+def test_a_guests_refused_gallery_upload_is_deleted_at_once(site: dict[str, str], attacker: Attacker,
+                                                             photos: dict[str, Path]) -> None:
+    [path] = attacker.upload("mine.jpg", recompressed(photos["coffee"])).json()
+    for _ in range(50):
+        if Path(path).is_file():
+            break
+        time.sleep(0.1)
+    answer = attacker.call("clipbot-add-button", "click", [None, [file_data(path)], "x", "", "", "any colour"])
+    assert "Sign in to add" in answer.text and not Path(path).exists()
+
+
 # -- 7. the smaller findings ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("route", [

@@ -133,6 +133,9 @@ class GalleryView:
             return "Choose one or more images first."
         refusal = visitor.add_refusal(self.access)
         if refusal:
+            if self.uploads is not None:  # uploaded to be added, and refused: not kept for an hour
+                for path in files:
+                    await asyncio.to_thread(self.uploads.discard, path)
             return refusal
         try:
             self.engine.text_limits.label(label)
