@@ -36,6 +36,19 @@ def chromium_missing() -> bool:
 BROWSER_TESTS = [pytest.mark.browser, pytest.mark.skipif(chromium_missing(), reason=SKIP_REASON)]
 
 
+def index_as_operator(root: Path, env: dict[str, str], *runs: list[str]) -> None:
+    """``clipbot index`` runs (argument lists) in ``root`` with ``env``'s CLIPBOT_ settings, as an operator would."""
+    from bot.cli import main
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        for name, value in env.items():
+            if name.startswith("CLIPBOT_"):
+                mp.setenv(name, value)
+        for arguments in runs:
+            assert main(["index", *arguments]) == 0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

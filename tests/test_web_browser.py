@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from bot.cli import main
-from tests.browser import BROWSER_TESTS, CHROMIUM, clipbot_web, free_port
+from tests.browser import BROWSER_TESTS, CHROMIUM, clipbot_web, free_port, index_as_operator
 from tests.conftest import labelled_folder, recompressed
 from tests.test_web import PDF, pixel_bomb
 
@@ -53,12 +52,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, clip_dir: Path, photos: dic
         "GRADIO_TEMP_DIR": str(root / "gradio"),
     }
     folder = labelled_folder(root / "photos", {name: photos[name] for name in SHARED})
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        for name, value in env.items():
-            if name.startswith("CLIPBOT_"):
-                mp.setenv(name, value)
-        assert main(["index", str(folder), "--labels-from-folders"]) == 0
+    index_as_operator(root, env, [str(folder), "--labels-from-folders"])
     with clipbot_web(env, free_port(), root / "web.log") as url:
         yield url
 

@@ -20,8 +20,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from bot.cli import main
-from tests.browser import clipbot_web, free_port
+from tests.browser import clipbot_web, free_port, index_as_operator
 from tests.conftest import labelled_folder, recompressed
 from tests.test_web import pixel_bomb
 from tests.web_attacker import Answer, Attacker, file_data
@@ -51,13 +50,8 @@ def site(tmp_path_factory: pytest.TempPathFactory, clip_dir: Path, photos: dict[
     }
     shared = labelled_folder(root / "photos", {name: photos[name] for name in ("rocket", "coffee", "chelsea")})
     private = labelled_folder(root / "private", {PRIVATE_LABEL: photos["astronaut"]})
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        for name, value in env.items():
-            if name.startswith("CLIPBOT_"):
-                mp.setenv(name, value)
-        assert main(["index", str(shared), "--labels-from-folders"]) == 0
-        assert main(["index", str(private), "--labels-from-folders", "--collection", "telegram:42"]) == 0
+    index_as_operator(root, env, [str(shared), "--labels-from-folders"],
+                      [str(private), "--labels-from-folders", "--collection", "telegram:42"])
     media = next(p for p in (root / "data").rglob("*") if p.is_file() and p.suffix.lower() in (".png", ".jpg"))
     with clipbot_web(env, free_port(), root / "web.log", cwd=root) as url:
         yield {"url": url, "root": str(root), "db": str(next((root / "data").rglob("*.db"))),
