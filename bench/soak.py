@@ -36,7 +36,7 @@ from PIL import Image
 
 from bench.common import model_dir
 from tests.conftest import PHOTO_FILES
-from tests.fake_telegram import BOT_USER, Call, FakeTelegram
+from tests.fakes.telegram import BOT_USER, Call, FakeTelegram
 
 TOKEN = "123456:SOAK-token-for-the-fake-server"
 IN_FLIGHT = 32

@@ -22,7 +22,7 @@ from bot.settings import Settings
 from core.engine import Engine
 from core.service import ChatService
 from tests.conftest import PHOTO_FILES, recompressed
-from tests.fake_discord import (
+from tests.fakes.discord import (
     BOT,
     CHANNEL_ID,
     GUILD_ID,

@@ -19,7 +19,7 @@ from core.encoders import ClipEncoder
 from core.errors import ConfigError, StoreError
 from core.inference import InferenceRunner
 from core.storage.sqlite import SqliteGallery
-from tests.fake_telegram import FakeTelegram
+from tests.fakes.telegram import FakeTelegram
 
 ROOT = Path(__file__).resolve().parent.parent
 # What core must never import: platform and UI libraries, and the layers above it.

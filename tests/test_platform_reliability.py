@@ -22,9 +22,9 @@ from bot.settings import Settings
 from core.encoders import ClipEncoder
 from core.engine import Engine
 from tests.conftest import recompressed
-from tests.fake_discord import APP_ID, GUILD_ID, FakeDiscord
-from tests.fake_telegram import FakeTelegram
 from tests.fakes import RecordingEncoder
+from tests.fakes.discord import APP_ID, GUILD_ID, FakeDiscord
+from tests.fakes.telegram import FakeTelegram
 from tests.test_discord import ALICE as DISCORD_ALICE
 from tests.test_discord import dispatch, image_option
 from tests.test_telegram import ALICE, BOB, GROUP, TOKEN, command, message, photo, private

@@ -20,7 +20,7 @@ from bot.settings import Settings, load_settings
 from core.engine import Engine
 from core.errors import ConfigError
 from core.service import ChatService
-from tests.fake_discord import (
+from tests.fakes.discord import (
     APP_ID,
     FakeDiscord,
     Identify,

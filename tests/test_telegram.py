@@ -21,7 +21,7 @@ from bot.runner import SecretFilter, run_bot
 from bot.settings import Settings
 from core.engine import Engine
 from tests.conftest import recompressed
-from tests.fake_telegram import BOT_USER, FakeTelegram
+from tests.fakes.telegram import BOT_USER, FakeTelegram
 
 TOKEN = "123456:TEST-token-for-the-fake-server"
 ALICE = {"id": 11, "is_bot": False, "first_name": "Alice"}

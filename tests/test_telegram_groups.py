@@ -16,7 +16,7 @@ from adapters.telegram import TelegramPlatform
 from bot.settings import Settings
 from core.conversation import User
 from core.engine import Engine
-from tests.fake_telegram import Call, FakeTelegram
+from tests.fakes.telegram import Call, FakeTelegram
 from tests.test_telegram import ALICE, BOB, GROUP, command, message, photo, private
 from tests.test_telegram_conversation import buttons, next_photo, press, start
 from tests.test_video import AFTER, BEFORE, FAST_VP, png, sticker, video

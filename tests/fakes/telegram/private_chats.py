@@ -1,6 +1,7 @@
 """The fake Bot API's rules for inline queries and for private chats the bot may not open.
 
-Kept apart from tests/fake_telegram.py, which hooks them in:
+``FakeTelegram`` (tests/fakes/telegram/server.py) notes every update it is given here, and its
+rules (tests/fakes/telegram/rules.py) ask these:
 
 * ``answerInlineQuery``: the query id must be one Telegram sent (an ``inline_query`` update)
   and not answered yet, within 10 s of it, else 400 ``Bad Request: query is too old and response
@@ -21,15 +22,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.fakes.telegram.entities import utf16_len
+
 INLINE_TIMEOUT_S = 10.0
 INLINE_RESULTS_LIMIT = 50
 CANT_INITIATE = "Forbidden: bot can't initiate conversation with a user"
 _INLINE_TYPES = frozenset({"article", "photo", "gif", "mpeg4_gif", "video", "audio", "voice", "document", "location",
                            "venue", "contact", "game", "sticker"})
-
-
-def _utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
 
 
 @dataclass
@@ -86,7 +85,7 @@ def _result_problem(result: Any, photo_ids: set[str]) -> str | None:
     rid = result.get("id")
     if not isinstance(rid, str) or not 1 <= len(rid.encode()) <= 64:
         return "Bad Request: RESULT_ID_INVALID"
-    if _utf16_len(str(result.get("caption") or "")) > 1024:
+    if utf16_len(str(result.get("caption") or "")) > 1024:
         return "Bad Request: message caption is too long"
     if result["type"] == "photo":
         file_id = result.get("photo_file_id")
