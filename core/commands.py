@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from core.conversation import Context, HelpStyle, Photo, Reply
+from core.query import REFINE_USAGE
 from core.threads import ResultRef
 
 if TYPE_CHECKING:
@@ -264,6 +265,13 @@ class ChatStyle:
     def watch_note(self) -> str:
         return ("In a Telegram group I see every photo only with privacy mode off (@BotFather, Bot Settings, "
                 "Group Privacy) or as an admin; otherwise only those that mention me or reply to me.")
+
+    def refine_usage(self) -> str:
+        return REFINE_USAGE
+
+    def not_a_result(self) -> str:
+        return ("That message isn't one of my results. Reply to a result (a picture with a score under it) "
+                "to refine it, or send a new search.")
 
 
 CHAT_STYLE = ChatStyle()

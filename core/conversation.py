@@ -66,6 +66,14 @@ class HelpStyle(Protocol):
         """What repost alerts need on this front end to see every image ("" when nothing)."""
         ...
 
+    def refine_usage(self) -> str:
+        """How to refine a result with words here, with examples (said when the words are missing)."""
+        ...
+
+    def not_a_result(self) -> str:
+        """What to say when refining or /similar has no result of the bot's to work on."""
+        ...
+
 
 @dataclass(frozen=True)
 class Context:

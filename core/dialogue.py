@@ -21,7 +21,7 @@ from core.engine import Engine
 from core.errors import NotFoundError, StorageUnavailableError
 from core.galleries import searchable
 from core.previews import make_preview
-from core.query import REFINE_USAGE, parse_refinement
+from core.query import QuerySyntaxError, parse_refinement
 from core.queryvec import combine, rocchio
 from core.replies import empty_gallery_text, expired_text, result_caption
 from core.search import SearchResult, shown_path
@@ -40,8 +40,6 @@ from core.threads import (
 from core.visuals import collage_png
 
 log = logging.getLogger(__name__)
-NOT_A_RESULT = ("That message isn't one of my results. Reply to a result (a picture with a score under it) "
-                "to refine it, or send a new search.")
 GONE = "That image is no longer in this gallery."
 
 
@@ -170,11 +168,15 @@ class Dialogue:
 
     async def refine(self, ctx: Context, ref: ResultRef | None, text: str) -> Reply:
         """Words replied to a result: its image and the words, searched together (``-words`` subtract)."""
+        style = style_of(ctx)
         if ref is None:
-            return Reply(NOT_A_RESULT, kind="error")
-        refinement = parse_refinement(text)
+            return Reply(style.not_a_result(), kind="error")
+        try:
+            refinement = parse_refinement(text)
+        except QuerySyntaxError:
+            return Reply(style.refine_usage())
         if refinement.empty:
-            return Reply(REFINE_USAGE)
+            return Reply(style.refine_usage())
         thread = await self.thread_of(ctx, ref.token)
         if thread is None:
             return Reply(expired_text(style_of(ctx)), kind="error")

@@ -10,13 +10,14 @@ from core.calibration import CalibrationConfig
 from core.chat_settings import ChatSettings, ChatSettingsStore
 from core.commands import ChatCommand, CommandInput, help_text, style_of
 from core.conversation import Chat, Context, Photo, Reply, User, photo_bytes
-from core.dialogue import NOT_A_RESULT, Dialogue
+from core.dialogue import Dialogue
 from core.engine import Engine
 from core.errors import BusyError, ClipbotError, NotFoundError, PermissionDeniedError
 from core.galleries import GLOBAL_COLLECTION
 from core.groups import FORGET_PREFIX, GroupFeatures, InlineHit
-from core.query import FIND_USAGE, REFINE_USAGE
+from core.query import FIND_USAGE
 from core.ratelimit import RateLimiter
+from core.records import ImageRecord
 from core.replies import added_text, empty_gallery_text, expired_text, label_or_id, list_text
 from core.reposts import RepostWatcher
 from core.searching import QueryPlan
@@ -120,13 +121,13 @@ class ChatService:
     async def similar_to_result(self, ctx: Context, ref: ResultRef | None) -> Reply | None:
         """``/similar`` replied to one of the bot's results: images like the one it shows."""
         if ref is None:
-            return Reply(f"{NOT_A_RESULT}", kind="error")
+            return Reply(style_of(ctx).not_a_result(), kind="error")
         return await self._guarded(ctx, lambda: self.dialogue.similar(ctx, ref.image_id, ref=ref))
 
     async def refine(self, ctx: Context, ref: ResultRef | None, text: str) -> Reply | None:
         """Words replied to a result: search again for its image combined with them."""
         if ref is not None and not text.strip():
-            return Reply(REFINE_USAGE)
+            return Reply(style_of(ctx).refine_usage())
         return await self._guarded(ctx, lambda: self.dialogue.refine(ctx, ref, text))
 
     async def press(self, ctx: Context, data: str) -> Reply | None:
@@ -198,8 +199,12 @@ class ChatService:
     async def delete(self, ctx: Context, image_id: int) -> Reply | None:
         """Delete an image: its author, the chat's admins or bot admins only."""
         async def work() -> Reply:
-            record = await self.engine.get_image(image_id)
-            if record.collection not in ctx.chat.searchable:
+            try:
+                record: ImageRecord | None = await self.engine.get_image(image_id)
+            except NotFoundError:
+                record = None
+            if record is None or record.collection not in ctx.chat.searchable:
+                # The same words for another chat's image as for none at all: no id of another gallery leaks.
                 raise NotFoundError(f"There is no image #{image_id} in this chat.")
             if record.collection == GLOBAL_COLLECTION:
                 allowed = self._is_bot_admin(ctx)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import tempfile
 
-# Tests never touch the network: with no hub, a hub id must fail at once, not after timeouts.
-os.environ["HF_HUB_OFFLINE"] = "1"
+# First of all: the suite does not depend on the caller's environment (see tests/environment.py).
+import tests.environment  # noqa: F401  (controls os.environ as it is imported)
+
 # Nor the user's own clipbot: the default data, config and cache directories (platformdirs,
 # read by subprocesses too) point into a throwaway home for the session.
 os.environ["CLIPBOT_TEST_HOME"] = tempfile.mkdtemp(prefix="clipbot-test-home-")

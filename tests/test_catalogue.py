@@ -20,8 +20,8 @@ from core.commands import CATALOGUE, ChatCommand, CommandInput, Takes, commands_
 from core.conversation import Context, Reply
 from core.engine import Engine
 from core.service import ChatService
-from tests.fake_discord import APP_ID, BOT, GUILD_ID, FakeDiscord, user
-from tests.fake_telegram import FakeTelegram
+from tests.fakes.discord import APP_ID, BOT, GUILD_ID, FakeDiscord, user
+from tests.fakes.telegram import FakeTelegram
 from tests.test_discord import dispatch
 from tests.test_telegram import ALICE, GROUP, TOKEN, command, photo
 
@@ -217,3 +217,18 @@ async def test_every_command_is_reachable_on_discord(discord_spy: tuple[FakeDisc
         assert service.ran[-1] == cmd.name
         if cmd.asker_only:
             assert follow_ups[-1].json["flags"] == 64  # type: ignore[index]  # only the asker sees /help
+
+
+def test_each_front_end_says_how_to_refine_in_its_own_words() -> None:
+    """The service words "refine this" and "that is not a result" the way the asking front end works."""
+    from adapters.console.chat import ConsoleStyle
+    from adapters.discord.messages import DiscordStyle
+    from adapters.web.session import WebStyle
+    from core.commands import CHAT_STYLE
+
+    telegram, discord_, console, web = CHAT_STYLE, DiscordStyle(), ConsoleStyle(), WebStyle()
+    assert telegram.refine_usage().startswith("Reply to a result") and "Reply to a result" in telegram.not_a_result()
+    assert "Apps > Refine with words" in discord_.refine_usage() and "Apps" in discord_.not_a_result()
+    assert "/refine" in console.refine_usage() and "Reply" not in console.refine_usage() + console.not_a_result()
+    assert '">"' in web.refine_usage() and "More like this" in web.refine_usage()
+    assert "Reply" not in web.refine_usage() + web.not_a_result()

@@ -11,14 +11,15 @@ import discord
 import pytest
 
 from adapters.discord import DiscordPlatform
+from adapters.discord.messages import DISCORD_STYLE
 from bot.composition import build_service
 from bot.settings import Settings
-from core.dialogue import NOT_A_RESULT
 from core.engine import Engine
 from tests.conftest import recompressed
-from tests.fake_discord import APP_ID, BOT, GUILD_ID, FakeDiscord, user
+from tests.fakes.discord import APP_ID, BOT, GUILD_ID, FakeDiscord, user
 
 ALICE = user("11", "alice")
+
 BOB = user("12", "bob")
 MANAGE_MESSAGES = str(1 << 13)
 
@@ -177,7 +178,7 @@ async def test_messages_in_dms_and_addressed_server_messages(fake: FakeDiscord, 
     bot_message = fake.message(BOT)
     dispatch(platform, "message_create", fake.message(BOB, content="coffee", referenced=bot_message))
     second = (await fake.wait_for("POST", "/channels/600/messages", count=2))[1]
-    assert second.body["embeds"][0]["description"] == NOT_A_RESULT
+    assert second.body["embeds"][0]["description"] == DISCORD_STYLE.not_a_result()
     assert len(fake.sent("GET", "/attachments/")) == 2  # the unaddressed photo was never downloaded
 
 
@@ -205,7 +206,7 @@ async def test_clipbot_run_serves_telegram_and_discord_together(
     from pydantic import SecretStr
 
     from bot.runner import run_bot
-    from tests.fake_telegram import FakeTelegram
+    from tests.fakes.telegram import FakeTelegram
     from tests.test_telegram import ALICE as TG_ALICE
     from tests.test_telegram import TOKEN as TG_TOKEN
     from tests.test_telegram import message as tg_message

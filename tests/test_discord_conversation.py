@@ -2,7 +2,7 @@
 
 The buttons under a result ("Next match", "Top N", "More like this", "Not this"), words replied to a
 result, the result's context menu ("Similar images", "Refine with words" and its form), /match by
-image number; then the fake's own rules for all of it (tests/fake_discord.py).
+image number; then the fake's own rules for all of it (tests/fakes/discord/).
 """
 
 from __future__ import annotations
@@ -21,16 +21,14 @@ from adapters.discord.messages import DISCORD_STYLE, OPTIONS, menu_name
 from bot.composition import build_service
 from bot.settings import Settings
 from core.commands import REFINE, SIMILAR, Takes, commands_for, help_text
-from core.dialogue import NOT_A_RESULT
 from core.engine import Engine
-from core.query import REFINE_USAGE
 from core.ratelimit import RateLimiter
 from core.replies import expired_text
 from core.service import ChatService
 from core.state import MemoryState
 from core.threads import Threads
 from tests.conftest import recompressed
-from tests.fake_discord import (
+from tests.fakes.discord import (
     APP_ID,
     BOT,
     CHANNEL_ID,
@@ -145,7 +143,7 @@ async def test_words_replied_to_a_result_refine_it(fake: FakeDiscord, platform: 
     monkeypatch.setattr(gallery, "search_plan", counted)
     hint = await answer(fake, platform, "message_create", fake.reply(ALICE, refined.response, content="  "),
                         path=f"/channels/{DM_CHANNEL}/messages")
-    assert description(hint) == REFINE_USAGE and not hint.files and "components" not in hint.body
+    assert description(hint) == DISCORD_STYLE.refine_usage() and not hint.files and "components" not in hint.body
     assert searches == []  # an empty reply searches nothing
 
 
@@ -249,7 +247,7 @@ async def test_replies_that_are_not_to_a_result(fake: FakeDiscord, platform: Dis
     stats = await answer(fake, platform, "interaction_create", fake.slash(ALICE, "stats"))
     told = await answer(fake, platform, "message_create", fake.reply(BOB, message_id(stats), content="cats"),
                         path=f"/channels/{CHANNEL_ID}/messages")
-    assert description(told) == NOT_A_RESULT
+    assert description(told) == DISCORD_STYLE.not_a_result()
     # Without the message-content intent, a reply that does not ping the bot arrives blank.
     blank = fake.reply(BOB, message_id(stats), ping=False)
     told = await answer(fake, platform, "message_create", blank, path=f"/channels/{CHANNEL_ID}/messages")
@@ -280,7 +278,7 @@ async def test_similar_images_from_a_results_context_menu(fake: FakeDiscord, pla
     stats = await answer(fake, platform, "interaction_create", fake.slash(ALICE, "stats"))
     told = await answer(fake, platform, "interaction_create",
                         fake.context_menu(BOB, menu_name(SIMILAR), message_id(stats)))
-    assert description(told) == NOT_A_RESULT
+    assert description(told) == DISCORD_STYLE.not_a_result()
     assert fake.sent("POST", "/callback")[-1].json == {"type": 5, "data": {"flags": 64}}  # to Bob alone
     assert fake.messages[message_id(told)]["flags"] == 64
 
@@ -310,7 +308,7 @@ async def test_refine_with_words_opens_a_form(fake: FakeDiscord, platform: Disco
     before = len(fake.modals)
     told = await answer(fake, platform, "interaction_create",
                         fake.context_menu(ALICE, menu_name(REFINE), message_id(stats)))
-    assert description(told) == NOT_A_RESULT and len(fake.modals) == before
+    assert description(told) == DISCORD_STYLE.not_a_result() and len(fake.modals) == before
 
 
 async def test_match_by_image_number(fake: FakeDiscord, platform: DiscordPlatform, gallery: Engine,

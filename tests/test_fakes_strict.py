@@ -1,6 +1,6 @@
 """The fakes refuse what Telegram and Discord refuse, in their words, as the real clients see it.
 
-Each rule of tests/fake_telegram.py and tests/fake_discord.py, proven with python-telegram-bot's
+Each rule of tests/fakes/telegram/ and tests/fakes/discord/, proven with python-telegram-bot's
 ``telegram.Bot`` and discord.py's client pointed at the fakes (aiohttp directly where a client would
 hide the response's shape).
 """
@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import io
 import time
-import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -25,11 +24,9 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InlineQuer
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 from telegram.request import HTTPXRequest
 
-from tests.fake_discord import APP_ID, CHANNEL_ID, GUILD_ID, FakeDiscord, user
-from tests.fake_telegram import FakeTelegram, parse_html, parse_markdown_v2, utf16_len
-
-# PTB 22 warns about RetryAfter's int form whenever it makes one; the warning is PTB's, not a finding here.
-pytestmark = pytest.mark.filterwarnings("ignore:.*attribute `retry_after` will be of type:DeprecationWarning")
+import adapters.telegram  # noqa: F401  (opts in to PTB's timedelta durations, as the bot does)
+from tests.fakes.discord import APP_ID, CHANNEL_ID, GUILD_ID, FakeDiscord, user
+from tests.fakes.telegram import FakeTelegram, parse_html, parse_markdown_v2, utf16_len
 
 TOKEN = "123456:STRICT-token-for-the-fake-server"
 PRIVATE = 11
@@ -44,10 +41,9 @@ def jpeg(width: int, height: int) -> bytes:
 
 
 def retry_seconds(exc: RetryAfter) -> float:
-    with warnings.catch_warnings():  # PTB 22 warns that the int form is going away
-        warnings.simplefilter("ignore")
-        value = exc.retry_after
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+    value = exc.retry_after  # a timedelta: adapters.telegram opts in to PTB's next-major durations
+    assert isinstance(value, timedelta)
+    return value.total_seconds()
 
 
 # -- Telegram -----------------------------------------------------------------------------------------------------

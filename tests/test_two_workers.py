@@ -13,16 +13,12 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import recompressed
-from tests.fake_telegram import BOT_USER, FakeTelegram
+from tests.fakes.telegram import BOT_USER, FakeTelegram
 from tests.pg import pg_server_url_fixture, pg_url_fixture  # noqa: F401
 from tests.test_shared_gallery import as_url
 from tests.test_telegram import ALICE, TOKEN, message, photo, private
 from tests.test_webhook import SECRET, free_port, local_api_fixture, round_robin  # noqa: F401  (a fixture)
-
-pytestmark = pytest.mark.filterwarnings("ignore:.*attribute `retry_after` will be of type:DeprecationWarning")
 
 
 async def test_two_processes_share_the_gallery_and_the_buttons(local_api: FakeTelegram, pg_url: str,

@@ -354,4 +354,6 @@ def test_an_id_in_another_gallery_answers_as_one_that_does_not_exist(site: dict[
         answers[image_id] = str(answer.data[0]).replace(str(image_id), "N")  # the edit panel's status
         assert_no_secret(answer.raw)
     assert answers[4] == answers[99_999] and "There is no image" in answers[4]
+    deleted = {i: str(alice.send(f"/delete {i}").data[0][-1]["content"]).replace(str(i), "N") for i in (4, 99_999)}
+    assert deleted[4] == deleted[99_999] and "There is no image #N in this chat." in deleted[4]
     alice.close()

@@ -28,13 +28,12 @@ from bot.composition import build_platforms, build_service
 from bot.settings import Settings, load_settings
 from core.engine import Engine
 from core.errors import ConfigError
-from tests.fake_telegram import FakeTelegram
 from tests.fakes import serve_on_loopback
+from tests.fakes.telegram import FakeTelegram
 from tests.test_telegram import ALICE, BOB, TOKEN, command, private
 
 SECRET = "s3cret_Token-for-the-webhook"
 # PTB 22 warns about RetryAfter's int form whenever its rate limiter reads one; the warning is PTB's.
-pytestmark = pytest.mark.filterwarnings("ignore:.*attribute `retry_after` will be of type:DeprecationWarning")
 PlatformFactory = Callable[..., Awaitable[TelegramPlatform]]
 
 

@@ -69,6 +69,12 @@ class ConsoleStyle:
     def watch_note(self) -> str:
         return ""
 
+    def refine_usage(self) -> str:
+        return REFINE_HINT
+
+    def not_a_result(self) -> str:
+        return NOTHING_TO_REFINE
+
 
 async def _is_admin() -> bool:
     return True  # the operator at the terminal owns this gallery

@@ -82,6 +82,14 @@ class DiscordStyle:
                 "Messages that neither mention me nor reply to me need the Message Content intent "
                 "(CLIPBOT_DISCORD_MESSAGE_CONTENT=true) for their attachments.")
 
+    def refine_usage(self) -> str:
+        return ('Reply to a result with words to refine it, or right-click it > Apps > Refine with words; '
+                'for example "at night", "but red" or "-people".')
+
+    def not_a_result(self) -> str:
+        return ("That message isn't one of my results. Reply to a result (a picture with a score under it), "
+                "or right-click it > Apps, to refine it; or send a new search.")
+
 
 DISCORD_STYLE = DiscordStyle()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import warnings
 from datetime import timedelta
 from typing import Any
 
@@ -171,7 +170,7 @@ class TelegramPlatform:
 
 
 def _retry_seconds(exc: RetryAfter) -> float:
-    with warnings.catch_warnings():  # PTB 22 deprecates the int form it may still hand out
-        warnings.simplefilter("ignore", DeprecationWarning)
-        value = exc.retry_after
+    """The wait Telegram asked for: a timedelta (PTB_TIMEDELTA, see adapters.telegram), or seconds
+    where an operator switched that off."""
+    value = exc.retry_after
     return value.total_seconds() if isinstance(value, timedelta) else float(value)

@@ -19,7 +19,7 @@ from typing import Any
 
 from adapters.web.files import PictureFiles
 from adapters.web.markup import escape_html
-from adapters.web.session import PLATFORM, Access, Visitor, photo_command_hint
+from adapters.web.session import NOTHING_TO_REFINE, PLATFORM, REFINE_HINT, Access, Visitor, photo_command_hint
 from adapters.web.uploads import UploadLedger
 from core.commands import CATALOGUE, MATCH, REFINE, ChatCommand, CommandInput, Takes, command_named, image_ref
 from core.conversation import Photo, Reply
@@ -33,10 +33,7 @@ Message = dict[str, Any]
 # Typed stand-ins for the buttons of the last result, and the kind of button each presses.
 STAND_INS = {"/next": "next", "/top": "top", "/more": "like", "/not": "not"}
 NOTHING_TO_PAGE = "Nothing to page through yet: drop a photo or search for something first."
-NOTHING_TO_REFINE = "Nothing to refine yet: drop a photo or search for something first."
 ONE_MATCH = "The last result has only one match."
-REFINE_HINT = ('Type words after ">" to refine the last result, for example "> at night", "> but red" or '
-               '"> -people" (or /refine at night).')
 
 
 def user_message(text: str, files: Sequence[Path], *, refused: bool = False) -> Message:

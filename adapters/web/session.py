@@ -17,6 +17,9 @@ from core.threads import ResultRef, result_ref
 
 PLATFORM = "web"
 WEB_COLLECTION = "web"
+NOTHING_TO_REFINE = "Nothing to refine yet: drop a photo or search for something first."
+REFINE_HINT = ('Type words after ">" to refine the last result, for example "> at night", "> but red" or '
+               '"> -people" (or /refine at night); More like this and Not this under it search again with your taste.')
 MAX_HISTORY = 200  # chat messages a tab keeps on the server
 
 
@@ -69,6 +72,12 @@ class WebStyle:
 
     def watch_note(self) -> str:
         return ""
+
+    def refine_usage(self) -> str:
+        return REFINE_HINT
+
+    def not_a_result(self) -> str:
+        return NOTHING_TO_REFINE
 
 
 WEB_STYLE = WebStyle()
