@@ -19,7 +19,7 @@ from typing import Any
 
 from bench.common import CACHE, photos, repeat_images, timed
 from bench.ingest import generate_photos
-from core.captions import BlipCaptioner
+from core.models.blip import BlipCaptioner
 from tests.model_factory import build_blip_model
 
 BATCHES = (1, 8)
@@ -60,9 +60,9 @@ async def _ingest(folder: Path, data: Path, clip: Path, blip: Path, encoder: Any
     """Index the folder with captions on, then time the caption pass over its first ``captioned`` images."""
     from bot.composition import build_engine
     from bot.settings import Settings
-    from core.captioning import caption_pending
-    from core.ingest import ingest
-    from core.sources import collect_items
+    from core.gallery.caption_pass import caption_pending
+    from core.gallery.ingest import ingest
+    from core.gallery.sources import collect_items
 
     settings = Settings(clip_model=str(clip), data_dir=data, caption_model=str(blip), batch_size=16,  # type: ignore[call-arg]
                         precision="auto", _env_file=None)
@@ -82,8 +82,8 @@ async def _ingest(folder: Path, data: Path, clip: Path, blip: Path, encoder: Any
 
 
 def run(clip: Path, *, smoke: bool) -> dict[str, Any]:
-    from core.encoders import ClipEncoder
-    from core.images import decode_image
+    from core.media.images import decode_image
+    from core.models.clip import ClipEncoder
 
     model = blip_dir(smoke)
     rates = throughput(model, smoke=smoke)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from core.images import decode_image
+from core.media.images import decode_image
 from tests.conftest import PHOTO_FILES
 from tests.model_factory import build_clip_model
 

@@ -12,10 +12,10 @@ from typing import Any
 from bench.common import p50, percentile, photos
 from bot.composition import build_chat_engine
 from bot.settings import Settings
-from core.conversation import Chat, Context, User
-from core.encoders import ClipEncoder
-from core.ratelimit import RateLimiter
-from core.service import ChatService
+from core.chat.context import Chat, Context, User
+from core.chat.ratelimit import RateLimiter
+from core.chat.service import ChatService
+from core.models.clip import ClipEncoder
 
 
 def _jpegs(n: int) -> list[bytes]:

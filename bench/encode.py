@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import p50, photos, repeat_images, timed
-from core.encoders import ClipEncoder, resolve_device
+from core.models.clip import ClipEncoder, resolve_device
 
 
 def run(model: Path, *, smoke: bool) -> dict[str, Any]:

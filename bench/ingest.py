@@ -14,10 +14,10 @@ from PIL import Image, ImageDraw, ImageFilter
 from bench.common import p50, timed
 from bot.composition import build_engine
 from bot.settings import Settings
-from core.encoders import ClipEncoder
-from core.images import decode_image
-from core.ingest import ingest
-from core.sources import collect_items
+from core.gallery.ingest import ingest
+from core.gallery.sources import collect_items
+from core.media.images import decode_image
+from core.models.clip import ClipEncoder
 
 
 def generate_photos(folder: Path, n: int, seed: int = 0) -> list[Path]:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import p50, timed
-from core.vector_index import VectorIndex
+from core.storage.vector_index import VectorIndex
 
 DIM = 512
 

@@ -17,7 +17,7 @@ from bot.logs import configure_logging
 from bot.settings import load_settings
 from core.errors import ClipbotError, StorageUnavailableError
 from core.galleries import GLOBAL_COLLECTION
-from core.sources import DEFAULT_EXCLUDES
+from core.gallery import DEFAULT_EXCLUDES
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,15 +15,23 @@ from bot import output
 from bot.composition import build_captioner, build_encoder, build_engine, build_gallery
 from bot.downloads import download_model
 from bot.settings import Settings
-from core.captioning import CAPTION_BATCH, caption_pending
-from core.engine import Engine
 from core.errors import CaptionsOffError, FileMissingError, InputError, ModelLoadError
 from core.galleries import GLOBAL_COLLECTION
-from core.ingest import ingest, missing_roots_without_entries, prune, reindex, reindex_targets
+from core.gallery import (
+    CAPTION_BATCH,
+    DEFAULT_EXCLUDES,
+    Engine,
+    caption_pending,
+    collect_items,
+    ingest,
+    missing_roots_without_entries,
+    prune,
+    reindex,
+    reindex_targets,
+)
+from core.render import collage_png, colors_text, palette_png, scores_png
 from core.search import SearchResult
-from core.seed_io import export_seed, import_seed
-from core.sources import DEFAULT_EXCLUDES, collect_items
-from core.visuals import collage_png, colors_text, palette_png, scores_png
+from core.seed import export_seed, import_seed
 
 Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
 EngineHandler = Callable[[argparse.Namespace, Settings, Engine], Awaitable[int]]
@@ -308,7 +316,7 @@ async def export_pickle(args: argparse.Namespace, settings: Settings, engine: En
 async def migrate(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
-    from core.storage.migrate import copy_gallery
+    from core.storage import copy_gallery
 
     source, target = build_gallery(settings), build_gallery(settings, url=args.to)
     if source.location == target.location:

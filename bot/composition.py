@@ -6,20 +6,23 @@ import sys
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from bot.settings import Settings, load_settings
-from core.batching import MicroBatcher
-from core.calibration import CalibrationConfig
-from core.captions import Captioner, captioner_from_setting
-from core.encoders import ClipEncoder, ImageTextEncoder
-from core.engine import Engine
-from core.inference import Encoding, InferenceRunner
-from core.media import MediaStore
-from core.ratelimit import RateLimiter
-from core.service import ChatService, ServiceConfig
+from core.chat import ChatService, RateLimiter, ServiceConfig, ThreadConfig, Threads
+from core.gallery import Engine, MediaStore
+from core.media import VideoLimits
+from core.models import (
+    Captioner,
+    ClipEncoder,
+    ClipWithTextModel,
+    Encoding,
+    ImageTextEncoder,
+    InferenceRunner,
+    MicroBatcher,
+    MultilingualTextEncoder,
+    captioner_from_setting,
+)
+from core.search import CalibrationConfig
 from core.storage import GalleryStorage, gallery_for
 from core.text import TextLimits
-from core.text_models import ClipWithTextModel, MultilingualTextEncoder
-from core.threads import ThreadConfig, Threads
-from core.video import VideoLimits
 
 if TYPE_CHECKING:
     from adapters.web import WebPlatform

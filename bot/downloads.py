@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.errors import ModelLoadError
-from core.hub import (
+from core.models import (
     BLIP_CAPTIONS,
     CLIP,
+    TEXT_MODEL,
     ModelKind,
     check_config,
     check_source,
@@ -15,10 +16,11 @@ from core.hub import (
     download_config,
     first_sentence,
     hub_reachable,
+    hub_text_model,
     offline_error,
     offline_forced,
+    read_layout,
 )
-from core.text_files import TEXT_MODEL, hub_text_model, read_layout
 
 # Weights in safetensors plus configs and tokenizer files; skips the TF/Flax copies hub repos carry.
 _PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors"]

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from core.ingest import IngestSummary
+from core.gallery import IngestSummary
 from core.records import ImageRecord
 from core.search import SearchResult, shown_path
 

@@ -11,9 +11,9 @@ import sys
 from adapters.console import ConsoleChat
 from bot.composition import build_chat_engine, build_platforms, build_service, build_web
 from bot.settings import Settings
-from core.engine import Engine
+from core.chat import ChatService
 from core.errors import ClipbotError
-from core.service import ChatService
+from core.gallery import Engine
 
 log = logging.getLogger(__name__)
 NO_PLATFORM = ("No chat platform is configured: set TELEGRAM_BOT_TOKEN or DISCORD_BOT_TOKEN in .env "

@@ -10,8 +10,8 @@ import platformdirs
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.encoders import DEFAULT_CLIP_MODEL
 from core.errors import ConfigError
+from core.models import DEFAULT_CLIP_MODEL
 
 APP_NAME = "clipbot"
 LEGACY_DATA_DIR = Path("data")
@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     decode_workers: int | None = Field(None, ge=1, le=64)  # unset: one per CPU core, at most 16
     max_image_pixels: int = Field(40_000_000, ge=1)
     max_image_mb: float = Field(100.0, gt=0)
-    # Videos, animations and video stickers (core.video): frames sampled evenly over the duration,
+    # Videos, animations and video stickers (core.media.video): frames sampled evenly over the duration,
     # the largest file and longest duration accepted, and the wall-clock time one may take to decode.
     video_frames: int = Field(8, ge=1, le=64)
     video_max_mb: float = Field(50.0, gt=0)
@@ -71,18 +71,18 @@ class Settings(BaseSettings):
     top_k: int = Field(5, ge=1, le=50)
     weak_image_score: float = Field(0.75, ge=-1, le=1)
     weak_text_score: float = Field(0.20, ge=-1, le=1)
-    # Per-gallery calibration of "weak" and "no match" (core.calibration); the fixed scores above
+    # Per-gallery calibration of "weak" and "no match" (core.search.calibration); the fixed scores above
     # are the fallback for galleries smaller than calibration_min_images.
     weak_match_percentile: float = Field(20, ge=0, le=100)
     no_match_percentile: float = Field(5, ge=0, le=100)
     calibration_min_images: int = Field(20, ge=2, le=1_000_000)
-    # Conversation threads (core.threads): refine by replying, "More like this" / "Not this".
+    # Conversation threads (core.chat.threads): refine by replying, "More like this" / "Not this".
     thread_hours: float = Field(24, gt=0, le=24 * 90)
     refine_text_weight: float = Field(0.5, gt=0, lt=1)
     feedback_query_weight: float = Field(1.0, ge=0, le=10)
     feedback_like_weight: float = Field(0.75, ge=0, le=10)
     feedback_reject_weight: float = Field(0.25, ge=0, le=10)
-    # Repost alerts (core.reposts), for chats whose admins switched them on with /watch on.
+    # Repost alerts (core.chat.reposts), for chats whose admins switched them on with /watch on.
     repost_threshold: float = Field(0.95, gt=0, le=1.01)
     repost_hash_distance: int = Field(4, ge=0, le=32)
     repost_retention_days: float = Field(90, gt=0, le=3650)

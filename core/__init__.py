@@ -5,7 +5,7 @@ Nothing heavy runs at import time; models load on first use.
 """
 
 from core.errors import ClipbotError
-from core.seed import (
+from core.seed.api import (
     build_database,
     calculate_cosine_similarity,
     encode_image,

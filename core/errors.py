@@ -40,7 +40,7 @@ class ImageTooLargeError(ImageError):
 
 
 class VideoError(ImageError):
-    """A video, animation or sticker could not be accepted (core.video)."""
+    """A video, animation or sticker could not be accepted (core.media.video)."""
 
 
 class CorruptVideoError(VideoError):

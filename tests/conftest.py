@@ -29,9 +29,9 @@ from PIL import Image
 
 from bot.composition import build_chat_engine, build_encoder, build_engine
 from bot.settings import Settings
-from core.captions import BlipCaptioner
-from core.encoders import ClipEncoder
-from core.engine import Engine
+from core.gallery.engine import Engine
+from core.models.blip import BlipCaptioner
+from core.models.clip import ClipEncoder
 from tests.model_factory import build_blip_model, build_clip_model
 
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"

@@ -13,10 +13,10 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from bot.composition import build_chat_engine, build_service
 from bot.settings import Settings
-from core.conversation import Chat, Context, User
-from core.encoders import ClipEncoder
-from core.engine import Engine
-from core.replies import NO_MATCH, WEAK_MATCH
+from core.chat.context import Chat, Context, User
+from core.chat.texts import NO_MATCH, WEAK_MATCH
+from core.gallery.engine import Engine
+from core.models.clip import ClipEncoder
 
 CTX = Context(Chat("console", "calibrated"), User("console", "ann", "Ann"))
 

@@ -1,4 +1,4 @@
-"""Per-gallery calibration of "weak" and "no match" (core.calibration), on synthetic galleries
+"""Per-gallery calibration of "weak" and "no match" (core.search.calibration), on synthetic galleries
 where what is related is known: five orthogonal cluster directions, ten images around each."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import core.calibration as calibration
-from core.calibration import CalibrationConfig, Calibrator, Thresholds, measure, thresholds_from
+import core.search.calibration as calibration
 from core.errors import StorageUnavailableError
 from core.records import NewImage
+from core.search.calibration import CalibrationConfig, Calibrator, Thresholds, measure, thresholds_from
 from core.storage.base import GalleryStorage
 from core.storage.sqlite import SqliteGallery
 from tests.pg import pg_server_url_fixture, pg_url_fixture  # noqa: F401
@@ -360,7 +360,7 @@ async def test_unavailable_storage_gives_the_fixed_scores(gallery: GalleryStorag
 
     runner, clock = FakeRunner(), Clock()
     cal = calibrator(gallery, runner, clock)
-    with monkeypatch.context() as patch, caplog.at_level(logging.WARNING, "core.calibration"):
+    with monkeypatch.context() as patch, caplog.at_level(logging.WARNING, "core.search.calibration"):
         patch.setattr(gallery, "count_vectors", unavailable)
         t = await cal.thresholds(["global"])
         assert (t.image_weak, t.text_weak, t.calibrated_image, t.calibrated_text) == (0.75, 0.2, False, False)
@@ -381,7 +381,7 @@ async def test_a_failed_refresh_keeps_the_calibration(gallery: GalleryStorage, m
     good = await cal.thresholds(["global"])
     clock.now += CONFIG.max_age_s
     runner.fail_with = RuntimeError("inference thread gone")
-    with caplog.at_level(logging.ERROR, "core.calibration"):
+    with caplog.at_level(logging.ERROR, "core.search.calibration"):
         assert await cal.thresholds(["global"]) is good
         await cal.wait_refreshes()
     assert "inference thread gone" in caplog.text

@@ -16,13 +16,13 @@ from PIL import Image
 from bot.cli import main
 from bot.composition import build_chat_engine, build_engine
 from bot.settings import Settings
-from core.captioning import caption_pending
-from core.captions import BlipCaptioner, Captioner
-from core.encoders import ClipEncoder
-from core.images import decode_image
-from core.ingest import IngestItem, ingest
-from core.ratelimit import RateLimiter
-from core.service import ChatService, ServiceConfig
+from core.chat.ratelimit import RateLimiter
+from core.chat.service import ChatService, ServiceConfig
+from core.gallery.caption_pass import caption_pending
+from core.gallery.ingest import IngestItem, ingest
+from core.media.images import decode_image
+from core.models.blip import BlipCaptioner, Captioner
+from core.models.clip import ClipEncoder
 from tests.test_service import ctx
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from core.captions import BlipCaptioner, captioner_from_setting, tidy_caption
 from core.errors import ModelLoadError
+from core.models.blip import BlipCaptioner, captioner_from_setting, tidy_caption
 
 
 def _open(path: Path) -> Image.Image:

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.cards import (
+from core.media.colors import DominantColor, dominant_colors
+from core.render.cards import (
     CAPTION_PX,
     QUERY_TITLE_PX,
     TITLE_PX,
@@ -24,7 +25,7 @@ from core.cards import (
     render_collage,
     shorten,
 )
-from core.charts import (
+from core.render.charts import (
     palette_blocks,
     palette_figure,
     palette_size,
@@ -36,7 +37,6 @@ from core.charts import (
     score_bars_size,
     text_color_for,
 )
-from core.colors import DominantColor, dominant_colors
 
 NAMES = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle", "hubble", "retina", "china")
 

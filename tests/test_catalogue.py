@@ -16,10 +16,11 @@ from adapters.discord.messages import menu_name
 from adapters.telegram import TelegramPlatform
 from bot.composition import build_service
 from bot.settings import Settings
-from core.commands import CATALOGUE, ChatCommand, CommandInput, Takes, commands_for, help_text
-from core.conversation import Context, Reply
-from core.engine import Engine
-from core.service import ChatService
+from core.chat.catalogue import CATALOGUE, ChatCommand, Takes, commands_for
+from core.chat.context import CommandInput, Context, Reply
+from core.chat.service import ChatService
+from core.chat.styles import help_text
+from core.gallery.engine import Engine
 from tests.fakes.discord import APP_ID, BOT, GUILD_ID, FakeDiscord, user
 from tests.fakes.telegram import FakeTelegram
 from tests.test_discord import dispatch
@@ -57,7 +58,7 @@ def test_catalogue_names_are_unique_and_front_ends_known() -> None:
 def test_help_lists_every_command_but_itself() -> None:
     from adapters.console import ConsoleStyle
     from adapters.discord.messages import DISCORD_STYLE
-    from core.commands import CHAT_STYLE
+    from core.chat.styles import CHAT_STYLE
 
     for style in (CHAT_STYLE, ConsoleStyle(), DISCORD_STYLE):
         text = help_text(style, private=True)
@@ -224,7 +225,7 @@ def test_each_front_end_says_how_to_refine_in_its_own_words() -> None:
     from adapters.console.chat import ConsoleStyle
     from adapters.discord.messages import DiscordStyle
     from adapters.web.session import WebStyle
-    from core.commands import CHAT_STYLE
+    from core.chat.styles import CHAT_STYLE
 
     telegram, discord_, console, web = CHAT_STYLE, DiscordStyle(), ConsoleStyle(), WebStyle()
     assert telegram.refine_usage().startswith("Reply to a result") and "Reply to a result" in telegram.not_a_result()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.colors import (
+from core.media.colors import (
     COLOR_FAMILIES,
     COMMON_COLORS,
     CSS_COLORS,

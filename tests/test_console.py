@@ -19,10 +19,10 @@ from adapters.console import ConsoleChat, ConsoleStyle
 from adapters.discord.messages import DISCORD_STYLE
 from bot.composition import build_service
 from bot.settings import Settings
-from core.commands import CHAT_STYLE
-from core.engine import Engine
-from core.replies import empty_gallery_text, expired_text
-from core.service import ChatService
+from core.chat.service import ChatService
+from core.chat.styles import CHAT_STYLE
+from core.chat.texts import empty_gallery_text, expired_text
+from core.gallery.engine import Engine
 from core.text import plural
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -268,7 +268,7 @@ async def test_counts_have_the_right_plural(gallery: Engine, settings: Settings,
                                             photos: dict[str, Path]) -> None:
     chat, out = console(service_for(settings, gallery), tmp_path)
     await said(chat, out, f"/add {photos['flower']} | flower")
-    assert (await said(chat, out, "/stats")).startswith(  # then how matches are judged (core.calibration)
+    assert (await said(chat, out, "/stats")).startswith(  # then how matches are judged (core.search.calibration)
         "bot> This chat's gallery: 1 image.\nbot> Shared gallery: 4 images.\n"
         "bot> Searches here look through 5 images.\n")
     assert (await said(chat, out, "/list")).startswith("bot> This chat's gallery (1 image, newest first):\n")

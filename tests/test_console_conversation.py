@@ -13,12 +13,12 @@ import pytest
 from adapters.console import ConsoleChat
 from adapters.console.chat import NOTHING_TO_PAGE, NOTHING_TO_REFINE, REFINE_HINT
 from bot.settings import Settings
-from core.commands import SEARCH_SYNTAX
-from core.engine import Engine
-from core.query import FIND_USAGE
-from core.service import ChatService
-from core.state import MemoryState
-from core.threads import Threads
+from core.chat.service import ChatService
+from core.chat.styles import SEARCH_SYNTAX
+from core.chat.threads import Threads
+from core.gallery.engine import Engine
+from core.search.query import FIND_USAGE
+from core.storage.state import MemoryState
 from tests.test_console import console, said, service_for
 
 EXPIRED = "bot> These results have expired; give me an image file's path or /find again.\n"

@@ -19,7 +19,7 @@ from adapters.telegram import TelegramPlatform
 from bot.cli import build_parser
 from bot.composition import build_platforms
 from bot.settings import Settings, load_settings
-from core.service import ChatService
+from core.chat.service import ChatService
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 

@@ -14,7 +14,7 @@ from adapters.discord import DiscordPlatform
 from adapters.discord.messages import DISCORD_STYLE
 from bot.composition import build_service
 from bot.settings import Settings
-from core.engine import Engine
+from core.gallery.engine import Engine
 from tests.conftest import recompressed
 from tests.fakes.discord import APP_ID, BOT, GUILD_ID, FakeDiscord, user
 

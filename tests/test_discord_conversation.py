@@ -20,13 +20,14 @@ from adapters.discord.cog import UNREAD_REPLY
 from adapters.discord.messages import DISCORD_STYLE, OPTIONS, menu_name
 from bot.composition import build_service
 from bot.settings import Settings
-from core.commands import REFINE, SIMILAR, Takes, commands_for, help_text
-from core.engine import Engine
-from core.ratelimit import RateLimiter
-from core.replies import expired_text
-from core.service import ChatService
-from core.state import MemoryState
-from core.threads import Threads
+from core.chat.catalogue import REFINE, SIMILAR, Takes, commands_for
+from core.chat.ratelimit import RateLimiter
+from core.chat.service import ChatService
+from core.chat.styles import help_text
+from core.chat.texts import expired_text
+from core.chat.threads import Threads
+from core.gallery.engine import Engine
+from core.storage.state import MemoryState
 from tests.conftest import recompressed
 from tests.fakes.discord import (
     APP_ID,

@@ -19,8 +19,8 @@ from adapters.discord.groups import DMS_CLOSED
 from adapters.discord.messages import DISCORD_STYLE
 from bot.composition import build_service
 from bot.settings import Settings
-from core.engine import Engine
-from core.service import ChatService
+from core.chat.service import ChatService
+from core.gallery.engine import Engine
 from tests.conftest import PHOTO_FILES, recompressed
 from tests.fakes.discord import (
     BOT,

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.encoders import ClipEncoder
 from core.errors import ConfigError, ModelLoadError
-from core.images import decode_image
+from core.media.images import decode_image
+from core.models.clip import ClipEncoder
 
 
 def test_encoder_is_lazy(clip_dir: Path) -> None:
@@ -91,7 +91,7 @@ def test_faster_precisions_agree_with_fp32(clip_dir: Path, encoder: ClipEncoder,
 
 
 def test_auto_falls_back_to_fp32_when_nothing_agrees(clip_dir: Path) -> None:
-    from core.precision import prepare
+    from core.models.precision import prepare
 
     calls: list[str] = []
 
@@ -110,7 +110,7 @@ def test_bad_precision_setting(clip_dir: Path) -> None:
     import torch
 
     from core.errors import ConfigError
-    from core.precision import convert
+    from core.models.precision import convert
 
     with pytest.raises(ConfigError, match="CLIPBOT_PRECISION"):
         ClipEncoder(str(clip_dir), precision="int3").load()

@@ -11,10 +11,10 @@ import pytest
 
 from bot.composition import build_engine
 from bot.settings import Settings
-from core.encoders import ClipEncoder
-from core.engine import DECODE_SIDE, Engine
 from core.errors import CorruptImageError, ImageTooLargeError, NotAnImageError, NotFoundError, StoreError
-from core.images import decode_image
+from core.gallery.engine import DECODE_SIDE, Engine
+from core.media.images import decode_image
+from core.models.clip import ClipEncoder
 from core.storage.sqlite import SCHEMA_VERSION, SqliteGallery
 from tests.conftest import recompressed
 

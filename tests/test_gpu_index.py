@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from core.storage import gallery_for
-from core.vector_index import VectorIndex, _TensorShelf, index_device
+from core.storage.vector_index import VectorIndex, _TensorShelf, index_device
 
 DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
 TOLERANCE = {"fp16": 2e-3, "fp32": 1e-5}
@@ -142,7 +142,7 @@ def test_out_of_device_memory_moves_the_index_to_the_host(device: str, when: str
         dev.add("g", np.arange(40), vectors[:40])
         dev.add("h", [500], vectors[:1])
     monkeypatch.setattr(_TensorShelf, "_grow", _out_of_memory)
-    with caplog.at_level(logging.WARNING, logger="core.vector_index"):
+    with caplog.at_level(logging.WARNING, logger="core.storage.vector_index"):
         if when == "first placement":
             dev.add("g", np.arange(40), vectors[:40])
             dev.add("h", [500], vectors[:1])

@@ -8,11 +8,11 @@ import pytest
 
 from bot.composition import build_service
 from bot.settings import Settings
-from core.chat_settings import ChatSettings
-from core.conversation import Chat, Context, User
-from core.engine import Engine
+from core.chat.context import Chat, Context, User
+from core.chat.service import ChatService
+from core.chat.switches import ChatSettings
 from core.galleries import GLOBAL_COLLECTION
-from core.service import ChatService
+from core.gallery.engine import Engine
 
 GROUP = Chat("telegram", "-100", private=False)
 OTHER = Chat("telegram", "-200", private=False)

@@ -16,7 +16,7 @@ from core.errors import (
     NotAnImageError,
     UnsupportedFormatError,
 )
-from core.images import decode_image
+from core.media.images import decode_image
 
 
 def encode(img: Image.Image, fmt: str, **kw: object) -> bytes:

@@ -11,18 +11,18 @@ import pytest
 
 from bot.composition import build_engine
 from bot.settings import Settings
-from core.encoders import ClipEncoder
 from core.errors import DimensionMismatchError
-from core.ingest import IngestItem, ingest
-from core.sources import collect_items
-from core.vector_index import VectorIndex, top_k_order
+from core.gallery.ingest import IngestItem, ingest
+from core.gallery.sources import collect_items
+from core.models.clip import ClipEncoder
+from core.storage.vector_index import VectorIndex, top_k_order
 from tests.conftest import labelled_folder
 from tests.fakes import RecordingEncoder
 
 
 async def test_decoding_overlaps_encoding(settings: Settings, encoder: ClipEncoder, photos: dict[str, Path],
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import core.engine as engine_module
+    import core.gallery.engine as engine_module
 
     decode_starts: list[float] = []
     real_decode = engine_module.decode_image

@@ -14,10 +14,10 @@ import pytest
 from adapters.telegram import TelegramPlatform
 from bot.composition import build_chat_engine, build_engine, build_service
 from bot.settings import Settings
-from core.batching import MicroBatcher
-from core.encoders import ClipEncoder
 from core.errors import ConfigError, StoreError
-from core.inference import InferenceRunner
+from core.models.batching import MicroBatcher
+from core.models.clip import ClipEncoder
+from core.models.inference import InferenceRunner
 from core.storage.sqlite import SqliteGallery
 from tests.fakes.telegram import FakeTelegram
 
@@ -42,7 +42,7 @@ def test_core_imports_nothing_from_platforms_or_the_layers_above() -> None:
 
 
 def test_importing_core_and_its_seed_api_loads_no_platform_or_bot_module() -> None:
-    code = ("import sys, core, core.seed, core.service, core.engine, core.commands; "
+    code = ("import sys, core, core.seed.api, core.chat.service, core.gallery.engine, core.chat.catalogue; "
             f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {sorted(FORBIDDEN_IN_CORE)!r}); "
             "print(bad); sys.exit(1 if bad else 0)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
@@ -52,7 +52,7 @@ def test_importing_core_and_its_seed_api_loads_no_platform_or_bot_module() -> No
 def test_seed_functions_find_the_configured_encoder_through_the_entry_point(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, clip_dir: Path
 ) -> None:
-    from core.seed import configured_encoder
+    from core.seed.api import configured_encoder
 
     monkeypatch.chdir(tmp_path)  # no .env here
     monkeypatch.setenv("CLIPBOT_CLIP_MODEL", str(clip_dir))

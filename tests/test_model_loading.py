@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.captions import BlipCaptioner
-from core.encoders import ClipEncoder
 from core.errors import ModelLoadError
-from core.hub import first_sentence, looks_like_path, model_load_error
-from core.precision import CACHE_FILE, PrecisionCache
+from core.models.blip import BlipCaptioner
+from core.models.clip import ClipEncoder
+from core.models.hub import first_sentence, looks_like_path, model_load_error
+from core.models.precision import CACHE_FILE, PrecisionCache
 
 
 @pytest.fixture

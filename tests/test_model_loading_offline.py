@@ -42,8 +42,8 @@ def _run(script: str, tmp_path: Path, **env: str) -> tuple[subprocess.CompletedP
 LOAD_ALL = f"""
     import json, time
     from bot.downloads import download_model
-    from core.captions import BlipCaptioner
-    from core.encoders import ClipEncoder
+    from core.models.blip import BlipCaptioner
+    from core.models.clip import ClipEncoder
     from core.errors import ModelLoadError
 
     out = {{}}
@@ -109,7 +109,7 @@ def test_a_cached_hub_model_remembers_its_precision_across_processes(tmp_path: P
     _fake_hub_cache(tmp_path / "hub", "clipbot-test/tiny-clip", clip_dir)
     script = f"""
         import json
-        from core.encoders import ClipEncoder
+        from core.models.clip import ClipEncoder
         enc = ClipEncoder("clipbot-test/tiny-clip", precision="auto", cache_dir={str(tmp_path / "cache")!r})
         enc.load()
         print(json.dumps([enc.precision_used, enc.precision_from_cache, enc.encode_texts(["a cat"])[0].tolist()]))
@@ -135,7 +135,7 @@ def test_load_reports_stay_out_of_stderr_unless_debugging(tmp_path: Path, clip_d
         import logging, sys
         if sys.argv[1:] == ["debug"]:
             logging.basicConfig(level=logging.DEBUG)
-        from core.encoders import ClipEncoder
+        from core.models.clip import ClipEncoder
         ClipEncoder({str(model)!r}, precision="fp32").load()
         print("loaded")
     """
@@ -160,8 +160,8 @@ LOGGING = """
     tf_logging.get_logger("transformers.modeling_utils").warning("transformers report")
     tf_logging.get_logger("transformers.modeling_utils").error("transformers failed")
     warnings.warn("a python warning")
-    logging.getLogger("core.engine").warning("clipbot warning")
-    logging.getLogger("core.engine").info("clipbot info")
+    logging.getLogger("core.gallery.engine").warning("clipbot warning")
+    logging.getLogger("core.gallery.engine").info("clipbot info")
 """
 
 
@@ -172,12 +172,13 @@ def test_logging_prints_each_library_record_once(tmp_path: Path, mode: str) -> N
     assert done.returncode == 0, done.stderr
     lines = done.stderr.splitlines()
     once = ["ERROR huggingface_hub.utils._http: hub failed", "ERROR transformers.modeling_utils: transformers failed",
-            "WARNING core.engine: clipbot warning"]
+            "WARNING core.gallery.engine: clipbot warning"]
     for line in once:
         assert lines.count(line) == 1, done.stderr
     assert sum("UserWarning: a python warning" in line for line in lines) == 1
     assert not any(line.strip() in {"hub failed", "transformers failed", "hub retrying"} for line in lines)
     shown_in_debug = ["WARNING huggingface_hub.utils._http: hub retrying",
-                      "WARNING transformers.modeling_utils: transformers report", "INFO core.engine: clipbot info"]
+                      "WARNING transformers.modeling_utils: transformers report",
+                      "INFO core.gallery.engine: clipbot info"]
     for line in shown_in_debug:
         assert lines.count(line) == (1 if mode == "debug" else 0), done.stderr

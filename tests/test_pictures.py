@@ -1,6 +1,6 @@
 """Pictures that explain themselves: titles, ranks and #ids, three decimals, zoomed axes, named swatches.
 
-Built from SearchResults over real package photos, as core.visuals builds them for the chat
+Built from SearchResults over real package photos, as core.render.visuals builds them for the chat
 service; the figures' texts are checked, and the PNGs for size and for not being blank.
 """
 
@@ -18,13 +18,13 @@ from PIL import Image
 
 from bot.composition import build_service
 from bot.settings import Settings
-from core.cards import QUERY_TITLE_PX, TITLE_PX, collage_figure, collage_size
-from core.charts import palette_figure, palette_size, render_palette, score_bars_figure, score_bars_size
-from core.colors import DominantColor, color_name, dominant_colors, hex_to_rgb
-from core.conversation import Chat, Context, User
-from core.engine import Engine
-from core.search import SearchResult
-from core.visuals import bar_label, collage_png, result_tiles, scores_png
+from core.chat.context import Chat, Context, User
+from core.gallery.engine import Engine
+from core.media.colors import DominantColor, color_name, dominant_colors, hex_to_rgb
+from core.render.cards import QUERY_TITLE_PX, TITLE_PX, collage_figure, collage_size
+from core.render.charts import palette_figure, palette_size, render_palette, score_bars_figure, score_bars_size
+from core.render.visuals import bar_label, collage_png, result_tiles, scores_png
+from core.search.words import SearchResult
 
 NAMES = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle", "hubble", "retina", "china")
 LABELS = ("chelsea", "a very long label about a ginger cat asleep on a sunny windowsill", "猫 cat",
@@ -216,8 +216,8 @@ def test_china_hillside_is_not_dimgray(photos: dict[str, Path]) -> None:
 
 async def test_service_titles_its_cards(engine: Engine, settings: Settings, photos: dict[str, Path],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    import core.dialogue
-    import core.service
+    import core.chat.results
+    import core.chat.service
 
     seen: dict[str, Any] = {}
 
@@ -227,8 +227,8 @@ async def test_service_titles_its_cards(engine: Engine, settings: Settings, phot
             return bytes(fn(*args, **kwargs))
         return wrapper
 
-    monkeypatch.setattr(core.dialogue, "collage_png", spy("collage", core.dialogue.collage_png))
-    monkeypatch.setattr(core.service, "scores_png", spy("scores", core.service.scores_png))
+    monkeypatch.setattr(core.chat.results, "collage_png", spy("collage", core.chat.results.collage_png))
+    monkeypatch.setattr(core.chat.service, "scores_png", spy("scores", core.chat.service.scores_png))
     service = build_service(settings.model_copy(update={"rate_limit_per_minute": 0}), engine)
     for name in ("rocket", "coffee", "chelsea"):
         await engine.add_image(photos[name], label=name)

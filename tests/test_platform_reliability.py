@@ -19,8 +19,8 @@ from adapters.telegram import TelegramPlatform
 from bot.composition import build_chat_engine, build_service
 from bot.runner import run_bot
 from bot.settings import Settings
-from core.encoders import ClipEncoder
-from core.engine import Engine
+from core.gallery.engine import Engine
+from core.models.clip import ClipEncoder
 from tests.conftest import recompressed
 from tests.fakes import RecordingEncoder
 from tests.fakes.discord import APP_ID, GUILD_ID, FakeDiscord

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.encoders import CPU_BATCH_SIZE, ClipEncoder
-from core.images import decode_image
-from core.preprocess import REDUCING_GAP, FastClipPreprocessor
+from core.media.images import decode_image
+from core.models.clip import CPU_BATCH_SIZE, ClipEncoder
+from core.models.preprocess import REDUCING_GAP, FastClipPreprocessor
 
 BOUND = 0.999
 

@@ -1,13 +1,13 @@
-"""The /find query language and the words people reply to a result with (core.query), pinned
+"""The /find query language and the words people reply to a result with (core.search.query), pinned
 against the README's "The /find query language" and "How refining works"."""
 
 from __future__ import annotations
 
 import pytest
 
-from core.colors import COLOR_FAMILIES
 from core.errors import InputError
-from core.query import (
+from core.media.colors import COLOR_FAMILIES
+from core.search.query import (
     FIND_USAGE,
     REFINE_USAGE,
     ParsedQuery,

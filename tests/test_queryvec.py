@@ -1,4 +1,4 @@
-"""The vector arithmetic of a conversation (core.queryvec), on hand-made vectors whose cosines
+"""The vector arithmetic of a conversation (core.search.feedback), on hand-made vectors whose cosines
 and rankings can be worked out by hand: the README's formulas in "How refining works" and
 "The /find query language"."""
 
@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import numpy as np
 import pytest
 
-from core.queryvec import combine, rocchio, unit
+from core.search.feedback import combine, rocchio, unit
 
 E = np.eye(4, dtype=np.float32)  # e0..e3: orthonormal axes
 

@@ -18,17 +18,17 @@ from PIL import Image
 
 from bot.composition import build_chat_engine, build_service
 from bot.settings import Settings
-from core.conversation import Chat, Context, User
-from core.encoders import ClipEncoder
-from core.engine import Engine
+from core.chat.context import Chat, Context, User
+from core.chat.ratelimit import RateLimiter, SlidingWindow
+from core.chat.service import ChatService
+from core.chat.texts import CAPTION_BUDGET
 from core.errors import StorageUnavailableError
-from core.media import TMP_PREFIX, MediaStore
-from core.previews import make_preview
-from core.ratelimit import RateLimiter, SlidingWindow
+from core.gallery.engine import Engine
+from core.gallery.files import TMP_PREFIX, MediaStore
+from core.models.clip import ClipEncoder
 from core.records import NewImage
-from core.replies import CAPTION_BUDGET
-from core.search import SearchResult
-from core.service import ChatService
+from core.render.previews import make_preview
+from core.search.words import SearchResult
 from core.storage.sqlite import SqliteGallery
 from core.text import TextLimits, clean_text, shorten
 from tests.conftest import recompressed
@@ -98,7 +98,7 @@ async def test_long_label_is_refused_before_download_and_nothing_is_stored(
 
 async def test_limits_are_settings_and_cover_clipbot_index(settings: Settings, encoder: ClipEncoder,
                                                            photos: dict[str, Path]) -> None:
-    from core.ingest import IngestItem, ingest
+    from core.gallery.ingest import IngestItem, ingest
 
     short = settings.model_copy(update={"max_label_chars": 5})
     async with build_chat_engine(short, encoder) as engine:
@@ -123,7 +123,7 @@ async def test_caption_keeps_score_id_and_count_whatever_the_label(service: Chat
 
 
 def test_caption_budget_holds_for_legacy_rows_over_the_limits() -> None:
-    from core.replies import result_caption
+    from core.chat.texts import result_caption
 
     huge = SearchResult(id=7, label="L" * 5000, description="D" * 5000, path=None, score=0.5, collection="global")
     text = result_caption(huge, 0, 3, verdict="weak")

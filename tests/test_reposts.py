@@ -1,4 +1,4 @@
-"""Repost alerts (core.reposts): fingerprints of real photos through the real engine and the tiny
+"""Repost alerts (core.chat.reposts): fingerprints of real photos through the real engine and the tiny
 CLIP, a SQLite gallery in tmp_path, an injected clock; and the low-priority background worker."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.batching import MicroBatcher
-from core.encoders import ClipEncoder
-from core.engine import Engine
-from core.inference import InferenceRunner
-from core.phash import hash_distance, perceptual_hash
-from core.reposts import Repost, RepostWatcher, alert_text
+from core.chat.reposts import Repost, RepostWatcher, alert_text
+from core.gallery.engine import Engine
+from core.media.phash import hash_distance, perceptual_hash
+from core.models.batching import MicroBatcher
+from core.models.clip import ClipEncoder
+from core.models.inference import InferenceRunner
 from core.storage.base import Sighting
 from tests.conftest import recompressed
 
@@ -157,7 +157,7 @@ async def test_alerts_are_rate_limited_per_chat(engine: Engine, photos: dict[str
     clock.now += 1
     assert await post(watcher, rocket, "3") is not None
     clock.now += 10
-    with caplog.at_level(logging.INFO, logger="core.reposts"):
+    with caplog.at_level(logging.INFO, logger="core.chat.reposts"):
         assert await post(watcher, coffee, "4") is None  # a repost, 10 s after the last alert: suppressed
     assert "not announced (one alert per 30s)" in caplog.text
     assert await post(watcher, rocket, "3", chat=OTHER_CHAT) is not None  # the other chat has its own interval
@@ -204,7 +204,7 @@ def test_alert_text() -> None:
 
 
 def test_the_hash_tells_copies_from_other_pictures(photos: dict[str, Path]) -> None:
-    from core.images import decode_image
+    from core.media.images import decode_image
 
     hashes = {name: perceptual_hash(decode_image(path, min_side=448).image) for name, path in photos.items()}
     for name, path in photos.items():
@@ -266,7 +266,7 @@ async def test_a_full_queue_drops_its_oldest_check(engine: Engine, photos: dict[
     calls: list[str] = []
     data = photos["coffee"].read_bytes()
     try:
-        with caplog.at_level(logging.WARNING, logger="core.reposts"):
+        with caplog.at_level(logging.WARNING, logger="core.chat.reposts"):
             for n in range(5):
                 watcher.submit(CHAT, downloader(data, calls, str(n)), message_id=str(n), author=ANN,
                                author_name="Ann", on_alert=Alerts())
@@ -293,7 +293,7 @@ async def test_errors_are_logged_and_the_worker_goes_on(engine: Engine, photos: 
         raise RuntimeError("cannot send")
 
     try:
-        with caplog.at_level(logging.INFO, logger="core.reposts"):
+        with caplog.at_level(logging.INFO, logger="core.chat.reposts"):
             watcher.submit(CHAT, broken, message_id="1", author=ANN, author_name="Ann", on_alert=alerts)
             watcher.submit(CHAT, b"not an image", message_id="2", author=ANN, author_name="Ann", on_alert=alerts)
             watcher.submit(CHAT, data, message_id="3", author=ANN, author_name="Ann", on_alert=alerts)

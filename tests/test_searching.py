@@ -1,4 +1,4 @@
-"""Searching a gallery (core.searching) and the engine's search methods, over a real SQLite
+"""Searching a gallery (core.search.searcher) and the engine's search methods, over a real SQLite
 gallery of hand-made vectors: every cosine below can be worked out by hand.
 
 The fake runner maps each known word of a text to an axis (cat e0, dog e1, beach e2, night e3,
@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.engine import Engine
 from core.errors import NotFoundError
-from core.media import MediaStore
-from core.query import QuerySyntaxError, parse_query
+from core.gallery.engine import Engine
+from core.gallery.files import MediaStore
 from core.records import NewImage
-from core.search import SearchResult, words_of
-from core.searching import QueryPlan, Searcher
+from core.search.query import QuerySyntaxError, parse_query
+from core.search.searcher import QueryPlan, Searcher
+from core.search.words import SearchResult, words_of
 from core.storage.sqlite import SqliteGallery
 from tests.test_queryvec import close, normalise
 
@@ -52,7 +52,7 @@ def axis(word: str) -> np.ndarray:
 
 
 class WordRunner:
-    """An :class:`core.inference.Encoding` with no model: texts become sums of word axes."""
+    """An :class:`core.models.inference.Encoding` with no model: texts become sums of word axes."""
 
     model_id = MODEL
 

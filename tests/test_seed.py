@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import core
-from core.encoders import ClipEncoder
 from core.errors import InputError, PickleRefusedError
-from core.seed import use_encoder
-from core.seed_format import read_seed_database, safe_loads
+from core.models.clip import ClipEncoder
+from core.seed.api import use_encoder
+from core.seed.format import read_seed_database, safe_loads
 from tests.conftest import recompressed
 
 NAMES = ("chelsea", "rocket", "coffee", "astronaut")
@@ -135,7 +135,7 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path: Path, photos: dict
 )
 def test_malformed_pickles_are_refused(payload: bytes) -> None:
     with pytest.raises(PickleRefusedError):
-        from core.seed_format import validate_entries
+        from core.seed.format import validate_entries
 
         validate_entries(safe_loads(payload))
 

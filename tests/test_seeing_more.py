@@ -15,11 +15,11 @@ from PIL import Image
 from bot.cli import main
 from bot.composition import build_chat_engine, build_service
 from bot.settings import Settings
-from core.captions import BlipCaptioner
-from core.conversation import Chat, Context, User
-from core.encoders import ClipEncoder
-from core.engine import Engine
+from core.chat.context import Chat, Context, User
 from core.errors import CaptionsOffError, InputError
+from core.gallery.engine import Engine
+from core.models.blip import BlipCaptioner
+from core.models.clip import ClipEncoder
 
 
 def banded(colors: list[tuple[tuple[int, int, int], int]], size: int = 100) -> bytes:
@@ -51,7 +51,7 @@ def ctx() -> Context:
 async def test_caption_becomes_the_description_and_is_searchable(
     captioned: Engine, captioner: BlipCaptioner, photos: dict[str, Path]
 ) -> None:
-    from core.images import decode_image
+    from core.media.images import decode_image
 
     expected = captioner.caption_images([decode_image(photos["rocket"]).image])[0]
     assert expected  # the tiny BLIP does say something

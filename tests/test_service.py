@@ -12,15 +12,15 @@ import pytest
 
 from bot.composition import build_chat_engine, build_service
 from bot.settings import Settings
-from core.conversation import Chat, Context, User
-from core.encoders import ClipEncoder
-from core.engine import Engine
-from core.ratelimit import RateLimiter
-from core.search import SearchResult
-from core.searching import QueryPlan
-from core.service import ChatService, ServiceConfig
-from core.state import MemoryState
-from core.threads import Thread, Threads
+from core.chat.context import Chat, Context, User
+from core.chat.ratelimit import RateLimiter
+from core.chat.service import ChatService, ServiceConfig
+from core.chat.threads import Thread, Threads
+from core.gallery.engine import Engine
+from core.models.clip import ClipEncoder
+from core.search.searcher import QueryPlan
+from core.search.words import SearchResult
+from core.storage.state import MemoryState
 from tests.conftest import recompressed
 from tests.fakes import RecordingEncoder
 

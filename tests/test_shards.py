@@ -17,9 +17,9 @@ from adapters.discord import DiscordPlatform
 from adapters.discord.platform import ClipBot, ShardedClipBot
 from bot.composition import build_platforms, build_service
 from bot.settings import Settings, load_settings
-from core.engine import Engine
+from core.chat.service import ChatService
 from core.errors import ConfigError
-from core.service import ChatService
+from core.gallery.engine import Engine
 from tests.fakes.discord import (
     APP_ID,
     FakeDiscord,

@@ -17,8 +17,8 @@ from pydantic import SecretStr
 
 from bot.composition import build_chat_engine, build_service
 from bot.settings import Settings
-from core.encoders import ClipEncoder
 from core.errors import StoreError
+from core.models.clip import ClipEncoder
 from tests.conftest import labelled_folder, recompressed
 from tests.pg import pg_server_url_fixture, pg_url_fixture  # noqa: F401
 from tests.test_cli import run

@@ -12,8 +12,8 @@ import pytest
 
 from bot.composition import build_engine
 from bot.settings import Settings
-from core.encoders import ClipEncoder
-from core.ingest import IngestItem, ingest
+from core.gallery.ingest import IngestItem, ingest
+from core.models.clip import ClipEncoder
 from tests.conftest import labelled_folder
 from tests.fakes import RecordingEncoder
 from tests.test_cli import image_count, run
@@ -36,7 +36,7 @@ def listing(capsys: pytest.CaptureFixture[str], *extra: str) -> list[dict[str, o
 def test_unchanged_folder_is_not_decoded_or_encoded(cli_env: Path, folder: Path,
                                                      capsys: pytest.CaptureFixture[str],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    import core.engine as engine_module
+    import core.gallery.engine as engine_module
 
     assert run(capsys, "index", str(folder), "--labels-from-folders")[0] == 0
     decoded: list[object] = []

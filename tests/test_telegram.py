@@ -19,7 +19,7 @@ from adapters.telegram.messages import parse_command
 from bot.composition import build_service
 from bot.runner import SecretFilter, run_bot
 from bot.settings import Settings
-from core.engine import Engine
+from core.gallery.engine import Engine
 from tests.conftest import recompressed
 from tests.fakes.telegram import BOT_USER, FakeTelegram
 

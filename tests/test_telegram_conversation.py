@@ -15,7 +15,7 @@ import pytest
 from adapters.telegram import TelegramPlatform
 from bot.composition import build_service
 from bot.settings import Settings
-from core.engine import Engine
+from core.gallery.engine import Engine
 from tests.fakes.telegram import Call, FakeTelegram
 from tests.test_telegram import ALICE, BOB, GROUP, TOKEN, command, message, photo, private
 

@@ -14,8 +14,8 @@ from PIL import Image
 
 from adapters.telegram import TelegramPlatform
 from bot.settings import Settings
-from core.conversation import User
-from core.engine import Engine
+from core.chat.context import User
+from core.gallery.engine import Engine
 from tests.fakes.telegram import Call, FakeTelegram
 from tests.test_telegram import ALICE, BOB, GROUP, command, message, photo, private
 from tests.test_telegram_conversation import buttons, next_photo, press, start

@@ -20,12 +20,12 @@ from bot.cli import main
 from bot.composition import build_encoder, build_engine
 from bot.downloads import download_model
 from bot.settings import Settings
-from core.encoders import ClipEncoder
-from core.engine import Engine
 from core.errors import ModelLoadError
-from core.images import decode_image
-from core.text_files import text_model_patterns
-from core.text_models import ClipWithTextModel, MultilingualTextEncoder
+from core.gallery.engine import Engine
+from core.media.images import decode_image
+from core.models.clip import ClipEncoder
+from core.models.text import ClipWithTextModel, MultilingualTextEncoder
+from core.models.text_files import text_model_patterns
 from tests.model_factory import build_text_model
 from tests.test_model_loading_offline import _closed_port, _fake_hub_cache, _run
 
@@ -251,7 +251,7 @@ HUB_SCRIPT = f"""
     import json, time
     from bot.downloads import download_model
     from core.errors import ModelLoadError
-    from core.text_models import MultilingualTextEncoder
+    from core.models.text import MultilingualTextEncoder
 
     out = {{}}
     for name, source in (("cached", "clipbot-test/tiny-text"), ("absent", "{HUB_ID}")):

@@ -24,9 +24,10 @@ from PIL import Image
 
 from bot.composition import build_engine, build_service
 from bot.settings import Settings
-from core.conversation import Chat, Context, User
-from core.encoders import ClipEncoder
-from core.engine import Engine
+from core.chat.context import Chat, Context, User
+from core.chat.service import ChatService
+from core.chat.texts import CAPTION_BUDGET, moment_text, result_caption
+from core.chat.threads import Thread
 from core.errors import (
     AnimatedStickerError,
     ClipbotError,
@@ -37,14 +38,13 @@ from core.errors import (
     VideoTooLongError,
 )
 from core.galleries import GLOBAL_COLLECTION
-from core.images import decode_image, refusal_before_download
-from core.media_kind import gif_durations, media_kind, sniff, webp_durations
-from core.media_search import merge_frame_results
-from core.replies import CAPTION_BUDGET, moment_text, result_caption
-from core.search import SearchResult
-from core.service import ChatService
-from core.threads import Thread
-from core.video import DecodedMedia, VideoLimits, decode_media
+from core.gallery.engine import Engine
+from core.media.images import decode_image, refusal_before_download
+from core.media.kinds import gif_durations, media_kind, sniff, webp_durations
+from core.media.video import DecodedMedia, VideoLimits, decode_media
+from core.models.clip import ClipEncoder
+from core.search.frames import merge_frame_results
+from core.search.words import SearchResult
 from tests.conftest import PHOTO_FILES
 
 Timeline = Sequence[tuple["str | Image.Image", float]]  # (photo name or picture, seconds shown)
@@ -187,8 +187,8 @@ def test_kind_is_told_by_content() -> None:
     assert media_kind(animation([("coffee", 1), ("rocket", 1)], "WEBP")) == "animation"
     assert media_kind(png(picture("coffee", (64, 48)))) == "image"
     assert media_kind(tgs()) == "tgs"
-    assert media_kind(gzip.compress(b"not json")) == "image"  # for core.images to call not an image
-    assert media_kind(b"\x00\x00\x00\x18ftypheic" + bytes(64)) == "image"  # HEIC: core.images names it
+    assert media_kind(gzip.compress(b"not json")) == "image"  # for core.media.images to call not an image
+    assert media_kind(b"\x00\x00\x00\x18ftypheic" + bytes(64)) == "image"  # HEIC: core.media.images names it
 
 
 def test_frame_durations_are_read_without_decoding() -> None:

@@ -24,11 +24,12 @@ from adapters.web.users import WebUsers, hash_users
 from bot.cli import build_parser
 from bot.composition import build_service
 from bot.settings import Settings, load_settings
-from core.commands import commands_for, help_text
-from core.engine import Engine
+from core.chat.catalogue import commands_for
+from core.chat.service import ChatService
+from core.chat.styles import help_text
 from core.errors import ConfigError
 from core.galleries import GLOBAL_COLLECTION
-from core.service import ChatService
+from core.gallery.engine import Engine
 from tests.conftest import recompressed
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -285,8 +286,8 @@ async def test_clipbot_run_serves_the_web_when_its_port_is_set(settings: Setting
 
 async def test_every_catalogue_command_is_reachable_on_the_web(service: ChatService, gallery: Engine, tmp_path: Path,
                                                                photos: dict[str, Path]) -> None:
-    from core.commands import ChatCommand, CommandInput, Takes
-    from core.conversation import Context, Reply
+    from core.chat.catalogue import ChatCommand, Takes
+    from core.chat.context import CommandInput, Context, Reply
 
     ran: list[str] = []
 

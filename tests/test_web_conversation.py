@@ -14,12 +14,12 @@ from adapters.web.chat import NOTHING_TO_PAGE, NOTHING_TO_REFINE, REFINE_HINT, W
 from adapters.web.files import PictureFiles
 from adapters.web.session import Visitor
 from bot.settings import Settings
-from core.commands import SEARCH_SYNTAX
-from core.engine import Engine
-from core.query import FIND_USAGE
-from core.service import ChatService
-from core.state import MemoryState
-from core.threads import ResultRef, Threads
+from core.chat.service import ChatService
+from core.chat.styles import SEARCH_SYNTAX
+from core.chat.threads import ResultRef, Threads
+from core.gallery.engine import Engine
+from core.search.query import FIND_USAGE
+from core.storage.state import MemoryState
 from tests.conftest import recompressed
 from tests.test_web import USERS, texts
 

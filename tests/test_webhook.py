@@ -26,8 +26,8 @@ from adapters.telegram import TelegramPlatform
 from adapters.telegram.webhook import WebhookConfig
 from bot.composition import build_platforms, build_service
 from bot.settings import Settings, load_settings
-from core.engine import Engine
 from core.errors import ConfigError
+from core.gallery.engine import Engine
 from tests.fakes import serve_on_loopback
 from tests.fakes.telegram import FakeTelegram
 from tests.test_telegram import ALICE, BOB, TOKEN, command, private

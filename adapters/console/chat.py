@@ -13,11 +13,28 @@ from typing import TextIO
 
 from adapters.console.paths import looks_like_path, photo_arguments, to_path, written_path
 from adapters.console.terminal import LineReader, StreamReader, TerminalReader, is_terminal
-from core.commands import CATALOGUE, MATCH, REFINE, ChatCommand, CommandInput, Takes, command_named, image_ref
-from core.conversation import Chat, Context, Reply, User
-from core.query import QuerySyntaxError, parse_refinement
-from core.service import LIKE_PREFIX, NEXT_PREFIX, NOT_PREFIX, TOP_PREFIX, ChatService
-from core.threads import ResultRef, result_ref
+from core.chat import (
+    CATALOGUE,
+    LIKE_PREFIX,
+    MATCH,
+    NEXT_PREFIX,
+    NOT_PREFIX,
+    REFINE,
+    TOP_PREFIX,
+    Chat,
+    ChatCommand,
+    ChatService,
+    CommandInput,
+    Context,
+    Reply,
+    ResultRef,
+    Takes,
+    User,
+    command_named,
+    image_ref,
+    result_ref,
+)
+from core.search import QuerySyntaxError, parse_refinement
 
 PLATFORM = "console"
 PROMPT = "you> "

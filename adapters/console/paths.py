@@ -13,7 +13,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from core.images import IMAGE_SUFFIXES
+from core.media import IMAGE_SUFFIXES
 
 # How a path starts when it can be nothing else; "./" and ".\\" as typed on Windows too.
 _PATH_STARTS = ("/", "~", "./", "../", ".\\", "..\\", "file:")

@@ -34,11 +34,7 @@ from adapters.discord.messages import (
     shared_read,
 )
 from adapters.discord.views import APOLOGY, RESTARTING, send_fitting, upload_limit
-from core.commands import ChatCommand, CommandInput, Takes, commands_for
-from core.conversation import Reply
-from core.inflight import InFlight
-from core.service import ChatService
-from core.threads import result_ref
+from core.chat import ChatCommand, ChatService, CommandInput, InFlight, Reply, Takes, commands_for, result_ref
 
 log = logging.getLogger(__name__)
 _MENTION = re.compile(r"<@!?\d+>")

@@ -26,9 +26,7 @@ from adapters.discord.messages import (
     message_context,
 )
 from adapters.discord.views import send_fitting, upload_limit
-from core.commands import ChatCommand
-from core.conversation import Reply
-from core.service import ChatService
+from core.chat import ChatCommand, ChatService, Reply
 
 log = logging.getLogger(__name__)
 # Discord's JSON error code for a user who does not accept direct messages from the bot.

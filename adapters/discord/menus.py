@@ -17,8 +17,7 @@ from discord import app_commands
 
 from adapters.discord.messages import menu_name, result_of
 from adapters.discord.views import apologize
-from core.commands import ChatCommand, CommandInput, Takes
-from core.threads import ResultRef
+from core.chat import ChatCommand, CommandInput, ResultRef, Takes
 
 log = logging.getLogger(__name__)
 MODAL_TIMEOUT = 15 * 60  # as long as Discord lets the interaction be answered

@@ -9,11 +9,8 @@ from collections.abc import Awaitable, Callable
 
 import discord
 
-from core.commands import ChatCommand, Takes
-from core.conversation import Chat, Context, Reply, User
-from core.images import VIDEO_MIME_TYPES, refusal_before_download
-from core.service import ChatService
-from core.threads import ResultRef, result_ref
+from core.chat import Chat, ChatCommand, ChatService, Context, Reply, ResultRef, Takes, User, result_ref
+from core.media import VIDEO_MIME_TYPES, refusal_before_download
 
 PLATFORM = "discord"
 EMBED_LIMIT = 4096
@@ -139,7 +136,7 @@ def message_context(message: discord.Message) -> Context:
 
 
 def button_data(message: discord.Message) -> list[str]:
-    """The custom ids of a message's buttons, row by row (core.threads.result_ref reads them)."""
+    """The custom ids of a message's buttons, row by row (core.chat.threads.result_ref reads them)."""
     rows = getattr(message, "components", ())  # discord.py leaves it unset when Discord sent none
     return [custom_id for row in rows for child in getattr(row, "children", ())
             if isinstance(custom_id := getattr(child, "custom_id", None), str)]

@@ -15,9 +15,8 @@ from discord.webhook.async_ import AsyncWebhookAdapter, async_context
 
 from adapters.discord.cog import ClipbotCog
 from adapters.discord.views import ResultButton
+from core.chat import ChatService, InFlight
 from core.errors import ConfigError
-from core.inflight import InFlight
-from core.service import ChatService
 
 log = logging.getLogger(__name__)
 # Gateway close codes about sharding, as Discord documents them, with what the operator should do.

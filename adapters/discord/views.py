@@ -13,11 +13,7 @@ import discord
 from discord.utils import MISSING
 
 from adapters.discord.messages import embed_and_file, interaction_context, service_of
-from core.conversation import Reply
-from core.groups import FORGET_PREFIX
-from core.inflight import InFlight
-from core.service import ChatService
-from core.threads import LIKE_PREFIX, NEXT_PREFIX, NOT_PREFIX, TOP_PREFIX
+from core.chat import FORGET_PREFIX, LIKE_PREFIX, NEXT_PREFIX, NOT_PREFIX, TOP_PREFIX, ChatService, InFlight, Reply
 
 log = logging.getLogger(__name__)
 VIEW_TIMEOUT = 600  # after this the in-memory view is dropped; the dynamic item still answers clicks
@@ -26,8 +22,8 @@ RESTARTING = "I'm restarting; try again in a minute."
 # Replies that concern the one who asked: shown to them alone where an interaction allows it.
 PRIVATE_KINDS = ("error", "busy", "rate_limited")
 _TOKEN = r"[A-Za-z0-9_-]{1,32}"
-# Every button core.dialogue puts under a result: "next:T:2", "top:T", "like:T:12", "not:T:12", and
-# the answers to /forget's question (core.groups): "forget:N:yes", "forget:N:no".
+# Every button core.chat.results puts under a result: "next:T:2", "top:T", "like:T:12", "not:T:12", and
+# the answers to /forget's question (core.chat.groups): "forget:N:yes", "forget:N:no".
 RESULT_BUTTONS = (rf"(?:{NEXT_PREFIX}|{LIKE_PREFIX}|{NOT_PREFIX}){_TOKEN}:\d{{1,18}}|{TOP_PREFIX}{_TOKEN}"
                   rf"|{FORGET_PREFIX}{_TOKEN}:(?:yes|no)")
 

@@ -29,12 +29,24 @@ from adapters.telegram.messages import (
     send_to,
     trimmed,
 )
-from core.commands import MATCH, ChatCommand, CommandInput, Takes, command_named, image_ref
-from core.conversation import Chat, Reply
+from core.chat import (
+    FORGET_PREFIX,
+    LIKE_PREFIX,
+    MATCH,
+    NEXT_PREFIX,
+    NOT_PREFIX,
+    TOP_PREFIX,
+    Chat,
+    ChatCommand,
+    ChatService,
+    CommandInput,
+    Reply,
+    Takes,
+    command_named,
+    image_ref,
+)
 from core.errors import InputError
-from core.groups import FORGET_PREFIX
-from core.images import refusal_before_download
-from core.service import LIKE_PREFIX, NEXT_PREFIX, NOT_PREFIX, TOP_PREFIX, ChatService
+from core.media import refusal_before_download
 
 log = logging.getLogger(__name__)
 Ctx = ContextTypes.DEFAULT_TYPE

@@ -17,8 +17,7 @@ from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
 from adapters.telegram.messages import CAPTION_LIMIT, PLATFORM, trimmed
-from core.conversation import User
-from core.service import ChatService
+from core.chat import ChatService, User
 from core.text import clean_text, shorten
 
 log = logging.getLogger(__name__)

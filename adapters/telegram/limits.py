@@ -12,7 +12,7 @@ from telegram.error import NetworkError
 from telegram.ext import AIORateLimiter
 
 from adapters.telegram.messages import refused_file
-from core.ratelimit import SlidingWindow
+from core.chat import SlidingWindow
 
 # Telegram counts a group's messages on arrival; a little slack keeps our window from racing it.
 GROUP_PERIOD_S = 61.0

@@ -12,8 +12,7 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputFile,
 from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import BadRequest, NetworkError
 
-from core.conversation import Chat, Context, Reply, User
-from core.threads import ResultRef, result_ref
+from core.chat import Chat, Context, Reply, ResultRef, User, result_ref
 
 log = logging.getLogger(__name__)
 PLATFORM = "telegram"

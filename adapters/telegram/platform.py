@@ -23,9 +23,8 @@ from adapters.telegram.inline import InlineSearch
 from adapters.telegram.limits import GROUP_PERIOD_S, ChatSendLimiter
 from adapters.telegram.messages import PLATFORM
 from adapters.telegram.webhook import WebhookConfig
-from core.commands import commands_for
+from core.chat import ChatService, commands_for
 from core.errors import ConfigError
-from core.service import ChatService
 
 log = logging.getLogger(__name__)
 # The bot, context and data types vary with the builder's options (a rate limiter changes the bot's).

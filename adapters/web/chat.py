@@ -21,11 +21,21 @@ from adapters.web.files import PictureFiles
 from adapters.web.markup import escape_html
 from adapters.web.session import NOTHING_TO_REFINE, PLATFORM, REFINE_HINT, Access, Visitor, photo_command_hint
 from adapters.web.uploads import UploadLedger
-from core.commands import CATALOGUE, MATCH, REFINE, ChatCommand, CommandInput, Takes, command_named, image_ref
-from core.conversation import Photo, Reply
-from core.images import read_image_bytes
-from core.query import QuerySyntaxError, parse_refinement
-from core.service import ChatService
+from core.chat import (
+    CATALOGUE,
+    MATCH,
+    REFINE,
+    ChatCommand,
+    ChatService,
+    CommandInput,
+    Photo,
+    Reply,
+    Takes,
+    command_named,
+    image_ref,
+)
+from core.media import read_image_bytes
+from core.search import QuerySyntaxError, parse_refinement
 
 log = logging.getLogger(__name__)
 _FIND = next(c for c in CATALOGUE if c.name == "find")

@@ -17,7 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from core.errors import ImageError
-from core.images import decode_image
+from core.media import decode_image
 
 THUMB_SIDE = 320
 MAX_AGE_S = 24 * 3600  # result cards older than this are removed when the next are written

@@ -17,14 +17,13 @@ from adapters.web.files import PictureFiles
 from adapters.web.markup import escape_markdown
 from adapters.web.session import WEB_CHAT, WEB_COLLECTION, Access, Visitor
 from adapters.web.uploads import UploadLedger
-from core.colors import COLOR_FAMILIES
-from core.engine import Engine
+from core.chat import ChatService
 from core.errors import BusyError, ClipbotError, NotFoundError
 from core.galleries import GLOBAL_COLLECTION
-from core.images import read_image_bytes
+from core.gallery import Engine
+from core.media import COLOR_FAMILIES, read_image_bytes
 from core.records import ImageRecord
 from core.search import matches_words, query_words
-from core.service import ChatService
 from core.text import clean_text, plural, shorten
 
 PAGE_SIZE = 50

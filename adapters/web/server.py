@@ -26,8 +26,8 @@ from adapters.web.session import PLATFORM, Access
 from adapters.web.sessions import Network, SessionStore
 from adapters.web.uploads import UploadLedger
 from adapters.web.users import WebUsers
+from core.chat import ChatService
 from core.errors import ConfigError
-from core.service import ChatService
 
 if TYPE_CHECKING:
     import uvicorn

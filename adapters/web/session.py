@@ -10,10 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.web.sessions import Identity
-from core.commands import ChatCommand, Takes
-from core.conversation import Button, Chat, Context, User
+from core.chat import Button, Chat, ChatCommand, Context, ResultRef, Takes, User, result_ref
 from core.galleries import GLOBAL_COLLECTION
-from core.threads import ResultRef, result_ref
 
 PLATFORM = "web"
 WEB_COLLECTION = "web"

@@ -7,8 +7,9 @@ from urllib.parse import unquote, urlparse
 
 from core.errors import ConfigError
 from core.storage.base import GalleryStorage, Neighbours, StateUpdate
+from core.storage.migrate import copy_gallery
 
-__all__ = ["GalleryStorage", "Neighbours", "StateUpdate", "gallery_for"]
+__all__ = ["GalleryStorage", "Neighbours", "StateUpdate", "copy_gallery", "gallery_for"]
 SETTING = "CLIPBOT_DATABASE_URL"
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.records import ImageRecord, NewImage
-from core.state import StateUpdate
+from core.storage.state import StateUpdate
 
 __all__ = ["GalleryStorage", "Neighbours", "Sighting", "StateUpdate"]
 _INT64 = 1 << 63
@@ -38,7 +38,7 @@ class Neighbours:
 
 @dataclass(frozen=True)
 class Sighting:
-    """The fingerprint of one image posted in a watched chat (repost alerts, core.reposts): its
+    """The fingerprint of one image posted in a watched chat (repost alerts, core.chat.reposts): its
     vector and perceptual hash, who posted it where and when. The image itself is not kept."""
 
     chat: str  # the chat's collection name, e.g. "telegram:-100123"
@@ -220,7 +220,7 @@ class GalleryStorage(ABC):
     async def purge_state(self) -> int:
         """Delete expired values; returns how many."""
 
-    # -- repost fingerprints (core.reposts) -------------------------------------------------------
+    # -- repost fingerprints (core.chat.reposts) -------------------------------------------------------
 
     @abstractmethod
     async def add_sighting(self, sighting: Sighting) -> None:

@@ -67,7 +67,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX state_by_expiry ON state(expires_at) WHERE expires_at IS NOT NULL;
     """,
-    # 2 (SQLite's 5): fingerprints of images posted in chats that watch for reposts (core.reposts);
+    # 2 (SQLite's 5): fingerprints of images posted in chats that watch for reposts (core.chat.reposts);
     # no image is kept. The 64-bit perceptual hash as a signed bigint; the vector as in embeddings.
     """
     CREATE TABLE sightings (

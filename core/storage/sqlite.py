@@ -1,6 +1,6 @@
 """The embedded backend: one SQLite file, plus an in-memory vector index per model kept in step.
 
-The index is a numpy matrix per collection (core.vector_index), built from the database on the
+The index is a numpy matrix per collection (core.storage.vector_index), built from the database on the
 first search. Other processes may write to the same file (`clipbot index` while the bot runs):
 SQLite's ``data_version`` tells when, and the index is rebuilt before the next search. Only one
 *bot* process may serve a gallery (``exclusive``): two would each answer from their own memory.
@@ -23,7 +23,7 @@ from core.storage.base import GalleryStorage, Neighbours
 from core.storage.sqlite_rows import DB_FILENAME
 from core.storage.sqlite_schema import SCHEMA_VERSION
 from core.storage.sqlite_sightings import SqliteSightings
-from core.vector_index import VectorIndex, index_device, top_k_order
+from core.storage.vector_index import VectorIndex, index_device, top_k_order
 
 __all__ = ["DB_FILENAME", "SCHEMA_VERSION", "SqliteGallery"]
 LOCK_FILENAME = "clipbot.run.lock"

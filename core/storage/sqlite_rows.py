@@ -19,9 +19,9 @@ import numpy as np
 
 from core.errors import NotFoundError, StoreError
 from core.records import ImageRecord, NewImage, blob_to_vector, search_text, vector_to_blob
-from core.state import StateUpdate
+from core.storage.state import StateUpdate
 from core.storage.sqlite_schema import IMAGE_COLUMNS, MIGRATIONS, SCHEMA_VERSION
-from core.storage_faults import storage_fault
+from core.storage.faults import storage_fault
 
 DB_FILENAME = "clipbot.db"
 

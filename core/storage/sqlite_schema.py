@@ -57,7 +57,7 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX state_by_expiry ON state(expires_at);
     """,
-    # 5: fingerprints of images posted in chats that watch for reposts (core.reposts); no image is kept.
+    # 5: fingerprints of images posted in chats that watch for reposts (core.chat.reposts); no image is kept.
     # The 64-bit perceptual hash as a signed integer; the vector as float32 bytes, as in embeddings.
     """
     CREATE TABLE sightings (

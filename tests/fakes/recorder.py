@@ -18,7 +18,7 @@ import numpy as np
 from aiohttp import web
 from PIL import Image
 
-from core.encoders import ClipEncoder, ImageTextEncoder
+from core.models.clip import ClipEncoder, ImageTextEncoder
 
 
 class RecordingEncoder(ImageTextEncoder):

@@ -1,0 +1,396 @@
+"""The chat service every platform adapter calls: match, find, add, delete, list, stats, help."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from core.chat.catalogue import DELETE_USAGE, ChatCommand
+from core.chat.config import ServiceConfig
+from core.chat.context import Chat, CommandInput, Context, Photo, Reply, User, photo_bytes
+from core.chat.groups import FORGET_PREFIX, GroupFeatures, InlineHit
+from core.chat.ratelimit import RateLimiter
+from core.chat.reposts import RepostWatcher
+from core.chat.results import Dialogue
+from core.chat.styles import help_text, style_of
+from core.chat.switches import ChatSettings, ChatSettingsStore
+from core.chat.texts import added_text, empty_gallery_text, expired_text, label_or_id, list_text
+from core.chat.threads import (
+    LIKE_PREFIX,
+    NEXT_PREFIX,
+    NOT_PREFIX,
+    TOP_PREFIX,
+    ResultRef,
+    Threads,
+    result_ref,
+)
+from core.errors import BusyError, ClipbotError, NotFoundError, PermissionDeniedError
+from core.galleries import GLOBAL_COLLECTION
+from core.gallery.engine import Engine
+from core.records import ImageRecord
+from core.render.visuals import colors_text, palette_png, scores_png
+from core.search.query import FIND_USAGE
+from core.search.searcher import QueryPlan
+from core.text import plural
+
+__all__ = ["LIKE_PREFIX", "NEXT_PREFIX", "NOT_PREFIX", "TOP_PREFIX", "ChatService", "ServiceConfig"]
+log = logging.getLogger(__name__)
+
+
+class ChatService:
+    """Turns chat requests into engine calls and engine results into :class:`Reply` objects.
+
+    Every method returns a reply, or ``None`` where the bot should stay silent (a user who was
+    already told to slow down). Errors users can act on become replies; others propagate to
+    the adapter's central error handler.
+    """
+
+    def __init__(self, engine: Engine, *, config: ServiceConfig | None = None,
+                 limiter: RateLimiter | None = None, threads: Threads | None = None) -> None:
+        self.engine = engine
+        self.config = config or ServiceConfig()
+        self.limiter = limiter or RateLimiter(10)
+        self.threads = threads or Threads(ttl_seconds=self.config.threads.ttl_s)
+        self.calibrator = engine.calibrator(self.config.calibration, fallback_image=self.config.weak_image_score,
+                                            fallback_text=self.config.weak_text_score)
+        self.dialogue = Dialogue(engine, threads=self.threads, config=self.config.threads,
+                                 calibrator=self.calibrator, top_k=self.config.top_k)
+        settings = ChatSettingsStore(engine.state)
+        self.groups = GroupFeatures(engine, store=engine.state, threads=self.threads, settings=settings,
+                                    retention_days=self.config.repost_retention_days)
+
+        async def is_watched(chat: str) -> bool:
+            return (await settings.get(chat)).watch
+
+        self.watcher = RepostWatcher(
+            engine, threshold=self.config.repost_threshold, hash_distance=self.config.repost_hash_distance,
+            retention_s=self.config.repost_retention_days * 86400, alert_interval_s=self.config.repost_alert_seconds,
+            is_watched=is_watched,
+        )
+        engine.on_close(self.watcher.aclose)
+
+    # -- requests -------------------------------------------------------------------------------
+
+    async def match(self, ctx: Context, image: Photo) -> Reply | None:
+        """Reply with the closest image of the chat's gallery (plus ``global``) to ``image``."""
+        async def work() -> Reply:
+            # A video or animation is searched frame by frame; its best frame is what feedback moves.
+            results, vector = await self.engine.match_media(await photo_bytes(image), collections=ctx.chat.searchable,
+                                                            k=self.config.top_k)
+            plan = QueryPlan(vector, title="photo", kind="image")
+            return await self.dialogue.first(ctx, results, query="photo", plan=plan, kind="image")
+
+        return await self._guarded(ctx, work)
+
+    async def find(self, ctx: Context, text: str) -> Reply | None:
+        """Reply with the best images for a query (``cat + beach -dog "red hat" #12 color:red``):
+        label and description words first, then CLIP's meaning."""
+        query = text.strip()
+        if not query:
+            return Reply(f"Tell me what to look for, for example: /find red car\n{FIND_USAGE}", kind="error")
+
+        async def work() -> Reply:
+            plan = await self.engine.plan_query(query, collections=ctx.chat.searchable,
+                                                weight=self.config.threads.refine_text_weight)
+            results = await self.engine.search_plan(plan, collections=ctx.chat.searchable, k=self.config.top_k)
+            if not results and plan.families:
+                return Reply("No image here has those colours among its dominant ones.")
+            if not results and plan.phrases:
+                quoted = ", ".join(f"\u201c{p}\u201d" for p in plan.phrases)
+                return Reply(f"No image here has {quoted} in its label or description.")
+            return await self.dialogue.first(ctx, results, query=query, plan=plan, kind=plan.kind)
+
+        return await self._guarded(ctx, work)
+
+    async def similar(self, ctx: Context, image_id: int) -> Reply | None:
+        """Images like gallery image ``image_id`` (``/match #12``), if this chat can see it."""
+        return await self._guarded(ctx, lambda: self.dialogue.similar(ctx, image_id))
+
+    async def similar_to_result(self, ctx: Context, ref: ResultRef | None) -> Reply | None:
+        """``/similar`` replied to one of the bot's results: images like the one it shows."""
+        if ref is None:
+            return Reply(style_of(ctx).not_a_result(), kind="error")
+        return await self._guarded(ctx, lambda: self.dialogue.similar(ctx, ref.image_id, ref=ref))
+
+    async def refine(self, ctx: Context, ref: ResultRef | None, text: str) -> Reply | None:
+        """Words replied to a result: search again for its image combined with them."""
+        if ref is not None and not text.strip():
+            return Reply(style_of(ctx).refine_usage())
+        return await self._guarded(ctx, lambda: self.dialogue.refine(ctx, ref, text))
+
+    async def press(self, ctx: Context, data: str) -> Reply | None:
+        """A result's button: the next match (``replaces`` the message), the top-N card, or
+        "More like this" / "Not this" (a new result, from the thread moved by the feedback)."""
+        if data.startswith(FORGET_PREFIX):
+            return await self.groups.forget_confirmed(ctx, data)
+        if data.startswith(NEXT_PREFIX):
+            return await self.dialogue.page(ctx, data)
+        if data.startswith(TOP_PREFIX):
+            return await self.dialogue.collage(ctx, data)
+        ref = result_ref([data])
+        if ref is None:
+            return Reply(expired_text(style_of(ctx)), kind="error")
+        return await self._guarded(ctx, lambda: self.dialogue.feedback(ctx, ref, liked=data.startswith(LIKE_PREFIX)))
+
+    async def describe(self, ctx: Context, image: Photo) -> Reply | None:
+        """BLIP's caption of a photo."""
+        async def work() -> Reply:
+            caption = await self.engine.describe(await photo_bytes(image))
+            return Reply(caption or "I can't put this picture into words.")
+
+        return await self._guarded(ctx, work)
+
+    async def colors(self, ctx: Context, image: Photo) -> Reply | None:
+        """A photo's dominant colours as a list and a palette strip."""
+        async def work() -> Reply:
+            colors = await self.engine.colors(await photo_bytes(image))
+            png = await self.engine.blocking(palette_png, colors)
+            return Reply("Dominant colours:\n" + colors_text(colors), image=png, image_name="palette.png")
+
+        return await self._guarded(ctx, work)
+
+    async def scores(self, ctx: Context, image: Photo) -> Reply | None:
+        """How a photo scores against every image this chat can see, as a bar chart."""
+        async def work() -> Reply:
+            results = await self.engine.scores(await photo_bytes(image), collections=ctx.chat.searchable)
+            if not results:
+                return Reply(empty_gallery_text(style_of(ctx)))
+            title = f"Scores against {plural(len(results), 'image')}"
+            png = await self.engine.blocking(lambda: scores_png(results, title=title))
+            best = "\n".join(f"{r.score:.2f}  {label_or_id(r.label, r.id)}" for r in results[:3])
+            return Reply(f"Scores against {plural(len(results), 'image')}, best first:\n{best}", image=png,
+                         image_name="scores.png")
+
+        return await self._guarded(ctx, work)
+
+    async def add(self, ctx: Context, image: Photo, label: str, description: str = "") -> Reply | None:
+        """Add a photo to the chat's gallery (same photo again: label and description updated)."""
+        if not label.strip():
+            return Reply(f"Give the photo a label. {style_of(ctx).how_to_add()}", kind="error")
+
+        async def work() -> Reply:
+            if self.config.add_requires_admin and not await self._is_admin(ctx):
+                raise PermissionDeniedError("Only admins can add images in this chat.")
+            # The label is checked before the photo is fetched: a refused one costs no download.
+            self.engine.text_limits.label(label)
+            self.engine.text_limits.description(description)
+            result = await self.engine.add_image(
+                await photo_bytes(image), collection=ctx.chat.collection, label=label.strip(),
+                description=description.strip(), added_by=ctx.user.key,
+                caption_limit_s=self.config.add_caption_seconds,
+            )
+            verb = "Added" if result.status == "added" else "Updated"
+            return Reply(added_text(result.record, verb), kind="info", result_id=result.record.id)
+
+        return await self._guarded(ctx, work)
+
+    async def delete(self, ctx: Context, image_id: int) -> Reply | None:
+        """Delete an image: its author, the chat's admins or bot admins only."""
+        async def work() -> Reply:
+            try:
+                record: ImageRecord | None = await self.engine.get_image(image_id)
+            except NotFoundError:
+                record = None
+            if record is None or record.collection not in ctx.chat.searchable:
+                # The same words for another chat's image as for none at all: no id of another gallery leaks.
+                raise NotFoundError(f"There is no image #{image_id} in this chat.")
+            if record.collection == GLOBAL_COLLECTION:
+                allowed = self._is_bot_admin(ctx)
+            else:
+                allowed = record.added_by == ctx.user.key or await self._is_admin(ctx)
+            if not allowed:
+                raise PermissionDeniedError(
+                    "Only the person who added it, this chat's admins or the bot's admins can delete it."
+                )
+            await self.engine.remove(image_id)
+            return Reply(f"Deleted #{image_id} \u201c{label_or_id(record.label, image_id)}\u201d.", kind="info",
+                         result_id=image_id)
+
+        return await self._guarded(ctx, work)
+
+    async def list(self, ctx: Context) -> Reply | None:
+        """The newest images of the chat's gallery."""
+        async def work() -> Reply:
+            records = await self.engine.list_images(ctx.chat.collection)
+            if not records:
+                return Reply(empty_gallery_text(style_of(ctx)))
+            return Reply(list_text(records[-self.config.list_limit:][::-1], len(records)))
+
+        return await self._guarded(ctx, work)
+
+    async def stats(self, ctx: Context) -> Reply | None:
+        async def work() -> Reply:
+            counts = await self.engine.collection_counts()
+            mine, shared = counts.get(ctx.chat.collection, 0), counts.get(GLOBAL_COLLECTION, 0)
+            text = (f"This chat's gallery: {plural(mine, 'image')}.\nShared gallery: {plural(shared, 'image')}.\n"
+                    f"Searches here look through {plural(mine + shared, 'image')}.")
+            if mine + shared:
+                await self.engine.ready()
+                thresholds = await self.calibrator.thresholds(ctx.chat.searchable)
+                text += "\n" + thresholds.describe()
+            return Reply(text)
+
+        return await self._guarded(ctx, work)
+
+    async def move_chat(self, old: Chat, new: Chat) -> int:
+        """A chat got a new id (a Telegram group upgraded to a supergroup): its gallery moves along."""
+        moved = await self.engine.move_collection(old.collection, new.collection)
+        if moved:
+            log.warning("moved %d image(s) from %s to %s", moved, old.collection, new.collection)
+        return moved
+
+    # -- group features (core.chat.groups) ------------------------------------------------------------
+
+    async def watch(self, ctx: Context, arg: str) -> Reply | None:
+        """``/watch on|off``: repost alerts in this chat (admins switch them)."""
+        return await self._guarded(ctx, lambda: self._as_admin(ctx, self.groups.watch, arg))
+
+    async def inline(self, ctx: Context, arg: str) -> Reply | None:
+        """``/inline on|off``: this chat's gallery in its members' inline searches."""
+        return await self._guarded(ctx, lambda: self._as_admin(ctx, self.groups.inline, arg))
+
+    async def results(self, ctx: Context, arg: str) -> Reply | None:
+        """``/results here|private``: where this chat's results go."""
+        return await self._guarded(ctx, lambda: self._as_admin(ctx, self.groups.results, arg))
+
+    async def forget(self, ctx: Context, who: str = "") -> Reply | None:
+        """``/forget``: after a confirmation button, everything the asker (or, for admins, the user
+        ``who`` names) contributed in this chat is removed."""
+        number = "".join(ch for ch in who if ch.isdigit())
+        if who.strip() and not number:
+            return Reply("Usage: /forget (you), or /forget <user id> for an admin removing someone who left.",
+                         kind="error")
+        target = User(ctx.user.platform, number) if number and number != ctx.user.id else None
+        return await self._guarded(ctx, lambda: self._as_admin(ctx, self.groups.forget, target))
+
+    async def chat_settings(self, ctx: Context) -> ChatSettings:
+        """This chat's switches (where results go, whether to watch for reposts)."""
+        return await self.groups.chat_settings(ctx)
+
+    async def remember_file(self, platform: str, image_id: int, file_id: str) -> None:
+        """A platform's id for a picture it now holds (a sent result), offered by inline search."""
+        await self.groups.remember_file(platform, image_id, file_id)
+
+    async def inline_search(self, user: User, query: str, *, member_of: Sequence[str]) -> Sequence[InlineHit]:
+        """Inline results for ``user``: ``global`` plus the chats in ``member_of`` that allow it."""
+        collections = await self.groups.inline_collections(member_of)
+        try:
+            return await self.groups.inline_search(user, query, collections)
+        except ClipbotError as exc:  # a malformed query: no results rather than an error pop-up
+            log.debug("inline query %r: %s", query, exc)
+            return []
+
+    async def observe(self, ctx: Context, image: Photo, *, message_id: str, link: str | None,
+                      alert: Callable[[str], Awaitable[None]]) -> None:
+        """An image posted in a group. With repost alerts on there, it is fingerprinted at low
+        priority, after the replies under way, and ``alert`` is called with "Seen before: posted by
+        Ann on 3 May" when it was posted there before. With them off nothing at all is recorded."""
+        if ctx.chat.private or not (await self.groups.chat_settings(ctx)).watch:
+            return
+        self.watcher.submit(ctx.chat.collection, image, message_id=message_id, author=ctx.user.key,
+                            author_name=ctx.user.name, link=link, on_alert=alert)
+
+    async def seen(self, ctx: Context) -> None:
+        """Someone wrote in a group: remembered for their inline search where the chat allows it.
+        Nothing is recorded for a chat with inline search off."""
+        if not ctx.chat.private and (await self.groups.chat_settings(ctx)).inline:
+            await self.groups.settings.saw_member(ctx.user.key, ctx.chat.collection)
+
+    async def inline_candidates(self, user: User) -> Sequence[str]:
+        """Chats with inline search on where ``user`` was seen; the adapter checks membership."""
+        return await self.groups.member_chats(user)
+
+    async def _as_admin(self, ctx: Context, fn: Callable[..., Awaitable[Reply]], arg: object) -> Reply:
+        return await fn(ctx, arg, is_admin=await self._is_admin(ctx))
+
+    def help(self, ctx: Context) -> Reply:
+        """Every command, written the way the asking front end writes them."""
+        return Reply(help_text(style_of(ctx), private=ctx.chat.private))
+
+    # -- the catalogue's commands, each a method of the service that runs it (as discord.py's Cogs) ----
+
+    async def execute(self, command: ChatCommand, ctx: Context, args: CommandInput) -> Reply | None:
+        """Run a catalogue command with the arguments its front end parsed: ``command_<name>``."""
+        run: Callable[[Context, CommandInput], Awaitable[Reply | None]] = getattr(self, f"command_{command.name}")
+        return await run(ctx, args)
+
+    async def command_find(self, ctx: Context, a: CommandInput) -> Reply | None:
+        return await self.find(ctx, a.words)
+
+    async def command_match(self, ctx: Context, a: CommandInput) -> Reply | None:
+        return await (self.similar(ctx, a.image_id) if a.image_id is not None else self.match(ctx, a.require_photo()))
+
+    async def command_similar(self, ctx: Context, a: CommandInput) -> Reply | None:
+        if a.image_id is not None:
+            return await self.similar(ctx, a.image_id)
+        return await self.similar_to_result(ctx, a.result)
+
+    async def command_refine(self, ctx: Context, a: CommandInput) -> Reply | None:
+        return await self.refine(ctx, a.result, a.words)
+
+    async def command_add(self, ctx: Context, a: CommandInput) -> Reply | None:
+        return await self.add(ctx, a.require_photo(), a.label, a.description)
+
+    async def command_describe(self, ctx: Context, a: CommandInput) -> Reply | None:
+        return await self.describe(ctx, a.require_photo())
+
+    async def command_colors(self, ctx: Context, a: CommandInput) -> Reply | None:
+        return await self.colors(ctx, a.require_photo())
+
+    async def command_scores(self, ctx: Context, a: CommandInput) -> Reply | None:
+        return await self.scores(ctx, a.require_photo())
+
+    async def command_delete(self, ctx: Context, a: CommandInput) -> Reply | None:
+        return await self.delete(ctx, a.image_id) if a.image_id is not None else Reply(DELETE_USAGE, kind="error")
+
+    async def command_list(self, ctx: Context, a: CommandInput) -> Reply | None:
+        return await self.list(ctx)
+
+    async def command_stats(self, ctx: Context, a: CommandInput) -> Reply | None:
+        return await self.stats(ctx)
+
+    async def command_watch(self, ctx: Context, a: CommandInput) -> Reply | None:
+        return await self.watch(ctx, a.words)
+
+    async def command_inline(self, ctx: Context, a: CommandInput) -> Reply | None:
+        return await self.inline(ctx, a.words)
+
+    async def command_results(self, ctx: Context, a: CommandInput) -> Reply | None:
+        return await self.results(ctx, a.words)
+
+    async def command_forget(self, ctx: Context, a: CommandInput) -> Reply | None:
+        return await self.forget(ctx, a.words)
+
+    async def command_help(self, ctx: Context, a: CommandInput) -> Reply | None:
+        return self.help(ctx)
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    async def _guarded(self, ctx: Context, work: Callable[[], Awaitable[Reply]]) -> Reply | None:
+        decision = await self.limiter.check(ctx.limit_key)
+        if not decision.allowed:
+            if not decision.notify:
+                return None
+            return Reply(
+                f"You're sending requests faster than I can take them; try again in "
+                f"{max(1, round(decision.retry_after))} s.", kind="rate_limited",
+            )
+        try:
+            return await work()
+        except BusyError as exc:
+            return Reply(str(exc), kind="busy")
+        except ClipbotError as exc:
+            return Reply(str(exc), kind="error")
+
+    def _is_bot_admin(self, ctx: Context) -> bool:
+        return ctx.user.key in self.config.admin_ids or ctx.user.id in self.config.admin_ids
+
+    async def _is_admin(self, ctx: Context) -> bool:
+        if self._is_bot_admin(ctx):
+            return True
+        try:
+            return bool(await ctx.is_chat_admin())
+        except Exception:
+            log.warning("could not determine admin status of %s in %s", ctx.user.key, ctx.chat.collection,
+                        exc_info=True)
+            return False
