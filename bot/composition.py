@@ -132,9 +132,9 @@ def _engine(settings: Settings, runner: Encoding, captioner: Captioner | Literal
         video_limits=VideoLimits(frames=settings.video_frames, max_bytes=settings.video_max_bytes,
                                  max_seconds=settings.video_max_seconds,
                                  decode_seconds=settings.video_decode_seconds),
+        # Every process's sweep (a bot's, `clipbot index`'s) purges repost records at the configured age.
+        sighting_retention_s=settings.repost_retention_days * 86400,
     )
-    # Every process's sweep (a bot's, `clipbot index`'s) purges repost records at the configured age.
-    engine.sighting_retention_s = settings.repost_retention_days * 86400
     return engine
 
 

@@ -135,15 +135,23 @@ async def test_sightings_expire_after_the_retention_and_purge_removes_them(
     assert await watcher.purge() == 0
 
 
-async def test_the_sweep_purges_sightings_past_the_watchers_retention(engine: Engine, photos: dict[str, Path]) -> None:
+async def test_the_sweep_purges_sightings_past_the_retention(engine: Engine, photos: dict[str, Path],
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """The engine is built with the retention (bot.composition passes CLIPBOT_REPOST_RETENTION_DAYS to
+    both); the watcher never sets it, and says so when it would look back further than the sweep keeps."""
     data = photos["retina"].read_bytes()
-    old = RepostWatcher(engine, retention_s=30 * DAY, clock=lambda: datetime.now(timezone.utc).timestamp() - 31 * DAY)
-    assert engine.sighting_retention_s == 30 * DAY  # the watcher's retention is the sweep's
+    days = engine.sighting_retention_s / DAY
+    assert days == 90  # the engine's default, as the setting's
+    old = RepostWatcher(engine, retention_s=engine.sighting_retention_s,
+                        clock=lambda: datetime.now(timezone.utc).timestamp() - (days + 1) * DAY)
     await post(old, data, "1")
-    recent = RepostWatcher(engine, retention_s=30 * DAY, clock=lambda: datetime.now(timezone.utc).timestamp() - DAY)
+    recent = RepostWatcher(engine, clock=lambda: datetime.now(timezone.utc).timestamp() - DAY)
     await post(recent, data, "2")
     await engine.sweep()
     assert [s.message_id for s in await engine.sightings(CHAT, since=0)] == ["2"]
+    with caplog.at_level(logging.WARNING, logger="core.chat.reposts"):
+        RepostWatcher(engine, retention_s=(days + 10) * DAY)
+    assert engine.sighting_retention_s == 90 * DAY and "keeps fingerprints 90 days" in caplog.text
 
 
 async def test_alerts_are_rate_limited_per_chat(engine: Engine, photos: dict[str, Path],

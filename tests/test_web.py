@@ -207,7 +207,7 @@ async def test_adding_needs_a_signed_in_user(chat: WebConversation, gallery: Eng
 
 async def test_gallery_pages_filters_adds_edits_and_deletes(service: ChatService, gallery: Engine, tmp_path: Path,
                                                             photos: dict[str, Path]) -> None:
-    view = GalleryView(gallery, service, USERS, PictureFiles(tmp_path / "pictures"), page_size=3)
+    view = GalleryView(service, USERS, PictureFiles(tmp_path / "pictures"), page_size=3)
     first = await view.page()
     assert (first.total, first.pages, len(first.items)) == (4, 2, 3) and "Page 1 of 2" in first.summary
     assert all(Path(thumb).is_file() for thumb, _ in first.items)

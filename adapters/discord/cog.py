@@ -119,7 +119,7 @@ class ClipbotCog(commands.Cog):
         self.bot = bot
         self.service = service
         self.max_file_bytes = max_file_bytes
-        self.video_max_bytes = service.engine.video_limits.max_bytes  # a video's own limit, when smaller
+        self.video_max_bytes = service.video_max_bytes  # a video's own limit, when smaller
         self.in_flight = in_flight  # drained by DiscordPlatform.stop before the connection closes
 
     async def cog_load(self) -> None:

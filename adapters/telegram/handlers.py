@@ -232,7 +232,7 @@ class TelegramHandlers:
 
     def _refusal(self, att: Attachment) -> str | None:
         return refusal_before_download(att.mime_type, att.file_size, self.max_file_bytes,
-                                       video_max_bytes=self.service.engine.video_limits.max_bytes)
+                                       video_max_bytes=self.service.video_max_bytes)
 
     async def _execute(self, update: Update, context: Ctx, command: ChatCommand, args: CommandInput) -> None:
         ctx = context_of(update, context.bot)

@@ -149,7 +149,7 @@ class WebConversation:
 
     def _photo(self, path: Path) -> Photo:
         """The uploaded file, read only once the rate limit let the request through."""
-        max_bytes = self.service.engine.max_bytes
+        max_bytes = self.service.image_max_bytes
 
         async def read() -> bytes:
             return await asyncio.to_thread(read_image_bytes, path, max_bytes=max_bytes)
@@ -160,7 +160,7 @@ class WebConversation:
         """A reply as a chat message: its picture inline, its text, its buttons as options."""
         content: list[Any] = []
         if reply.image is not None:
-            path = await self.service.engine.blocking(self.pictures.write, reply.image, reply.image_name or "card.png")
+            path = await self.service.off_loop(self.pictures.write, reply.image, reply.image_name or "card.png")
             # A fixed alt text: no attribute of the page is ever made from a label.
             content.append({"path": path, "alt_text": "The matching picture" if reply.kind == "result" else "Picture"})
         content.append(escape_html(reply.text))

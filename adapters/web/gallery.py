@@ -1,8 +1,8 @@
 """The Gallery tab: browse the web and shared galleries as thumbnails, filter, add, edit, delete.
 
-Adding goes through the engine's image intake like every other front end (the same decoding,
-limits and errors, nothing stored on failure); deleting through the chat service, so its rules
-are the chat platforms'. Nothing here imports Gradio.
+Everything goes through the chat service's gallery side (:class:`core.chat.GalleryDesk`): adding
+takes the same decoding, limits and errors as every front end (nothing stored on failure), and
+relabelling and deleting follow the chat platforms' rules. Nothing here imports Gradio.
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ from pathlib import Path
 
 from adapters.web.files import PictureFiles
 from adapters.web.markup import escape_markdown
-from adapters.web.session import WEB_CHAT, WEB_COLLECTION, Access, Visitor
+from adapters.web.session import PLATFORM, WEB_CHAT, Access, Visitor
 from adapters.web.uploads import UploadLedger
-from core.chat import ChatService
-from core.errors import BusyError, ClipbotError, NotFoundError
+from core.chat import ChatService, Context, User
+from core.errors import BusyError, ClipbotError
 from core.galleries import GLOBAL_COLLECTION
-from core.gallery import Engine
 from core.media import COLOR_FAMILIES, read_image_bytes
 from core.records import ImageRecord
 from core.search import matches_words, query_words
@@ -30,6 +29,7 @@ PAGE_SIZE = 50
 ANY_COLOR = "any colour"
 COLOR_CHOICES = (ANY_COLOR, *COLOR_FAMILIES)
 Progress = Callable[[int, int, str], None]
+PAGE = Context(WEB_CHAT, User(PLATFORM, "page", "page"))  # browsing the page's galleries: anyone may
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,6 @@ def matches(record: ImageRecord, words: list[str], color: str) -> bool:
 class GalleryView:
     """What the Gallery tab's buttons do; one per web app."""
 
-    engine: Engine
     service: ChatService
     access: Access
     pictures: PictureFiles
@@ -81,19 +80,16 @@ class GalleryView:
 
     async def records(self) -> list[ImageRecord]:
         """Every image the page shows (the web gallery and the shared one), newest first."""
-        web, shared = await asyncio.gather(self.engine.list_images(WEB_COLLECTION),
-                                           self.engine.list_images(GLOBAL_COLLECTION))
-        return sorted([*web, *shared], key=lambda r: r.id, reverse=True)
+        return await self.service.images_seen_by(PAGE)
 
     async def count(self) -> int:
-        counts = await self.engine.collection_counts()
-        return sum(counts.get(name, 0) for name in WEB_CHAT.searchable)
+        return await self.service.count_seen_by(PAGE)
 
     async def page(self, words: str = "", color: str = ANY_COLOR, page: int = 1) -> GalleryPage:
         """Page ``page`` of the images that match ``words`` (every one of them) and ``color``."""
         everything = await self.records()
         wanted = query_words(words)
-        found = await self.engine.blocking(lambda: [r for r in everything if matches(r, wanted, color)])
+        found = await self.service.filtered(everything, lambda r: matches(r, wanted, color))
         pages = max(1, math.ceil(len(found) / self.page_size))
         page = min(max(1, page), pages)
         shown = found[(page - 1) * self.page_size: page * self.page_size]
@@ -112,14 +108,11 @@ class GalleryView:
         return GalleryPage(items, ids, page, pages, len(found), summary)
 
     async def _thumbnail(self, record: ImageRecord) -> str | None:
-        return await self.engine.blocking(self.pictures.thumbnail, self.engine.path_of(record), record.sha256)
+        return await self.service.off_loop(self.pictures.thumbnail, self.service.picture_path(record), record.sha256)
 
     async def describe(self, image_id: int) -> ImageRecord:
         """An image of this page's galleries; any other is "no image", exactly as an id that does not exist."""
-        record = await self.engine.get_image(image_id)
-        if record.collection not in WEB_CHAT.searchable:
-            raise NotFoundError(f"There is no image #{image_id}.")
-        return record
+        return await self.service.image(PAGE, image_id)
 
     async def add(self, visitor: Visitor, files: Sequence[Path], label: str, description: str,
                   progress: Progress | None = None) -> str:
@@ -137,24 +130,21 @@ class GalleryView:
                     await asyncio.to_thread(self.uploads.discard, path)
             return refusal
         try:
-            self.engine.text_limits.label(label)
-            self.engine.text_limits.description(description)
+            self.service.check_texts(label, description)
         except ClipbotError as exc:
             return str(exc)
-        decision = await self.service.limiter.check(visitor.rate_key or visitor.user.key)
-        if not decision.allowed:
-            return f"Too many requests; try again in {max(1, round(decision.retry_after))} s."
+        ctx = visitor.context(self.access)
+        refused = await self.service.admit(ctx)  # the whole batch is one request
+        if refused is not None:
+            return refused.text
         added, updated, problems = 0, 0, []
         for n, path in enumerate(files):
             name = path.name
             if progress is not None:
                 progress(n, len(files), f"Adding {name}")
             try:
-                data = await asyncio.to_thread(read_image_bytes, path, max_bytes=self.engine.max_bytes)
-                result = await self.engine.add_image(
-                    data, collection=WEB_COLLECTION, label=label.strip() or Path(name).stem,
-                    description=description.strip(), added_by=visitor.user.key,
-                )
+                data = await asyncio.to_thread(read_image_bytes, path, max_bytes=self.service.image_max_bytes)
+                result = await self.service.add_to_gallery(ctx, data, label.strip() or Path(name).stem, description)
             except BusyError as exc:
                 problems.append(f"{name}: {exc}")
                 break
@@ -183,12 +173,9 @@ class GalleryView:
                                              image_id=image_id)
             if refusal:
                 return refusal
-            if not label.strip():
-                return "The label cannot be empty."
-            await self.engine.relabel(image_id, label=label.strip(), description=description.strip())
+            return await self.service.relabel(visitor.context(self.access), image_id, label, description)
         except ClipbotError as exc:
             return str(exc)
-        return f"Saved #{image_id}."
 
     async def delete(self, visitor: Visitor, image_id: int) -> str:
         """Delete through the chat service, whose rules the chat platforms follow too."""

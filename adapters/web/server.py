@@ -143,10 +143,9 @@ class WebPlatform:
         guard = WebGuard(app, sessions=sessions, uploads=uploads, proxies=self.limits.trusted_proxies,
                          max_file_bytes=min(self.max_file_bytes, self.limits.guest_upload_bytes_per_hour))
         SignIn(guard, self.users).add_routes(app)
-        engine = self.service.engine
         web = WebApp(
             conversation=WebConversation(self.service, self.access, pictures, uploads),
-            gallery=GalleryView(engine, self.service, self.access, pictures, uploads=uploads),
+            gallery=GalleryView(self.service, self.access, pictures, uploads=uploads),
             users=self.users, access=self.access, identify=guard.identify, uploads=uploads,
         )
         blocks = build_blocks(web)

@@ -57,7 +57,8 @@ AlertSender = Callable[[str], Awaitable[None]]
 class RepostEngine(Protocol):
     """What the watcher uses of :class:`core.gallery.engine.Engine` (which is one)."""
 
-    sighting_retention_s: float
+    @property
+    def sighting_retention_s(self) -> float: ...
 
     @property
     def model_id(self) -> str: ...
@@ -155,7 +156,9 @@ class RepostWatcher:
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
         self.dropped = 0  # checks dropped from a full queue: observable by tests and stats
-        engine.sighting_retention_s = retention_s  # the sweep purges what no check would look at
+        if engine.sighting_retention_s < retention_s:  # the sweep would purge what checks still look at
+            log.warning("repost checks look back %.0f days, but the gallery keeps fingerprints %.0f days",
+                        retention_s / 86400, engine.sighting_retention_s / 86400)
 
     # -- the check ----------------------------------------------------------------------------------
 

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from PIL import Image
 
-from core.errors import CaptionsOffError, InputError, ModelLoadError
+from core.errors import InputError, ModelLoadError
 from core.galleries import GLOBAL_COLLECTION
+from core.gallery.engine_captions import EngineCaptions
 from core.gallery.files import MediaStore
 from core.gallery.intake import AddResult, AddStatus, Intake
-from core.gallery.record_access import GalleryRecords, StorageInfo
+from core.gallery.record_access import SIGHTING_RETENTION_S, GalleryRecords, StorageInfo
 from core.media.colors import DominantColor, dominant_colors
 from core.media.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, decode_image
 from core.media.video import DecodedMedia, VideoLimits, decode_media, representative, still_of
@@ -45,7 +45,7 @@ DECODE_SIDE = 448
 T = TypeVar("T")
 
 
-class Engine(GalleryRecords):
+class Engine(GalleryRecords, EngineCaptions):
     """CLIP image search over a gallery (SQLite or PostgreSQL, see core.storage).
 
     Build it with collaborators (see ``bot.composition``), then ``await engine.start()``.
@@ -65,6 +65,7 @@ class Engine(GalleryRecords):
         color_count: int = 5,
         text_limits: TextLimits | None = None,
         video_limits: VideoLimits | None = None,
+        sighting_retention_s: float = SIGHTING_RETENTION_S,
     ) -> None:
         self._gallery = gallery
         self._media = media
@@ -72,6 +73,9 @@ class Engine(GalleryRecords):
         self.max_pixels = max_pixels
         self.max_bytes = max_bytes
         self.video_limits = video_limits or VideoLimits()
+        # How long repost fingerprints are kept: every process's sweep (a bot's, `clipbot index`'s)
+        # purges older ones; the repost watcher looks back no further.
+        self.sighting_retention_s = sighting_retention_s
         self._decode_workers = max(1, decode_workers)
         self._decode_pool: ThreadPoolExecutor | None = None  # made by start(): nothing runs before it
         self._search_ready = False
@@ -296,38 +300,6 @@ class Engine(GalleryRecords):
         """The image's dominant colours, largest share first."""
         image = (await self.decode(source)).image
         return await self.blocking(dominant_colors, image, self.color_count)
-
-    async def caption_images(self, images: Sequence[Image.Image]) -> list[str]:
-        """BLIP's captions of decoded images, on the inference thread (:class:`CaptionsOffError`
-        when captioning is off, :class:`ModelLoadError` when its model cannot load)."""
-        return await self._caption(images)
-
-    async def awaiting_captions(self, collection: str | None = None) -> list[ImageRecord]:
-        """The images a caption pass would caption: no caption yet and no description, oldest first."""
-        return await self._gallery.awaiting_captions(collection)
-
-    async def set_caption(self, image_id: int, caption: str) -> bool:
-        """Store the caption of an image still waiting for one (its description too, when empty)."""
-        return await self._gallery.set_caption(image_id, caption)
-
-    async def _caption(self, images: Sequence[Image.Image]) -> list[str]:
-        captioner = self.captioner
-        if captioner is None:
-            raise CaptionsOffError("Captions are turned off here (CLIPBOT_CAPTION_MODEL=none).")
-        return await self._runner.call(lambda: captioner.caption_images(images))
-
-    async def _captions_or_none(self, images: Sequence[Image.Image]) -> list[str | None]:
-        """Captions for new images, or None each when captioning is off or its model is unusable:
-        an image is still worth adding without one."""
-        if not images or self.captioner is None:
-            return [None] * len(images)
-        try:
-            return list(await self._caption(images))
-        except ModelLoadError as exc:
-            if not self._caption_failure_logged:
-                log.warning("adding images without captions: %s", exc)
-                self._caption_failure_logged = True
-            return [None] * len(images)
 
     # -- search (core.search.searcher) ------------------------------------------------------------------
 

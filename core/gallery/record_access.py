@@ -37,8 +37,8 @@ class GalleryRecords:
     _media: MediaStore
     _runner: Encoding
     text_limits: TextLimits
-    #: How long repost fingerprints are kept: the sweep purges older ones (core.chat.reposts sets it).
-    sighting_retention_s: float = SIGHTING_RETENTION_S
+    #: How long repost fingerprints are kept: the sweep purges older ones (set by the engine's constructor).
+    sighting_retention_s: float
 
     @property
     def model_id(self) -> str:
