@@ -1,4 +1,9 @@
-"""Where galleries live: the :class:`GalleryStorage` seam and the backend a database URL names."""
+"""Where galleries live: the :class:`GalleryStorage` seam and the backend a database URL names.
+
+The seam comes in parts (core.storage.base): :class:`ImageRecords`, :class:`ImageFiles` and
+:class:`ImageVectors` (the gallery), :class:`ConversationState` and :class:`RepostSightings`;
+a :class:`GalleryStorage` is all of them in one database.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,23 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from core.errors import ConfigError
-from core.storage.base import GalleryStorage, Neighbours, StateUpdate
+from core.storage.base import GalleryStorage, ImageFiles, ImageRecords, ImageVectors, Neighbours, StateUpdate
 from core.storage.migrate import copy_gallery
+from core.storage.sightings import RepostSightings
+from core.storage.state import ConversationState
 
-__all__ = ["GalleryStorage", "Neighbours", "StateUpdate", "copy_gallery", "gallery_for"]
+__all__ = [
+    "ConversationState",
+    "GalleryStorage",
+    "ImageFiles",
+    "ImageRecords",
+    "ImageVectors",
+    "Neighbours",
+    "RepostSightings",
+    "StateUpdate",
+    "copy_gallery",
+    "gallery_for",
+]
 SETTING = "CLIPBOT_DATABASE_URL"
 
 

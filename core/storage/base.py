@@ -1,24 +1,42 @@
-"""The storage seam: everything the engine needs from the place a gallery lives.
+"""The storage seam: everything the engine needs from the place a gallery lives, in small parts.
 
-Modelled on httpx's transport base class: one small abstract interface, several backends
-(``sqlite``: a file plus an in-memory vector index; ``postgres``: PostgreSQL with pgvector), and
-the engine as the only caller. Every write is one transaction; the vector search runs inside
-the backend, which keeps whatever index it has in step with its rows.
+Modelled on httpx's transport base class and aiogram's storage base: small abstract interfaces,
+several backends (``sqlite``: a file plus an in-memory vector index; ``postgres``: PostgreSQL with
+pgvector), and the engine as the only caller. A gallery's database holds three things, each its
+own base class so that a newcomer reads one at a time:
+
+* the gallery: :class:`ImageRecords` (the image rows), :class:`ImageFiles` (the files they point
+  at) and :class:`ImageVectors` (each model's vectors and the nearest-neighbour search over them);
+* the conversation state: :class:`core.storage.state.ConversationState`;
+* the repost sightings: :class:`core.storage.sightings.RepostSightings`.
+
+:class:`GalleryStorage` is all of them in one database, opened and closed as one: what each
+backend provides and what code outside core.storage names. Every write is one transaction; the
+vector search runs inside the backend, which keeps whatever index it has in step with its rows.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from core.errors import NotFoundError
 from core.records import ImageRecord, NewImage
-from core.storage.state import StateUpdate
+from core.storage.sightings import RepostSightings, Sighting
+from core.storage.state import ConversationState, StateUpdate
 
-__all__ = ["GalleryStorage", "Neighbours", "Sighting", "StateUpdate"]
-_INT64 = 1 << 63
+__all__ = [
+    "GalleryStorage",
+    "ImageFiles",
+    "ImageRecords",
+    "ImageVectors",
+    "Neighbours",
+    "Sighting",
+    "StateUpdate",
+]
 
 
 @dataclass(frozen=True)
@@ -36,62 +54,15 @@ class Neighbours:
         return len(self.ids)
 
 
-@dataclass(frozen=True)
-class Sighting:
-    """The fingerprint of one image posted in a watched chat (repost alerts, core.chat.reposts): its
-    vector and perceptual hash, who posted it where and when. The image itself is not kept."""
+class ImageRecords(ABC):
+    """The image rows of every collection: what each picture is called and where it belongs.
 
-    chat: str  # the chat's collection name, e.g. "telegram:-100123"
-    message_id: str
-    author: str  # user key, e.g. "telegram:11"
-    author_name: str
-    posted_at: float  # unix seconds
-    phash: int  # 64-bit perceptual hash, 0 <= phash < 2**64
-    vector: np.ndarray = field(compare=False, repr=False)  # float32, stored bit for bit
-    model_id: str = ""
-    link: str | None = None  # the message's address, where the platform has one
-
-
-def phash_to_int64(phash: int) -> int:
-    """A 64-bit hash as the signed integer a database column holds (two's complement)."""
-    if not 0 <= phash < 2 * _INT64:
-        raise ValueError(f"a perceptual hash is 64 bits, not {phash}")
-    return phash - 2 * _INT64 if phash >= _INT64 else phash
-
-
-def phash_from_int64(value: int) -> int:
-    return value + 2 * _INT64 if value < 0 else value
-
-
-class GalleryStorage(ABC):
-    """A gallery's rows, vectors and conversation state. Open with ``await open()``.
-
-    Implementations map their driver's errors to the engine's: :class:`StoreError` (unusable,
-    e.g. from a newer clipbot), :class:`StorageUnavailableError` (full, read-only, unreachable:
-    try again later), :class:`NotFoundError`, :class:`DimensionMismatchError`.
+    Implementations map their driver's errors to the engine's: :class:`StoreError` (unusable),
+    :class:`StorageUnavailableError` (full, read-only, unreachable: try again later),
+    :class:`NotFoundError`.
     """
 
-    #: Where the gallery lives, for operators' eyes (a path, or a URL without its password).
-    location: str
-
-    # -- lifecycle ------------------------------------------------------------------------------
-
-    @abstractmethod
-    async def open(self) -> None:
-        """Connect, create or migrate the schema; idempotent; a failed open leaves nothing open."""
-
-    @abstractmethod
-    async def close(self) -> None:
-        """Release connections; safe to call twice or after a failed open."""
-
-    @abstractmethod
-    async def schema_version(self) -> int: ...
-
-    @abstractmethod
-    async def integrity_check(self) -> list[str]:
-        """``["ok"]``, or the problems found."""
-
-    # -- writes (the backend's vector index follows each) ---------------------------------------
+    # -- writes (a backend's vector index follows each) -----------------------------------------
 
     @abstractmethod
     async def insert_image(self, image: NewImage, vector: np.ndarray, model_id: str) -> tuple[int, bool]:
@@ -107,16 +78,10 @@ class GalleryStorage(ABC):
         """Replace label and description (and the vector for ``model_id``, when given)."""
 
     @abstractmethod
-    async def set_vector(self, image_id: int, vector: np.ndarray, model_id: str) -> None: ...
-
-    @abstractmethod
     async def set_caption(self, image_id: int, caption: str) -> bool:
         """Store BLIP's caption of an image still waiting for one (caption ``NULL``); an empty
         description becomes the caption too, a non-empty one (a user's) is kept. Returns False,
         changing nothing, when the image is gone or already has a caption."""
-
-    @abstractmethod
-    async def set_source(self, image_id: int, path: str, size: int | None, mtime_ns: int | None) -> None: ...
 
     @abstractmethod
     async def replace_picture(self, image_id: int, image: NewImage, vector: np.ndarray, model_id: str) -> bool:
@@ -133,11 +98,14 @@ class GalleryStorage(ABC):
     async def move_collection(self, old: str, new: str) -> tuple[int, list[int]]:
         """Move ``old``'s images into ``new``: ``(moved, dropped ids)`` (see the engine)."""
 
-    # -- reads ------------------------------------------------------------------------------------
+    # -- reads ----------------------------------------------------------------------------------
 
-    @abstractmethod
     async def get_image(self, image_id: int) -> ImageRecord:
         """The record, or :class:`NotFoundError`."""
+        found = await self.get_images([image_id])
+        if image_id not in found:
+            raise NotFoundError(f"There is no image #{image_id}.")
+        return found[image_id]
 
     @abstractmethod
     async def get_images(self, ids: Sequence[int]) -> dict[int, ImageRecord]: ...
@@ -150,10 +118,6 @@ class GalleryStorage(ABC):
         """Oldest first; every collection when ``None``."""
 
     @abstractmethod
-    async def indexed_files(self, collection: str) -> list[ImageRecord]:
-        """The images of ``collection`` with a ``source_path``."""
-
-    @abstractmethod
     async def awaiting_captions(self, collection: str | None = None) -> list[ImageRecord]:
         """Images waiting for a caption, oldest first: no caption yet (``NULL``; ``""`` means BLIP
         said nothing) and an empty description. Every collection when ``None``."""
@@ -162,8 +126,37 @@ class GalleryStorage(ABC):
     async def collection_counts(self) -> dict[str, int]: ...
 
     @abstractmethod
-    async def embedding_counts(self) -> dict[str, int]:
-        """Vectors per model id."""
+    async def text_candidates(self, collections: Iterable[str], words: Sequence[str]) -> list[ImageRecord]:
+        """Images whose label or description contains every (casefolded) string given: a
+        prefilter; the engine checks whole words on the rows returned."""
+
+
+class ImageFiles(ABC):
+    """Which files the image rows point at: the source a picture was indexed from (a folder on
+    disk) and the stored picture in the media folder, which two rows may share."""
+
+    @abstractmethod
+    async def set_source(self, image_id: int, path: str, size: int | None, mtime_ns: int | None) -> None: ...
+
+    @abstractmethod
+    async def indexed_files(self, collection: str) -> list[ImageRecord]:
+        """The images of ``collection`` with a ``source_path``."""
+
+    @abstractmethod
+    async def referenced_files(self) -> set[str]: ...
+
+    @abstractmethod
+    async def file_in_use(self, relative: str) -> bool: ...
+
+
+class ImageVectors(ABC):
+    """Each image's vector per model, and the nearest-neighbour search over them.
+
+    A backend raises :class:`DimensionMismatchError` where vectors and a model disagree.
+    """
+
+    @abstractmethod
+    async def set_vector(self, image_id: int, vector: np.ndarray, model_id: str) -> None: ...
 
     @abstractmethod
     async def vectors_for(self, ids: Sequence[int], model_id: str) -> dict[int, np.ndarray]:
@@ -173,17 +166,8 @@ class GalleryStorage(ABC):
     async def has_vector(self, image_id: int, model_id: str) -> bool: ...
 
     @abstractmethod
-    async def referenced_files(self) -> set[str]: ...
-
-    @abstractmethod
-    async def file_in_use(self, relative: str) -> bool: ...
-
-    @abstractmethod
-    async def text_candidates(self, collections: Iterable[str], words: Sequence[str]) -> list[ImageRecord]:
-        """Images whose label or description contains every (casefolded) string given: a
-        prefilter; the engine checks whole words on the rows returned."""
-
-    # -- vector search ------------------------------------------------------------------------
+    async def embedding_counts(self) -> dict[str, int]:
+        """Vectors per model id."""
 
     @abstractmethod
     async def prepare_search(self, model_id: str, dim: int) -> None:
@@ -203,46 +187,30 @@ class GalleryStorage(ABC):
     async def count_vectors(self, model_id: str, collections: Sequence[str]) -> int:
         """How many images of ``collections`` have a vector of ``model_id``."""
 
-    # -- conversation state (result pages, rate limits): shared by every process ---------------
+
+class GalleryStorage(ImageRecords, ImageFiles, ImageVectors, ConversationState, RepostSightings):
+    """A gallery's database: images, vectors, conversation state and repost sightings, opened
+    and closed as one. Open with ``await open()``.
+
+    Implementations map their driver's errors to the engine's: :class:`StoreError` (unusable,
+    e.g. from a newer clipbot), :class:`StorageUnavailableError` (full, read-only, unreachable:
+    try again later), :class:`NotFoundError`, :class:`DimensionMismatchError`.
+    """
+
+    #: Where the gallery lives, for operators' eyes (a path, or a URL without its password).
+    location: str
 
     @abstractmethod
-    async def get_state(self, kind: str, key: str) -> str | None:
-        """A stored value, or None when absent or expired."""
+    async def open(self) -> None:
+        """Connect, create or migrate the schema; idempotent; a failed open leaves nothing open."""
 
     @abstractmethod
-    async def put_state(self, kind: str, key: str, value: str, ttl_s: float | None) -> None: ...
+    async def close(self) -> None:
+        """Release connections; safe to call twice or after a failed open."""
 
     @abstractmethod
-    async def update_state(self, kind: str, key: str, update: StateUpdate) -> str:
-        """Read, change and write one value atomically (no other process interleaves); returns the new value."""
+    async def schema_version(self) -> int: ...
 
     @abstractmethod
-    async def purge_state(self) -> int:
-        """Delete expired values; returns how many."""
-
-    # -- repost fingerprints (core.chat.reposts) -------------------------------------------------------
-
-    @abstractmethod
-    async def add_sighting(self, sighting: Sighting) -> None:
-        """Record one posted image's fingerprint."""
-
-    @abstractmethod
-    async def sightings(self, chat: str, model_id: str | None, since: float) -> list[Sighting]:
-        """The chat's sightings posted at ``since`` or later, newest first, vectors bit for bit;
-        only ``model_id``'s (every model's when ``None``)."""
-
-    @abstractmethod
-    async def forget_sightings(self, chat: str, author: str) -> int:
-        """Delete what ``author`` posted in ``chat``; returns how many."""
-
-    @abstractmethod
-    async def purge_sightings(self, before: float) -> int:
-        """Delete sightings posted before ``before`` (unix seconds), in every chat; returns how many."""
-
-    @abstractmethod
-    async def count_sightings(self, chat: str | None = None) -> int:
-        """How many sightings ``chat`` has (every chat's when ``None``)."""
-
-    @abstractmethod
-    async def sighting_counts(self) -> dict[str, int]:
-        """Sightings per chat (for copies and stats)."""
+    async def integrity_check(self) -> list[str]:
+        """``["ok"]``, or the problems found."""

@@ -36,7 +36,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from core.errors import DimensionMismatchError, StoreError
 from core.storage.base import GalleryStorage, Neighbours
-from core.storage.postgres_rows import Connection, as_vector
+from core.storage.postgres_rows import Connection, PostgresRows, as_vector
 from core.storage.postgres_schema import (
     INDEX_LOCK,
     SCHEMA_VERSION,
@@ -46,7 +46,7 @@ from core.storage.postgres_schema import (
     open_error,
     password_of,
 )
-from core.storage.postgres_sightings import PostgresSightings
+from core.storage.sql_sightings import SqlSightings
 
 __all__ = ["SCHEMA_VERSION", "PostgresGallery"]
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ CHECK_AFTER_IDLE_S = 1.0
 EXACT_ONLY = 1000
 
 
-class PostgresGallery(PostgresSightings, GalleryStorage):
+class PostgresGallery(PostgresRows, SqlSightings[Connection], GalleryStorage):
     """A gallery in a PostgreSQL database with pgvector; ``url`` is a libpq URL or conninfo string.
 
     ``ef_search``: how many candidates HNSW keeps per query at least (``hnsw.ef_search``; the

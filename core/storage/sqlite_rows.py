@@ -1,6 +1,8 @@
-"""The SQL of a SQLite gallery: aiosqlite, one connection that owns every write.
+"""A SQLite gallery's connection and what only SQLite does: aiosqlite, one connection that owns
+every write; the shared statements (core.storage.sql_gallery) in SQLite's :data:`SQLITE` dialect.
 
-:class:`core.storage.sqlite.SqliteGallery` adds the in-memory vector index on top.
+:class:`core.storage.sqlite.SqliteGallery` adds the repost sightings and the in-memory vector
+index on top.
 """
 
 from __future__ import annotations
@@ -11,26 +13,49 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import numpy as np
 
-from core.errors import NotFoundError, StoreError
-from core.records import ImageRecord, NewImage, blob_to_vector, search_text, vector_to_blob
-from core.storage.state import StateUpdate
-from core.storage.sqlite_schema import IMAGE_COLUMNS, MIGRATIONS, SCHEMA_VERSION
+from core.errors import StoreError
+from core.records import NewImage, blob_to_vector, search_text, vector_to_blob
+from core.storage import sql
 from core.storage.faults import storage_fault
+from core.storage.sql import Dialect, now_iso
+from core.storage.sql_gallery import SqlGallery
+from core.storage.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
+from core.storage.state import ConversationState, StateUpdate
 
 DB_FILENAME = "clipbot.db"
+# Rows read per trip to aiosqlite's thread: a long answer (a busy chat's sightings) lets the
+# connection's other requests (replies) have their turn between chunks, not after all of them.
+FETCH_CHUNK = 500
+_LIVE_VALUE = "SELECT value FROM state WHERE kind = ? AND key = ? AND (expires_at IS NULL OR expires_at > ?)"
+_PUT_STATE = "INSERT OR REPLACE INTO state(kind, key, value, expires_at) VALUES (?, ?, ?, ?)"
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+def _named_now(name: str) -> tuple[str, str]:
+    return name, now_iso()
 
 
-class SqliteRows:
-    """All reads and writes of ``clipbot.db``; open with ``await rows.open()`` or ``async with``."""
+SQLITE = Dialect(
+    mark="?", vector="?", time="?", posted_at="posted_at", collate="", for_update="",
+    contains="instr({column}, ?) > 0", spread=True, chunk=500,  # under SQLite's bound-parameter limit
+    # SQLite has no column default for created_at: the row gets the time from here, as ISO text.
+    add_collection="INSERT OR IGNORE INTO collections(name, created_at) VALUES (?, ?)",
+    collection_params=_named_now,
+    lock_collections="",  # BEGIN IMMEDIATE has locked out every other writer already
+    vector_in=vector_to_blob, vector_out=blob_to_vector,
+)
+
+
+class SqliteRows(SqlGallery[aiosqlite.Connection], ConversationState):
+    """The images, vectors and conversation state in ``clipbot.db``; open with ``await rows.open()``
+    or ``async with``."""
+
+    dialect = SQLITE
 
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
@@ -115,218 +140,47 @@ class SqliteRows:
                     raise
                 raise fault from exc
 
-    # -- writes ---------------------------------------------------------------------------------
+    async def _fetch(self, query: str, params: Sequence[Any] = (), *, conn: aiosqlite.Connection | None = None,
+                     vectors: bool = False) -> list[Sequence[Any]]:
+        rows: list[Sequence[Any]] = []  # vectors are BLOBs: exact as they are
+        async with (conn or self.db).execute(query, params) as cur:
+            while chunk := await cur.fetchmany(FETCH_CHUNK):
+                rows.extend(chunk)
+        return rows
+
+    async def _execute(self, conn: aiosqlite.Connection, query: str, params: Sequence[Any] = ()) -> int:
+        return int((await conn.execute(query, params)).rowcount)
+
+    # -- writes and reads only SQLite has ---------------------------------------------------------
 
     async def insert_image(self, image: NewImage, vector: np.ndarray, model_id: str) -> tuple[int, bool]:
         """Insert an image and its embedding in one transaction: ``(id, created)``; bytes the
         collection already holds (another process was first) give the existing id, not created."""
         async with self._transaction() as db:
-            await db.execute(
-                "INSERT OR IGNORE INTO collections(name, created_at) VALUES (?, ?)", (image.collection, _now())
-            )
+            await db.execute(SQLITE.add_collection, SQLITE.collection_params(image.collection))
             cur = await db.execute(
                 "INSERT INTO images(collection, label, description, caption, sha256, width, height, added_by,"
                 " created_at, file, source_path, search_text, colors, color_families, source_size, source_mtime_ns)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(collection, sha256) DO NOTHING",
                 (image.collection, image.label, image.description, image.caption, image.sha256, image.width,
-                 image.height, image.added_by, _now(), image.file, image.source_path,
+                 image.height, image.added_by, now_iso(), image.file, image.source_path,
                  search_text(image.label, image.description), image.colors, image.color_families,
                  image.source_size, image.source_mtime_ns),
             )
             if cur.rowcount == 0:
-                async with db.execute(
-                    "SELECT id FROM images WHERE collection = ? AND sha256 = ?", (image.collection, image.sha256)
-                ) as found:
-                    row = await found.fetchone()
-                return int(row[0]) if row else 0, False
+                found = await self._fetch(SQLITE.sql(sql.FIND_ID), (image.collection, image.sha256), conn=db)
+                return int(found[0][0]) if found else 0, False
             image_id = int(cur.lastrowid or 0)
             await self._put_vector(db, image_id, vector, model_id)
         return image_id, True
 
-    async def update_image(
-        self, image_id: int, *, label: str, description: str, vector: np.ndarray | None = None, model_id: str = ""
-    ) -> None:
-        """Replace label and description (and the embedding, when given)."""
-        async with self._transaction() as db:
-            cur = await db.execute(
-                "UPDATE images SET label = ?, description = ?, search_text = ? WHERE id = ?",
-                (label, description, search_text(label, description), image_id),
-            )
-            if cur.rowcount == 0:
-                raise NotFoundError(f"There is no image #{image_id}.")
-            if vector is not None:
-                await self._put_vector(db, image_id, vector, model_id)
-
-    async def set_caption(self, image_id: int, caption: str) -> bool:
-        async with self._transaction() as db:
-            async with db.execute(
-                "SELECT label, description FROM images WHERE id = ? AND caption IS NULL", (image_id,)
-            ) as cur:
-                row = await cur.fetchone()
-            if row is None:
-                return False
-            label, description = str(row[0]), str(row[1]) or caption
-            await db.execute(
-                "UPDATE images SET caption = ?, description = ?, search_text = ? WHERE id = ?",
-                (caption, description, search_text(label, description), image_id),
-            )
-        return True
-
-    async def set_source(self, image_id: int, path: str, size: int | None, mtime_ns: int | None) -> None:
-        """Record the file an image was indexed from (after a move, say) and its size and mtime."""
-        async with self._transaction() as db:
-            await db.execute(
-                "UPDATE images SET source_path = ?, source_size = ?, source_mtime_ns = ? WHERE id = ?",
-                (path, size, mtime_ns, image_id),
-            )
-
-    async def replace_picture(self, image_id: int, image: NewImage, vector: np.ndarray, model_id: str) -> bool:
-        """Give ``image_id`` new content (its source file was edited in place), keeping its id and
-        collection; vectors of other models are dropped, as they describe the old picture.
-
-        Returns whether the old picture's file is now unused.
-        """
-        async with self._transaction() as db:
-            old = await self._get_one(image_id)
-            await db.execute(
-                "UPDATE images SET label = ?, description = ?, caption = ?, sha256 = ?, width = ?, height = ?,"
-                " file = ?, source_path = ?, source_size = ?, source_mtime_ns = ?, search_text = ?, colors = ?,"
-                " color_families = ? WHERE id = ?",
-                (image.label, image.description, image.caption, image.sha256, image.width, image.height, image.file,
-                 image.source_path, image.source_size, image.source_mtime_ns,
-                 search_text(image.label, image.description), image.colors, image.color_families, image_id),
-            )
-            await db.execute("DELETE FROM embeddings WHERE image_id = ?", (image_id,))
-            await self._put_vector(db, image_id, vector, model_id)
-            return old.file is not None and old.file != image.file and not await self.file_in_use(old.file)
-
-    async def set_vector(self, image_id: int, vector: np.ndarray, model_id: str) -> None:
-        """Store (or replace) one image's vector for ``model_id``."""
-        async with self._transaction() as db:
-            await self._put_vector(db, image_id, vector, model_id)
-
-    @staticmethod
-    async def _put_vector(db: aiosqlite.Connection, image_id: int, vector: np.ndarray, model_id: str) -> None:
-        await db.execute(
-            "INSERT OR REPLACE INTO embeddings(image_id, model_id, dim, vector) VALUES (?, ?, ?, ?)",
-            (image_id, model_id, int(np.asarray(vector).size), vector_to_blob(vector)),
-        )
-
-    async def delete_image(self, image_id: int) -> tuple[ImageRecord, bool]:
-        """Delete an image; returns its record and whether its file is now unreferenced."""
-        async with self._transaction() as db:
-            record = await self._get_one(image_id)
-            await db.execute("DELETE FROM images WHERE id = ?", (image_id,))
-            orphan = record.file is not None and not await self.file_in_use(record.file)
-        return record, orphan
-
-    async def move_collection(self, old: str, new: str) -> tuple[int, list[int]]:
-        """Move ``old``'s images into ``new`` in one transaction: ``(moved, dropped ids)``.
-
-        A picture ``new`` already holds keeps ``new``'s row; ``old``'s copy is dropped. With
-        ``old`` empty or gone this changes nothing, so the same move may be asked for twice.
-        """
-        if old == new:  # every row would match itself below and be dropped
-            return 0, []
-        async with self._transaction() as db:
-            async with db.execute(
-                "SELECT o.id FROM images o JOIN images n ON n.sha256 = o.sha256 AND n.collection = ?"
-                " WHERE o.collection = ?", (new, old),
-            ) as cur:
-                dropped = [int(row[0]) for row in await cur.fetchall()]
-            for start in range(0, len(dropped), 500):
-                chunk = dropped[start:start + 500]
-                await db.execute(f"DELETE FROM images WHERE id IN ({','.join('?' * len(chunk))})", chunk)
-            await db.execute("INSERT OR IGNORE INTO collections(name, created_at) VALUES (?, ?)", (new, _now()))
-            cur = await db.execute("UPDATE images SET collection = ? WHERE collection = ?", (new, old))
-            moved = cur.rowcount
-            await db.execute("DELETE FROM collections WHERE name = ?", (old,))
-            if not moved and not dropped:  # nothing was there: leave no empty gallery behind either
-                await db.execute(
-                    "DELETE FROM collections WHERE name = ? AND NOT EXISTS"
-                    " (SELECT 1 FROM images WHERE collection = ?)", (new, new),
-                )
-        return moved, dropped
-
-    # -- reads ----------------------------------------------------------------------------------
-
-    async def _get_one(self, image_id: int) -> ImageRecord:
-        found = await self.get_images([image_id])
-        if image_id not in found:
-            raise NotFoundError(f"There is no image #{image_id}.")
-        return found[image_id]
-
-    async def get_image(self, image_id: int) -> ImageRecord:
-        """The record of ``image_id``, or :class:`NotFoundError`."""
-        return await self._get_one(image_id)
-
-    async def get_images(self, ids: Sequence[int]) -> dict[int, ImageRecord]:
-        out: dict[int, ImageRecord] = {}
-        for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter limit
-            chunk = [int(i) for i in ids[start:start + 500]]
-            marks = ",".join("?" * len(chunk))
-            async with self.db.execute(f"SELECT {IMAGE_COLUMNS} FROM images WHERE id IN ({marks})", chunk) as cur:
-                for row in await cur.fetchall():
-                    out[row[0]] = ImageRecord(*row)
-        return out
-
-    async def find_by_sha256(self, collection: str, sha256: str) -> ImageRecord | None:
-        async with self.db.execute(
-            f"SELECT {IMAGE_COLUMNS} FROM images WHERE collection = ? AND sha256 = ?", (collection, sha256)
-        ) as cur:
-            row = await cur.fetchone()
-        return ImageRecord(*row) if row else None
-
-    async def referenced_files(self) -> set[str]:
-        """Every stored picture some image row points at (paths relative to the media folder)."""
-        async with self.db.execute("SELECT DISTINCT file FROM images WHERE file IS NOT NULL") as cur:
-            return {str(row[0]) for row in await cur.fetchall()}
+    async def _put_vector(self, conn: aiosqlite.Connection, image_id: int, vector: np.ndarray, model_id: str) -> None:
+        await conn.execute(SQLITE.sql(sql.PUT_VECTOR),
+                           (image_id, model_id, int(np.asarray(vector).size), vector_to_blob(vector)))
 
     async def integrity_check(self) -> list[str]:
         """SQLite's integrity check: ``["ok"]``, or the problems it found."""
-        async with self.db.execute("PRAGMA integrity_check") as cur:
-            return [str(row[0]) for row in await cur.fetchall()]
-
-    async def file_in_use(self, relative: str) -> bool:
-        async with self.db.execute("SELECT 1 FROM images WHERE file = ? LIMIT 1", (relative,)) as cur:
-            return await cur.fetchone() is not None
-
-    async def has_vector(self, image_id: int, model_id: str) -> bool:
-        async with self.db.execute(
-            "SELECT 1 FROM embeddings WHERE image_id = ? AND model_id = ?", (image_id, model_id)
-        ) as cur:
-            return await cur.fetchone() is not None
-
-    async def list_images(self, collection: str | None = None) -> list[ImageRecord]:
-        where, args = ("WHERE collection = ?", (collection,)) if collection else ("", ())
-        async with self.db.execute(f"SELECT {IMAGE_COLUMNS} FROM images {where} ORDER BY id", args) as cur:
-            return [ImageRecord(*row) for row in await cur.fetchall()]
-
-    async def indexed_files(self, collection: str) -> list[ImageRecord]:
-        """The images of ``collection`` that were indexed from a file (``source_path`` set)."""
-        async with self.db.execute(
-            f"SELECT {IMAGE_COLUMNS} FROM images WHERE collection = ? AND source_path IS NOT NULL ORDER BY id",
-            (collection,),
-        ) as cur:
-            return [ImageRecord(*row) for row in await cur.fetchall()]
-
-    async def awaiting_captions(self, collection: str | None = None) -> list[ImageRecord]:
-        where, args = ("AND collection = ?", (collection,)) if collection else ("", ())
-        async with self.db.execute(
-            f"SELECT {IMAGE_COLUMNS} FROM images WHERE caption IS NULL AND description = '' {where} ORDER BY id", args
-        ) as cur:
-            return [ImageRecord(*row) for row in await cur.fetchall()]
-
-    async def collection_counts(self) -> dict[str, int]:
-        async with self.db.execute(
-            "SELECT c.name, COUNT(i.id) FROM collections c LEFT JOIN images i ON i.collection = c.name"
-            " GROUP BY c.name ORDER BY c.name"
-        ) as cur:
-            return {name: int(n) for name, n in await cur.fetchall()}
-
-    async def embedding_counts(self) -> dict[str, int]:
-        async with self.db.execute("SELECT model_id, COUNT(*) FROM embeddings GROUP BY model_id") as cur:
-            return {model: int(n) for model, n in await cur.fetchall()}
+        return [str(row[0]) for row in await self._fetch("PRAGMA integrity_check")]
 
     async def load_vectors(self, model_id: str) -> AsyncIterator[tuple[str, np.ndarray, np.ndarray]]:
         """Yield ``(collection, ids, vectors)`` for every collection, vectors of ``model_id``."""
@@ -347,94 +201,43 @@ class SqliteRows:
             yield collection, ids, vectors
             start = end
 
-    async def vectors_for(self, ids: Sequence[int], model_id: str) -> dict[int, np.ndarray]:
-        """Stored vectors, bit for bit, of the given images."""
-        out: dict[int, np.ndarray] = {}
-        for start in range(0, len(ids), 500):
-            chunk = [int(i) for i in ids[start:start + 500]]
-            marks = ",".join("?" * len(chunk))
-            async with self.db.execute(
-                f"SELECT image_id, vector FROM embeddings WHERE model_id = ? AND image_id IN ({marks})",
-                [model_id, *chunk],
-            ) as cur:
-                for image_id, blob in await cur.fetchall():
-                    out[int(image_id)] = blob_to_vector(blob)
-        return out
-
-    async def text_candidates(self, collections: Iterable[str], words: Sequence[str]) -> list[ImageRecord]:
-        """Images of ``collections`` whose label or description contains every string given.
-
-        A prefilter: callers check whole words on the few rows it returns.
-        """
-        names = list(dict.fromkeys(collections))
-        if not names or not words:
-            return []
-        clauses = " AND ".join("instr(search_text, ?) > 0" for _ in words)
-        args: list[str] = [*names, *(w.casefold() for w in words)]
-        marks = ",".join("?" * len(names))
-        async with self.db.execute(
-            f"SELECT {IMAGE_COLUMNS} FROM images WHERE collection IN ({marks}) AND {clauses}", args
-        ) as cur:
-            return [ImageRecord(*row) for row in await cur.fetchall()]
-
     async def vector_dim(self, model_id: str) -> int | None:
         """The dimension of the stored vectors of ``model_id`` (the largest, should they differ)."""
-        async with self.db.execute("SELECT MAX(dim) FROM embeddings WHERE model_id = ?", (model_id,)) as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row and row[0] is not None else None
+        rows = await self._fetch("SELECT MAX(dim) FROM embeddings WHERE model_id = ?", (model_id,))
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
 
     async def data_version(self) -> int:
         """Changes whenever another connection (another process) commits to the database."""
-        async with self.db.execute("PRAGMA data_version") as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row else 0
-
-    # -- conversation state -----------------------------------------------------------------------
-
-    async def get_state(self, kind: str, key: str) -> str | None:
-        async with self.db.execute(
-            "SELECT value FROM state WHERE kind = ? AND key = ? AND (expires_at IS NULL OR expires_at > ?)",
-            (kind, key, time.time()),
-        ) as cur:
-            row = await cur.fetchone()
-        return str(row[0]) if row else None
-
-    async def put_state(self, kind: str, key: str, value: str, ttl_s: float | None) -> None:
-        async with self._transaction() as db:
-            await db.execute(
-                "INSERT OR REPLACE INTO state(kind, key, value, expires_at) VALUES (?, ?, ?, ?)",
-                (kind, key, value, None if ttl_s is None else time.time() + ttl_s),
-            )
-
-    async def update_state(self, kind: str, key: str, update: StateUpdate) -> str:
-        # BEGIN IMMEDIATE takes the write lock first: no other process interleaves its own update.
-        async with self._transaction() as db:
-            async with db.execute(
-                "SELECT value FROM state WHERE kind = ? AND key = ? AND (expires_at IS NULL OR expires_at > ?)",
-                (kind, key, time.time()),
-            ) as cur:
-                row = await cur.fetchone()
-            value, ttl_s = update(str(row[0]) if row else None)
-            await db.execute(
-                "INSERT OR REPLACE INTO state(kind, key, value, expires_at) VALUES (?, ?, ?, ?)",
-                (kind, key, value, None if ttl_s is None else time.time() + ttl_s),
-            )
-        return value
-
-    async def purge_state(self) -> int:
-        async with self._transaction() as db:
-            cur = await db.execute("DELETE FROM state WHERE expires_at IS NOT NULL AND expires_at <= ?", (time.time(),))
-            return int(cur.rowcount)
+        rows = await self._fetch("PRAGMA data_version")
+        return int(rows[0][0]) if rows else 0
 
     async def ids_with_colors(self, collections: Iterable[str], families: Sequence[str]) -> np.ndarray:
         """Ids of images in ``collections`` whose dominant colours include every family given."""
         names = list(dict.fromkeys(collections))
         if not names:
             return np.zeros(0, dtype=np.int64)
-        marks = ",".join("?" * len(names))
-        clauses = "".join(" AND instr(color_families, ?) > 0" for _ in families)
-        async with self.db.execute(
-            f"SELECT id FROM images WHERE collection IN ({marks}){clauses}", [*names, *(f" {f} " for f in families)]
-        ) as cur:
-            rows = list(await cur.fetchall())
+        where, args = SQLITE.member("collection", names)
+        clauses = "".join(f" AND {SQLITE.has_text('color_families')}" for _ in families)
+        rows = await self._fetch(f"SELECT id FROM images WHERE {where}{clauses}",
+                                 [*args, *(f" {f} " for f in families)])
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    # -- conversation state: times are this machine's clock, in unix seconds ----------------------
+
+    async def get_state(self, kind: str, key: str) -> str | None:
+        rows = await self._fetch(_LIVE_VALUE, (kind, key, time.time()))
+        return str(rows[0][0]) if rows else None
+
+    async def put_state(self, kind: str, key: str, value: str, ttl_s: float | None) -> None:
+        await self._write(_PUT_STATE, (kind, key, value, None if ttl_s is None else time.time() + ttl_s))
+
+    async def update_state(self, kind: str, key: str, update: StateUpdate) -> str:
+        # BEGIN IMMEDIATE takes the write lock first: no other process interleaves its own update.
+        async with self._transaction() as db:
+            rows = await self._fetch(_LIVE_VALUE, (kind, key, time.time()), conn=db)
+            value, ttl_s = update(str(rows[0][0]) if rows else None)
+            await db.execute(_PUT_STATE, (kind, key, value, None if ttl_s is None else time.time() + ttl_s))
+        return value
+
+    async def purge_state(self) -> int:
+        return await self._write("DELETE FROM state WHERE expires_at IS NOT NULL AND expires_at <= ?", (time.time(),))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from core.storage.sql import SIGHTINGS_TABLE
+
 # Each entry upgrades the schema by one version; PRAGMA user_version records how far we got.
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -59,27 +61,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 5: fingerprints of images posted in chats that watch for reposts (core.chat.reposts); no image is kept.
     # The 64-bit perceptual hash as a signed integer; the vector as float32 bytes, as in embeddings.
-    """
-    CREATE TABLE sightings (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        chat TEXT NOT NULL,
-        message_id TEXT NOT NULL,
-        author TEXT NOT NULL,
-        author_name TEXT NOT NULL DEFAULT '',
-        posted_at REAL NOT NULL,
-        phash INTEGER NOT NULL,
-        model_id TEXT NOT NULL,
-        vector BLOB NOT NULL,
-        link TEXT
-    );
-    CREATE INDEX sightings_by_chat ON sightings(chat, posted_at);
-    CREATE INDEX sightings_by_time ON sightings(posted_at);
-    """,
+    SIGHTINGS_TABLE.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT", text="TEXT", time="REAL", integer="INTEGER",
+                           vector="BLOB"),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
-IMAGE_COLUMNS = (
-    "id, collection, label, description, caption, sha256, width, height, added_by, created_at, file, source_path,"
-    " colors, color_families, source_size, source_mtime_ns"
-)
-SIGHTING_COLUMNS = "chat, message_id, author, author_name, posted_at, phash, vector, model_id, link"

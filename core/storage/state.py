@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Protocol
 
@@ -14,13 +15,33 @@ StateUpdate = Callable[[str | None], tuple[str, float | None]]
 
 
 class StateStore(Protocol):
-    """Expiring values by (kind, key); :class:`core.storage.GalleryStorage` is one."""
+    """Expiring values by (kind, key); :class:`ConversationState` (so every gallery) is one."""
 
     async def get_state(self, kind: str, key: str) -> str | None: ...
 
     async def put_state(self, kind: str, key: str, value: str, ttl_s: float | None) -> None: ...
 
     async def update_state(self, kind: str, key: str, update: StateUpdate) -> str: ...
+
+
+class ConversationState(ABC):
+    """The conversation state part of the storage seam: a :class:`StateStore` kept in the gallery's
+    database, shared by every process that serves it, plus the purge of what has expired."""
+
+    @abstractmethod
+    async def get_state(self, kind: str, key: str) -> str | None:
+        """A stored value, or None when absent or expired."""
+
+    @abstractmethod
+    async def put_state(self, kind: str, key: str, value: str, ttl_s: float | None) -> None: ...
+
+    @abstractmethod
+    async def update_state(self, kind: str, key: str, update: StateUpdate) -> str:
+        """Read, change and write one value atomically (no other process interleaves); returns the new value."""
+
+    @abstractmethod
+    async def purge_state(self) -> int:
+        """Delete expired values; returns how many."""
 
 
 class MemoryState:

@@ -14,14 +14,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import numpy as np
 
 from core.errors import DimensionMismatchError
+from core.storage.shelves import HostShelf, Shelf, TensorShelf
 
 log = logging.getLogger(__name__)
 PRECISIONS = {"fp16": np.float16, "fp32": np.float32}
+_TensorShelf = TensorShelf  # the name tests patch (tests/test_gpu_index.py)
 
 
 def index_device(setting: str) -> str:
@@ -39,184 +40,6 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     x = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(x, axis=-1, keepdims=True)
     return np.asarray(x / np.maximum(norms, np.float32(1e-12)), dtype=np.float32)
-
-
-class _Shelf:
-    """One collection's rows: a growable (capacity, dim) matrix plus its image ids.
-
-    The bookkeeping (ids, rows, growth, swap-with-last removal) lives here; where the matrix
-    lives is the subclass's: a numpy array on the host, or a torch tensor (:class:`_TensorShelf`).
-    Every step that allocates happens before any state changes, so a failed allocation (GPU
-    memory) leaves the shelf whole.
-    """
-
-    def __init__(self, dim: int) -> None:
-        self.dim = dim
-        self.ids = np.zeros(0, dtype=np.int64)
-        self.size = 0
-        self.row_of: dict[int, int] = {}
-
-    # -- storage, per subclass --------------------------------------------------------------------
-
-    def _grow(self, cap: int) -> None:
-        """Reallocate the matrix to ``cap`` rows, keeping the first ``size``."""
-        raise NotImplementedError
-
-    def _write(self, rows: np.ndarray, vectors: np.ndarray) -> None:
-        """Store float32 ``vectors`` at ``rows``."""
-        raise NotImplementedError
-
-    def _write_block(self, start: int, vectors: np.ndarray) -> None:
-        """Store float32 ``vectors`` at the rows from ``start`` on."""
-        raise NotImplementedError
-
-    def _move_row(self, dst: int, src: int) -> None:
-        raise NotImplementedError
-
-    def host_rows(self) -> np.ndarray:
-        """The live rows as a float32 numpy array (a copy)."""
-        raise NotImplementedError
-
-    def scan(self, q: np.ndarray) -> np.ndarray:
-        """Scores of the live rows against the unit float32 ``q``, as float32."""
-        raise NotImplementedError
-
-    def matrix_nbytes(self) -> int:
-        raise NotImplementedError
-
-    # -- bookkeeping ------------------------------------------------------------------------------
-
-    def put(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        updates: dict[int, int] = {}  # row -> index into vectors
-        fresh: dict[int, int] = {}  # image id -> index into vectors; a repeated id keeps its last vector
-        for i, image_id in enumerate(ids.tolist()):
-            row = self.row_of.get(image_id)
-            if row is None:
-                fresh[image_id] = i
-            else:
-                updates[row] = i
-        need = self.size + len(fresh)
-        if need > len(self.ids):
-            # Growing by half keeps inserts amortised O(1) with at most 50% slack; a bulk load
-            # (the database at start) allocates exactly what it needs.
-            self._grow(max(need, len(self.ids) + len(self.ids) // 2) if self.size else need)
-        if updates:
-            self._write(np.fromiter(updates, dtype=np.int64), vectors[np.fromiter(updates.values(), dtype=np.int64)])
-        if fresh:
-            self._write_block(self.size, vectors[np.fromiter(fresh.values(), dtype=np.int64)])
-        self.ids[self.size:need] = list(fresh)
-        for offset, image_id in enumerate(fresh):
-            self.row_of[image_id] = self.size + offset
-        self.size = need
-
-    def drop(self, image_id: int) -> bool:
-        row = self.row_of.pop(image_id, None)
-        if row is None:
-            return False
-        last = self.size - 1
-        if row != last:  # move the last row into the hole
-            moved = int(self.ids[last])
-            self._move_row(row, last)
-            self.ids[row] = moved
-            self.row_of[moved] = row
-        self.size = last
-        return True
-
-    def _grow_ids(self, cap: int) -> np.ndarray:
-        new_ids = np.zeros(cap, dtype=np.int64)
-        new_ids[: self.size] = self.ids[: self.size]
-        return new_ids
-
-
-class _HostShelf(_Shelf):
-    """The matrix as a numpy array in host memory."""
-
-    def __init__(self, dim: int, dtype: type[np.floating[Any]]) -> None:
-        super().__init__(dim)
-        self.matrix = np.zeros((0, dim), dtype=dtype)
-
-    def _grow(self, cap: int) -> None:
-        matrix = np.zeros((cap, self.dim), dtype=self.matrix.dtype)
-        matrix[: self.size] = self.matrix[: self.size]
-        self.matrix, self.ids = matrix, self._grow_ids(cap)
-
-    def _write(self, rows: np.ndarray, vectors: np.ndarray) -> None:
-        self.matrix[rows] = vectors  # cast on assignment
-
-    def _write_block(self, start: int, vectors: np.ndarray) -> None:
-        self.matrix[start:start + len(vectors)] = vectors
-
-    def _move_row(self, dst: int, src: int) -> None:
-        self.matrix[dst] = self.matrix[src]
-
-    def host_rows(self) -> np.ndarray:
-        return self.matrix[: self.size].astype(np.float32)
-
-    def scan(self, q: np.ndarray) -> np.ndarray:
-        return _scan(self.matrix[: self.size], q)
-
-    def matrix_nbytes(self) -> int:
-        return int(self.matrix.nbytes)
-
-
-class _TensorShelf(_Shelf):
-    """The matrix as a torch tensor on ``device`` (GPU memory for "cuda"; "cpu" works too, for tests)."""
-
-    def __init__(self, dim: int, dtype: type[np.floating[Any]], device: str) -> None:
-        import torch
-
-        super().__init__(dim)
-        self.device = torch.device(device)
-        self.dtype = torch.float16 if dtype == np.float16 else torch.float32
-        self.matrix = torch.zeros((0, dim), dtype=self.dtype, device=self.device)
-
-    def _grow(self, cap: int) -> None:
-        import torch
-
-        matrix = torch.empty((cap, self.dim), dtype=self.dtype, device=self.device)
-        matrix[: self.size] = self.matrix[: self.size]
-        self.matrix, self.ids = matrix, self._grow_ids(cap)
-
-    def _upload(self, vectors: np.ndarray) -> Any:
-        import torch
-
-        # Cast on the host, as numpy's assignment does, so both paths round to the same half floats.
-        host = np.ascontiguousarray(vectors, dtype=np.float16 if self.dtype == torch.float16 else np.float32)
-        return torch.from_numpy(host).to(self.device)
-
-    def _write(self, rows: np.ndarray, vectors: np.ndarray) -> None:
-        import torch
-
-        values = self._upload(vectors)
-        self.matrix[torch.from_numpy(rows).to(self.device)] = values
-
-    def _write_block(self, start: int, vectors: np.ndarray) -> None:
-        self.matrix[start:start + len(vectors)] = self._upload(vectors)
-
-    def _move_row(self, dst: int, src: int) -> None:
-        self.matrix[dst] = self.matrix[src]
-
-    def host_rows(self) -> np.ndarray:
-        rows: np.ndarray = self.matrix[: self.size].cpu().float().numpy()  # no float32 copy on the device
-        return rows
-
-    def device_scores(self, q: Any) -> Any:
-        """Scores as a tensor on the device, in the storage dtype (``q`` is already there)."""
-        import torch
-
-        return torch.mv(self.matrix[: self.size], q)
-
-    def query(self, q: np.ndarray) -> Any:
-        import torch
-
-        return torch.from_numpy(q.astype(np.float16 if self.dtype == torch.float16 else np.float32)).to(self.device)
-
-    def scan(self, q: np.ndarray) -> np.ndarray:
-        scores: np.ndarray = self.device_scores(self.query(q)).cpu().float().numpy()
-        return scores
-
-    def matrix_nbytes(self) -> int:
-        return int(self.matrix.numel() * self.matrix.element_size())
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -246,9 +69,10 @@ class VectorIndex:
         self.device = device
         self.tensors = device != "cpu" if tensors is None else tensors
         self._dtype = PRECISIONS[precision]
-        self._shelves: dict[str, _Shelf] = {}
+        self._shelves: dict[str, Shelf] = {}
         self._collection_of: dict[int, str] = {}
-        # Reads happen on the event loop while ingest may add rows; a lock keeps views whole.
+        # Searches scan on a worker thread (large indexes) while ingest adds rows on the event loop:
+        # a lock keeps views whole.
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -258,10 +82,10 @@ class VectorIndex:
         shelf = self._shelves.get(collection)
         return shelf.size if shelf else 0
 
-    def _new_shelf(self) -> _Shelf:
+    def _new_shelf(self) -> Shelf:
         if self.tensors:
-            return _TensorShelf(self.dim, self._dtype, self.device)
-        return _HostShelf(self.dim, self._dtype)
+            return TensorShelf(self.dim, self._dtype, self.device)
+        return HostShelf(self.dim, self._dtype)
 
     def _to_host(self, exc: BaseException) -> None:
         """Out of device memory: every shelf moves to a numpy matrix in host memory (lock held)."""
@@ -270,7 +94,7 @@ class VectorIndex:
         shelves = self._shelves
         self.tensors, self.device, self._shelves = False, "cpu", {}
         for name, shelf in shelves.items():
-            host = _HostShelf(self.dim, self._dtype)
+            host = HostShelf(self.dim, self._dtype)
             if shelf.size:
                 host.put(shelf.ids[: shelf.size].copy(), shelf.host_rows())
             self._shelves[name] = host
@@ -368,7 +192,7 @@ class VectorIndex:
                 shelf = self._shelves.get(name)
                 if shelf is None or shelf.size == 0:
                     continue
-                assert isinstance(shelf, _TensorShelf)
+                assert isinstance(shelf, TensorShelf)
                 qt = shelf.query(q) if qt is None else qt
                 score_parts.append(shelf.device_scores(qt))
                 id_parts.append(shelf.ids[: shelf.size].copy())
@@ -388,20 +212,6 @@ class VectorIndex:
     def nbytes(self) -> int:
         """Memory held by the matrices and id arrays (capacity included)."""
         return sum(s.matrix_nbytes() + s.ids.nbytes for s in self._shelves.values())
-
-
-def _scan(matrix: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """``matrix @ q`` as float32 scores, by the fastest kernel for the storage type."""
-    if matrix.dtype == np.float32:
-        product: np.ndarray = matrix @ q  # BLAS sgemv
-        return product
-    # numpy has no fast float16 kernel; torch's half-precision gemv reads half the bytes of
-    # float32 and accumulates in float32. from_numpy shares memory: nothing is copied.
-    import torch
-
-    scores = torch.mv(torch.from_numpy(matrix), torch.from_numpy(q.astype(np.float16)))
-    result: np.ndarray = scores.float().numpy()
-    return result
 
 
 def top_k_order(scores: np.ndarray, k: int) -> np.ndarray:
