@@ -40,6 +40,7 @@ from core.chat import (
     ChatCommand,
     ChatService,
     CommandInput,
+    Context,
     Reply,
     Takes,
     command_named,
@@ -139,9 +140,9 @@ class TelegramHandlers:
             await self.service.seen(ctx)
         if self._replies_to_me(message, context):
             await self._answer(update, await self.service.refine(ctx, result_of(message.reply_to_message),
-                                                                 message.text))
+                                                                 message.text), ctx)
         elif update.effective_chat.type == "private":
-            await self._answer(update, await self.service.find(ctx, message.text))
+            await self._answer(update, await self.service.find(ctx, message.text), ctx)
 
     async def migration(self, update: Update, context: Ctx) -> None:
         """A group became a supergroup, under a new chat id: its gallery moves along.
@@ -172,7 +173,8 @@ class TelegramHandlers:
         if query is None or query.data is None or not isinstance(query.message, Message):
             return
         message = query.message
-        reply = await self.service.press(context_of(update, context.bot), query.data)
+        ctx = context_of(update, context.bot)
+        reply = await self.service.press(ctx, query.data)
         if reply is None:  # a user already told to slow down
             await query.answer()
             return
@@ -181,7 +183,7 @@ class TelegramHandlers:
             return
         if not reply.replaces:
             await query.answer()
-            await self._deliver(update, message, reply, quote=True)
+            await self._deliver(update, message, reply, quote=True, ctx=ctx)
             return
         try:
             if reply.image is not None and message.photo:
@@ -236,7 +238,7 @@ class TelegramHandlers:
 
     async def _execute(self, update: Update, context: Ctx, command: ChatCommand, args: CommandInput) -> None:
         ctx = context_of(update, context.bot)
-        await self._answer(update, await self.service.execute(command, ctx, args))
+        await self._answer(update, await self.service.execute(command, ctx, args), ctx)
 
     @staticmethod
     def _downloader(context: Ctx, att: Attachment) -> Callable[[], Awaitable[bytes]]:
@@ -261,19 +263,21 @@ class TelegramHandlers:
 
         return download
 
-    async def _answer(self, update: Update, reply: Reply | None) -> None:
+    async def _answer(self, update: Update, reply: Reply | None, ctx: Context | None = None) -> None:
         message = update.effective_message
         if reply is None or message is None:
             return
         private = update.effective_chat is not None and update.effective_chat.type == "private"
-        await self._deliver(update, message, reply, quote=not private)
+        await self._deliver(update, message, reply, quote=not private, ctx=ctx)
 
-    async def _deliver(self, update: Update, message: Message, reply: Reply, *, quote: bool) -> None:
+    async def _deliver(self, update: Update, message: Message, reply: Reply, *, quote: bool,
+                       ctx: Context | None = None) -> None:
         """Send a reply where it belongs: in the chat, or, for a result in a group whose results are
-        private, to the asker's private chat with a one-line pointer in the group."""
+        private, to the asker's private chat with a one-line pointer in the group. ``ctx`` is the
+        update's one Context, where the handler made it already."""
         chat, user = update.effective_chat, update.effective_user
         if (reply.kind == "result" and chat is not None and user is not None and chat.type != "private"
-                and (await self.service.chat_settings(context_of(update, message.get_bot()))).private_results):
+                and (await self.service.chat_settings(ctx or context_of(update, message.get_bot()))).private_results):
             await self._deliver_privately(message, user.id, user.first_name, reply)
             return
         await self._remember_picture(reply, await send_reply(message, reply, quote=quote))
