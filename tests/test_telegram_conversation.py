@@ -212,3 +212,26 @@ async def test_find_syntax_and_its_usage_line(telegram: FakeTelegram) -> None:
     telegram.push(command(private(ALICE), ALICE, '/find "blue whale"'))
     [*_, none] = await telegram.wait_for("sendMessage", count=4)
     assert none.params["text"] == "No image here has \u201cblue whale\u201d in its label or description."
+
+
+async def test_a_button_on_a_message_from_before_a_group_upgrade_answers_in_the_supergroup(
+        telegram: FakeTelegram) -> None:
+    """Telegram refuses every call naming an upgraded group (ChatMigrated): the answer goes to the
+    supergroup that replaced it, not into the generic apology."""
+    old = {"id": -555, "type": "group", "title": "Friends"}
+    new = {"id": -1009999, "type": "supergroup", "title": "Friends"}
+    telegram.push(command(old, ALICE, "/find rocket"))
+    result = await next_photo(telegram, 1)
+    telegram.push(message(old, ALICE, migrate_to_chat_id=new["id"]))
+    telegram.push(message(new, ALICE, migrate_from_chat_id=old["id"]))
+    await asyncio.sleep(0.3)
+    press(telegram, ALICE, result, buttons(result)["More"])
+    resent = await next_photo(telegram, 2)
+    assert resent.params["chat_id"] in (new["id"], str(new["id"]))
+    assert resent.params["caption"].splitlines()[-1].startswith("Score")
+    refused = [c for c in telegram.calls if c.status == 400 and "upgraded to a supergroup" in c.description]
+    assert refused and all(c.params.get("chat_id") in (old["id"], str(old["id"])) for c in refused)
+    press(telegram, ALICE, result, buttons(result)["Next"])  # an edit in place: the old message is gone too
+    moved = await next_photo(telegram, 3)
+    assert moved.params["chat_id"] in (new["id"], str(new["id"])) and "match 2 of" in moved.params["caption"]
+    assert not [c for c in telegram.sent("sendMessage") if "Sorry, something went wrong" in c.params["text"]]

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from telegram import InputMediaPhoto, Message, Update
-from telegram.error import BadRequest, Forbidden, NetworkError, TelegramError
+from telegram import CallbackQuery, InputMediaPhoto, Message, Update
+from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, TelegramError
 from telegram.ext import ContextTypes
 
 from adapters.telegram.messages import (
@@ -181,6 +182,20 @@ class TelegramHandlers:
         if reply.kind in ("error", "rate_limited", "busy"):
             await query.answer(trimmed(reply.text, ALERT_LIMIT), show_alert=True)
             return
+        try:
+            await self._show_pressed(update, query, message, reply, ctx)
+        except ChatMigrated as exc:
+            # The group became a supergroup (its gallery moved along, see migration()): Telegram now
+            # refuses every call naming the old group, edits of its old messages included. The answer
+            # goes to the supergroup as a new message rather than into the generic apology.
+            log.info("a button in upgraded group %s: answering in %s", message.chat_id, exc.new_chat_id)
+            await self._remember_picture(reply, await send_to(message.get_bot(), exc.new_chat_id, reply))
+            with contextlib.suppress(TelegramError):
+                await query.answer()
+
+    async def _show_pressed(self, update: Update, query: CallbackQuery, message: Message, reply: Reply,
+                            ctx: Context) -> None:
+        """A pressed button's answer: a new message replying to the result, or the result edited in place."""
         if not reply.replaces:
             await query.answer()
             await self._deliver(update, message, reply, quote=True, ctx=ctx)

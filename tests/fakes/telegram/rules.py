@@ -26,6 +26,10 @@ argument and public attribute of ``FakeTelegram`` where it has a number in it):
 * Uploaded documents (and other files): over ``document_limit`` bytes (50 MiB) → 413
   ``Request Entity Too Large``, as the Bot API's front end answers.
 * Media groups: 2..10 items, else 400.
+* Upgraded groups: once an update announcing ``migrate_to_chat_id`` was pushed, any call naming
+  the old group's ``chat_id`` (a send, an edit, anything) is refused with 400 ``Bad Request: group
+  chat was upgraded to a supergroup chat`` and ``parameters.migrate_to_chat_id``, as the Bot API
+  refuses it (python-telegram-bot raises ``ChatMigrated``).
 * Private chats and inline queries: see tests/fakes/telegram/private_chats.py.
 * Flood control, per chat. Group, supergroup and channel chats (negative ids, or ``@username``):
   more than ``group_limit`` (20) messages in any rolling ``group_window`` (60 s) → 429
@@ -111,6 +115,7 @@ class MessageRules:
     group_window: float
     private_window: float
     send_times: dict[int | str, list[float]]
+    migrated: dict[int, int]
 
     @staticmethod
     def _check_caption(caption: Any, parse_mode: Any) -> None:
@@ -174,6 +179,11 @@ class MessageRules:
                 self._check_file(files[name])
 
     def _check(self, method: str, params: dict[str, Any], files: dict[str, bytes]) -> None:
+        chat = self._chat_key(params.get("chat_id")) if params.get("chat_id") is not None else None
+        moved_to = self.migrated.get(chat) if isinstance(chat, int) else None
+        if moved_to is not None:
+            raise Refusal("Bad Request: group chat was upgraded to a supergroup chat", 400,
+                          {"migrate_to_chat_id": moved_to})
         if method in SEND_METHODS and (problem := self.private.send_problem(params.get("chat_id"))):
             raise Refusal(problem, 403)
         if method == "answerInlineQuery" and (problem := self.private.answer_problem(params, self.photo_ids)):

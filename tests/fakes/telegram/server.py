@@ -78,6 +78,7 @@ class FakeTelegram(LoopbackServer, UpdateDelivery, MethodAnswers, MessageRules):
         # chat_id -> monotonic times of the messages accepted for it (a media group adds one per item)
         self.send_times: dict[int | str, list[float]] = {}
         self.faults: dict[str, deque[str]] = {}  # method -> the kinds still to inject, in order
+        self.migrated: dict[int, int] = {}  # group id -> its supergroup's id, once the upgrade was announced
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1000)
@@ -130,6 +131,9 @@ class FakeTelegram(LoopbackServer, UpdateDelivery, MethodAnswers, MessageRules):
     def push(self, update: dict[str, Any]) -> int:
         update_id = next(self._update_ids)
         self.private.saw(update)
+        announced = update.get("message") or {}
+        if announced.get("migrate_to_chat_id"):  # the group is a supergroup from now on
+            self.migrated[int(announced["chat"]["id"])] = int(announced["migrate_to_chat_id"])
         self._updates.append({"update_id": update_id, **update})
         self._new_update.set()
         self._deliver_soon()
