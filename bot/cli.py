@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--collection", default=GLOBAL_COLLECTION, help="collection (default: global)")
 
     p = add("migrate", "Copy this gallery (vectors, labels, descriptions, captions, colours, authors, "
-                       "collections) into another database, e.g. PostgreSQL. Run it again to resume.")
+                       "collections, repost records, chat switches, inline file ids) into another database, "
+                       "e.g. PostgreSQL. Open result threads stay behind. Run it again to resume.")
     p.add_argument("--to", required=True, metavar="URL", help="postgresql://user:password@host/db")
 
     add("download-models", "Download the configured models into the Hugging Face cache for offline use.")

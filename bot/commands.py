@@ -316,6 +316,7 @@ async def export_pickle(args: argparse.Namespace, settings: Settings, engine: En
 async def migrate(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
+    from core.chat import STATE_KINDS
     from core.storage import copy_gallery
 
     source, target = build_gallery(settings), build_gallery(settings, url=args.to)
@@ -327,18 +328,11 @@ async def migrate(args: argparse.Namespace, settings: Settings) -> int:
             stack.push_async_callback(gallery.close)
         total = sum((await source.collection_counts()).values())
         with tqdm(total=total, unit="img", desc="Copying", file=sys.stderr, disable=None) as bar:
-            report = await copy_gallery(source, target, progress=lambda done: bar.update(done - bar.n))
-    print(f"Copied {report.copied} image(s) from {source.location} to {target.location}; "
-          f"{report.skipped} were there already ({report.vectors_added} vector(s) added to them).")
-    for name, (have, now) in report.collections.items():
-        print(f"  {name:<24} {have} -> {now}{'' if have == now else '  MISMATCH'}")
-    for model, (have, now) in report.vectors.items():
-        print(f"  vectors of {model}: {have} -> {now}{'' if have == now else '  MISMATCH'}")
-    if report.without_vector:
-        print(f"  {len(report.without_vector)} image(s) without any vector were not copied: run `clipbot reindex` "
-              "first.")
-    print(f"Pictures stay in {settings.pictures_dir}: point CLIPBOT_MEDIA_DIR there for every worker that uses "
-          "the new database.")
+            # The chat's switches, members and inline file ids go too: nobody would think to set them again.
+            report = await copy_gallery(source, target, state=STATE_KINDS,
+                                        progress=lambda done: bar.update(done - bar.n))
+    output.print_copy_report(report, source.location, target.location, pictures_dir=settings.pictures_dir,
+                             thread_hours=settings.thread_hours)
     return 0 if report.matches else 1
 
 

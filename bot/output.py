@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO
 
 from core.gallery import IngestSummary
 from core.records import ImageRecord
 from core.search import SearchResult, shown_path
+from core.storage import CopyReport
 
 
 def print_results(results: Sequence[SearchResult], *, as_json: bool, out: TextIO | None = None) -> None:
@@ -68,3 +70,37 @@ def print_summary(summary: IngestSummary, collection: str, *, already_warned: in
     )
     for path, reason in summary.skipped:
         out.write(f"  skipped {path}: {reason}\n")
+
+
+def print_copy_report(report: CopyReport, source: str, target: str, *, pictures_dir: Path, thread_hours: float,
+                      out: TextIO | None = None) -> None:
+    """What ``clipbot migrate`` copied from ``source`` to ``target``, whether the two now match,
+    and what it left behind."""
+    out = out or sys.stdout
+    out.write(f"Copied {report.copied} image(s) from {source} to {target}; "
+              f"{report.skipped} were there already ({report.vectors_added} vector(s) added to them).\n")
+    for name, (have, now) in report.collections.items():
+        out.write(f"  {name:<24} {have} -> {now}{_mismatch(have, now)}\n")
+    for model, (have, now) in report.vectors.items():
+        out.write(f"  vectors of {model}: {have} -> {now}{_mismatch(have, now)}\n")
+    seen, kept = sum(a for a, _ in report.sightings.values()), sum(b for _, b in report.sightings.values())
+    out.write(f"  repost records: {seen} -> {kept}{_mismatch(seen, kept)} ({report.sightings_copied} copied)\n")
+    if report.without_vector:
+        out.write(f"  {len(report.without_vector)} image(s) without any vector were not copied: run `clipbot reindex` "
+                  "first.\n")
+    for name, done in report.state.items():
+        notes = [f"{done.kept} already there (kept)"] * bool(done.kept)
+        notes += [f"{done.orphaned} skipped (their image was not copied)"] * bool(done.orphaned)
+        out.write(f"  {name}: {', '.join([f'{done.copied} copied', *notes])}\n")
+    if report.left_behind:
+        out.write(f"Left behind: {', '.join(f'{name} ({n})' for name, n in report.left_behind.items())}; each "
+                  f"expires by itself (result threads within {thread_hours:g} hours).\n")
+    # Said every time: an operator moving a live bot should know why yesterday's buttons stop working.
+    out.write("Open result threads are not copied: buttons under results shown before the move answer "
+              '"expired" once the bot uses the new database; a new search there gives working buttons.\n')
+    out.write(f"Pictures stay in {pictures_dir}: point CLIPBOT_MEDIA_DIR there for every worker that uses "
+              "the new database.\n")
+
+
+def _mismatch(have: int, now: int) -> str:
+    return "" if have == now else "  MISMATCH"

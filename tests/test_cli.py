@@ -290,3 +290,34 @@ def test_reindex_after_changing_the_model(indexed: Path, tmp_path: Path, capsys:
     assert json.loads(out)["results"][0]["label"] == "rocket"
     code, out, _ = run(capsys, "reindex")
     assert "Re-encoded 0 image(s)" in out  # nothing left to do
+
+
+def test_the_migrate_summary_says_what_was_copied_and_what_stayed_behind(capsys: pytest.CaptureFixture[str]) -> None:
+    from bot.output import print_copy_report
+    from core.storage import CopyReport, StateCopied
+
+    report = CopyReport(
+        copied=3, skipped=1, vectors_added=0, collections={"global": (2, 2), "telegram:-100": (2, 2)},
+        vectors={"clip": (4, 4)}, sightings_copied=5, sightings={"telegram:-100": (5, 5)},
+        state={"chat switches": StateCopied(copied=2), "inline search members": StateCopied(copied=1, kept=1),
+               "inline file ids": StateCopied(copied=4, orphaned=1)},
+        left_behind={"result threads": 7, "rate-limit counters": 2},
+    )
+    print_copy_report(report, "/data/clipbot.db", "postgresql://db/clipbot", pictures_dir=Path("/data/media"),
+                      thread_hours=24)
+    assert capsys.readouterr().out == (
+        "Copied 3 image(s) from /data/clipbot.db to postgresql://db/clipbot; 1 were there already "
+        "(0 vector(s) added to them).\n"
+        "  global                   2 -> 2\n"
+        "  telegram:-100            2 -> 2\n"
+        "  vectors of clip: 4 -> 4\n"
+        "  repost records: 5 -> 5 (5 copied)\n"
+        "  chat switches: 2 copied\n"
+        "  inline search members: 1 copied, 1 already there (kept)\n"
+        "  inline file ids: 4 copied, 1 skipped (their image was not copied)\n"
+        "Left behind: result threads (7), rate-limit counters (2); each expires by itself (result threads within "
+        "24 hours).\n"
+        'Open result threads are not copied: buttons under results shown before the move answer "expired" once '
+        "the bot uses the new database; a new search there gives working buttons.\n"
+        "Pictures stay in /data/media: point CLIPBOT_MEDIA_DIR there for every worker that uses the new database.\n"
+    )

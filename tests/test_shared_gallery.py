@@ -17,6 +17,8 @@ from pydantic import SecretStr
 
 from bot.composition import build_chat_engine, build_service
 from bot.settings import Settings
+from core.chat.context import User
+from core.chat.switches import ChatSettings
 from core.errors import StoreError
 from core.models.clip import ClipEncoder
 from tests.conftest import labelled_folder, recompressed
@@ -133,6 +135,65 @@ def test_migrate_then_search_on_postgres(cli_env: Path, tmp_path: Path, photos: 
     assert code == 0 and "rocket" in out
     code, out, _ = run(capsys, "stats")
     assert code == 0 and "postgresql://" in out and f"Images:      {len(photos)} in 1 collection(s)" in out
+
+
+async def fill_a_chat(settings: Settings, encoder: ClipEncoder, photos: dict[str, Path]) -> tuple[int, str]:
+    """A group with /watch on, /results private and /inline on, a member seen there, two images
+    whose file ids Telegram holds (one image deleted since) and a result thread: the rocket's id
+    and the thread's Next button."""
+    async with build_chat_engine(settings, encoder) as engine:
+        service = build_service(settings, engine)
+        coffee = await service.add(ctx(), photos["coffee"].read_bytes(), "coffee")
+        rocket = await service.add(ctx(), photos["rocket"].read_bytes(), "rocket")
+        await service.add(ctx(), photos["chelsea"].read_bytes(), "cat")
+        assert coffee is not None and rocket is not None and coffee.result_id and rocket.result_id
+        await service.remember_file("telegram", coffee.result_id, "AgAC-coffee")
+        await service.remember_file("telegram", rocket.result_id, "AgAC-rocket")
+        # The coffee goes: the rocket's id in the copy is then another, and the coffee's file id has no image.
+        assert await service.delete(ctx(admin=True), coffee.result_id) is not None
+        found = await service.find(ctx(), "rocket")
+        assert found is not None and found.buttons
+        for command, on in (("watch", "on"), ("inline", "on"), ("results", "private")):
+            assert (await getattr(service, command)(ctx(admin=True), on)).kind == "info"
+        return rocket.result_id, found.buttons[0].data
+
+
+@pytest.mark.parametrize("direction", ["sqlite to postgres", "postgres to sqlite"])
+def test_migrate_carries_chat_switches_and_inline_file_ids_but_not_threads(
+        direction: str, cli_env: Path, tmp_path: Path, settings: Settings, encoder: ClipEncoder,
+        photos: dict[str, Path], pg_address: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    here, there = f"sqlite:///{settings.data_dir}", pg_address
+    if direction == "postgres to sqlite":
+        here, there = pg_address, f"sqlite:///{tmp_path / 'moved'}"
+    source, target = on_postgres(settings, here), on_postgres(settings, there)
+    monkeypatch.setenv("CLIPBOT_DATABASE_URL", here)
+    old_id, next_button = asyncio.run(fill_a_chat(source, encoder, photos))
+
+    code, out, err = run(capsys, "migrate", "--to", there)
+    assert code == 0, err
+    assert "  chat switches: 1 copied\n" in out and "  inline search members: 1 copied\n" in out
+    assert "  inline file ids: 1 copied, 1 skipped (their image was not copied)\n" in out
+    assert "Left behind: result threads (1), rate-limit counters (0)" in out
+    assert 'buttons under results shown before the move answer "expired"' in out
+
+    async def after() -> None:
+        async with build_chat_engine(target, encoder) as engine:
+            service = build_service(target, engine)
+            assert await service.chat_settings(ctx()) == ChatSettings(watch=True, inline=True, private_results=True)
+            assert await service.inline_candidates(User("telegram", "1")) == [ctx().chat.collection]
+            hits = await service.inline_search(User("telegram", "2"), "rocket", member_of=[ctx().chat.collection])
+            rocket = next(r for r in await engine.list_images(ctx().chat.collection) if r.label == "rocket")
+            assert rocket.id != old_id and [(h.image_id, h.file_id) for h in hits] == [(rocket.id, "AgAC-rocket")]
+            pressed = await service.press(ctx(), next_button)  # the thread stayed behind
+            assert pressed is not None and pressed.kind == "error" and "expired" in pressed.text
+
+    asyncio.run(after())
+    code, out, err = run(capsys, "migrate", "--to", there)
+    assert code == 0, err
+    assert "Copied 0 image(s)" in out and "  chat switches: 0 copied, 1 already there (kept)\n" in out
+    assert "  inline file ids: 0 copied, 1 already there (kept), 1 skipped (their image was not copied)\n" in out
+    asyncio.run(after())  # nothing doubled, nothing overwritten
 
 
 def test_a_bad_database_url_is_one_line(tmp_path: Path, clip_dir: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -481,6 +481,35 @@ async def test_purge_state_deletes_expired_values_only(gallery: GalleryStorage) 
     assert await gallery.get_state("pages", "later") == "v"
 
 
+async def test_state_items_are_a_kinds_live_values_with_the_time_they_have_left(gallery: GalleryStorage) -> None:
+    await gallery.put_state("file", "telegram:2", "B", None)
+    await gallery.put_state("file", "telegram:10", "A", 60)
+    await gallery.put_state("file", "telegram:3", "gone", 0)
+    await gallery.put_state("chat", "telegram:-100", "{}", None)
+    items = await gallery.state_items("file")
+    assert [(i.key, i.value) for i in items] == [("telegram:10", "A"), ("telegram:2", "B")]  # byte-wise order
+    assert items[0].ttl_s is not None and 50 < items[0].ttl_s <= 60
+    assert items[1].ttl_s is None
+    assert await gallery.state_items("nothing") == []
+
+
+async def test_add_state_stores_only_where_no_live_value_is(gallery: GalleryStorage) -> None:
+    from core.storage.state import StateItem
+
+    await gallery.put_state("chat", "mine", "the target's", None)
+    await gallery.put_state("chat", "stale", "expired", 0)
+    items = [StateItem("mine", "the source's", None), StateItem("stale", "fresh", 60), StateItem("new", "n", None)]
+    assert await gallery.add_state("chat", items) == 2
+    assert await gallery.get_state("chat", "mine") == "the target's"
+    assert await gallery.get_state("chat", "stale") == "fresh"
+    assert [(i.key, i.value) for i in await gallery.state_items("chat")] == [
+        ("mine", "the target's"), ("new", "n"), ("stale", "fresh")]
+    [stale] = [i for i in await gallery.state_items("chat") if i.key == "stale"]
+    assert stale.ttl_s is not None and 50 < stale.ttl_s <= 60
+    assert await gallery.add_state("chat", items) == 0  # again: everything is there
+    assert await gallery.add_state("chat", []) == 0
+
+
 async def test_update_state_is_atomic_across_processes(factory: Factory) -> None:
     """20 concurrent increments through two gallery objects (two processes) give 20."""
     a, b = factory(), factory()
@@ -607,6 +636,45 @@ async def test_copy_gallery_copies_sightings_once(gallery: GalleryStorage, tmp_p
         assert copied == mine and [s.vector.tobytes() for s in copied] == [s.vector.tobytes() for s in mine]
         again = await copy_gallery(source, gallery)
         assert (again.sightings_copied, again.matches) == (0, True)
+    finally:
+        await source.close()
+
+
+async def test_copy_gallery_carries_the_state_kinds_it_is_told_to(gallery: GalleryStorage, tmp_path: Path) -> None:
+    from core.storage.migrate import StateCopied, StateKind, copy_gallery
+    from core.storage.sqlite import SqliteGallery
+
+    def moved(key: str, ids: Mapping[int, int]) -> str | None:
+        platform, _, image_id = key.partition(":")
+        return f"{platform}:{ids[int(image_id)]}" if int(image_id) in ids else None
+
+    kinds = [StateKind("chat", "switches"), StateKind("file", "file ids", rekey=moved),
+             StateKind("thread", "threads", carry=False)]
+    source = SqliteGallery(tmp_path / "source")
+    await source.open()
+    try:
+        rng = np.random.default_rng(3)
+        await gallery.insert_image(image(7), unit(rng, 1)[0], MODEL)  # the target's ids differ from the source's
+        kept, _ = await source.insert_image(image(1), unit(rng, 1)[0], MODEL)
+        await source.put_state("chat", "telegram:-100", '{"watch": true}', None)
+        await source.put_state("chat", "telegram:-200", "source", None)
+        await gallery.put_state("chat", "telegram:-200", "target", None)  # the target's own stays
+        await source.put_state("file", f"telegram:{kept}", "AgAC-kept", None)
+        await source.put_state("file", "telegram:99", "AgAC-deleted", None)  # its image is gone
+        await source.put_state("thread", "tok", "[]", 60)
+        report = await copy_gallery(source, gallery, state=kinds)
+        assert report.copied == 1
+        assert report.state == {"switches": StateCopied(copied=1, kept=1), "file ids": StateCopied(1, 0, 1)}
+        assert report.left_behind == {"threads": 1}
+        copy = await gallery.find_by_sha256("global", image(1).sha256)
+        assert copy is not None and copy.id != kept
+        assert [(i.key, i.value) for i in await gallery.state_items("file")] == [(f"telegram:{copy.id}", "AgAC-kept")]
+        assert await gallery.get_state("chat", "telegram:-100") == '{"watch": true}'
+        assert await gallery.get_state("chat", "telegram:-200") == "target"
+        assert await gallery.state_items("thread") == []
+        again = await copy_gallery(source, gallery, state=kinds)
+        assert again.state == {"switches": StateCopied(kept=2), "file ids": StateCopied(kept=1, orphaned=1)}
+        assert len(await gallery.state_items("chat")) == 2 and len(await gallery.state_items("file")) == 1
     finally:
         await source.close()
 

@@ -1,5 +1,6 @@
 """Chat: the service every front end calls, the command catalogue and help styles, request and reply
-types, result threads and their texts, group switches, rate limits and repost alerts.
+types, result threads and their texts, group switches, rate limits and repost alerts, and which of
+their conversation state a gallery's move to another database carries (:data:`STATE_KINDS`).
 
 The face of the wing: front ends and ``bot/`` import from here, never from a module inside.
 """
@@ -21,6 +22,7 @@ from core.chat.groups import FORGET_PREFIX
 from core.chat.inflight import InFlight
 from core.chat.ratelimit import RateLimiter, SlidingWindow
 from core.chat.service import ChatService
+from core.chat.state_kinds import STATE_KINDS
 from core.chat.styles import CHAT_STYLE, SEARCH_SYNTAX, ChatStyle, help_text, style_of
 from core.chat.threads import (
     LIKE_PREFIX,
@@ -43,6 +45,7 @@ __all__ = [
     "NOT_PREFIX",
     "REFINE",
     "SEARCH_SYNTAX",
+    "STATE_KINDS",
     "TOP_PREFIX",
     "Button",
     "Chat",

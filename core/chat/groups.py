@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from core.chat.context import Button, Context, Reply, User
@@ -158,7 +158,7 @@ class GroupFeatures:
 
     async def remember_file(self, platform: str, image_id: int, file_id: str) -> None:
         """The platform's id of a picture it already holds (a sent result), for inline answers."""
-        await self.store.put_state(FILE_KIND, f"{platform}:{image_id}", file_id, None)
+        await self.store.put_state(FILE_KIND, file_key(platform, image_id), file_id, None)
 
     async def inline_collections(self, member_of: Sequence[str]) -> tuple[str, ...]:
         """``global`` plus the chats among ``member_of`` (checked by the adapter) that allow inline search."""
@@ -176,7 +176,7 @@ class GroupFeatures:
         results = await self.engine.find_text(query, collections=collections, k=INLINE_RESULTS * 3)
         hits: list[InlineHit] = []
         for result in results:
-            file_id = await self.store.get_state(FILE_KIND, f"{user.platform}:{result.id}")
+            file_id = await self.store.get_state(FILE_KIND, file_key(user.platform, result.id))
             if file_id:
                 hits.append(_hit(result, file_id))
             if len(hits) >= INLINE_RESULTS:
@@ -187,6 +187,19 @@ class GroupFeatures:
     def _require(allowed: bool, message: str) -> None:
         if not allowed:
             raise PermissionDeniedError(message)
+
+
+def file_key(platform: str, image_id: int) -> str:
+    """Where a platform's file id of an image is remembered (under :data:`FILE_KIND`)."""
+    return f"{platform}:{image_id}"
+
+
+def moved_file_key(key: str, ids: Mapping[int, int]) -> str | None:
+    """A remembered file id's key in another gallery, where the same image has another id (``ids``:
+    this gallery's id -> that one's); None when that gallery lacks the image."""
+    platform, _, image_id = key.rpartition(":")
+    moved = ids.get(int(image_id)) if image_id.isdigit() else None
+    return None if moved is None else file_key(platform, moved)
 
 
 def _hit(result: SearchResult, file_id: str) -> InlineHit:

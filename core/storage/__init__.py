@@ -12,18 +12,22 @@ from urllib.parse import unquote, urlparse
 
 from core.errors import ConfigError
 from core.storage.base import GalleryStorage, ImageFiles, ImageRecords, ImageVectors, Neighbours, StateUpdate
-from core.storage.migrate import copy_gallery
+from core.storage.migrate import CopyReport, StateCopied, StateKind, copy_gallery
 from core.storage.sightings import RepostSightings
-from core.storage.state import ConversationState
+from core.storage.state import ConversationState, StateItem
 
 __all__ = [
     "ConversationState",
+    "CopyReport",
     "GalleryStorage",
     "ImageFiles",
     "ImageRecords",
     "ImageVectors",
     "Neighbours",
     "RepostSightings",
+    "StateCopied",
+    "StateItem",
+    "StateKind",
     "StateUpdate",
     "copy_gallery",
     "gallery_for",

@@ -3,19 +3,52 @@
 Only the :class:`GalleryStorage` interface is used, so any pair of backends works. Each image is
 copied with every model's vector; one the target already holds (same collection and bytes) is
 skipped, but vectors it lacks are added, so a copy that stopped half way is finished by running it
-again. Ids are the target's own; conversation state (result pages, rate limits) is not copied.
-Repost fingerprints (sightings) are, each one the target lacks (same chat, message, hash and model).
+again. Ids are the target's own. Repost fingerprints (sightings) are copied, each one the target
+lacks (same chat, message, hash and model). Conversation state is copied kind by kind as the
+caller says (:class:`StateKind`: this wing cannot know what the chat keeps): a carried kind's live
+values the target lacks, re-keyed where a key names an image; the kinds left behind are counted.
 Picture files are not touched: both galleries name them relative to the same media folder.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from core.records import ImageRecord, NewImage
 from core.storage.base import GalleryStorage, Sighting
+from core.storage.state import StateItem
+
+# A carried kind's key in the target, from its key in the source and the source -> target ids of
+# the images the target holds; None leaves the value behind (it names an image not copied).
+Rekey = Callable[[str, Mapping[int, int]], str | None]
+STATE_BATCH = 500  # values stored per transaction
+
+
+@dataclass(frozen=True)
+class StateKind:
+    """One kind of conversation state, as a copy treats it.
+
+    Carried: its live values are copied with the lifetime they have left, never over a live value
+    the target holds under the same key; ``rekey`` translates keys that name an image. Not
+    carried (values that point at the source's ids, or expire soon anyway): only counted. A kind
+    the caller does not name is neither copied nor counted.
+    """
+
+    kind: str
+    name: str  # as operators read it: "chat switches"
+    carry: bool = True
+    rekey: Rekey | None = None
+
+
+@dataclass(frozen=True)
+class StateCopied:
+    """What a copy did with one carried kind of conversation state."""
+
+    copied: int = 0
+    kept: int = 0  # the target held a live value under the key already: that one stays
+    orphaned: int = 0  # their image was not copied: left behind
 
 
 @dataclass(frozen=True)
@@ -30,6 +63,8 @@ class CopyReport:
     without_vector: list[int] = field(default_factory=list)  # source ids with no vector at all: not copied
     sightings_copied: int = 0
     sightings: dict[str, tuple[int, int]] = field(default_factory=dict)  # chat: (in source, in target)
+    state: dict[str, StateCopied] = field(default_factory=dict)  # carried kinds, by name
+    left_behind: dict[str, int] = field(default_factory=dict)  # kinds not carried, by name: live values in source
 
     @property
     def matches(self) -> bool:
@@ -48,9 +83,10 @@ def new_image(record: ImageRecord) -> NewImage:
     )
 
 
-async def copy_gallery(source: GalleryStorage, target: GalleryStorage, *,
+async def copy_gallery(source: GalleryStorage, target: GalleryStorage, *, state: Sequence[StateKind] = (),
                        progress: Callable[[int], None] | None = None, batch: int = 200) -> CopyReport:
-    """Copy every image of ``source`` with its vectors into ``target`` (both open), oldest first.
+    """Copy every image of ``source`` with its vectors into ``target`` (both open), oldest first,
+    then the repost sightings and the conversation state ``state`` names (see :func:`copy_state`).
 
     ``progress`` is called with the number of source images handled so far after each one. An
     error (or ``progress`` raising) stops the copy; what was copied stays, and running the copy
@@ -91,6 +127,9 @@ async def copy_gallery(source: GalleryStorage, target: GalleryStorage, *,
             if progress is not None:
                 progress(done)
     sightings_copied = await copy_sightings(source, target)
+    # Every source image the target now holds, copied or there before, under the target's id.
+    moved = {r.id: there[(r.collection, r.sha256)] for r in images if (r.collection, r.sha256) in there}
+    carried, left_behind = await copy_state(source, target, state, moved)
     source_counts, target_counts = await source.collection_counts(), await target.collection_counts()
     source_vectors, target_vectors = await source.embedding_counts(), await target.embedding_counts()
     source_seen, target_seen = await source.sighting_counts(), await target.sighting_counts()
@@ -104,6 +143,7 @@ async def copy_gallery(source: GalleryStorage, target: GalleryStorage, *,
         sightings_copied=sightings_copied,
         sightings={chat: (source_seen.get(chat, 0), target_seen.get(chat, 0))
                    for chat in sorted(source_seen.keys() | target_seen.keys())},
+        state=carried, left_behind=left_behind,
     )
 
 
@@ -118,6 +158,33 @@ async def copy_sightings(source: GalleryStorage, target: GalleryStorage) -> int:
                 there.add(_key(sighting))
                 copied += 1
     return copied
+
+
+async def copy_state(source: GalleryStorage, target: GalleryStorage, kinds: Sequence[StateKind],
+                     ids: Mapping[int, int]) -> tuple[dict[str, StateCopied], dict[str, int]]:
+    """Copy the live values of the carried ``kinds`` that the target lacks, re-keyed where they
+    name an image (``ids``: source id -> target id); count those of the others.
+
+    Returns what was done per carried kind and the live values left behind per other kind, both
+    by name. A value the target holds already is kept, so running the copy again stores nothing twice.
+    """
+    carried: dict[str, StateCopied] = {}
+    left_behind: dict[str, int] = {}
+    for kind in kinds:
+        items = await source.state_items(kind.kind)
+        if not kind.carry:
+            left_behind[kind.name] = left_behind.get(kind.name, 0) + len(items)
+            continue
+        moved: list[StateItem] = []
+        for item in items:
+            key = item.key if kind.rekey is None else kind.rekey(item.key, ids)
+            if key is not None:
+                moved.append(item._replace(key=key))
+        copied = 0
+        for start in range(0, len(moved), STATE_BATCH):
+            copied += await target.add_state(kind.kind, moved[start:start + STATE_BATCH])
+        carried[kind.name] = StateCopied(copied=copied, kept=len(moved) - copied, orphaned=len(items) - len(moved))
+    return carried, left_behind
 
 
 def _key(sighting: Sighting) -> tuple[str, int, str]:

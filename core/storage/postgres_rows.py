@@ -26,7 +26,7 @@ from core.storage import sql
 from core.storage.postgres_schema import current_version, fault
 from core.storage.sql import Dialect
 from core.storage.sql_gallery import SqlGallery
-from core.storage.state import ConversationState, StateUpdate
+from core.storage.state import ConversationState, StateItem, StateUpdate
 
 Connection = psycopg.AsyncConnection[TupleRow]
 
@@ -48,6 +48,10 @@ SELECT id FROM i
 """
 _VALUE_ALIVE = "(expires_at IS NULL OR expires_at > clock_timestamp())"
 _EXPIRES = "clock_timestamp() + %s::float8 * interval '1 second'"
+_UPSERT_STATE = (
+    f"INSERT INTO state(kind, key, value, expires_at) VALUES (%s, %s, %s, {_EXPIRES})"
+    " ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at"
+)
 
 
 def as_vector(vector: np.ndarray) -> np.ndarray:
@@ -183,11 +187,7 @@ class PostgresRows(SqlGallery[Connection], ConversationState):
 
     async def put_state(self, kind: str, key: str, value: str, ttl_s: float | None) -> None:
         async with self._transaction() as conn:
-            await conn.execute(
-                f"INSERT INTO state(kind, key, value, expires_at) VALUES (%s, %s, %s, {_EXPIRES})"
-                " ON CONFLICT (kind, key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at",
-                (kind, key, value, ttl_s),
-            )
+            await conn.execute(_UPSERT_STATE, (kind, key, value, ttl_s))
 
     async def update_state(self, kind: str, key: str, update: StateUpdate) -> str:
         async with self._transaction() as conn:
@@ -211,3 +211,15 @@ class PostgresRows(SqlGallery[Connection], ConversationState):
         async with self._transaction() as conn:
             cur = await conn.execute("DELETE FROM state WHERE expires_at <= clock_timestamp()")
             return int(cur.rowcount)
+
+    async def state_items(self, kind: str) -> list[StateItem]:
+        rows = await self._rows(
+            "SELECT key, value, extract(epoch FROM expires_at - clock_timestamp())::float8 FROM state"
+            f' WHERE kind = %s AND {_VALUE_ALIVE} ORDER BY key COLLATE "C"', (kind,))
+        return [StateItem(str(key), str(value), None if left is None else float(left)) for key, value, left in rows]
+
+    async def add_state(self, kind: str, items: Sequence[StateItem]) -> int:
+        async with self._transaction() as conn:
+            # Only a free key or an expired value is taken (a NULL expiry never compares true).
+            return sum([await self._execute(conn, f"{_UPSERT_STATE} WHERE state.expires_at <= clock_timestamp()",
+                                            (kind, key, value, ttl_s)) for key, value, ttl_s in items])

@@ -26,7 +26,7 @@ from core.storage.faults import storage_fault
 from core.storage.sql import Dialect, now_iso
 from core.storage.sql_gallery import SqlGallery
 from core.storage.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
-from core.storage.state import ConversationState, StateUpdate
+from core.storage.state import ConversationState, StateItem, StateUpdate
 
 DB_FILENAME = "clipbot.db"
 # Rows read per trip to aiosqlite's thread: a long answer (a busy chat's sightings) lets the
@@ -34,6 +34,12 @@ DB_FILENAME = "clipbot.db"
 FETCH_CHUNK = 500
 _LIVE_VALUE = "SELECT value FROM state WHERE kind = ? AND key = ? AND (expires_at IS NULL OR expires_at > ?)"
 _PUT_STATE = "INSERT OR REPLACE INTO state(kind, key, value, expires_at) VALUES (?, ?, ?, ?)"
+# Takes the key only where it is free or its value has expired: a live value stays.
+_ADD_STATE = (
+    "INSERT INTO state(kind, key, value, expires_at) VALUES (?, ?, ?, ?) ON CONFLICT(kind, key) DO UPDATE"
+    " SET value = excluded.value, expires_at = excluded.expires_at"
+    " WHERE state.expires_at IS NOT NULL AND state.expires_at <= ?"
+)
 
 
 def _named_now(name: str) -> tuple[str, str]:
@@ -241,3 +247,16 @@ class SqliteRows(SqlGallery[aiosqlite.Connection], ConversationState):
 
     async def purge_state(self) -> int:
         return await self._write("DELETE FROM state WHERE expires_at IS NOT NULL AND expires_at <= ?", (time.time(),))
+
+    async def state_items(self, kind: str) -> list[StateItem]:
+        now = time.time()
+        rows = await self._fetch("SELECT key, value, expires_at FROM state WHERE kind = ?"
+                                 " AND (expires_at IS NULL OR expires_at > ?) ORDER BY key", (kind, now))
+        return [StateItem(str(key), str(value), None if expires is None else float(expires) - now)
+                for key, value, expires in rows]
+
+    async def add_state(self, kind: str, items: Sequence[StateItem]) -> int:
+        now = time.time()
+        async with self._transaction() as db:
+            return sum([await self._execute(db, _ADD_STATE, (kind, key, value, None if ttl_s is None else now + ttl_s,
+                                                             now)) for key, value, ttl_s in items])

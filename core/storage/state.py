@@ -1,17 +1,26 @@
 """Conversation state that a later message needs (result pages, rate limits), behind one small
 protocol: the gallery's database in a bot (so every process, and a restarted one, sees it), or
-memory where nothing else needs it."""
+memory where nothing else needs it. A gallery's database also lists a kind's values and adds
+values it lacks, so that ``clipbot migrate`` can carry them to another database."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, Protocol
 
 # Given the stored value (None when absent or expired): the new value and its lifetime in seconds.
 StateUpdate = Callable[[str | None], tuple[str, float | None]]
+
+
+class StateItem(NamedTuple):
+    """One live value of a kind: its key, the value, and the seconds it has left (None: no expiry)."""
+
+    key: str
+    value: str
+    ttl_s: float | None
 
 
 class StateStore(Protocol):
@@ -42,6 +51,15 @@ class ConversationState(ABC):
     @abstractmethod
     async def purge_state(self) -> int:
         """Delete expired values; returns how many."""
+
+    @abstractmethod
+    async def state_items(self, kind: str) -> list[StateItem]:
+        """Every live value of ``kind``, in key order (byte-wise), with the lifetime it has left."""
+
+    @abstractmethod
+    async def add_state(self, kind: str, items: Sequence[StateItem]) -> int:
+        """Store each of ``items`` whose key holds no live value, in one transaction: a live value
+        already there is kept as it is. Returns how many were stored."""
 
 
 class MemoryState:
