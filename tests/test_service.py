@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bot.composition import build_chat_engine, build_service
+from bot.composition import build_chat_engine, build_gallery, build_service
 from bot.settings import Settings
 from core.chat.context import Chat, Context, User
 from core.chat.ratelimit import RateLimiter
 from core.chat.service import ChatService, ServiceConfig
 from core.chat.threads import Thread, Threads
 from core.gallery.engine import Engine
+from core.gallery.files import MediaStore
+from core.models.batching import MicroBatcher
 from core.models.clip import ClipEncoder
+from core.models.inference import InferenceRunner
 from core.search.searcher import QueryPlan
 from core.search.words import SearchResult
 from core.storage.state import MemoryState
 from tests.conftest import recompressed
 from tests.fakes import RecordingEncoder
+from tests.fakes.recorder import wait_until
 
 
 def ctx(chat: str = "100", user: str = "1", *, private: bool = False, admin: bool | Exception = False) -> Context:
@@ -169,15 +175,32 @@ async def test_micro_batching_merges_concurrent_requests(
     settings: Settings, recording: RecordingEncoder, photos: dict[str, Path]
 ) -> None:
     names = list(photos)
-    async with build_chat_engine(settings.model_copy(update={"batch_wait_ms": 50}), recording) as engine:  # type: ignore[arg-type]
+    # What build_chat_engine wires, built here so that the test can watch the batcher's queue; room
+    # for every request in one batch.
+    batcher = MicroBatcher(InferenceRunner(recording), max_batch=len(names), max_wait_ms=50)
+    async with Engine(gallery=build_gallery(settings), media=MediaStore(settings.pictures_dir),
+                      runner=batcher) as engine:
         svc = ChatService(engine, limiter=RateLimiter(0))
         for name in names:
             await engine.add_image(photos[name], label=name)
         sequential = [await svc.match(ctx(user=n), photos[n].read_bytes()) for n in names]
         recording.calls.clear()
-        concurrent = await asyncio.gather(*(svc.match(ctx(user=n), photos[n].read_bytes()) for n in names))
+        # However far apart the requests arrive, the model is busy (held at the gate) until every one
+        # has reached the batcher: the batch in the model took what had come, the rest wait together.
+        recording.gate = threading.Event()
+        matching = asyncio.gather(*(svc.match(ctx(user=n), photos[n].read_bytes()) for n in names))
+        try:
+            await wait_until(lambda: batcher.pending == len(names), 30,
+                             lambda: f"only {batcher.pending} of {len(names)} requests reached the batcher")
+        except BaseException:
+            matching.cancel()
+            raise
+        finally:
+            recording.gate.set()
+        concurrent = await matching
     image_calls = [n for kind, n in recording.calls if kind == "image"]
-    assert len(image_calls) < len(names) and sum(image_calls) == len(names)
+    # The waiting requests came out as one model batch, not one call each.
+    assert len(image_calls) <= 2 < len(names) and sum(image_calls) == len(names)
     for a, b in zip(sequential, concurrent, strict=True):
         assert a is not None and b is not None
         assert a.result_id == b.result_id and a.score == pytest.approx(b.score, abs=1e-5)
@@ -191,13 +214,17 @@ async def test_queue_full_says_busy(settings: Settings, recording: RecordingEnco
         await engine.add_image(photos["rocket"], label="rocket")
         recording.gate = threading.Event()  # the model hangs until we let it go
         tasks = [asyncio.create_task(svc.match(ctx(user=str(i)), photos["rocket"].read_bytes())) for i in range(8)]
-        await asyncio.wait(tasks, timeout=5, return_when=asyncio.FIRST_COMPLETED)
-        await asyncio.sleep(0.3)
-        busy = [t.result() for t in tasks if t.done()]
-        recording.gate.set()
+        held = 1 + 2  # one request in the model, two in the queue: nothing else can be held while the gate is shut
+        try:
+            await wait_until(lambda: sum(t.done() for t in tasks) >= len(tasks) - held, 30,
+                             lambda: f"only {sum(t.done() for t in tasks)} of {len(tasks) - held} refused")
+            busy = [t.result() for t in tasks if t.done()]
+        finally:
+            recording.gate.set()
         rest = await asyncio.gather(*tasks)
-    assert busy and all(r is not None and r.kind == "busy" and "try again" in r.text for r in busy)
-    assert sum(1 for r in rest if r is not None and r.kind == "result") >= 2  # the queued ones were answered
+    assert len(busy) == len(tasks) - held
+    assert all(r is not None and r.kind == "busy" and "try again" in r.text for r in busy)
+    assert sum(1 for r in rest if r is not None and r.kind == "result") == held  # the queued ones were answered
 
 
 async def test_event_loop_stays_responsive_while_encoding(
@@ -207,18 +234,24 @@ async def test_event_loop_stays_responsive_while_encoding(
     async with build_chat_engine(settings, slow) as engine:  # type: ignore[arg-type]
         svc = ChatService(engine, limiter=RateLimiter(0))
         await engine.add_image(photos["rocket"], label="rocket")
-        beats = 0
+        slow.spans.clear()
+        beats: list[float] = []  # when the loop ran the heartbeat (the same clock as the encoder's spans)
 
         async def heartbeat() -> None:
-            nonlocal beats
             while True:
+                beats.append(time.monotonic())
                 await asyncio.sleep(0.01)
-                beats += 1
 
         hb = asyncio.create_task(heartbeat())
         await svc.match(ctx(), photos["coffee"].read_bytes())
         hb.cancel()
-    assert beats >= 10  # a blocked loop would not have ticked at all during the 0.5 s encode
+    [(start, end, _)] = slow.spans  # the match's one model call, 0.5 s or more
+    ticks = [start, *(t for t in beats if start < t < end), end]
+    longest = max(b - a for a, b in itertools.pairwise(ticks))
+    # A loop blocked by the encode would not tick between its start and its end: one gap as long as
+    # the encode. Measured against the encode's own length rather than by counting ticks: a busy box
+    # ticks less often (the old count flaked) but still every few ms, far below a quarter (125 ms).
+    assert longest < (end - start) / 4, f"the loop stalled {longest:.3f} s of a {end - start:.3f} s encode"
 
 
 async def test_model_failure_reaches_every_waiting_caller(settings: Settings, recording: RecordingEncoder,

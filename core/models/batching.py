@@ -57,6 +57,12 @@ class MicroBatcher:
         return self.runner.batch_size
 
     @property
+    def pending(self) -> int:
+        """How many requests are queued or being encoded, not yet answered (read-only; :attr:`busy`
+        is whether there are any)."""
+        return self._pending
+
+    @property
     def busy(self) -> bool:
         """Whether requests are waiting or being encoded: low-priority work (repost checks) waits
         until this is False, so it never delays a reply."""

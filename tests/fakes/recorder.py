@@ -20,6 +20,8 @@ from PIL import Image
 
 from core.models.clip import ClipEncoder, ImageTextEncoder
 
+GATE_TIMEOUT_S = 60.0  # how long a gated model call waits for the test before it fails
+
 
 class RecordingEncoder(ImageTextEncoder):
     """The real tiny CLIP, logging each model call; ``delay`` stands in for a real model's time."""
@@ -30,7 +32,7 @@ class RecordingEncoder(ImageTextEncoder):
         self.model_id = inner.model_id
         self.spans: list[tuple[float, float, int]] = []
         self.calls: list[tuple[str, int]] = []
-        self.gate: threading.Event | None = None  # when set, calls wait for it (to fill queues)
+        self.gate: threading.Event | None = None  # when given, calls wait until it is set (to fill queues)
         self.fail_with: Exception | None = None
 
     def _load(self) -> None:
@@ -41,8 +43,10 @@ class RecordingEncoder(ImageTextEncoder):
         return self.inner.dim
 
     def _record(self, kind: str, n: int) -> float:
-        if self.gate is not None:
-            self.gate.wait(10)
+        if self.gate is not None and not self.gate.wait(GATE_TIMEOUT_S):
+            # Fail loudly rather than go on: a call let through by a clock, not by the test, would
+            # make what the test sees depend on timing.
+            raise TimeoutError(f"the test did not open the encoder's gate within {GATE_TIMEOUT_S:g} s")
         self.calls.append((kind, n))
         if self.fail_with is not None:
             raise self.fail_with
