@@ -19,7 +19,8 @@ import os
 import shutil
 import tempfile
 import time
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +197,9 @@ async def _measure(url: str, data_dir: Path, n: int, dim: int) -> dict[str, Any]
     return result
 
 
-def _server_url(tmp: Path) -> tuple[str, Any]:
+def server_url(tmp: Path) -> tuple[str, Any]:
+    """The benchmarks' PostgreSQL: the URL given, or a private pgserver's in ``tmp`` (then also the
+    server, to clean up)."""
     url = (os.environ.get("CLIPBOT_BENCH_DATABASE_URL") or os.environ.get("CLIPBOT_TEST_DATABASE_URL") or "").strip()
     if url:
         return url, None
@@ -206,20 +209,29 @@ def _server_url(tmp: Path) -> tuple[str, Any]:
     return str(server.get_uri()), server
 
 
-def run(*, smoke: bool) -> dict[str, Any]:
-    n, dim = (2_000, 16) if smoke else (100_000, 512)
+@contextmanager
+def bench_database(tmp: Path) -> Iterator[str]:
+    """The URL of a database of the benchmark's own on the benchmarks' server, dropped afterwards."""
     from tests.pg import create_database, drop_database, with_database
 
-    tmp = Path(tempfile.mkdtemp(prefix="clipbot-bench-pg-"))
-    server_url, server = _server_url(tmp)
-    name = create_database(server_url, prefix="clipbot_bench")
+    url, server = server_url(tmp)
+    name = create_database(url, prefix="clipbot_bench")
     try:
-        result = asyncio.run(_measure(with_database(server_url, name), tmp / "sqlite", n, dim))
+        yield with_database(url, name)
     finally:
         with suppress(Exception):
-            drop_database(server_url, name)
+            drop_database(url, name)
         if server is not None:
             server.cleanup()
+
+
+def run(*, smoke: bool) -> dict[str, Any]:
+    n, dim = (2_000, 16) if smoke else (100_000, 512)
+    tmp = Path(tempfile.mkdtemp(prefix="clipbot-bench-pg-"))
+    try:
+        with bench_database(tmp) as url:
+            result = asyncio.run(_measure(url, tmp / "sqlite", n, dim))
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result["targets_met"] = {
         "search_p50_ms <= 20": max(result["search_p50_ms"], result["random"]["search_p50_ms"]) <= 20,

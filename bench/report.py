@@ -43,6 +43,12 @@ TARGETS: list[tuple[str, str, str, Any]] = [
     ("postgres", "recall_at_10", ">= 0.95 (CLIP-like data)", lambda v: v >= 0.95),
     ("postgres", "insert_vs_sqlite", ">= 0.8", lambda v: v >= 0.8),
     ("postgres", "hnsw_build_s", "(reported)", None),
+    ("calibration", "sqlite_many_s", "< 1 s (256 queries, 50,000 images)", lambda v: v < 1),
+    ("calibration", "sqlite_ratio", "(reported: 256 nearest / 1 nearest_many)", None),
+    ("calibration", "sqlite_measure_s", "< 1 s (calibration's whole measurement)", lambda v: v < 1),
+    ("calibration", "postgres_many_s", "(reported)", None),
+    ("calibration", "postgres_ratio", "(reported: 256 nearest / 1 nearest_many)", None),
+    ("calibration", "agreement", "== 1 (nearest's ids for every query)", lambda v: v == 1),
 ]
 
 
@@ -136,6 +142,13 @@ def details(results: dict[str, Any]) -> str:
                    f"fresh processes: interpreter {t['python_s']:.2f} s, `import bot.cli` {t['cli_import_s']:.2f} s, "
                    f"`import torch` {t['torch_import_s']:.2f} s, transformers' CLIP classes (with torch) "
                    f"{t['clip_classes_import_s']:.2f} s.")
+    if "calibration" in results:
+        c = results["calibration"]
+        out.append(f"\nCalibration's searches, {c['queries']} stored vectors as queries (k = {c['k']}) over {c['n']:,} "
+                   f"images of {c['dim']} dimensions: "
+                   + "; ".join(f"{name}: {c[name]['singles_s']:.2f} s as single nearest() calls, "
+                               f"{c[name]['many_s']:.3f} s as one nearest_many() ({c[name]['ratio']:.1f}x), the whole "
+                               f"measurement {c[name]['measure_s']:.2f} s" for name in ("sqlite", "postgres")) + ".")
     return "\n".join(out)
 
 

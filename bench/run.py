@@ -6,6 +6,7 @@
     python -m bench.run --only startup  # `clipbot search` from the command to its first result
     python -m bench.run --only postgres  # the PostgreSQL backend at 100k vectors, against SQLite
     python -m bench.run --only captions  # BLIP-base (random weights) at batch 1/8, fp32/int8; the caption pass
+    python -m bench.run --only calibration  # 256 nearest() against one nearest_many() at 50k, SQLite and PostgreSQL
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # benchmarks build their models; never the network
 
-from bench import captions, e2e, encode, ingest, postgres, search, soak, startup
+from bench import calibration, captions, e2e, encode, ingest, postgres, search, soak, startup
 from bench.common import model_dir
 from bench.report import write_report
 
@@ -32,14 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
     parser.add_argument("--only", choices=["encode", "search", "e2e", "ingest", "captions", "soak", "startup",
-                                           "postgres"],
+                                           "postgres", "calibration"],
                         action="append")
     parser.add_argument("--model", type=Path, help="a local CLIP directory to measure instead of random ViT-B/32 "
                                                   "(e.g. real weights, to check int8's agreement on them)")
     args = parser.parse_args(argv)
     import torch
 
-    sections = args.only or ["search", "encode", "e2e", "ingest", "captions", "soak", "startup", "postgres"]
+    sections = args.only or ["search", "encode", "e2e", "ingest", "captions", "soak", "startup", "postgres",
+                             "calibration"]
     # Built only when a section measures it: search has no model, and the soak always uses the tiny one.
     measures_model = bool({"encode", "e2e", "ingest", "captions", "startup"} & set(sections))
     model = args.model or (model_dir(args.smoke) if measures_model else Path())
@@ -58,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                "captions": lambda: captions.run(model, smoke=args.smoke),
                "soak": lambda: soak.run(smoke=args.smoke),  # the bot, not the model: always the tiny CLIP
                "startup": lambda: startup.run(model, smoke=args.smoke),
-               "postgres": lambda: postgres.run(smoke=args.smoke)}  # vectors only: no model
+               "postgres": lambda: postgres.run(smoke=args.smoke),  # vectors only: no model
+               "calibration": lambda: calibration.run(smoke=args.smoke)}  # vectors and a stand-in text encoder
     for name in sections:
         started = time.perf_counter()
         print(f"bench: {name} ...", file=sys.stderr, flush=True)

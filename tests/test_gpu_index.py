@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from core.errors import DimensionMismatchError
 from core.storage import gallery_for
 from core.storage.vector_index import VectorIndex, _TensorShelf, index_device
 
@@ -115,6 +116,38 @@ def test_ties_are_ordered_by_row_like_the_host(device: str) -> None:
         got = dev.search(base[0], ["y", "x"], k)
         assert [i for i, _ in got] == [i for i, _ in want]
         np.testing.assert_allclose([s for _, s in got], [s for _, s in want], atol=2e-3)
+
+
+@pytest.mark.parametrize("where", ["host", *DEVICES])
+@pytest.mark.parametrize("precision", ["fp16", "fp32"])
+def test_search_many_gives_each_row_what_search_gives_it(where: str, precision: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """One matrix product for many queries (calibration's): each row gets :meth:`search`'s answer,
+    to the bit in fp16 on the CPU, ties included; in slices when the scores would be many."""
+    rng = np.random.default_rng(8)
+    index = VectorIndex(16, precision) if where == "host" else VectorIndex(16, precision, where, tensors=True)
+    base = rng.standard_normal((40, 16)).astype(np.float32)
+    vectors = np.concatenate([base, base[rng.integers(0, 40, 60)]])  # 60 duplicates: exact ties
+    index.add("x", np.arange(50), vectors[:50])
+    index.add("y", np.arange(50, 100), vectors[50:])
+    index.add("gone", [500], base[:1])
+    index.remove(500)  # an empty matrix
+    queries = np.concatenate([base[:5], 4 * rng.standard_normal((6, 16)), np.zeros((1, 16))]).astype(np.float32)
+    monkeypatch.setattr("core.storage.vector_index.SCORE_BUDGET", 150)  # 1 to 3 queries a product
+    for colls in (["x"], ["y", "x", "y"], ["gone"], ["gone", "y"], ["missing"], []):
+        for k in (0, 1, 3, 50, 1000):
+            many = index.search_many(queries, colls, k)
+            assert len(many) == len(queries)
+            for query, (ids, scores) in zip(queries, many, strict=True):
+                assert ids.dtype == np.int64 and scores.dtype == np.float32
+                got = list(zip(ids.tolist(), scores.tolist(), strict=True))
+                # Within rounding elsewhere (_assert_same's GPU branch): BLAS's sgemm and sgemv
+                # sum in other orders, so even two copies of a row score a bit apart in fp32.
+                exact = where != "cuda" and precision == "fp16"
+                _assert_same(got, index.search(query, colls, k), "cpu" if exact else "cuda", precision)
+    assert index.search_many(np.zeros((0, 16), np.float32), ["x"], 5) == []
+    with pytest.raises(DimensionMismatchError):
+        index.search_many(np.ones((2, 15), np.float32), ["x"], 5)
 
 
 @pytest.mark.parametrize("device", DEVICES)

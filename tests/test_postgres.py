@@ -191,6 +191,34 @@ async def test_processes_preparing_search_at_once_build_one_index(gallery: Postg
         await asyncio.gather(*(g.close() for g in others))
 
 
+async def test_nearest_many_walks_the_graph_once_and_scans_only_the_short_walks(gallery: PostgresGallery) -> None:
+    rng = np.random.default_rng(5)
+    vectors = unit(rng, 3000, 16)
+    ids = await bulk(gallery, vectors, collections=("rare", *["global"] * 99))  # 1% of the rows are "rare"
+    await gallery.prepare_search(MODEL, 16)
+    queries = np.concatenate([vectors[[0, 100, 200]], unit(rng, 10, 16)])  # rare rows find themselves first
+    query, params = gallery.search_query(MODEL, 16, queries, ["rare"], 1, exact=False, many=True)
+    assert f"Index Scan using {gallery.index_name(MODEL, 16)}" in await plan(gallery, query, params)
+
+    gallery.ef_search = 40  # a walk meets 40 rows, a few of them "rare", often none
+    async with gallery._conn() as conn:
+        walked = {int(n) for n, _, _ in await gallery._walk(conn, 1, query, params)}
+    assert {1, 2, 3} <= walked and len(walked) < len(queries)  # some walks come back short: those scan
+    many = await gallery.nearest_many(queries, model_id=MODEL, collections=["rare"], k=1)
+    for q, got in zip(queries, many, strict=True):
+        one = await gallery.nearest(q, model_id=MODEL, collections=["rare"], k=1)
+        assert got.ids.tolist() == one.ids.tolist() and np.allclose(got.scores, one.scores, atol=1e-6)
+    assert [m.ids.tolist() for m in many[:3]] == [[ids[0]], [ids[100]], [ids[200]]]
+    rare = np.arange(0, 3000, 100)
+    assert [m.ids.tolist() for m in many[3:]] == [[ids[rare[np.argmax(vectors[rare] @ q)]]] for q in queries[3:]]
+
+    async with gallery._conn() as conn:  # a walk that fails leaves no transaction and no setting behind
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            await gallery._walk(conn, 1, psycopg.sql.SQL("SELECT 1 / 0"), {})
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert await (await conn.execute("SHOW enable_sort")).fetchone() == ("on",)
+
+
 async def test_a_selective_filter_falls_back_to_an_exact_scan(gallery: PostgresGallery) -> None:
     rng = np.random.default_rng(1)
     vectors = unit(rng, 3000, 16)

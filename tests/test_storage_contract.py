@@ -439,6 +439,40 @@ async def test_search_follows_writes(gallery: GalleryStorage) -> None:
     assert len(await gallery.nearest(query, model_id=MODEL, collections=["elsewhere"], k=20)) == 10
 
 
+async def test_nearest_many_gives_each_row_what_nearest_gives_it(gallery: GalleryStorage) -> None:
+    rng = np.random.default_rng(13)
+    vectors = unit(rng, 30)
+    vectors[11] = vectors[4]  # the same vector twice: a tie, in each backend's order
+    ids = await fill(gallery, vectors, ["global", "chat"])
+    gone, _ = await gallery.insert_image(image(99, "emptied"), vectors[0], MODEL)
+    await gallery.delete_image(gone)  # a collection that had a vector and has none now
+    await gallery.prepare_search(MODEL, DIM)
+    queries = np.concatenate([vectors[[4, 0, 17]], 3 * unit(rng, 4)])  # stored ones (their own best) and others
+
+    for collections in (["global"], ["global", "chat"], ["chat", "global", "chat"], ["emptied"], ["emptied", "chat"],
+                        ["nowhere"], []):
+        for k in (1, 2, 5, 15, 30, 100):  # 15 is all of one collection, 100 more than all
+            many = await gallery.nearest_many(queries, model_id=MODEL, collections=collections, k=k)
+            assert len(many) == len(queries)
+            for query, got in zip(queries, many, strict=True):
+                one = await gallery.nearest(query, model_id=MODEL, collections=collections, k=k)
+                assert got.ids.dtype == np.int64 and got.scores.dtype == np.float32
+                assert got.ids.tolist() == one.ids.tolist(), (collections, k)
+                np.testing.assert_allclose(got.scores, one.scores, atol=1e-6)
+    tied = await gallery.nearest_many(vectors[[4]], model_id=MODEL, collections=["global", "chat"], k=2)
+    assert sorted(tied[0].ids.tolist()) == sorted([ids[4], ids[11]])
+
+    assert [len(n) for n in await gallery.nearest_many(queries, model_id=MODEL, collections=["global"], k=0)] == [0] * 7
+    assert [len(n) for n in await gallery.nearest_many(queries, model_id="never/used", collections=["global"],
+                                                       k=5)] == [0] * 7
+    assert await gallery.nearest_many(np.zeros((0, DIM), np.float32), model_id=MODEL, collections=["global"],
+                                      k=5) == []
+    with pytest.raises(DimensionMismatchError):
+        await gallery.nearest_many(unit(rng, 2, DIM + 1), model_id=MODEL, collections=["global"], k=5)
+    with pytest.raises(ValueError, match="one query vector per row"):
+        await gallery.nearest_many(vectors[0], model_id=MODEL, collections=["global"], k=5)
+
+
 async def test_prepare_search_refuses_another_dimension(gallery: GalleryStorage) -> None:
     rng = np.random.default_rng(12)
     await fill(gallery, unit(rng, 3), ["global"])

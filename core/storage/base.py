@@ -36,6 +36,7 @@ __all__ = [
     "Neighbours",
     "Sighting",
     "StateUpdate",
+    "query_rows",
 ]
 
 
@@ -52,6 +53,14 @@ class Neighbours:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+def query_rows(vectors: np.ndarray) -> np.ndarray:
+    """What :meth:`ImageVectors.nearest_many` takes, as float32: a matrix of one query per row."""
+    rows = np.asarray(vectors, dtype=np.float32)
+    if rows.ndim != 2:
+        raise ValueError(f"nearest_many takes one query vector per row, not an array of shape {rows.shape}")
+    return rows
 
 
 class ImageRecords(ABC):
@@ -181,6 +190,16 @@ class ImageVectors(ABC):
 
         ``color_families`` keeps images whose dominant colours include every family given;
         ``only`` restricts the search to those ids.
+        """
+
+    @abstractmethod
+    async def nearest_many(self, vectors: np.ndarray, *, model_id: str, collections: Sequence[str],
+                           k: int) -> list[Neighbours]:
+        """:meth:`nearest` for each row of ``vectors`` (a matrix, one query per row), in one pass
+        over the gallery: a matrix product in memory, one round trip to a server. Each row gets
+        what :meth:`nearest` gives it: the same ids in the same order, ties too, and the same
+        scores up to float rounding (where a backend's batched sums round differently, two rows
+        that close may trade places). For many queries at once: calibration's sample.
         """
 
     @abstractmethod

@@ -19,6 +19,7 @@ updates lock their row, and a lost server is reconnected to by the pool when it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import logging
@@ -35,8 +36,8 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from core.errors import DimensionMismatchError, StoreError
-from core.storage.base import GalleryStorage, Neighbours
-from core.storage.postgres_rows import Connection, PostgresRows, as_vector
+from core.storage.base import GalleryStorage, Neighbours, query_rows
+from core.storage.postgres_rows import Connection, PostgresRows, as_vector, neighbours
 from core.storage.postgres_schema import (
     INDEX_LOCK,
     SCHEMA_VERSION,
@@ -266,12 +267,18 @@ class PostgresGallery(PostgresRows, SqlSightings[Connection], GalleryStorage):
 
     def search_query(self, model_id: str, dim: int, query: np.ndarray, collections: Sequence[str], k: int,
                      color_families: Sequence[str] = (), only: Sequence[int] | None = None, *, exact: bool,
-                     ) -> tuple[sql.Composed, dict[str, Any]]:
+                     many: bool = False) -> tuple[sql.Composed, dict[str, Any]]:
         """The SQL of :meth:`nearest`: ordered by the index's expression (the planner walks the
         HNSW graph, filtering what it meets), or (``exact``) the rows that pass the filters first,
-        then the distance of each of them: a scan, exact, as fast as the filters are selective."""
+        then the distance of each of them: a scan, exact, as fast as the filters are selective.
+
+        ``many``: ``query`` holds one vector per row (:meth:`nearest_many`), sent as one array;
+        the same search runs for each (a lateral join) and every result row starts with the
+        number of its query, 1 for the first.
+        """
         d = sql.SQL(str(int(dim)))
-        params: dict[str, Any] = {"q": as_vector(query), "names": list(collections), "k": int(k)}
+        key, value = ("qs", [as_vector(row) for row in query]) if many else ("q", as_vector(query))
+        params: dict[str, Any] = {key: value, "names": list(collections), "k": int(k)}
         filters: list[sql.Composable] = [sql.SQL("i.collection = ANY(%(names)s)")]
         for n, family in enumerate(color_families):
             params[f"f{n}"] = f" {family} "
@@ -279,23 +286,57 @@ class PostgresGallery(PostgresRows, SqlSightings[Connection], GalleryStorage):
         if only is not None:
             params["only"] = [int(i) for i in only]
             filters.append(sql.SQL("i.id = ANY(%(only)s::bigint[])"))
-        fields = {"d": d, "model": sql.Literal(model_id), "where": sql.SQL(" AND ").join(filters)}
+        fields = {"d": d, "model": sql.Literal(model_id), "where": sql.SQL(" AND ").join(filters),
+                  "q": sql.SQL("q.v::vector({d})" if many else "%(q)b::vector({d})").format(d=d)}
+        cte: sql.Composable = sql.SQL("")
         if exact:
             # MATERIALIZED: the filters run first. Otherwise the planner, taking a colour filter
             # to pass a third of the rows, computes every distance to stop after k survivors.
-            return sql.SQL(
-                "WITH i AS MATERIALIZED (SELECT i.id FROM images i WHERE {where})"
-                " SELECT e.image_id, 1 - (e.vector::vector({d}) <=> %(q)b::vector({d})) AS score"
+            cte = sql.SQL("WITH i AS MATERIALIZED (SELECT i.id FROM images i WHERE {where}) ").format(**fields)
+            search = sql.SQL(
+                "SELECT e.image_id, 1 - (e.vector::vector({d}) <=> {q}) AS score"
                 " FROM i JOIN embeddings e ON e.image_id = i.id AND e.model_id = {model} AND e.dim = {d}"
                 " ORDER BY score DESC, e.image_id LIMIT %(k)s"
-            ).format(**fields), params
-        cast, _ = self._cast(dim)
-        return sql.SQL(
-            "SELECT e.image_id, 1 - (e.vector::vector({d}) <=> %(q)b::vector({d}))"
-            " FROM embeddings e JOIN images i ON i.id = e.image_id"
-            " WHERE e.model_id = {model} AND e.dim = {d} AND {where}"
-            " ORDER BY e.vector{cast} <=> %(q)b::vector({d}){cast} LIMIT %(k)s"
-        ).format(cast=sql.SQL(cast), **fields), params
+            ).format(**fields)
+        else:
+            cast, _ = self._cast(dim)
+            search = sql.SQL(
+                "SELECT e.image_id, 1 - (e.vector::vector({d}) <=> {q}) AS score"
+                " FROM embeddings e JOIN images i ON i.id = e.image_id"
+                " WHERE e.model_id = {model} AND e.dim = {d} AND {where}"
+                " ORDER BY e.vector{cast} <=> {q}{cast} LIMIT %(k)s"
+            ).format(cast=sql.SQL(cast), **fields)
+        if many:
+            search = sql.SQL(
+                "SELECT q.n, h.image_id, h.score FROM unnest(%(qs)b::vector[]) WITH ORDINALITY AS q(v, n)"
+                " CROSS JOIN LATERAL ({}) h"
+            ).format(search)
+        return cte + search, params
+
+    def _walks(self, model_id: str, dim: int, k: int, only: Sequence[int] | None = None) -> bool:
+        """Whether a search walks the HNSW graph first (else it is exact from the start)."""
+        return ((model_id, dim) in self._indexed and max(self.ef_search, 4 * k) <= EF_MAX
+                and (only is None or len(only) > EXACT_ONLY))
+
+    async def _walk(self, conn: Connection, k: int, query: sql.Composed, params: dict[str, Any]) -> list[TupleRow]:
+        """The rows of an HNSW ``query``, in a transaction of its own with its settings: the five
+        statements go in one pipeline, one round trip (psycopg's transaction blocks sync at
+        BEGIN and at COMMIT, which would make three)."""
+        try:  # (a libpq before 14 has no pipelines: five round trips there)
+            async with conn.pipeline() if psycopg.AsyncPipeline.is_supported() else contextlib.nullcontext():
+                await conn.execute("BEGIN")
+                await conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(
+                    sql.Literal(max(self.ef_search, 4 * k))))
+                # The graph walk, not a sort of every row: stale statistics (a bulk load not yet
+                # analysed) must not turn a 5 ms search into a full scan.
+                await conn.execute("SET LOCAL enable_sort = off")
+                cursor = await conn.execute(query, params)
+                await conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):
+                await conn.rollback()  # a failed statement left the transaction open (aborted)
+            raise
+        return await cursor.fetchall()
 
     async def nearest(self, vector: np.ndarray, *, model_id: str, collections: Sequence[str], k: int,
                       color_families: Sequence[str] = (), only: Sequence[int] | None = None) -> Neighbours:
@@ -308,24 +349,43 @@ class PostgresGallery(PostgresRows, SqlSightings[Connection], GalleryStorage):
             return Neighbours.empty()
         if q.size != dim:
             raise DimensionMismatchError(f"The query vector has dimension {q.size}, the index {dim}.")
-        ef = max(self.ef_search, 4 * k)
         async with self._conn() as conn:
             rows: list[TupleRow] = []
-            if (model_id, dim) in self._indexed and ef <= EF_MAX and (only is None or len(only) > EXACT_ONLY):
+            if self._walks(model_id, dim, k, only):
                 query, params = self.search_query(model_id, dim, q, names, k, color_families, only, exact=False)
-                async with conn.transaction():
-                    await conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef)))
-                    # The graph walk, not a sort of every row: stale statistics (a bulk load not yet
-                    # analysed) must not turn a 5 ms search into a full scan.
-                    await conn.execute("SET LOCAL enable_sort = off")
-                    rows = await (await conn.execute(query, params)).fetchall()
+                rows = await self._walk(conn, k, query, params)
             if len(rows) < k:  # no index, or its walk found too few rows that pass the filters: scan
                 query, params = self.search_query(model_id, dim, q, names, k, color_families, only, exact=True)
                 rows = await (await conn.execute(query, params)).fetchall()
-        rows.sort(key=lambda r: (-float(r[1]), int(r[0])))
-        ids = np.fromiter((int(r[0]) for r in rows), dtype=np.int64, count=len(rows))
-        scores = np.nan_to_num(np.fromiter((float(r[1]) for r in rows), dtype=np.float32, count=len(rows)))
-        return Neighbours(ids, scores)
+        return neighbours(rows)
+
+    async def nearest_many(self, vectors: np.ndarray, *, model_id: str, collections: Sequence[str],
+                           k: int) -> list[Neighbours]:
+        """:meth:`nearest` for each row of ``vectors``: one statement for all of them, walking
+        the graph as :meth:`nearest` does (one round trip); the queries whose walk came back
+        short are then scanned exactly, together, in a second."""
+        queries = query_rows(vectors)
+        names = list(dict.fromkeys(collections))
+        dim = await self._dim(model_id) if k > 0 and names and len(queries) else None
+        if dim is None:
+            return [Neighbours.empty() for _ in range(len(queries))]
+        if queries.shape[1] != dim:
+            raise DimensionMismatchError(f"The query vector has dimension {queries.shape[1]}, the index {dim}.")
+        found: list[list[tuple[int, float]]] = [[] for _ in range(len(queries))]
+        async with self._conn() as conn:
+            if self._walks(model_id, dim, k):
+                query, params = self.search_query(model_id, dim, queries, names, k, exact=False, many=True)
+                for n, image_id, score in await self._walk(conn, k, query, params):
+                    found[n - 1].append((image_id, score))
+            short = [n for n, rows in enumerate(found) if len(rows) < k]
+            if short:  # no index, or walks that found too few rows: those queries scan
+                query, params = self.search_query(model_id, dim, queries[short], names, k, exact=True, many=True)
+                scanned = await (await conn.execute(query, params)).fetchall()
+                for n in short:
+                    found[n].clear()
+                for m, image_id, score in scanned:
+                    found[short[m - 1]].append((image_id, score))
+        return [neighbours(rows) for rows in found]
 
     async def count_vectors(self, model_id: str, collections: Sequence[str]) -> int:
         names = list(dict.fromkeys(collections))

@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 from core.errors import NotFoundError, StoreError
 from core.records import NewImage, search_text
 from core.storage import sql
+from core.storage.base import Neighbours
 from core.storage.postgres_schema import current_version, fault
 from core.storage.sql import Dialect
 from core.storage.sql_gallery import SqlGallery
@@ -56,6 +57,15 @@ _UPSERT_STATE = (
 
 def as_vector(vector: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+
+
+def neighbours(rows: Sequence[Sequence[Any]]) -> Neighbours:
+    """Search results, ``(image id, score)`` rows, as hits: best first, ties by id (an HNSW walk
+    returns rows in the order of the index's distances, half-precision ones on pgvector 0.7+)."""
+    ordered = sorted(rows, key=lambda r: (-float(r[1]), int(r[0])))
+    ids = np.fromiter((int(r[0]) for r in ordered), dtype=np.int64, count=len(ordered))
+    scores = np.nan_to_num(np.fromiter((float(r[1]) for r in ordered), dtype=np.float32, count=len(ordered)))
+    return Neighbours(ids, scores)
 
 
 def _from_vector(stored: Any) -> np.ndarray:

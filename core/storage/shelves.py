@@ -1,6 +1,7 @@
 """One collection's vectors as a growable matrix: a numpy array in host memory
 (:class:`HostShelf`) or a torch tensor on a device (:class:`TensorShelf`), each scanned by one
-matrix-vector product. :class:`core.storage.vector_index.VectorIndex` keeps one per collection.
+matrix-vector product, or for a batch of queries by one matrix product (:meth:`Shelf.scan_many`).
+:class:`core.storage.vector_index.VectorIndex` keeps one per collection.
 """
 
 from __future__ import annotations
@@ -52,6 +53,27 @@ class Shelf:
 
     def matrix_nbytes(self) -> int:
         raise NotImplementedError
+
+    def _live(self) -> Any:
+        """The live rows as a torch tensor in the storage type, where they are (no copy)."""
+        raise NotImplementedError
+
+    def _queries(self, queries: np.ndarray) -> Any:
+        """Unit float32 query rows as a torch tensor in the storage type, beside :meth:`_live`'s."""
+        raise NotImplementedError
+
+    def scan_many(self, queries: np.ndarray) -> Any:
+        """Scores of the live rows against each unit float32 row of ``queries``: a (queries, rows)
+        torch tensor in the storage type, on the shelf's device, by one matrix product.
+
+        torch's half-precision matrix product on the CPU sums each score as its gemv does (torch
+        2.13; tests/test_gpu_index.py checks it), so fp16 scores are :meth:`scan`'s to the bit;
+        fp32 ones (BLAS sgemm against sgemv) and a GPU's may differ in the last bit. numpy has no
+        fast float16 product, hence torch on the host too.
+        """
+        import torch
+
+        return torch.mm(self._queries(queries), self._live().T)
 
     # -- bookkeeping ------------------------------------------------------------------------------
 
@@ -127,6 +149,16 @@ class HostShelf(Shelf):
     def matrix_nbytes(self) -> int:
         return int(self.matrix.nbytes)
 
+    def _live(self) -> Any:
+        import torch
+
+        return torch.from_numpy(self.matrix[: self.size])  # shares the memory: nothing is copied
+
+    def _queries(self, queries: np.ndarray) -> Any:
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(queries, dtype=self.matrix.dtype))
+
 
 class TensorShelf(Shelf):
     """The matrix as a torch tensor on ``device`` (GPU memory for "cuda"; "cpu" works too, for tests)."""
@@ -186,6 +218,12 @@ class TensorShelf(Shelf):
 
     def matrix_nbytes(self) -> int:
         return int(self.matrix.numel() * self.matrix.element_size())
+
+    def _live(self) -> Any:
+        return self.matrix[: self.size]
+
+    def _queries(self, queries: np.ndarray) -> Any:
+        return self.query(queries)
 
 
 def _scan(matrix: np.ndarray, q: np.ndarray) -> np.ndarray:

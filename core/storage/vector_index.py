@@ -1,4 +1,5 @@
-"""In-memory vector matrices, one per collection, searched by one matrix-vector product.
+"""In-memory vector matrices, one per collection, searched by one matrix-vector product (a
+batch of queries, as calibration sends: by one matrix product).
 
 Storage is float16 by default: half the memory of float32 and, since a scan is bound by memory
 bandwidth, about 2.5x faster (1M x 512 in ~45 ms on 2 cores, see docs/performance.md), at the
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +25,9 @@ from core.storage.shelves import HostShelf, Shelf, TensorShelf
 log = logging.getLogger(__name__)
 PRECISIONS = {"fp16": np.float16, "fp32": np.float32}
 _TensorShelf = TensorShelf  # the name tests patch (tests/test_gpu_index.py)
+# How many scores (queries x rows) :meth:`VectorIndex.search_many` computes at once: 64 MB of
+# float32 (half that in fp16); 256 queries over 50,000 rows fit in one product.
+SCORE_BUDGET = 1 << 24
 
 
 def index_device(setting: str) -> str:
@@ -176,12 +181,8 @@ class VectorIndex:
 
     def _search_on_device(self, q: np.ndarray, collections: Iterable[str],
                           k: int) -> list[tuple[int, float]] | None:
-        """:meth:`search` with the scan and the top k on the device; only the candidates come back.
-
-        The device's top-k does not order ties; every row scoring at least its k-th score comes
-        back, in row order, and :func:`top_k_order` orders those exactly as the host path would.
-        None when the index has moved to the host meanwhile.
-        """
+        """:meth:`search` with the scan and the top k on the device; only the candidates come back
+        (see :func:`top_k_rows`). None when the index has moved to the host meanwhile."""
         import torch
 
         with self._lock:
@@ -200,14 +201,39 @@ class VectorIndex:
             return []
         ids = np.concatenate(id_parts)
         scores = torch.cat(score_parts) if len(score_parts) > 1 else score_parts[0]
-        if k < len(ids):
-            kth = torch.topk(scores, k, sorted=False).values.min()
-            rows = torch.nonzero(scores >= kth).squeeze(1)
-            ids, host_scores = ids[rows.cpu().numpy()], scores[rows].cpu().float().numpy()
-        else:
-            host_scores = scores.cpu().float().numpy()
-        order = top_k_order(host_scores, k)
-        return [(int(ids[i]), float(host_scores[i])) for i in order]
+        [(rows, best)] = top_k_rows(scores[None, :], k)
+        return [(int(i), float(s)) for i, s in zip(ids[rows].tolist(), best.tolist(), strict=True)]
+
+    def search_many(self, queries: np.ndarray, collections: Iterable[str],
+                    k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`search` for each row of ``queries``: ``(ids, scores)`` arrays per row, best first.
+
+        Each matrix scores a slice of the queries at once, by one matrix product (on the device
+        for a GPU index) instead of one scan per query; the top k of each query are then picked
+        as :meth:`search` picks them, so fp16 results are its own (see :meth:`Shelf.scan_many`).
+        """
+        import torch
+
+        q = _unit(queries, self.dim, rows=True)
+        names = list(dict.fromkeys(collections))
+        if k <= 0:
+            return [_nothing() for _ in range(len(q))]
+        # A slice's scores stay under SCORE_BUDGET: a million-row gallery would otherwise hold a
+        # gigabyte of them for 256 queries.
+        step = max(1, SCORE_BUDGET // max(1, sum(self.count(name) for name in names)))
+        found: list[tuple[np.ndarray, np.ndarray]] = []
+        for start in range(0, len(q), step):
+            block = q[start:start + step]
+            with self._lock:  # per slice: ingest on the loop waits for one product, not for all
+                shelves = [s for name in names if (s := self._shelves.get(name)) is not None and s.size]
+                ids = np.concatenate([s.ids[: s.size] for s in shelves]) if shelves else None
+                parts = [s.scan_many(block) for s in shelves]
+            if ids is None:
+                found.extend(_nothing() for _ in range(len(block)))
+                continue
+            scores = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+            found.extend((ids[rows], best) for rows, best in top_k_rows(scores, k))
+        return found
 
     def nbytes(self) -> int:
         """Memory held by the matrices and id arrays (capacity included)."""
@@ -228,8 +254,36 @@ def top_k_order(scores: np.ndarray, k: int) -> np.ndarray:
     return np.lexsort((np.arange(n), -scores))
 
 
-def _unit(query: np.ndarray, dim: int) -> np.ndarray:
-    q = np.asarray(query, dtype=np.float32).reshape(-1)
-    if q.shape[0] != dim:
-        raise DimensionMismatchError(f"The query vector has dimension {q.shape[0]}, the index {dim}.")
+def top_k_rows(scores: Any, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each row of a (queries, rows) torch tensor of scores: the positions of its ``k`` best,
+    and their scores as float32, best first, ordered as :func:`top_k_order` orders.
+
+    The device's top-k does not order ties: every position scoring at least its row's k-th comes
+    back to the host (usually k), and those are sorted by score, then position.
+    """
+    import torch
+
+    kth = torch.topk(scores, min(k, scores.shape[1]), dim=1, sorted=False).values.min(dim=1, keepdim=True).values
+    rows, cols = torch.nonzero(scores >= kth, as_tuple=True)  # row by row, positions ascending
+    values = scores[rows, cols].cpu().float().numpy()
+    positions = cols.cpu().numpy()
+    bounds = np.searchsorted(rows.cpu().numpy(), np.arange(scores.shape[0] + 1))
+    out = []
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        order = np.lexsort((positions[lo:hi], -values[lo:hi]))[:k]
+        out.append((positions[lo:hi][order], values[lo:hi][order]))
+    return out
+
+
+def _nothing() -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+
+
+def _unit(query: np.ndarray, dim: int, *, rows: bool = False) -> np.ndarray:
+    """``query`` (one vector, or with ``rows`` a matrix of one per row) as unit float32, checked
+    against ``dim``."""
+    q = np.asarray(query, dtype=np.float32)
+    q = q.reshape(-1, q.shape[-1]) if rows else q.reshape(-1)
+    if q.shape[-1] != dim:
+        raise DimensionMismatchError(f"The query vector has dimension {q.shape[-1]}, the index {dim}.")
     return unit_rows(q)
