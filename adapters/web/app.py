@@ -186,14 +186,14 @@ def build_blocks(web: WebApp) -> gr.Blocks:
                     add_status = gr.Markdown(elem_id="clipbot-add-status")
 
         # -- header and sign-in ---------------------------------------------------------------
-        async def load(state: Visitor, request: gr.Request) -> tuple[Any, ...]:
-            v = web.visitor(state, request)
-            return (intro(await guarded(web.gallery.count(), 0), access), who_text(v, access),
-                    gr.update(visible=v.name is None), gr.update(visible=v.name is not None),
-                    gr.update(label="Account" if v.name else "Sign in"), state)
-
         async def recount_header() -> str:
             return intro(await guarded(web.gallery.count(), 0), access)
+
+        async def load(state: Visitor, request: gr.Request) -> tuple[Any, ...]:
+            v = web.visitor(state, request)
+            return (await recount_header(), who_text(v, access),
+                    gr.update(visible=v.name is None), gr.update(visible=v.name is not None),
+                    gr.update(label="Account" if v.name else "Sign in"), state)
 
         async def signed_in(user: str, outcome: str, state: Visitor, request: gr.Request) -> tuple[Any, ...]:
             """After the browser's sign-in request: ``outcome`` is its answer, the cookie is what counts."""

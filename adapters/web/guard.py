@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import re
@@ -21,7 +20,16 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.web.sessions import COOKIE, Identity, Network, SessionStore, client_address, is_https, new_token
+from adapters.web.sessions import (
+    COOKIE,
+    Identity,
+    Network,
+    SessionStore,
+    client_address,
+    is_https,
+    new_token,
+    trusted,
+)
 from adapters.web.uploads import UploadLedger
 
 log = logging.getLogger(__name__)
@@ -120,13 +128,6 @@ def same_origin(req: Request) -> bool:
     return origin == f"{'https' if req.https else 'http'}://{req.host}"
 
 
-def _in(address: str, network: Network) -> bool:
-    try:
-        return ipaddress.ip_address(address) in network
-    except ValueError:
-        return False
-
-
 class WebGuard:
     """The middleware; ``app`` is the FastAPI app with the Gradio page mounted in it."""
 
@@ -147,7 +148,7 @@ class WebGuard:
         peer = (scope.get("client") or (None, 0))[0]
         https = is_https(str(scope.get("scheme", "http")), peer, headers, self.proxies)
         host = headers.get("host", "")
-        if headers.get("x-forwarded-host") and peer and any(_in(peer, n) for n in self.proxies):
+        if headers.get("x-forwarded-host") and peer and trusted(peer, self.proxies):
             host = headers["x-forwarded-host"].split(",")[0].strip()
         return Request(str(scope.get("method", "GET")).upper(), str(scope.get("path", "/")), headers,
                        self.identify(peer, headers), https, host)

@@ -46,7 +46,8 @@ def parse_proxies(text: str) -> tuple[Network, ...]:
     return tuple(networks)
 
 
-def _trusted(address: str, proxies: Sequence[Network]) -> bool:
+def trusted(address: str, proxies: Sequence[Network]) -> bool:
+    """Whether ``address`` is one of the named proxies."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -62,11 +63,11 @@ def client_address(peer: str | None, headers: Mapping[str, str], proxies: Sequen
     written by whoever sent the request, and can say anything).
     """
     address = peer or "unknown"
-    if not proxies or not _trusted(address, proxies):
+    if not proxies or not trusted(address, proxies):
         return address
     forwarded = [part.strip() for part in headers.get("x-forwarded-for", "").split(",") if part.strip()]
     for hop in reversed(forwarded):
-        if not _trusted(hop, proxies):
+        if not trusted(hop, proxies):
             return hop
     return forwarded[0] if forwarded else address
 
@@ -75,7 +76,7 @@ def is_https(scheme: str, peer: str | None, headers: Mapping[str, str], proxies:
     """Whether the browser reached the page over TLS: directly, or through a trusted proxy that says so."""
     if scheme == "https":
         return True
-    return bool(peer and _trusted(peer, proxies)) and headers.get("x-forwarded-proto", "").lower() == "https"
+    return bool(peer and trusted(peer, proxies)) and headers.get("x-forwarded-proto", "").lower() == "https"
 
 
 @dataclass(frozen=True)

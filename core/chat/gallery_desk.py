@@ -46,13 +46,26 @@ class GalleryDesk(ServiceBase):
 
     async def image(self, ctx: Context, image_id: int) -> ImageRecord:
         """One image the chat sees; any other is "no image", exactly as an id that does not exist."""
+        record = await self._visible(ctx, image_id)
+        if record is None:
+            raise NotFoundError(f"There is no image #{image_id}.")
+        return record
+
+    async def _visible(self, ctx: Context, image_id: int) -> ImageRecord | None:
+        """The image if the chat sees it; None for another chat's image and for none at all alike,
+        so that no answer tells which ids exist in other galleries."""
         try:
             record = await self.engine.get_image(image_id)
         except NotFoundError:
-            record = None
-        if record is None or record.collection not in ctx.chat.searchable:
-            raise NotFoundError(f"There is no image #{image_id}.")
-        return record
+            return None
+        return record if record.collection in ctx.chat.searchable else None
+
+    async def _may_change(self, ctx: Context, record: ImageRecord) -> bool:
+        """The chat platforms' rule for editing or deleting: its author or an admin; images of the
+        shared gallery, bot admins only."""
+        if record.collection == GLOBAL_COLLECTION:
+            return self._is_bot_admin(ctx)
+        return record.added_by == ctx.user.key or await self._is_admin(ctx)
 
     def picture_path(self, record: ImageRecord) -> str | None:
         """Where the stored picture of ``record`` is, or None."""
@@ -82,11 +95,7 @@ class GalleryDesk(ServiceBase):
     async def relabel(self, ctx: Context, image_id: int, label: str, description: str) -> str:
         """Change an image's label and description: its author or an admin (shared ones: bot admins)."""
         record = await self.image(ctx, image_id)
-        if record.collection == GLOBAL_COLLECTION:
-            allowed = self._is_bot_admin(ctx)
-        else:
-            allowed = record.added_by == ctx.user.key or await self._is_admin(ctx)
-        if not allowed:
+        if not await self._may_change(ctx, record):
             raise PermissionDeniedError("Only the person who added it or the bot's admins can change it."
                                         if record.collection != GLOBAL_COLLECTION
                                         else "Only the bot's admins can change images of the shared gallery.")

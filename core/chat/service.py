@@ -26,7 +26,6 @@ from core.chat.threads import (
 from core.errors import NotFoundError, PermissionDeniedError
 from core.galleries import GLOBAL_COLLECTION
 from core.gallery.engine import Engine
-from core.records import ImageRecord
 from core.render.visuals import colors_text, palette_png, scores_png
 from core.search.query import FIND_USAGE
 from core.search.searcher import QueryPlan
@@ -170,18 +169,10 @@ class ChatService(GalleryDesk):
     async def delete(self, ctx: Context, image_id: int) -> Reply | None:
         """Delete an image: its author, the chat's admins or bot admins only."""
         async def work() -> Reply:
-            try:
-                record: ImageRecord | None = await self.engine.get_image(image_id)
-            except NotFoundError:
-                record = None
-            if record is None or record.collection not in ctx.chat.searchable:
-                # The same words for another chat's image as for none at all: no id of another gallery leaks.
+            record = await self._visible(ctx, image_id)
+            if record is None:
                 raise NotFoundError(f"There is no image #{image_id} in this chat.")
-            if record.collection == GLOBAL_COLLECTION:
-                allowed = self._is_bot_admin(ctx)
-            else:
-                allowed = record.added_by == ctx.user.key or await self._is_admin(ctx)
-            if not allowed:
+            if not await self._may_change(ctx, record):
                 raise PermissionDeniedError(
                     "Only the person who added it, this chat's admins or the bot's admins can delete it."
                 )
