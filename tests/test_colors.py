@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.colors import package_photo_files, top_family_agreement
+from core.media import palette
 from core.media.colors import (
     COLOR_FAMILIES,
     COMMON_COLORS,
@@ -24,6 +26,8 @@ from core.media.colors import (
     parse_color_word,
     rgb_to_lab,
 )
+from core.media.images import decode_image
+from core.media.palette import dominant_colors_batch
 
 
 def banded(size: int = 100) -> Image.Image:
@@ -232,3 +236,125 @@ def test_color_families_threshold_and_order() -> None:
 
 def test_banded_image_families() -> None:
     assert color_families(dominant_colors(banded(), k=3)) == ["red", "blue", "white"]
+
+
+# --- dominant_colors_batch: the vectorised batch (core.media.palette) ---------------------------
+
+
+def test_batch_top_family_agrees_with_kmeans_on_package_photos() -> None:
+    # Every picture scikit-image, matplotlib and scikit-learn ship, greyscale ones included. The
+    # reference against itself with seeds 1 to 5 keeps the top family of 29 to 31 of them.
+    paths = package_photo_files()
+    assert len(paths) >= 20, [str(p) for p in paths]
+    agree, total, differ = top_family_agreement(paths)
+    print(f"top colour family: batch == K-Means on {agree} of {total} photos ({agree / total:.1%}); differ: {differ}")
+    assert agree / total >= 0.95, (agree, total, differ)
+
+
+def _mixed_batch(photos: dict[str, Path]) -> list[Image.Image]:
+    """Real photos of different sizes, a greyscale and a flat picture: padding and every path."""
+    images = [decode_image(photos[name]).image for name in ("chelsea", "coffee", "rocket", "hubble")]
+    grey = images[0].convert("L")
+    return [*images, grey, banded(), Image.new("RGB", (33, 17), (12, 200, 40)), banded(7)]
+
+
+def test_batch_is_deterministic_and_independent_of_the_batch(photos: dict[str, Path]) -> None:
+    images = _mixed_batch(photos)
+    first = dominant_colors_batch(images)
+    assert dominant_colors_batch(images) == first
+    assert dominant_colors_batch(images[::-1]) == first[::-1]
+    for image, colours in zip(images, first, strict=True):
+        assert dominant_colors_batch([image]) == [colours]
+
+
+def test_batch_chunks_give_the_same_colours(photos: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    images = _mixed_batch(photos)
+    whole = dominant_colors_batch(images)
+    monkeypatch.setattr(palette, "_CHUNK", 3)
+    assert dominant_colors_batch(images) == whole
+
+
+def test_batch_real_photos_give_k_colours_summing_to_100(photos: dict[str, Path]) -> None:
+    images = [decode_image(p).image for p in photos.values()]
+    for colors in dominant_colors_batch(images):
+        assert len(colors) == 5
+        assert sum(c.percent for c in colors) == pytest.approx(100.0)
+        assert [(-c.percent, c.hex) for c in colors] == sorted((-c.percent, c.hex) for c in colors)
+        for c in colors:
+            assert hex_to_rgb(c.hex) == c.rgb and c.name == color_name(c.rgb)
+
+
+def test_batch_flat_image_is_one_colour_at_100() -> None:
+    [colors] = dominant_colors_batch([Image.new("RGB", (640, 480), (0, 128, 0))])
+    assert colors == [DominantColor("#008000", "green", 100.0, (0, 128, 0))]
+
+
+def test_batch_two_colours_with_their_shares() -> None:
+    img = Image.new("RGB", (200, 100), (255, 255, 255))
+    img.paste((0, 0, 128), (0, 0, 60, 100))  # 30% navy; reduced by 4, the edge stays on a block border
+    [colors] = dominant_colors_batch([img], k=5)
+    assert [(c.hex, c.name) for c in colors] == [("#ffffff", "white"), ("#000080", "navy")]
+    assert [c.percent for c in colors] == pytest.approx([70.0, 30.0])
+
+
+def test_batch_k_above_distinct_colours() -> None:
+    img = Image.new("RGB", (40, 40), (255, 255, 255))
+    img.paste((0, 0, 0), (0, 0, 20, 40))
+    img.paste((255, 0, 0), (20, 0, 30, 40))
+    [colors] = dominant_colors_batch([img], k=8)
+    # Equal shares come in hex order: #ff0000 before #ffffff.
+    assert [(c.name, c.percent) for c in colors] == [("black", 50.0), ("red", 25.0), ("white", 25.0)]
+
+
+def test_batch_empty_is_empty() -> None:
+    assert dominant_colors_batch([]) == []
+
+
+def test_batch_banded_image_matches_the_reference() -> None:
+    for size in (100, 1000):  # 1000: reduced to 63 px, the bands' shares survive
+        [colors] = dominant_colors_batch([banded(size)], k=3)
+        assert [(c.hex, c.name) for c in colors] == [(c.hex, c.name) for c in dominant_colors(banded(size), k=3)]
+        for got, want in zip(colors, (60.0, 30.0, 10.0), strict=True):
+            assert abs(got.percent - want) <= 3.0, colors
+    assert color_families(dominant_colors_batch([banded()], k=3)[0]) == ["red", "blue", "white"]
+
+
+def test_batch_cluster_colour_is_its_majority_or_its_mean() -> None:
+    # Left half exact white (the majority of its cluster), right half dull red noise (no colour
+    # holds half its cluster: the mean). 64 px wide, so nothing is downsampled.
+    rng = np.random.default_rng(3)
+    arr = np.full((32, 64, 3), 255, dtype=np.uint8)
+    arr[:, 32:] = np.stack([rng.integers(120, 180, (32, 32)), rng.integers(10, 30, (32, 32)),
+                            rng.integers(10, 30, (32, 32))], axis=-1)
+    [colors] = dominant_colors_batch([Image.fromarray(arr)], k=2)
+    mean = tuple(int(v) for v in np.rint(arr[:, 32:].reshape(-1, 3).mean(axis=0)))
+    assert sorted((c.rgb, c.percent) for c in colors) == sorted([((255, 255, 255), 50.0), (mean, 50.0)])
+
+
+def test_batch_single_cluster_is_the_mean() -> None:
+    # 60% red, 30% blue, 10% white: (178.5, 25.5, 102), rounded half to even as np.rint does.
+    [colors] = dominant_colors_batch([banded()], k=1)
+    assert [(c.rgb, c.percent) for c in colors] == [((178, 26, 102), 100.0)]
+
+
+def test_batch_non_rgb_modes_are_accepted() -> None:
+    rgba = Image.new("RGBA", (20, 20), (0, 0, 255, 255))
+    grey = Image.new("L", (200, 100), 255)
+    palette_image = Image.new("RGB", (30, 30), (255, 0, 0)).convert("P")
+    got = dominant_colors_batch([rgba, grey, palette_image])
+    assert [c[0].name for c in got] == ["blue", "white", "red"]
+
+
+@pytest.mark.parametrize(("k", "side"), [(0, 64), (-1, 64), (5, 0)])
+def test_batch_bad_arguments_are_errors(k: int, side: int) -> None:
+    with pytest.raises(ValueError):
+        dominant_colors_batch([banded()], k=k, sample_side=side)
+
+
+def test_batch_names_are_color_name() -> None:
+    # The batch names all its colours in one array pass; it must pick what color_name picks.
+    rng = np.random.default_rng(0)
+    grid = np.stack(np.meshgrid(*[np.arange(0, 256, 17)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    palette_rgb = np.array([hex_to_rgb(h) for h in NAMED_COLORS.values()])
+    rgb = np.concatenate([grid, palette_rgb, rng.integers(0, 256, (2000, 3))])
+    assert palette._color_names(rgb) == [color_name(tuple(int(v) for v in c)) for c in rgb]
