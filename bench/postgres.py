@@ -1,13 +1,19 @@
-"""The PostgreSQL backend against SQLite: inserts, HNSW build, search latency and recall@10.
+"""The PostgreSQL backend against SQLite: inserts, HNSW build, search latency and recall@10, and
+bulk loads.
 
-    python -m bench.postgres            # 100k random unit vectors of 512 dimensions (a few minutes)
+    python -m bench.postgres            # 100k random unit vectors of 512 dimensions (many minutes)
     python -m bench.postgres --smoke    # 2k of 16 dimensions
 
 The server is ``CLIPBOT_BENCH_DATABASE_URL`` (or ``CLIPBOT_TEST_DATABASE_URL``) when set, else a
-private pgserver PostgreSQL in a temp dir; the benchmark works in a database of its own and drops
-it. Inserts go one row at a time as the engine adds images (``insert_image`` then ``get_image``,
-in batches of 16), into both backends in the same run. Targets (reported, not enforced): search
-p50 <= 20 ms, recall@10 >= 0.95, PostgreSQL inserts >= 80% of SQLite's rate.
+private pgserver PostgreSQL in a temp dir; the benchmark works in databases of its own and drops
+them. Inserts go one row at a time as the engine adds images (``insert_image`` then ``get_image``,
+in batches of 16), into both backends in the same run. Then ``bulk``: the same vectors as new
+images by ``insert_images`` (batches of 500, as ``clipbot migrate`` writes them) into an empty
+gallery whose HNSW index is live, and into one inside ``bulk_load`` (the index dropped, built
+after: its build time apart), and how batches travel (COPY, as ``insert_images`` sends them,
+against executemany of the one-image statement). Targets (reported, not enforced): search p50
+<= 20 ms, recall@10 >= 0.95, PostgreSQL inserts >= 80% of SQLite's rate, a bulk load (build
+included) >= 1,000 rows/s.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from core.storage.base import GalleryStorage
 MODEL = "bench/random"
 MODEL_CLIP_LIKE = "bench/clip-like"
 BATCH = 16  # the engine's ingest batch
+LOAD_BATCH = 500  # rows per insert_images in a bulk load (clipbot migrate's batch)
+TRANSPORT_ROWS = 20_000  # at most, for COPY against executemany: no index, so the rate holds steady
 QUERIES = 200
 K = 10
 
@@ -197,6 +205,96 @@ async def _measure(url: str, data_dir: Path, n: int, dim: int) -> dict[str, Any]
     return result
 
 
+async def _load_rows(pg: Any, vectors: np.ndarray, offset: int = 0) -> list[int]:
+    """Every vector as a new image, by ``insert_images``, LOAD_BATCH at a time; returns their ids."""
+    ids: list[int] = []
+    for first in range(0, len(vectors), LOAD_BATCH):
+        rows = vectors[first:first + LOAD_BATCH]
+        done = await pg.insert_images([_image(offset + first + n) for n in range(len(rows))], rows, MODEL)
+        ids += [held.id for held, _ in done]
+    return ids
+
+
+async def _load(url: str, vectors: np.ndarray, *, live: bool) -> dict[str, float]:
+    """``vectors`` into an empty gallery whose HNSW index is there: kept live, or set aside by
+    ``bulk_load`` and built after (its seconds reported apart); then recall@10 of the index."""
+    from core.storage.postgres import PostgresGallery
+
+    n, dim = vectors.shape
+    pg = PostgresGallery(url)
+    await pg.open()
+    try:
+        await pg.prepare_search(MODEL, dim)  # the (empty) index, as a gallery in service has it
+        start = time.perf_counter()
+        if live:
+            ids = await _load_rows(pg, vectors)
+            loaded = built = time.perf_counter()
+        else:
+            async with pg.bulk_load(MODEL, dim, n):
+                ids = await _load_rows(pg, vectors)
+                loaded = time.perf_counter()
+            built = time.perf_counter()
+        queries = _vectors(50, dim, seed=5)
+        found, _ = await _search(pg, queries)
+        out = {"rows_per_s": n / (built - start), "recall_at_10": _recall(found, vectors, ids, queries)}
+        if not live:
+            out.update(load_rows_per_s=n / (loaded - start), build_s=built - loaded)
+        return out
+    finally:
+        await pg.close()
+
+
+async def _executemany(pg: Any, images: list[NewImage], rows: np.ndarray) -> None:
+    """A batch by executemany of ``insert_image``'s one-image statement, in one transaction: what
+    ``insert_images``' COPY is measured against."""
+    from core.records import search_text
+    from core.storage.postgres_rows import _INSERT_IMAGE
+
+    params = [{**{name: getattr(i, name) for name in (
+        "collection", "label", "description", "caption", "sha256", "width", "height", "added_by", "file",
+        "source_path", "colors", "color_families", "source_size", "source_mtime_ns")},
+        "search_text": search_text(i.label, i.description), "model_id": MODEL, "dim": rows.shape[1], "vector": v}
+        for i, v in zip(images, rows, strict=True)]
+    async with pg._transaction() as conn:
+        await conn.cursor().executemany(_INSERT_IMAGE, params, returning=True)
+
+
+async def _transport(urls: list[str], vectors: np.ndarray) -> dict[str, float]:
+    """Rows/s of COPY (``insert_images``) and of executemany, without an index, batch about batch."""
+    from core.storage.postgres import PostgresGallery
+
+    copy, many = PostgresGallery(urls[0]), PostgresGallery(urls[1])
+    await copy.open()
+    await many.open()
+    try:
+        seconds = {"copy": 0.0, "executemany": 0.0}
+        for first in range(0, len(vectors), LOAD_BATCH):
+            rows = vectors[first:first + LOAD_BATCH]
+            images = [_image(first + n) for n in range(len(rows))]
+            start = time.perf_counter()
+            await copy.insert_images(images, rows, MODEL)
+            middle = time.perf_counter()
+            await _executemany(many, images, rows)
+            seconds["copy"] += middle - start
+            seconds["executemany"] += time.perf_counter() - middle
+        assert await copy.embedding_counts() == await many.embedding_counts() == {MODEL: len(vectors)}
+    finally:
+        await copy.close()
+        await many.close()
+    return {name: len(vectors) / s for name, s in seconds.items()}
+
+
+async def _bulk(urls: list[str], n: int, dim: int) -> dict[str, Any]:
+    vectors = _vectors(n, dim, seed=0)
+    live = await _load(urls[0], vectors, live=True)
+    bulk = await _load(urls[1], vectors, live=False)
+    return {
+        "n": n, "batch": LOAD_BATCH, "live_index": live, "build_after_load": bulk,
+        "speedup": bulk["rows_per_s"] / live["rows_per_s"],
+        "transport_rows_per_s": await _transport(urls[2:4], vectors[:TRANSPORT_ROWS]),
+    }
+
+
 def server_url(tmp: Path) -> tuple[str, Any]:
     """The benchmarks' PostgreSQL: the URL given, or a private pgserver's in ``tmp`` (then also the
     server, to clean up)."""
@@ -212,15 +310,24 @@ def server_url(tmp: Path) -> tuple[str, Any]:
 @contextmanager
 def bench_database(tmp: Path) -> Iterator[str]:
     """The URL of a database of the benchmark's own on the benchmarks' server, dropped afterwards."""
+    with bench_databases(tmp, 1) as urls:
+        yield urls[0]
+
+
+@contextmanager
+def bench_databases(tmp: Path, count: int) -> Iterator[list[str]]:
+    """The URLs of ``count`` databases of the benchmark's own on one server, dropped afterwards."""
     from tests.pg import create_database, drop_database, with_database
 
     url, server = server_url(tmp)
-    name = create_database(url, prefix="clipbot_bench")
+    names: list[str] = []
     try:
-        yield with_database(url, name)
+        names += [create_database(url, prefix="clipbot_bench") for _ in range(count)]
+        yield [with_database(url, name) for name in names]
     finally:
-        with suppress(Exception):
-            drop_database(url, name)
+        for name in names:
+            with suppress(Exception):
+                drop_database(url, name)
         if server is not None:
             server.cleanup()
 
@@ -229,8 +336,9 @@ def run(*, smoke: bool) -> dict[str, Any]:
     n, dim = (2_000, 16) if smoke else (100_000, 512)
     tmp = Path(tempfile.mkdtemp(prefix="clipbot-bench-pg-"))
     try:
-        with bench_database(tmp) as url:
-            result = asyncio.run(_measure(url, tmp / "sqlite", n, dim))
+        with bench_databases(tmp, 5) as urls:
+            result = asyncio.run(_measure(urls[0], tmp / "sqlite", n, dim))
+            result["bulk"] = asyncio.run(_bulk(urls[1:], n, dim))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result["targets_met"] = {
@@ -238,6 +346,7 @@ def run(*, smoke: bool) -> dict[str, Any]:
         "recall_at_10 >= 0.95 (CLIP-like data)": result["recall_at_10"] >= 0.95,
         "recall_at_10 >= 0.95 (random data)": result["random"]["recall_at_10"] >= 0.95,
         "insert_vs_sqlite >= 0.8": result["insert_vs_sqlite"] >= 0.8,
+        "bulk load >= 1000 rows/s (build included)": result["bulk"]["build_after_load"]["rows_per_s"] >= 1000,
     }
     return result
 

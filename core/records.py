@@ -57,6 +57,22 @@ class NewImage:
 
 
 @dataclass(frozen=True)
+class PictureText:
+    """The text read in one picture (OCR), as stored: its lines in reading order with the reader's
+    confidence, and the folded form searches match (core.search.ocr_text.fold: no case, accents,
+    spaces or punctuation). No lines means the picture was read and holds no text."""
+
+    lines: tuple[tuple[str, float], ...]
+    folded: str
+    model_id: str
+
+    @property
+    def text(self) -> str:
+        """The lines, one per line."""
+        return "\n".join(line for line, _ in self.lines)
+
+
+@dataclass(frozen=True)
 class SourceFile:
     """The file an image was indexed from, as it was then: re-indexing compares size and mtime."""
 

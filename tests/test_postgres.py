@@ -241,6 +241,101 @@ async def test_a_selective_filter_falls_back_to_an_exact_scan(gallery: PostgresG
     assert np.allclose(hits.scores, [vectors[n] @ query for n in expected], atol=1e-5)
 
 
+
+# -- bulk loads ------------------------------------------------------------------------------------
+
+
+def index_state(pg_url: str, name: str) -> bool | None:
+    """Whether the index is there and valid (None: absent), as pg_indexes and pg_index say."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        row = conn.execute("SELECT x.indisvalid FROM pg_indexes i JOIN pg_index x ON x.indexrelid = to_regclass("
+                           "i.indexname) WHERE i.indexname = %s", (name,)).fetchone()
+    return None if row is None else bool(row[0])
+
+
+def top(vectors: np.ndarray, ids: list[int], q: np.ndarray, k: int) -> list[int]:
+    return [ids[n] for n in np.argsort(-(vectors @ q), kind="stable")[:k]]
+
+
+async def test_a_bulk_load_drops_the_index_and_builds_it_after_while_searches_stay_exact(
+        gallery: PostgresGallery, pg_url: str) -> None:
+    rng = np.random.default_rng(6)
+    vectors = unit(rng, 6000, 16)
+    ids = await bulk(gallery, vectors[:3000])
+    await gallery.prepare_search(MODEL, 16)
+    name = gallery.index_name(MODEL, 16)
+    other, late = PostgresGallery(pg_url), PostgresGallery(pg_url)  # other processes serving the gallery
+    await asyncio.gather(other.open(), late.open())
+    try:
+        await other.prepare_search(MODEL, 16)
+        queries = unit(rng, 8, 16)
+        async with gallery.bulk_load(MODEL, 16, 3000):
+            assert index_state(pg_url, name) is None
+            for start in range(3000, 6000, 500):
+                done = await gallery.insert_images([image(n) for n in range(start, start + 500)],
+                                                   vectors[start:start + 500], MODEL)
+                ids += [held.id for held, _ in done]
+            await late.prepare_search(MODEL, 16)  # a process starting meanwhile builds nothing
+            assert index_state(pg_url, name) is None
+            for g in (gallery, other, late):  # every search is exact meanwhile, right to the last place
+                query, params = g.search_query(MODEL, 16, queries[0], ["global"], 10, exact=False)
+                async with g._conn() as conn:
+                    assert await g._walk(conn, 10, query, params) == []  # the walk sees no index
+                for q in queries:
+                    hits = await g.nearest(q, model_id=MODEL, collections=["global"], k=10)
+                    assert hits.ids.tolist() == top(vectors, ids, q, 10)
+                    assert np.allclose(hits.scores, np.sort(vectors @ q)[::-1][:10], atol=1e-5)
+                many = await g.nearest_many(queries, model_id=MODEL, collections=["global"], k=5)
+                assert [m.ids.tolist() for m in many] == [top(vectors, ids, q, 5) for q in queries]
+        assert index_state(pg_url, name) is True
+        for g in (gallery, other, late):  # and the graph is walked again, over every row
+            query, params = g.search_query(MODEL, 16, queries[0], ["global"], 10, exact=False)
+            assert f"Index Scan using {name}" in await plan(g, query, params)
+            async with g._conn() as conn:
+                assert len(await g._walk(conn, 10, query, params)) == 10
+            found = 0
+            for q in queries:
+                hits = await g.nearest(q, model_id=MODEL, collections=["global"], k=10)
+                found += len(set(hits.ids.tolist()) & set(top(vectors, ids, q, 10)))
+            assert found / (10 * len(queries)) >= 0.9
+    finally:
+        await asyncio.gather(other.close(), late.close())
+
+
+async def test_a_small_load_keeps_the_index(gallery: PostgresGallery, pg_url: str) -> None:
+    rng = np.random.default_rng(7)
+    await bulk(gallery, unit(rng, 3000, 16))
+    await gallery.prepare_search(MODEL, 16)
+    async with gallery.bulk_load(MODEL, 16, 500):  # a sixth of what is there: into the live index
+        assert index_state(pg_url, gallery.index_name(MODEL, 16)) is True
+        await gallery.insert_images([image(n) for n in range(3000, 3500)], unit(rng, 500, 16), MODEL)
+    assert index_state(pg_url, gallery.index_name(MODEL, 16)) is True
+
+
+async def test_of_two_loads_at_once_the_last_one_out_builds_the_index(gallery: PostgresGallery, pg_url: str) -> None:
+    rng = np.random.default_rng(8)
+    await bulk(gallery, unit(rng, 100, 16))
+    await gallery.prepare_search(MODEL, 16)
+    name = gallery.index_name(MODEL, 16)
+    other = PostgresGallery(pg_url)
+    await other.open()
+    try:
+        first = gallery.bulk_load(MODEL, 16, 5000)
+        await first.__aenter__()
+        with pytest.raises(RuntimeError):  # the second load fails half way: the index comes back all the same
+            async with other.bulk_load(MODEL, 16, 5000):
+                assert index_state(pg_url, name) is None
+                await other.insert_images([image(n) for n in range(100, 200)], unit(rng, 100, 16), MODEL)
+                await first.__aexit__(None, None, None)  # the first one leaves: the other one still loads
+                assert index_state(pg_url, name) is None
+                raise RuntimeError("the load broke down")
+        assert index_state(pg_url, name) is True
+        hits = await gallery.nearest(unit(rng, 1, 16)[0], model_id=MODEL, collections=["global"], k=5)
+        assert len(hits) == 5
+    finally:
+        await other.close()
+
+
 # -- several processes ----------------------------------------------------------------------------
 
 
@@ -346,11 +441,12 @@ async def test_copy_from_sqlite_resumes_after_an_interruption(gallery: PostgresG
 
         with pytest.raises(KeyboardInterrupt):
             await copy_gallery(source, gallery, progress=stop_after(12), batch=5)
-        assert sum((await gallery.collection_counts()).values()) == 13
+        # The batch that holds the 12th image was stored whole: 15 images, and the one made by hand.
+        assert sum((await gallery.collection_counts()).values()) == 16
 
         report = await copy_gallery(source, gallery, batch=7)
         assert report.matches, report
-        assert (report.copied, report.skipped, report.vectors_added) == (18, 13, 1)
+        assert (report.copied, report.skipped, report.vectors_added) == (15, 16, 1)
         assert report.collections == {"global": (21, 21), "telegram:5": (10, 10)}
         assert report.vectors == {MODEL: (30, 30), "old/model": (16, 16)}
         assert report.without_vector == []

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from core.errors import DimensionMismatchError, NotFoundError, StoreError
-from core.records import NewImage
+from core.records import NewImage, PictureText
 from core.storage.base import GalleryStorage, Sighting
 from tests.pg import pg_server_url_fixture, pg_url_fixture  # noqa: F401
 
@@ -248,6 +248,137 @@ async def test_captions_wait_and_are_set_once_keeping_given_descriptions(gallery
     assert not await gallery.set_caption(done, "x") and (await gallery.get_image(done)).caption == ""
     assert not await gallery.set_caption(999_999, "x")
     assert [r.id for r in await gallery.awaiting_captions()] == [other]
+
+
+# -- batches ------------------------------------------------------------------------------------
+
+
+async def test_insert_images_answers_in_order_and_keeps_what_is_there(gallery: GalleryStorage) -> None:
+    rng = np.random.default_rng(11)
+    vectors = unit(rng, 5)
+    await gallery.prepare_search(MODEL, DIM)  # SQLite: the in-memory index is loaded, and must follow
+    there, _ = await gallery.insert_image(image(2), vectors[1], MODEL)  # another process was first
+    batch = [image(1), image(2, label="not this one"), image(3, "chat"), image(4), image(5, caption="c")]
+    done = await gallery.insert_images(batch, vectors, MODEL)
+
+    assert [created for _, created in done] == [True, False, True, True, True]
+    assert [held.sha256 for held, _ in done] == [new.sha256 for new in batch]
+    assert done[1][0] == await gallery.get_image(there) and done[1][0].label == "label 2"  # nothing overwritten
+    new_ids = [held.id for held, created in done if created]
+    assert new_ids == sorted(new_ids) and there not in new_ids  # ids follow the batch's order
+    for held, _ in done:
+        assert held == await gallery.get_image(held.id)
+    assert (done[2][0].collection, done[4][0].caption, done[0][0].width) == ("chat", "c", 101)
+    assert await gallery.collection_counts() == {"chat": 1, "global": 4}
+    stored = await gallery.vectors_for([held.id for held, _ in done], MODEL)
+    assert all(np.array_equal(stored[held.id], vectors[n]) for n, (held, _) in enumerate(done))
+
+    for n in (0, 3, 4):  # the search follows the batch
+        hits = await gallery.nearest(vectors[n], model_id=MODEL, collections=["global"], k=1)
+        assert hits.ids.tolist() == [done[n][0].id]
+    hits = await gallery.nearest(vectors[2], model_id=MODEL, collections=["chat"], k=1)
+    assert hits.ids.tolist() == [done[2][0].id]
+    assert await gallery.insert_images([], np.zeros((0, DIM), np.float32), MODEL) == []
+
+
+async def test_insert_images_racing_another_process_store_each_picture_once(factory: Factory) -> None:
+    a, b = factory(), factory()
+    await a.open()
+    await b.open()
+    try:
+        rng = np.random.default_rng(12)
+        vectors = unit(rng, 40)
+        order = list(range(40))
+        back = list(reversed(order))
+        first, second = await asyncio.gather(
+            a.insert_images([image(n) for n in order], vectors[order], MODEL),
+            b.insert_images([image(n) for n in back], vectors[back], MODEL))
+        assert sum(created for _, created in first + second) == 40
+        ids_a = {held.sha256: held.id for held, _ in first}
+        assert ids_a == {held.sha256: held.id for held, _ in second}  # both processes got the same ids
+        assert await a.collection_counts() == {"global": 40}
+        assert await b.embedding_counts() == {MODEL: 40}
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_insert_images_stores_nothing_of_a_batch_that_fails(gallery: GalleryStorage) -> None:
+    rng = np.random.default_rng(13)
+    await gallery.insert_image(image(0), unit(rng, 1)[0], MODEL)
+    before = (await gallery.collection_counts(), await gallery.embedding_counts())
+    fresh = [image(n, "fresh") for n in range(1, 5)]
+
+    with pytest.raises(ValueError, match="twice"):
+        await gallery.insert_images([*fresh, image(2, "fresh")], unit(rng, 5), MODEL)
+    with pytest.raises(ValueError):
+        await gallery.insert_images(fresh, unit(rng, 3), MODEL)  # a vector short
+    with pytest.raises(DimensionMismatchError):  # the gallery's vectors of MODEL have DIM dimensions
+        await gallery.insert_images(fresh, unit(rng, 4, DIM + 1), MODEL)
+    invalid = [*fresh[:2], image(9, "fresh", label=None), *fresh[2:]]  # the schema refuses the third row
+    with pytest.raises(StoreError):
+        await gallery.insert_images(invalid, unit(rng, 5), MODEL)
+
+    assert (await gallery.collection_counts(), await gallery.embedding_counts()) == before
+    assert await gallery.find_many_by_sha256("fresh", [i.sha256 for i in invalid], MODEL) == {}
+    done = await gallery.insert_images(fresh, unit(rng, 4), MODEL)  # the same batch, sound: stored whole
+    assert [created for _, created in done] == [True] * 4
+
+
+async def test_find_many_by_sha256_says_which_have_a_vector(gallery: GalleryStorage) -> None:
+    rng = np.random.default_rng(14)
+    with_vector, _ = await gallery.insert_image(image(1), unit(rng, 1)[0], MODEL)
+    other_model, _ = await gallery.insert_image(image(2), unit(rng, 1)[0], "other/model")
+    await gallery.insert_image(image(3, "chat"), unit(rng, 1)[0], MODEL)
+    asked = [image(n).sha256 for n in (1, 2, 3, 4, 1)]  # 3 is in another collection, 4 nowhere
+    found = await gallery.find_many_by_sha256("global", asked, MODEL)
+    assert set(found) == {image(1).sha256, image(2).sha256}
+    assert found[image(1).sha256] == (await gallery.get_image(with_vector), True)
+    assert found[image(2).sha256] == (await gallery.get_image(other_model), False)
+    assert (await gallery.find_many_by_sha256("global", asked, "other/model"))[image(2).sha256][1]
+    assert await gallery.find_many_by_sha256("global", [], MODEL) == {}
+    assert await gallery.find_many_by_sha256("nowhere", asked, MODEL) == {}
+    many = [image(n).sha256 for n in range(1200)]  # more than one statement's worth on SQLite
+    assert set(await gallery.find_many_by_sha256("global", many, MODEL)) == {image(1).sha256, image(2).sha256}
+
+
+async def test_colours_wait_for_images_with_a_file_and_are_set_once(gallery: GalleryStorage) -> None:
+    rng = np.random.default_rng(15)
+    red = '[{"hex": "#ff0000", "name": "red", "percent": 60.0}]'
+    blue = '[{"hex": "#0000ff", "name": "blue", "percent": 70.0}]'
+    done = await gallery.insert_images([
+        image(1), image(2, file=None), image(3, colors=red, color_families=" red "), image(4, "chat"), image(5),
+    ], unit(rng, 5), MODEL)
+    first, _, computed, other, last = (held.id for held, _ in done)
+    assert [r.id for r in await gallery.awaiting_colors()] == [first, other, last]  # oldest first
+    assert [r.id for r in await gallery.awaiting_colors("global")] == [first, last]
+    assert await gallery.awaiting_colors("nowhere") == []
+
+    changed = await gallery.set_colors([(first, blue, " blue "), (other, red, " red "), (computed, blue, " blue "),
+                                        (999_999, blue, " blue ")])
+    assert changed == 2  # the computed one keeps its colours; the missing one is nothing
+    held = await gallery.get_image(first)
+    assert (held.colors, held.color_families, held.color_list[0]["name"]) == (blue, " blue ", "blue")
+    assert (await gallery.get_image(computed)).colors == red
+    assert [r.id for r in await gallery.awaiting_colors()] == [last]
+    assert await gallery.set_colors([(first, red, " red ")]) == 0  # once
+    assert await gallery.set_colors([]) == 0
+    with pytest.raises(ValueError):
+        await gallery.set_colors([(last, "[]", "")])  # '[]' means "not computed"
+    assert [r.id for r in await gallery.awaiting_colors()] == [last]
+
+
+async def test_a_bulk_load_stores_and_searches_as_ever(gallery: GalleryStorage) -> None:
+    rng = np.random.default_rng(16)
+    vectors = unit(rng, 30)
+    async with gallery.bulk_load(MODEL, DIM, 30):
+        done = await gallery.insert_images([image(n) for n in range(30)], vectors, MODEL)
+        hits = await gallery.nearest(vectors[7], model_id=MODEL, collections=["global"], k=3)
+        assert hits.ids[0] == done[7][0].id
+    await gallery.prepare_search(MODEL, DIM)
+    hits = await gallery.nearest(vectors[9], model_id=MODEL, collections=["global"], k=3)
+    assert hits.ids[0] == done[9][0].id
+    assert await gallery.embedding_counts() == {MODEL: 30}
 
 
 async def test_vectors_come_back_bit_for_bit(gallery: GalleryStorage) -> None:
@@ -776,3 +907,185 @@ async def test_an_older_gallery_upgrades_in_place_keeping_its_images(backend: st
         assert await again.schema_version() == LATEST and await again.count_sightings() == 1
     finally:
         await again.close()
+
+
+# -- the text in pictures (OCR) -----------------------------------------------------------------
+
+
+def read(folded: str, *lines: str, model_id: str = "test/ocr") -> PictureText:
+    """A picture's text as the reader gives it: ``lines`` (``folded`` by default), ``folded`` as given."""
+    shown = lines if lines else ((folded,) if folded else ())
+    return PictureText(lines=tuple((line, 0.5 + n / 8) for n, line in enumerate(shown)), folded=folded,
+                       model_id=model_id)
+
+
+async def test_texts_are_stored_once_and_wait_for_pictures_with_a_file(gallery: GalleryStorage) -> None:
+    rng = np.random.default_rng(30)
+    done = await gallery.insert_images([image(1), image(2, file=None), image(3, "chat"), image(4)], unit(rng, 4),
+                                       MODEL)
+    first, no_file, chat, last = (held.id for held, _ in done)
+    assert [r.id for r in await gallery.awaiting_text()] == [first, chat, last]  # oldest first, files only
+    assert [r.id for r in await gallery.awaiting_text("chat")] == [chat]
+    assert await gallery.awaiting_text("nowhere") == []
+
+    exit_sign = read("紧急出口emergencyexit", "紧急出口", "EMERGENCY EXIT")
+    nothing = read("")  # read, no text: stored, so that it is not read again
+    assert await gallery.set_texts([(first, exit_sign), (chat, nothing), (999_999, read("gone"))]) == 2
+    assert await gallery.texts_for([first, chat, no_file, last, 999_999]) == {first: exit_sign, chat: nothing}
+    back = (await gallery.texts_for([first]))[first]
+    assert (back.lines, back.text, back.model_id) == ((("紧急出口", 0.5), ("EMERGENCY EXIT", 0.625)),
+                                                      "紧急出口\nEMERGENCY EXIT", "test/ocr")
+    assert (await gallery.texts_for([chat]))[chat].lines == ()
+    assert [r.id for r in await gallery.awaiting_text()] == [last]
+    assert await gallery.awaiting_text("chat") == []
+
+    # read again (another process was first): the first reading stays; a batch stores what is new
+    assert await gallery.set_texts([(first, read("other")), (last, read("last")), (last, read("twice"))]) == 1
+    assert await gallery.texts_for([first, last]) == {first: exit_sign, last: read("last")}
+    assert await gallery.set_texts([]) == 0
+    assert await gallery.texts_for([]) == {}
+    assert await gallery.awaiting_text() == []
+    assert await gallery.integrity_check() == ["ok"]
+
+
+async def test_text_search_finds_substrings_of_the_folded_text(gallery: GalleryStorage) -> None:
+    rng = np.random.default_rng(31)
+    texts = ["isthisapigeon", "pigeonpie", "紧急出口请勿堵塞", "abcxbcax", 'say"hi\'there', "", "pi", "ABzz"]
+    done = await gallery.insert_images([image(n, "chat" if n == 1 else "global") for n in range(len(texts))],
+                                       unit(rng, len(texts)), MODEL)
+    ids = [held.id for held, _ in done]
+    pigeon, pie, exit_sign, scrambled, quoted, empty, short, capitals = ids
+    assert await gallery.set_texts(list(zip(ids, map(read, texts), strict=True))) == len(texts)
+    both = ["global", "chat"]
+    assert await gallery.text_search(both, "pigeon") == [pigeon, pie]  # in order of id
+    assert await gallery.text_search(["global"], "pigeon") == [pigeon]  # only the collections asked for
+    assert await gallery.text_search(["chat"], "pigeon") == [pie]
+    assert await gallery.text_search(["global", "global"], "isthisapigeon") == [pigeon]
+    assert await gallery.text_search([], "pigeon") == []
+    assert await gallery.text_search(both, "pigeons") == []
+    assert await gallery.text_search(both, "pi") == [pigeon, pie, short]  # two characters: no trigram index
+    assert await gallery.text_search(both, "紧急出口") == [exit_sign]
+    assert await gallery.text_search(both, "出口") == [exit_sign]
+    assert await gallery.text_search(both, "请勿堵塞") == [exit_sign]
+    assert await gallery.text_search(both, "abca") == []  # its trigrams are all there, not in that order
+    assert await gallery.text_search(both, "bcax") == [scrambled]
+    assert await gallery.text_search(both, 'y"hi\'t') == [quoted]  # quotes are text, not query syntax
+    assert await gallery.text_search(both, '"hi') == [quoted]
+    assert await gallery.text_search(both, "'t") == [quoted]
+    assert await gallery.text_search(both, 'x" OR "pig') == []
+    assert empty not in await gallery.text_search(both, "ie")
+    assert await gallery.text_search(both, "紧") == [exit_sign]  # one character: a scan, still right
+    # the match is exact, case included (callers fold; a stored text not folded is matched as it is)
+    assert await gallery.text_search(both, "ab") == [scrambled]
+    assert await gallery.text_search(both, "AB") == [capitals]
+    assert await gallery.text_search(both, "Bz") == [capitals]
+    assert await gallery.text_search(both, "ABz") == [capitals]
+    assert await gallery.text_search(both, "abz") == []
+
+
+async def test_a_text_goes_with_its_image_and_its_picture(gallery: GalleryStorage) -> None:
+    rng = np.random.default_rng(32)
+    done = await gallery.insert_images([image(1), image(2), image(3, "telegram:1"), image(3, "telegram:2")],
+                                       unit(rng, 4), MODEL)
+    deleted, replaced, moved_copy, kept = (held.id for held, _ in done)
+    await gallery.set_texts([(i, read(f"wetfloor{i}")) for i in (deleted, replaced, moved_copy, kept)])
+    everyone = ["global", "telegram:1", "telegram:2"]
+    assert await gallery.text_search(everyone, "wetfloor") == [deleted, replaced, moved_copy, kept]
+
+    await gallery.delete_image(deleted)
+    assert await gallery.texts_for([deleted]) == {}
+    assert await gallery.text_search(everyone, "wetfloor") == [replaced, moved_copy, kept]
+    assert await gallery.text_search(everyone, f"floor{deleted}") == []
+    assert await gallery.set_texts([(deleted, read("late"))]) == 0  # deleted meanwhile: skipped
+
+    # a new picture, same id: the old one's text is dropped and the new one waits to be read
+    await gallery.replace_picture(replaced, image(9, file="edited.jpg"), unit(rng, 1)[0], MODEL)
+    assert await gallery.texts_for([replaced]) == {}
+    assert [r.id for r in await gallery.awaiting_text()] == [replaced]
+    assert await gallery.text_search(everyone, "wetfloor") == [moved_copy, kept]
+    assert await gallery.set_texts([(replaced, read("drysign"))]) == 1
+    assert await gallery.text_search(everyone, "drysign") == [replaced]
+
+    # a move drops the moving collection's copies of pictures the other holds, their texts too
+    assert await gallery.move_collection("telegram:1", "telegram:2") == (0, [moved_copy])
+    assert await gallery.text_search(everyone, "wetfloor") == [kept]
+    assert await gallery.text_search(everyone, "et") == [kept]
+    assert await gallery.integrity_check() == ["ok"]
+
+
+async def test_copy_gallery_copies_texts_to_the_targets_ids(gallery: GalleryStorage, tmp_path: Path) -> None:
+    from core.storage.migrate import copy_gallery
+    from core.storage.sqlite import SqliteGallery
+
+    rng = np.random.default_rng(33)
+    source = SqliteGallery(tmp_path / "source")
+    await source.open()
+    try:
+        await gallery.insert_image(image(7), unit(rng, 1)[0], MODEL)  # the target's ids differ from the source's
+        done = await source.insert_images([image(1), image(2), image(3), image(4)], unit(rng, 4), MODEL)
+        one, two, three, _ = (held.id for held, _ in done)
+        await source.set_texts([(one, read("紧急出口")), (two, read("")), (three, read("stopsign"))])
+        there, _ = await gallery.insert_image(image(3), unit(rng, 1)[0], MODEL)  # held already, read already
+        await gallery.set_texts([(there, read("targetsown"))])
+        report = await copy_gallery(source, gallery)  # (not report.matches: the target holds one image more)
+        assert (report.texts_copied, report.texts) == (2, (3, 3)), report
+        copy = {r.sha256: r.id for r in await gallery.list_images()}
+        assert await gallery.texts_for([copy[image(n).sha256] for n in (1, 2, 3, 4)]) == {
+            copy[image(1).sha256]: read("紧急出口"), copy[image(2).sha256]: read(""), there: read("targetsown")}
+        assert await gallery.text_search(["global"], "急出") == [copy[image(1).sha256]]
+        assert [r.id for r in await gallery.awaiting_text()] == [copy[image(n).sha256] for n in (7, 4)]
+        again = await copy_gallery(source, gallery)  # resumed or repeated: nothing twice
+        assert (again.texts_copied, again.texts) == (0, (3, 3))
+    finally:
+        await source.close()
+
+
+async def test_a_gallery_of_the_previous_version_gains_texts(backend: str, where: str, factory: Factory) -> None:
+    """A gallery made before texts (SQLite version 5, PostgreSQL version 2) opens migrated, data kept."""
+    vector = unit(np.random.default_rng(34), 1)[0]
+    if backend == "sqlite":
+        from core.storage.sqlite_schema import MIGRATIONS as SQLITE_MIGRATIONS
+
+        Path(where).mkdir(parents=True)
+        with sqlite3.connect(Path(where) / "clipbot.db") as db:
+            for migration in SQLITE_MIGRATIONS[:5]:
+                db.executescript(migration)
+            db.execute("PRAGMA user_version = 5")
+            db.execute("INSERT INTO collections(name, created_at) VALUES ('global', '2024-05-03T12:00:00+00:00')")
+            db.execute("INSERT INTO images(collection, label, sha256, created_at, file) VALUES"
+                       " ('global', 'old sign', ?, '2024-05-03T12:00:00+00:00', 'ab/old.jpg')", ("d" * 64,))
+            db.execute("INSERT INTO embeddings(image_id, model_id, dim, vector) VALUES (1, ?, ?, ?)",
+                       (MODEL, DIM, vector.astype("<f4").tobytes()))
+        previous = 5
+    else:
+        from core.storage.postgres_schema import MIGRATIONS as PG_MIGRATIONS
+
+        with psycopg.connect(where, autocommit=True) as conn:
+            from pgvector.psycopg import register_vector
+
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            register_vector(conn)
+            conn.execute("CREATE TABLE schema_version (version integer PRIMARY KEY,"
+                         " applied_at timestamptz NOT NULL DEFAULT now())")
+            for version, migration in enumerate(PG_MIGRATIONS[:2], start=1):
+                conn.execute(migration)
+                conn.execute("INSERT INTO schema_version(version) VALUES (%s)", (version,))
+            conn.execute("INSERT INTO collections(name) VALUES ('global')")
+            conn.execute("INSERT INTO images(collection, label, sha256, file) VALUES ('global', 'old sign', %s,"
+                         " 'ab/old.jpg')", ("d" * 64,))
+            conn.execute("INSERT INTO embeddings(image_id, model_id, dim, vector) VALUES (1, %s, %s, %b)",
+                         (MODEL, DIM, vector))
+        previous = 2
+    g = factory()
+    await g.open()
+    try:
+        assert await g.schema_version() == previous + 1
+        assert await g.integrity_check() == ["ok"]
+        [record] = await g.list_images()
+        assert (record.label, record.file) == ("old sign", "ab/old.jpg")
+        assert (await g.vectors_for([record.id], MODEL))[record.id].tobytes() == vector.tobytes()
+        assert await g.awaiting_text() == [record]
+        assert await g.set_texts([(record.id, read("nopark"))]) == 1
+        assert await g.text_search(["global"], "nopark") == [record.id]
+    finally:
+        await g.close()

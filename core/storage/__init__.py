@@ -1,7 +1,8 @@
 """Where galleries live: the :class:`GalleryStorage` seam and the backend a database URL names.
 
 The seam comes in parts (core.storage.base): :class:`ImageRecords`, :class:`ImageFiles` and
-:class:`ImageVectors` (the gallery), :class:`ConversationState` and :class:`RepostSightings`;
+:class:`ImageVectors` (the gallery), :class:`ConversationState`, :class:`RepostSightings` and
+:class:`ImageTexts` (the text in pictures);
 a :class:`GalleryStorage` is all of them in one database.
 """
 
@@ -11,7 +12,15 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from core.errors import ConfigError
-from core.storage.base import GalleryStorage, ImageFiles, ImageRecords, ImageVectors, Neighbours, StateUpdate
+from core.storage.base import (
+    GalleryStorage,
+    ImageFiles,
+    ImageRecords,
+    ImageTexts,
+    ImageVectors,
+    Neighbours,
+    StateUpdate,
+)
 from core.storage.migrate import CopyReport, StateCopied, StateKind, copy_gallery
 from core.storage.sightings import RepostSightings
 from core.storage.state import ConversationState, StateItem
@@ -22,6 +31,7 @@ __all__ = [
     "GalleryStorage",
     "ImageFiles",
     "ImageRecords",
+    "ImageTexts",
     "ImageVectors",
     "Neighbours",
     "RepostSightings",

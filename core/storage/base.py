@@ -2,13 +2,14 @@
 
 Modelled on httpx's transport base class and aiogram's storage base: small abstract interfaces,
 several backends (``sqlite``: a file plus an in-memory vector index; ``postgres``: PostgreSQL with
-pgvector), and the engine as the only caller. A gallery's database holds three things, each its
+pgvector), and the engine as the only caller. A gallery's database holds four things, each its
 own base class so that a newcomer reads one at a time:
 
 * the gallery: :class:`ImageRecords` (the image rows), :class:`ImageFiles` (the files they point
   at) and :class:`ImageVectors` (each model's vectors and the nearest-neighbour search over them);
 * the conversation state: :class:`core.storage.state.ConversationState`;
-* the repost sightings: :class:`core.storage.sightings.RepostSightings`.
+* the repost sightings: :class:`core.storage.sightings.RepostSightings`;
+* the text read in pictures (OCR) and the search over it: :class:`core.storage.texts.ImageTexts`.
 
 :class:`GalleryStorage` is all of them in one database, opened and closed as one: what each
 backend provides and what code outside core.storage names. Every write is one transaction; the
@@ -18,7 +19,8 @@ vector search runs inside the backend, which keeps whatever index it has in step
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,11 +29,13 @@ from core.errors import NotFoundError
 from core.records import ImageRecord, NewImage
 from core.storage.sightings import RepostSightings, Sighting
 from core.storage.state import ConversationState, StateUpdate
+from core.storage.texts import ImageTexts
 
 __all__ = [
     "GalleryStorage",
     "ImageFiles",
     "ImageRecords",
+    "ImageTexts",
     "ImageVectors",
     "Neighbours",
     "Sighting",
@@ -63,6 +67,11 @@ def query_rows(vectors: np.ndarray) -> np.ndarray:
     return rows
 
 
+@asynccontextmanager
+async def _nothing() -> AsyncIterator[None]:
+    yield
+
+
 class ImageRecords(ABC):
     """The image rows of every collection: what each picture is called and where it belongs.
 
@@ -82,6 +91,26 @@ class ImageRecords(ABC):
         """
 
     @abstractmethod
+    async def insert_images(self, images: Sequence[NewImage], vectors: np.ndarray,
+                            model_id: str) -> list[tuple[ImageRecord, bool]]:
+        """:meth:`insert_image` for many images in one transaction: all of them or, on any error,
+        none. ``vectors`` holds one row per image. Returns ``(record, created)`` per image, in
+        input order; bytes the collection already holds give the existing record, not created.
+
+        :class:`ValueError` when two images share a collection and hash or the rows do not match
+        the images; :class:`DimensionMismatchError` when the gallery's vectors of ``model_id``
+        have another dimension.
+        """
+
+    @abstractmethod
+    async def set_colors(self, updates: Sequence[tuple[int, str, str]]) -> int:
+        """Store ``(image id, colours JSON, colour families)`` for images whose colours were not
+        computed yet (``colors = '[]'``), in one transaction; returns how many rows changed.
+
+        Computed colours have at least one entry: ``'[]'`` is a :class:`ValueError`.
+        """
+
+    @abstractmethod
     async def update_image(self, image_id: int, *, label: str, description: str,
                            vector: np.ndarray | None = None, model_id: str = "") -> None:
         """Replace label and description (and the vector for ``model_id``, when given)."""
@@ -94,7 +123,8 @@ class ImageRecords(ABC):
 
     @abstractmethod
     async def replace_picture(self, image_id: int, image: NewImage, vector: np.ndarray, model_id: str) -> bool:
-        """New content for an image (its file was edited), same id; other models' vectors dropped.
+        """New content for an image (its file was edited), same id; other models' vectors dropped,
+        and the text read in the old picture (:class:`ImageTexts`), so the new one is read again.
 
         Returns whether the old picture's file is now unused.
         """
@@ -123,6 +153,12 @@ class ImageRecords(ABC):
     async def find_by_sha256(self, collection: str, sha256: str) -> ImageRecord | None: ...
 
     @abstractmethod
+    async def find_many_by_sha256(self, collection: str, sha256s: Sequence[str],
+                                  model_id: str) -> dict[str, tuple[ImageRecord, bool]]:
+        """In one query: for each hash ``collection`` holds, its record and whether it has a
+        vector of ``model_id``; hashes it does not hold are not in the answer."""
+
+    @abstractmethod
     async def list_images(self, collection: str | None = None) -> list[ImageRecord]:
         """Oldest first; every collection when ``None``."""
 
@@ -130,6 +166,11 @@ class ImageRecords(ABC):
     async def awaiting_captions(self, collection: str | None = None) -> list[ImageRecord]:
         """Images waiting for a caption, oldest first: no caption yet (``NULL``; ``""`` means BLIP
         said nothing) and an empty description. Every collection when ``None``."""
+
+    @abstractmethod
+    async def awaiting_colors(self, collection: str | None = None) -> list[ImageRecord]:
+        """Images with a stored file whose colours were not computed yet (``colors = '[]'``),
+        oldest first. Every collection when ``None``."""
 
     @abstractmethod
     async def collection_counts(self) -> dict[str, int]: ...
@@ -183,6 +224,16 @@ class ImageVectors(ABC):
         """Check that stored vectors of ``model_id`` have ``dim`` dimensions
         (:class:`DimensionMismatchError` otherwise) and load what search needs."""
 
+    def bulk_load(self, model_id: str, dim: int, rows: int) -> AbstractAsyncContextManager[None]:
+        """Wraps a load of about ``rows`` new vectors of ``model_id`` (``dim`` dimensions):
+        ``async with gallery.bulk_load(model, dim, rows): ...insert_images...``.
+
+        A backend whose search index makes each insert slow sets it aside for a large load and
+        builds it again after (PostgreSQL's HNSW index); searches stay correct meanwhile, if
+        slower. Here: nothing (an in-memory index takes rows as fast as they come).
+        """
+        return _nothing()
+
     @abstractmethod
     async def nearest(self, vector: np.ndarray, *, model_id: str, collections: Sequence[str], k: int,
                       color_families: Sequence[str] = (), only: Sequence[int] | None = None) -> Neighbours:
@@ -207,9 +258,9 @@ class ImageVectors(ABC):
         """How many images of ``collections`` have a vector of ``model_id``."""
 
 
-class GalleryStorage(ImageRecords, ImageFiles, ImageVectors, ConversationState, RepostSightings):
-    """A gallery's database: images, vectors, conversation state and repost sightings, opened
-    and closed as one. Open with ``await open()``.
+class GalleryStorage(ImageRecords, ImageFiles, ImageVectors, ConversationState, RepostSightings, ImageTexts):
+    """A gallery's database: images, vectors, conversation state, repost sightings and the text
+    in pictures, opened and closed as one. Open with ``await open()``.
 
     Implementations map their driver's errors to the engine's: :class:`StoreError` (unusable,
     e.g. from a newer clipbot), :class:`StorageUnavailableError` (full, read-only, unreachable:

@@ -1,20 +1,26 @@
 """Copying a gallery from one backend to another (SQLite to PostgreSQL, say), resumably.
 
 Only the :class:`GalleryStorage` interface is used, so any pair of backends works. Each image is
-copied with every model's vector; one the target already holds (same collection and bytes) is
-skipped, but vectors it lacks are added, so a copy that stopped half way is finished by running it
-again. Ids are the target's own. Repost fingerprints (sightings) are copied, each one the target
-lacks (same chat, message, hash and model). Conversation state is copied kind by kind as the
-caller says (:class:`StateKind`: this wing cannot know what the chat keeps): a carried kind's live
-values the target lacks, re-keyed where a key names an image; the kinds left behind are counted.
-Picture files are not touched: both galleries name them relative to the same media folder.
+copied with every model's vector, in batches (one transaction each) inside a bulk load of the
+target (PostgreSQL builds its search index after the rows, not row by row); one the target
+already holds (same collection and bytes) is skipped, but vectors it lacks are added, so a copy
+that stopped half way is finished by running it again. Ids are the target's own. Repost
+fingerprints (sightings) are copied, each one the target lacks (same chat, message, hash and
+model). The text read in pictures (OCR) goes with its image, re-keyed to the target's id, where
+the target has none for it yet. Conversation state is copied kind by kind as the caller says
+(:class:`StateKind`: this wing cannot know what the chat keeps): a carried kind's live values the
+target lacks, re-keyed where a key names an image; the kinds left behind are counted. Picture files are not touched:
+both galleries name them relative to the same media folder.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from core.records import ImageRecord, NewImage
 from core.storage.base import GalleryStorage, Sighting
@@ -63,13 +69,15 @@ class CopyReport:
     without_vector: list[int] = field(default_factory=list)  # source ids with no vector at all: not copied
     sightings_copied: int = 0
     sightings: dict[str, tuple[int, int]] = field(default_factory=dict)  # chat: (in source, in target)
+    texts_copied: int = 0  # texts read in pictures (OCR)
+    texts: tuple[int, int] = (0, 0)  # (source texts, of those the target holds for the same images)
     state: dict[str, StateCopied] = field(default_factory=dict)  # carried kinds, by name
     left_behind: dict[str, int] = field(default_factory=dict)  # kinds not carried, by name: live values in source
 
     @property
     def matches(self) -> bool:
         return all(a == b for a, b in self.collections.values()) and all(a == b for a, b in self.vectors.values()) \
-            and all(a == b for a, b in self.sightings.values())
+            and all(a == b for a, b in self.sightings.values()) and self.texts[0] == self.texts[1]
 
 
 def new_image(record: ImageRecord) -> NewImage:
@@ -84,51 +92,68 @@ def new_image(record: ImageRecord) -> NewImage:
 
 
 async def copy_gallery(source: GalleryStorage, target: GalleryStorage, *, state: Sequence[StateKind] = (),
-                       progress: Callable[[int], None] | None = None, batch: int = 200) -> CopyReport:
+                       progress: Callable[[int], None] | None = None, batch: int = 500) -> CopyReport:
     """Copy every image of ``source`` with its vectors into ``target`` (both open), oldest first,
     then the repost sightings and the conversation state ``state`` names (see :func:`copy_state`).
 
-    ``progress`` is called with the number of source images handled so far after each one. An
-    error (or ``progress`` raising) stops the copy; what was copied stays, and running the copy
-    again carries on from there.
+    Images go in ``batch`` at a time (one :meth:`insert_images` per model that a new image's
+    first vector is of), inside the target's :meth:`bulk_load` of each model. ``progress`` is
+    called with the number of source images handled so far, for each image of a batch once the
+    batch is stored. An error (or ``progress`` raising) stops the copy; what was stored stays,
+    and running the copy again carries on from there.
     """
-    models = sorted(await source.embedding_counts())
+    counts, there_counts = await source.embedding_counts(), await target.embedding_counts()
+    models = sorted(counts)
     images = await source.list_images()
     there = {(r.collection, r.sha256): r.id for r in await target.list_images()}
     copied = skipped = added = done = 0
     without_vector: list[int] = []
-    for start in range(0, len(images), max(1, batch)):
-        chunk = images[start:start + max(1, batch)]
-        ids = [r.id for r in chunk]
-        vectors = {model: await source.vectors_for(ids, model) for model in models}
-        existing = [there[(r.collection, r.sha256)] for r in chunk if (r.collection, r.sha256) in there]
-        have = {model: set(await target.vectors_for(existing, model)) for model in models} if existing else {}
-        for record in chunk:
-            mine = {model: vectors[model][record.id] for model in models if record.id in vectors[model]}
-            target_id = there.get((record.collection, record.sha256))
-            if target_id is None:
-                if not mine:
-                    without_vector.append(record.id)
+    async with AsyncExitStack() as loads:
+        loading: set[str] = set()
+        for start in range(0, len(images), max(1, batch)):
+            chunk = images[start:start + max(1, batch)]
+            ids = [r.id for r in chunk]
+            vectors = {model: await source.vectors_for(ids, model) for model in models}
+            for model, found in vectors.items():  # a model's load begins with its first vector (its dimension)
+                if found and model not in loading:
+                    loading.add(model)
+                    dim = len(next(iter(found.values())))
+                    await loads.enter_async_context(
+                        target.bulk_load(model, dim, max(0, counts[model] - there_counts.get(model, 0))))
+            existing = [there[(r.collection, r.sha256)] for r in chunk if (r.collection, r.sha256) in there]
+            have = {model: set(await target.vectors_for(existing, model)) for model in models} if existing else {}
+            new: dict[str, list[ImageRecord]] = {}  # by the first model each has a vector of
+            for record in chunk:
+                mine = [model for model in models if record.id in vectors[model]]
+                target_id = there.get((record.collection, record.sha256))
+                if target_id is not None:
+                    skipped += 1
+                    for model in mine:
+                        if target_id not in have.get(model, ()):
+                            await target.set_vector(target_id, vectors[model][record.id], model)
+                            added += 1
+                elif mine:
+                    new.setdefault(mine[0], []).append(record)
                 else:
-                    first = next(iter(mine))
-                    target_id, created = await target.insert_image(new_image(record), mine.pop(first), first)
-                    there[(record.collection, record.sha256)] = target_id
+                    without_vector.append(record.id)
+            for model, records in new.items():
+                stored = await target.insert_images([new_image(r) for r in records],
+                                                    np.stack([vectors[model][r.id] for r in records]), model)
+                for record, (held, created) in zip(records, stored, strict=True):
+                    there[(record.collection, record.sha256)] = held.id
                     copied += int(created)
                     skipped += int(not created)  # another process was first
-                    for model, vector in mine.items():  # set_vector replaces: harmless if already there
-                        await target.set_vector(target_id, vector, model)
-            else:
-                skipped += 1
-                for model, vector in mine.items():
-                    if target_id not in have.get(model, ()):
-                        await target.set_vector(target_id, vector, model)
-                        added += 1
-            done += 1
-            if progress is not None:
-                progress(done)
+                    for other in models:  # set_vector replaces: harmless if already there
+                        if other != model and record.id in vectors[other]:
+                            await target.set_vector(held.id, vectors[other][record.id], other)
+            for _ in chunk:
+                done += 1
+                if progress is not None:
+                    progress(done)
     sightings_copied = await copy_sightings(source, target)
     # Every source image the target now holds, copied or there before, under the target's id.
     moved = {r.id: there[(r.collection, r.sha256)] for r in images if (r.collection, r.sha256) in there}
+    texts_copied, texts = await copy_texts(source, target, moved, batch=max(1, batch))
     carried, left_behind = await copy_state(source, target, state, moved)
     source_counts, target_counts = await source.collection_counts(), await target.collection_counts()
     source_vectors, target_vectors = await source.embedding_counts(), await target.embedding_counts()
@@ -140,11 +165,30 @@ async def copy_gallery(source: GalleryStorage, target: GalleryStorage, *, state:
         vectors={model: (source_vectors.get(model, 0), target_vectors.get(model, 0))
                  for model in sorted(source_vectors.keys() | target_vectors.keys())},
         without_vector=without_vector,
-        sightings_copied=sightings_copied,
+        sightings_copied=sightings_copied, texts_copied=texts_copied, texts=texts,
         sightings={chat: (source_seen.get(chat, 0), target_seen.get(chat, 0))
                    for chat in sorted(source_seen.keys() | target_seen.keys())},
         state=carried, left_behind=left_behind,
     )
+
+
+async def copy_texts(source: GalleryStorage, target: GalleryStorage, ids: Mapping[int, int], *,
+                     batch: int = 500) -> tuple[int, tuple[int, int]]:
+    """Copy the texts read in the source's pictures to the target's copies of those images (``ids``:
+    source id -> target id), a batch per transaction; a text the target holds already is kept.
+
+    Returns how many were copied, and ``(source texts, how many of their images have a text in the
+    target)``: equal when every text arrived.
+    """
+    copied = found = held = 0
+    mine = sorted(ids)
+    for start in range(0, len(mine), batch):
+        texts = await source.texts_for(mine[start:start + batch])
+        there = set(await target.texts_for([ids[i] for i in texts]))
+        copied += await target.set_texts([(ids[i], text) for i, text in texts.items() if ids[i] not in there])
+        found += len(texts)
+        held += len(set(await target.texts_for([ids[i] for i in texts])))
+    return copied, (found, held)
 
 
 async def copy_sightings(source: GalleryStorage, target: GalleryStorage) -> int:

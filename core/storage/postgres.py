@@ -10,7 +10,8 @@ turn it into a full scan). HNSW filters after it walks the graph (``hnsw.ef_sear
 200 by default: recall@10 0.996 on CLIP-like data at 100k): when the collection, colour or
 ``only`` filters leave fewer than ``k`` hits, the search runs again exactly, over the rows that
 pass the filters (few, when the walk came back short). Short ``only`` lists and large ``k`` go
-straight to the exact search.
+straight to the exact search. A walk first checks that the index is there and valid, and comes
+back empty (so: exact) while it is not, e.g. during a bulk load (core.storage.postgres_index).
 
 Several processes may serve the same database at once: every write is one transaction, state
 updates lock their row, and a lost server is reconnected to by the pool when it is back.
@@ -20,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import itertools
 import logging
 import time
 import weakref
@@ -37,9 +36,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from core.errors import DimensionMismatchError, StoreError
 from core.storage.base import GalleryStorage, Neighbours, query_rows
-from core.storage.postgres_rows import Connection, PostgresRows, as_vector, neighbours
+from core.storage.postgres_index import PostgresIndexes
+from core.storage.postgres_rows import Connection, as_vector, neighbours
 from core.storage.postgres_schema import (
-    INDEX_LOCK,
     SCHEMA_VERSION,
     extension_version,
     mask_password,
@@ -48,6 +47,7 @@ from core.storage.postgres_schema import (
     password_of,
 )
 from core.storage.sql_sightings import SqlSightings
+from core.storage.sql_texts import GramTexts
 
 __all__ = ["SCHEMA_VERSION", "PostgresGallery"]
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ CHECK_AFTER_IDLE_S = 1.0
 EXACT_ONLY = 1000
 
 
-class PostgresGallery(PostgresRows, SqlSightings[Connection], GalleryStorage):
+class PostgresGallery(PostgresIndexes, SqlSightings[Connection], GramTexts[Connection], GalleryStorage):
     """A gallery in a PostgreSQL database with pgvector; ``url`` is a libpq URL or conninfo string.
 
     ``ef_search``: how many candidates HNSW keeps per query at least (``hnsw.ef_search``; the
@@ -184,78 +184,12 @@ class PostgresGallery(PostgresRows, SqlSightings[Connection], GalleryStorage):
         for (name,) in await self._rows(
             "SELECT c.relname FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid"
             " WHERE x.indrelid IN ('collections'::regclass, 'images'::regclass, 'embeddings'::regclass,"
-            " 'state'::regclass, 'sightings'::regclass) AND NOT x.indisvalid"
+            " 'state'::regclass, 'sightings'::regclass, 'image_texts'::regclass) AND NOT x.indisvalid"
         ):
             problems.append(f"index {name} is invalid (an interrupted build; the next search rebuilds it)")
         return problems or ["ok"]
 
     # -- vector search ------------------------------------------------------------------------
-
-    def index_name(self, model_id: str, dim: int) -> str:
-        digest = hashlib.sha256(model_id.encode()).hexdigest()[:16]
-        return f"embeddings_hnsw_{'h' if self.halfvec else 'v'}{dim}_{digest}"
-
-    def _cast(self, dim: int) -> tuple[str, str]:
-        """The cast that gives the column an indexable type of ``dim`` dimensions, and its opclass."""
-        if self.halfvec:
-            return f"::halfvec({int(dim)})", "halfvec_cosine_ops"
-        return f"::vector({int(dim)})", "vector_cosine_ops"
-
-    async def prepare_search(self, model_id: str, dim: int) -> None:
-        other = await self._rows("SELECT dim FROM embeddings WHERE model_id = %s AND dim <> %s LIMIT 1",
-                                 (model_id, dim))
-        if other:
-            raise DimensionMismatchError(
-                f"The database holds {other[0][0]}-dimensional vectors under model {model_id!r}, which makes "
-                f"{dim}-dimensional ones: run `clipbot reindex --all` to encode the images again."
-            )
-        self._dims[model_id] = dim
-        if (model_id, dim) in self._indexed:
-            return
-        name = self.index_name(model_id, dim)
-        cast, opclass = self._cast(dim)
-        create = sql.SQL(
-            "CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON embeddings USING hnsw ((vector{cast}) {opclass})"
-            " WHERE model_id = {model} AND dim = {dim}"
-        ).format(name=sql.Identifier(name), cast=sql.SQL(cast), opclass=sql.SQL(opclass),
-                 model=sql.Literal(model_id), dim=sql.Literal(int(dim)))
-        async with self._conn() as conn:
-            if not await self._index_state(conn, name):
-                # A session lock (CONCURRENTLY cannot run in a transaction): one builder at a time;
-                # writes go on meanwhile. A build that died left an invalid index: built again.
-                # Polled, not waited for: a statement waiting on the lock would hold a snapshot
-                # that the concurrent build waits for in turn (a deadlock).
-                await self._lock_for_build(conn)
-                try:
-                    if await self._index_state(conn, name) is False:
-                        await conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(name)))
-                    await conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(
-                        sql.Literal(self._maintenance_work_mem)))
-                    await conn.execute(create)
-                    log.info("built the HNSW index %s for %s (%d dimensions)", name, model_id, dim)
-                    # Rows were probably just loaded (a copy, a first index): plans need their numbers.
-                    await conn.execute("ANALYZE images")
-                    await conn.execute("ANALYZE embeddings")
-                finally:
-                    await conn.execute("RESET maintenance_work_mem")
-                    await conn.execute("SELECT pg_advisory_unlock(%s)", (INDEX_LOCK,))
-        self._indexed.add((model_id, dim))
-
-    @staticmethod
-    async def _lock_for_build(conn: Connection) -> None:
-        for _ in itertools.count():
-            row = await (await conn.execute("SELECT pg_try_advisory_lock(%s)", (INDEX_LOCK,))).fetchone()
-            if row is not None and row[0]:
-                return
-            await asyncio.sleep(0.1)
-
-    @staticmethod
-    async def _index_state(conn: Connection, name: str) -> bool | None:
-        """True: the index is there and valid; False: there but invalid; None: absent."""
-        row = await (await conn.execute(
-            "SELECT x.indisvalid FROM pg_index x WHERE x.indexrelid = to_regclass(%s)", (name,)
-        )).fetchone()
-        return None if row is None else bool(row[0])
 
     async def _dim(self, model_id: str) -> int | None:
         dim = self._dims.get(model_id)
@@ -303,9 +237,9 @@ class PostgresGallery(PostgresRows, SqlSightings[Connection], GalleryStorage):
             search = sql.SQL(
                 "SELECT e.image_id, 1 - (e.vector::vector({d}) <=> {q}) AS score"
                 " FROM embeddings e JOIN images i ON i.id = e.image_id"
-                " WHERE e.model_id = {model} AND e.dim = {d} AND {where}"
+                " WHERE e.model_id = {model} AND e.dim = {d} AND {where} AND {ready}"
                 " ORDER BY e.vector{cast} <=> {q}{cast} LIMIT %(k)s"
-            ).format(cast=sql.SQL(cast), **fields)
+            ).format(cast=sql.SQL(cast), ready=self.index_ready(model_id, dim), **fields)
         if many:
             search = sql.SQL(
                 "SELECT q.n, h.image_id, h.score FROM unnest(%(qs)b::vector[]) WITH ORDINALITY AS q(v, n)"

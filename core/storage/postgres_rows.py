@@ -21,11 +21,11 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from core.errors import NotFoundError, StoreError
-from core.records import NewImage, search_text
+from core.records import ImageRecord, NewImage, search_text
 from core.storage import sql
 from core.storage.base import Neighbours
-from core.storage.postgres_schema import current_version, fault
-from core.storage.sql import Dialect
+from core.storage.postgres_schema import BATCH_LOCKS, current_version, fault
+from core.storage.sql import IMAGE_COLUMNS, Dialect, record
 from core.storage.sql_gallery import SqlGallery
 from core.storage.state import ConversationState, StateItem, StateUpdate
 
@@ -47,6 +47,39 @@ WITH c AS (
 )
 SELECT id FROM i
 """
+# A batch goes by binary COPY into a temporary table of the connection's (emptied at each commit),
+# then into the gallery by one statement: images in the batch's order (so ids follow it), each one
+# created with its vector; bytes another transaction holds already are skipped (after it commits).
+# The fastest way measured, at 512 dimensions without an index: COPY 9,300 rows/s against 5,700 for
+# executemany of insert_image's statement (bench.postgres); one statement of arrays (unnest) was
+# slower than COPY too (5,200 against 6,700 in a run of its own).
+_BATCH_COLUMNS = ("collection, label, description, caption, sha256, width, height, added_by, file, source_path,"
+                  " search_text, colors, color_families, source_size, source_mtime_ns")
+_BATCH_TABLE = """
+DO $$ BEGIN
+    IF to_regclass('pg_temp.clipbot_batch') IS NULL THEN
+        CREATE TEMP TABLE clipbot_batch (collection text, label text, description text, caption text, sha256 text,
+            width int4, height int4, added_by text, file text, source_path text, search_text text, colors text,
+            color_families text, source_size int8, source_mtime_ns int8, vector vector, n int8) ON COMMIT DELETE ROWS;
+    END IF;
+END $$
+"""
+_BATCH_TYPES = ["text", "text", "text", "text", "text", "int4", "int4", "text", "text", "text", "text", "text", "text",
+                "int8", "int8", "vector", "int8"]
+_INSERT_BATCH = f"""
+WITH i AS (
+    INSERT INTO images({_BATCH_COLUMNS}) SELECT {_BATCH_COLUMNS} FROM clipbot_batch ORDER BY n
+    ON CONFLICT (collection, sha256) DO NOTHING
+    RETURNING {IMAGE_COLUMNS}
+), e AS (
+    INSERT INTO embeddings(image_id, model_id, dim, vector)
+    SELECT i.id, %s, %s, b.vector FROM i JOIN clipbot_batch b ON b.collection = i.collection AND b.sha256 = i.sha256
+)
+SELECT * FROM i
+"""
+# Batches into the same collection take turns: two that hold the same new pictures in different
+# orders would otherwise each wait for the other's rows (a deadlock).
+_BATCH_LOCKS = f"SELECT pg_advisory_xact_lock({BATCH_LOCKS}, hashtext(c)) FROM unnest(%s::text[]) AS c ORDER BY c"
 _VALUE_ALIVE = "(expires_at IS NULL OR expires_at > clock_timestamp())"
 _EXPIRES = "clock_timestamp() + %s::float8 * interval '1 second'"
 _UPSERT_STATE = (
@@ -153,6 +186,11 @@ class PostgresRows(SqlGallery[Connection], ConversationState):
     async def _execute(self, conn: Connection, query: str, params: Sequence[Any] = ()) -> int:
         return int((await conn.execute(query, params or None)).rowcount)
 
+    async def _execute_many(self, conn: Connection, query: str, rows: Sequence[Sequence[Any]]) -> int:
+        cur = conn.cursor()
+        await cur.executemany(query, rows)  # pipelined: one round trip for all of them
+        return int(cur.rowcount)  # psycopg sums the rows of every run
+
     async def _write(self, query: str, params: Sequence[Any] = ()) -> int:
         async with self._conn() as conn:  # autocommit: one statement is one transaction, one round trip
             return await self._execute(conn, query, params)
@@ -179,6 +217,40 @@ class PostgresRows(SqlGallery[Connection], ConversationState):
         if found is None:  # deleted again in between: nothing to return but the truth
             raise NotFoundError(f"The picture {image.sha256[:12]} was removed from {image.collection} meanwhile.")
         return int(found[0]), False
+
+    async def insert_images(self, images: Sequence[NewImage], vectors: np.ndarray,
+                            model_id: str) -> list[tuple[ImageRecord, bool]]:
+        """All rows and vectors in one transaction, by one COPY and one statement: ``(record, created)``
+        per image, in input order."""
+        if not images:
+            return []
+        rows = self._batch(images, vectors)
+        names = sorted({image.collection for image in images})
+        async with self._transaction() as conn:
+            await self._check_dim(conn, model_id, rows.shape[1])
+            await conn.execute(_BATCH_LOCKS, (names,))
+            await conn.execute("INSERT INTO collections(name) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING",
+                               (names,))
+            await conn.execute(_BATCH_TABLE)
+            async with conn.cursor().copy("COPY clipbot_batch FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(_BATCH_TYPES)
+                for n, (i, vector) in enumerate(zip(images, rows, strict=True)):
+                    await copy.write_row((i.collection, i.label, i.description, i.caption, i.sha256, i.width, i.height,
+                                          i.added_by, i.file, i.source_path, search_text(i.label, i.description),
+                                          i.colors, i.color_families, i.source_size, i.source_mtime_ns, vector, n))
+            inserted = await (await conn.execute(_INSERT_BATCH, (model_id, int(rows.shape[1])))).fetchall()
+            created = {(held.collection, held.sha256): held for held in map(record, inserted)}
+            # The others were there (another process may have added them a moment ago, committed by now).
+            before = await self._held(conn, [i for i in images if (i.collection, i.sha256) not in created])
+            out = []
+            for key in ((image.collection, image.sha256) for image in images):
+                if key in created:
+                    out.append((created[key], True))
+                elif key in before:
+                    out.append((before[key], False))
+                else:  # deleted again in between: the batch fails whole, as it would have stored nothing
+                    raise NotFoundError(f"The picture {key[1][:12]} was removed from {key[0]} meanwhile.")
+        return out
 
     async def _put_vector(self, conn: Connection, image_id: int, vector: np.ndarray, model_id: str) -> None:
         vec = as_vector(vector)

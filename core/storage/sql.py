@@ -34,6 +34,14 @@ IMAGES_OF = f"{SELECT_IMAGES} WHERE collection = ? ORDER BY id"
 INDEXED_FILES = f"{SELECT_IMAGES} WHERE collection = ? AND source_path IS NOT NULL ORDER BY id"
 AWAITING_CAPTIONS = f"{SELECT_IMAGES} WHERE caption IS NULL AND description = ''"
 FIND_ID = "SELECT id FROM images WHERE collection = ? AND sha256 = ?"
+# Records of one collection and whether each has a vector of a model; a condition on sha256 follows.
+FIND_MANY = (
+    f"SELECT {IMAGE_COLUMNS}, EXISTS (SELECT 1 FROM embeddings e WHERE e.image_id = images.id AND e.model_id = ?)"
+    " FROM images WHERE collection = ? AND "
+)
+# Colours not computed yet: computed ones always name at least one colour.
+AWAITING_COLORS = f"{SELECT_IMAGES} WHERE file IS NOT NULL AND colors = '[]'"
+SET_COLORS = "UPDATE images SET colors = ?, color_families = ? WHERE id = ? AND colors = '[]'"
 FIND_IMAGE = f"{SELECT_IMAGES} WHERE collection = ? AND sha256 = ?"
 LOCK_IMAGE = f"{SELECT_IMAGES} WHERE id = ?{{for_update}}"
 SET_TEXT = "UPDATE images SET label = ?, description = ?, search_text = ? WHERE id = ?"
@@ -46,6 +54,8 @@ REPLACE_PICTURE = (
     " color_families = ? WHERE id = ?"
 )
 DELETE_IMAGE = "DELETE FROM images WHERE id = ?"
+# The text read in a picture that was replaced: the new one is to be read (core.storage.sql_texts).
+DROP_TEXT = "DELETE FROM image_texts WHERE image_id = ?"
 FILE_IN_USE = "SELECT 1 FROM images WHERE file = ? LIMIT 1"
 REFERENCED_FILES = "SELECT DISTINCT file FROM images WHERE file IS NOT NULL"
 # Pictures both collections hold: the old collection's copies go, the new one's rows stay.
@@ -69,6 +79,8 @@ PUT_VECTOR = (
 DROP_VECTORS = "DELETE FROM embeddings WHERE image_id = ?"
 VECTORS_OF = "SELECT image_id, vector FROM embeddings WHERE model_id = ?"
 HAS_VECTOR = "SELECT 1 FROM embeddings WHERE image_id = ? AND model_id = ?"
+# One stored vector's dimension: a model's vectors share theirs (prepare_search checks them all).
+SOME_DIM = "SELECT dim FROM embeddings WHERE model_id = ? LIMIT 1"
 EMBEDDING_COUNTS = "SELECT model_id, count(*) FROM embeddings GROUP BY model_id ORDER BY model_id{collate}"
 
 # -- the repost sightings -------------------------------------------------------------------------
@@ -188,6 +200,11 @@ class SqlStore(ABC, Generic[C]):
     @abstractmethod
     async def _execute(self, conn: C, query: str, params: Sequence[Any] = ()) -> int:
         """Run a write on ``conn`` (inside its transaction); returns how many rows it changed."""
+
+    @abstractmethod
+    async def _execute_many(self, conn: C, query: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run a write once per parameter row on ``conn`` (inside its transaction), in as few
+        round trips as the driver can; returns how many rows they changed in all."""
 
     async def _write(self, query: str, params: Sequence[Any] = ()) -> int:
         """One statement as a transaction of its own; returns how many rows it changed."""

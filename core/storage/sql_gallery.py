@@ -1,18 +1,19 @@
 """The gallery's rows as both SQL backends keep them: the images, the files they point at, and the
 stored vectors, written once over :class:`core.storage.sql.SqlStore`'s few primitives.
 
-What a backend adds: inserting an image (one statement on PostgreSQL), storing a vector (whose
-missing image each driver reports its own way) and the vector search.
+What a backend adds: inserting images (one statement on PostgreSQL; a batch: a COPY and one),
+storing a vector (whose missing image each driver reports its own way) and the vector search.
 """
 
 from __future__ import annotations
 
+import json
 from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from core.errors import NotFoundError
+from core.errors import DimensionMismatchError, NotFoundError
 from core.records import ImageRecord, NewImage, search_text
 from core.storage import sql
 from core.storage.base import ImageFiles, ImageRecords, ImageVectors
@@ -39,6 +40,60 @@ class SqlGallery(SqlStore[C], ImageRecords, ImageFiles, ImageVectors):
 
     async def _images(self, query: str, params: Sequence[object] = ()) -> list[ImageRecord]:
         return [record(row) for row in await self._fetch(query, params)]
+
+    # -- batches ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _batch(images: Sequence[NewImage], vectors: np.ndarray) -> np.ndarray:
+        """``vectors`` as float32, one row per image, after checking that the batch can be stored."""
+        rows = np.asarray(vectors, dtype=np.float32)
+        if rows.ndim != 2 or len(rows) != len(images):
+            raise ValueError(f"{len(images)} images need {len(images)} vectors in rows, not an array of shape "
+                             f"{rows.shape}")
+        seen: set[tuple[str, str]] = set()
+        for image in images:
+            key = (image.collection, image.sha256)
+            if key in seen:  # which of the two would win is anyone's guess: refuse
+                raise ValueError(f"The batch holds the picture {image.sha256[:12]} twice for {image.collection}.")
+            seen.add(key)
+        return rows
+
+    async def _check_dim(self, conn: C, model_id: str, dim: int) -> None:
+        """:class:`DimensionMismatchError` unless the stored vectors of ``model_id`` (if any) have ``dim``."""
+        rows = await self._fetch(self.dialect.sql(sql.SOME_DIM), (model_id,), conn=conn)
+        if rows and int(rows[0][0]) != dim:
+            raise DimensionMismatchError(
+                f"The gallery holds {rows[0][0]}-dimensional vectors under model {model_id!r}, not {dim}-dimensional "
+                "ones: run `clipbot reindex --all` to encode the images again.")
+
+    async def _by_sha256(self, conn: C | None, collection: str, sha256s: Sequence[str],
+                         model_id: str) -> dict[str, tuple[ImageRecord, bool]]:
+        """The records ``collection`` holds of ``sha256s``, each with whether it has a vector of ``model_id``."""
+        found: dict[str, tuple[ImageRecord, bool]] = {}
+        for part in self.dialect.chunks(list(dict.fromkeys(sha256s))):
+            where, args = self.dialect.member("sha256", part)
+            for row in await self._fetch(self.dialect.sql(sql.FIND_MANY) + where, [model_id, collection, *args],
+                                         conn=conn):
+                held = record(row[:-1])
+                found[held.sha256] = (held, bool(row[-1]))
+        return found
+
+    async def _held(self, conn: C, images: Sequence[NewImage]) -> dict[tuple[str, str], ImageRecord]:
+        """The records of ``images`` the gallery holds, by collection and hash (as ``conn`` sees them)."""
+        wanted: dict[str, list[str]] = {}
+        for image in images:
+            wanted.setdefault(image.collection, []).append(image.sha256)
+        return {(collection, sha): held for collection, hashes in wanted.items()
+                for sha, (held, _) in (await self._by_sha256(conn, collection, hashes, "")).items()}
+
+    async def set_colors(self, updates: Sequence[tuple[int, str, str]]) -> int:
+        if any(json.loads(colors) == [] for _, colors, _ in updates):  # '[]' means "not computed yet"
+            raise ValueError("Computed colours name at least one colour; '[]' would mean they were never computed.")
+        if not updates:
+            return 0
+        async with self._transaction() as conn:
+            return await self._execute_many(conn, self.dialect.sql(sql.SET_COLORS),
+                                            [(colors, families, int(i)) for i, colors, families in updates])
 
     # -- writes ---------------------------------------------------------------------------------
 
@@ -72,7 +127,8 @@ class SqlGallery(SqlStore[C], ImageRecords, ImageFiles, ImageVectors):
 
     async def replace_picture(self, image_id: int, image: NewImage, vector: np.ndarray, model_id: str) -> bool:
         """Give ``image_id`` new content (its source file was edited in place), keeping its id and
-        collection; vectors of other models are dropped, as they describe the old picture.
+        collection; vectors of other models are dropped, as they describe the old picture, and so
+        is the text read in it (the new picture waits to be read).
 
         Returns whether the old picture's file is now unused.
         """
@@ -84,6 +140,7 @@ class SqlGallery(SqlStore[C], ImageRecords, ImageFiles, ImageVectors):
                 image.source_path, image.source_size, image.source_mtime_ns,
                 search_text(image.label, image.description), image.colors, image.color_families, image_id))
             await self._execute(conn, d.sql(sql.DROP_VECTORS), (image_id,))
+            await self._execute(conn, d.sql(sql.DROP_TEXT), (image_id,))
             await self._put_vector(conn, image_id, vector, model_id)
             return old.file is not None and old.file != image.file and not await self._in_use(conn, old.file)
 
@@ -131,6 +188,10 @@ class SqlGallery(SqlStore[C], ImageRecords, ImageFiles, ImageVectors):
         found = await self._images(self.dialect.sql(sql.FIND_IMAGE), (collection, sha256))
         return found[0] if found else None
 
+    async def find_many_by_sha256(self, collection: str, sha256s: Sequence[str],
+                                  model_id: str) -> dict[str, tuple[ImageRecord, bool]]:
+        return await self._by_sha256(None, collection, sha256s, model_id)
+
     async def list_images(self, collection: str | None = None) -> list[ImageRecord]:
         if collection:
             return await self._images(self.dialect.sql(sql.IMAGES_OF), (collection,))
@@ -145,6 +206,12 @@ class SqlGallery(SqlStore[C], ImageRecords, ImageFiles, ImageVectors):
             return await self._images(self.dialect.sql(f"{sql.AWAITING_CAPTIONS} AND collection = ? ORDER BY id"),
                                       (collection,))
         return await self._images(f"{sql.AWAITING_CAPTIONS} ORDER BY id")
+
+    async def awaiting_colors(self, collection: str | None = None) -> list[ImageRecord]:
+        if collection:
+            return await self._images(self.dialect.sql(f"{sql.AWAITING_COLORS} AND collection = ? ORDER BY id"),
+                                      (collection,))
+        return await self._images(f"{sql.AWAITING_COLORS} ORDER BY id")
 
     async def collection_counts(self) -> dict[str, int]:
         rows = await self._fetch(self.dialect.sql(sql.COLLECTION_COUNTS))

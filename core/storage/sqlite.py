@@ -23,6 +23,7 @@ from core.errors import DimensionMismatchError, StoreError
 from core.records import ImageRecord, NewImage
 from core.storage.base import GalleryStorage, Neighbours, query_rows
 from core.storage.sql_sightings import SqlSightings
+from core.storage.sql_texts import Fts5Texts
 from core.storage.sqlite_rows import DB_FILENAME, SqliteRows
 from core.storage.sqlite_schema import SCHEMA_VERSION
 from core.storage.vector_index import VectorIndex, index_device, top_k_order
@@ -34,7 +35,8 @@ LOCK_FILENAME = "clipbot.run.lock"
 INLINE_SCAN_ROWS = 20_000
 
 
-class SqliteGallery(SqliteRows, SqlSightings[aiosqlite.Connection], GalleryStorage):
+class SqliteGallery(SqliteRows, SqlSightings[aiosqlite.Connection], Fts5Texts[aiosqlite.Connection],
+                    GalleryStorage):
     """A gallery in ``data_dir/clipbot.db``; vectors searched in memory (fp16 by default)."""
 
     def __init__(self, data_dir: Path, *, index_precision: str = "fp16", index_device: str = "cpu",
@@ -81,6 +83,20 @@ class SqliteGallery(SqliteRows, SqlSightings[aiosqlite.Connection], GalleryStora
         if created:
             self._index_add(model_id, image.collection, image_id, vector)
         return image_id, created
+
+    async def insert_images(self, images: Sequence[NewImage], vectors: np.ndarray,
+                            model_id: str) -> list[tuple[ImageRecord, bool]]:
+        done = await super().insert_images(images, vectors, model_id)
+        index = self._indexes.get(model_id)
+        if index is not None:
+            rows = np.asarray(vectors, dtype=np.float32)
+            created: dict[str, list[int]] = {}  # collection: positions in the batch
+            for n, (held, new) in enumerate(done):
+                if new:
+                    created.setdefault(held.collection, []).append(n)
+            for collection, at in created.items():
+                index.add(collection, [done[n][0].id for n in at], rows[at])
+        return done
 
     async def update_image(self, image_id: int, *, label: str, description: str,
                            vector: np.ndarray | None = None, model_id: str = "") -> None:

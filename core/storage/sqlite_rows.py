@@ -20,18 +20,23 @@ import aiosqlite
 import numpy as np
 
 from core.errors import StoreError
-from core.records import NewImage, blob_to_vector, search_text, vector_to_blob
+from core.records import ImageRecord, NewImage, blob_to_vector, search_text, vector_to_blob
 from core.storage import sql
 from core.storage.faults import storage_fault
 from core.storage.sql import Dialect, now_iso
 from core.storage.sql_gallery import SqlGallery
-from core.storage.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
+from core.storage.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, statements
 from core.storage.state import ConversationState, StateItem, StateUpdate
 
 DB_FILENAME = "clipbot.db"
 # Rows read per trip to aiosqlite's thread: a long answer (a busy chat's sightings) lets the
 # connection's other requests (replies) have their turn between chunks, not after all of them.
 FETCH_CHUNK = 500
+_INSERT_IMAGE = (
+    "INSERT INTO images(collection, label, description, caption, sha256, width, height, added_by, created_at, file,"
+    " source_path, search_text, colors, color_families, source_size, source_mtime_ns)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _LIVE_VALUE = "SELECT value FROM state WHERE kind = ? AND key = ? AND (expires_at IS NULL OR expires_at > ?)"
 _PUT_STATE = "INSERT OR REPLACE INTO state(kind, key, value, expires_at) VALUES (?, ?, ?, ?)"
 # Takes the key only where it is free or its value has expired: a live value stays.
@@ -55,6 +60,13 @@ SQLITE = Dialect(
     lock_collections="",  # BEGIN IMMEDIATE has locked out every other writer already
     vector_in=vector_to_blob, vector_out=blob_to_vector,
 )
+
+
+def _row(image: NewImage, created_at: str) -> tuple[Any, ...]:
+    """The parameters of :data:`_INSERT_IMAGE` for ``image``."""
+    return (image.collection, image.label, image.description, image.caption, image.sha256, image.width, image.height,
+            image.added_by, created_at, image.file, image.source_path, search_text(image.label, image.description),
+            image.colors, image.color_families, image.source_size, image.source_mtime_ns)
 
 
 class SqliteRows(SqlGallery[aiosqlite.Connection], ConversationState):
@@ -121,9 +133,8 @@ class SqliteRows(SqlGallery[aiosqlite.Connection], ConversationState):
             )
         for target in range(version + 1, SCHEMA_VERSION + 1):
             async with self._transaction() as db:
-                for statement in MIGRATIONS[target - 1].split(";"):
-                    if statement.strip():
-                        await db.execute(statement)
+                for statement in statements(MIGRATIONS[target - 1]):
+                    await db.execute(statement)
                 await db.execute(f"PRAGMA user_version = {target}")
 
     @asynccontextmanager
@@ -157,6 +168,9 @@ class SqliteRows(SqlGallery[aiosqlite.Connection], ConversationState):
     async def _execute(self, conn: aiosqlite.Connection, query: str, params: Sequence[Any] = ()) -> int:
         return int((await conn.execute(query, params)).rowcount)
 
+    async def _execute_many(self, conn: aiosqlite.Connection, query: str, rows: Sequence[Sequence[Any]]) -> int:
+        return int((await conn.executemany(query, rows)).rowcount)  # sqlite3 sums the rows of every run
+
     # -- writes and reads only SQLite has ---------------------------------------------------------
 
     async def insert_image(self, image: NewImage, vector: np.ndarray, model_id: str) -> tuple[int, bool]:
@@ -164,21 +178,39 @@ class SqliteRows(SqlGallery[aiosqlite.Connection], ConversationState):
         collection already holds (another process was first) give the existing id, not created."""
         async with self._transaction() as db:
             await db.execute(SQLITE.add_collection, SQLITE.collection_params(image.collection))
-            cur = await db.execute(
-                "INSERT INTO images(collection, label, description, caption, sha256, width, height, added_by,"
-                " created_at, file, source_path, search_text, colors, color_families, source_size, source_mtime_ns)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(collection, sha256) DO NOTHING",
-                (image.collection, image.label, image.description, image.caption, image.sha256, image.width,
-                 image.height, image.added_by, now_iso(), image.file, image.source_path,
-                 search_text(image.label, image.description), image.colors, image.color_families,
-                 image.source_size, image.source_mtime_ns),
-            )
+            cur = await db.execute(f"{_INSERT_IMAGE} ON CONFLICT(collection, sha256) DO NOTHING",
+                                   _row(image, now_iso()))
             if cur.rowcount == 0:
                 found = await self._fetch(SQLITE.sql(sql.FIND_ID), (image.collection, image.sha256), conn=db)
                 return int(found[0][0]) if found else 0, False
             image_id = int(cur.lastrowid or 0)
             await self._put_vector(db, image_id, vector, model_id)
         return image_id, True
+
+    async def insert_images(self, images: Sequence[NewImage], vectors: np.ndarray,
+                            model_id: str) -> list[tuple[ImageRecord, bool]]:
+        """All rows and vectors in one transaction (executemany): ``(record, created)`` per image."""
+        if not images:
+            return []
+        rows = self._batch(images, vectors)
+        try:
+            async with self._transaction() as db:
+                await self._check_dim(db, model_id, rows.shape[1])
+                await db.executemany(SQLITE.add_collection,
+                                     [SQLITE.collection_params(c) for c in dict.fromkeys(i.collection for i in images)])
+                # BEGIN IMMEDIATE keeps every other writer out: what is not there now, no one adds meanwhile.
+                before = await self._held(db, images)
+                new = [n for n, image in enumerate(images) if (image.collection, image.sha256) not in before]
+                now = now_iso()
+                await db.executemany(_INSERT_IMAGE, [_row(images[n], now) for n in new])
+                after = await self._held(db, [images[n] for n in new])
+                await db.executemany(SQLITE.sql(sql.PUT_VECTOR), [
+                    (after[images[n].collection, images[n].sha256].id, model_id, rows.shape[1], vector_to_blob(rows[n]))
+                    for n in new])
+        except sqlite3.IntegrityError as exc:  # a record the schema refuses (a NULL label, say): nothing stored
+            raise StoreError(f"SQLite refused a request at {self.path}: {exc}") from exc
+        return [(before[key], False) if key in before else (after[key], True)
+                for key in ((image.collection, image.sha256) for image in images)]
 
     async def _put_vector(self, conn: aiosqlite.Connection, image_id: int, vector: np.ndarray, model_id: str) -> None:
         await conn.execute(SQLITE.sql(sql.PUT_VECTOR),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from core.storage.sql import SIGHTINGS_TABLE
 
 # Each entry upgrades the schema by one version; PRAGMA user_version records how far we got.
@@ -63,6 +65,56 @@ MIGRATIONS: tuple[str, ...] = (
     # The 64-bit perceptual hash as a signed integer; the vector as float32 bytes, as in embeddings.
     SIGHTINGS_TABLE.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT", text="TEXT", time="REAL", integer="INTEGER",
                            vector="BLOB"),
+    # 6: the text read in each picture (core.storage.sql_texts): one row per image read (no lines: read, no
+    # text), with FTS5 indexes over its folded text's trigrams and over its pairs of characters (``pairs``:
+    # space-separated, for the ascii tokenizer; positions not kept, a pair is one token). Both are
+    # external-content tables kept in step by triggers, so a row deleted any way (its image's cascade
+    # too) leaves the indexes in the same transaction.
+    """
+    CREATE TABLE image_texts (
+        image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+        model_id TEXT NOT NULL,
+        lines TEXT NOT NULL,
+        folded TEXT NOT NULL,
+        pairs TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now'))
+    );
+    CREATE VIRTUAL TABLE image_texts_fts USING fts5(
+        folded, content='image_texts', content_rowid='image_id', tokenize='trigram case_sensitive 1'
+    );
+    CREATE VIRTUAL TABLE image_texts_pairs USING fts5(
+        pairs, content='image_texts', content_rowid='image_id', tokenize='ascii', detail='none'
+    );
+    CREATE TRIGGER image_texts_added AFTER INSERT ON image_texts BEGIN
+        INSERT INTO image_texts_fts(rowid, folded) VALUES (new.image_id, new.folded);
+        INSERT INTO image_texts_pairs(rowid, pairs) VALUES (new.image_id, new.pairs);
+    END;
+    CREATE TRIGGER image_texts_gone AFTER DELETE ON image_texts BEGIN
+        INSERT INTO image_texts_fts(image_texts_fts, rowid, folded) VALUES ('delete', old.image_id, old.folded);
+        INSERT INTO image_texts_pairs(image_texts_pairs, rowid, pairs) VALUES ('delete', old.image_id, old.pairs);
+    END;
+    CREATE TRIGGER image_texts_changed AFTER UPDATE OF folded, pairs ON image_texts BEGIN
+        INSERT INTO image_texts_fts(image_texts_fts, rowid, folded) VALUES ('delete', old.image_id, old.folded);
+        INSERT INTO image_texts_pairs(image_texts_pairs, rowid, pairs) VALUES ('delete', old.image_id, old.pairs);
+        INSERT INTO image_texts_fts(rowid, folded) VALUES (new.image_id, new.folded);
+        INSERT INTO image_texts_pairs(rowid, pairs) VALUES (new.image_id, new.pairs);
+    END;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def statements(script: str) -> list[str]:
+    """A migration's statements, one by one: split at the semicolons that end one (a trigger's
+    body holds some that do not). Not ``executescript``: that commits, and a step is one transaction."""
+    out, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                out.append(pending.strip())
+            pending = ""
+    if pending.strip(" \n;"):
+        out.append(pending.strip())
+    return out
 
