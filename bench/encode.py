@@ -47,6 +47,7 @@ def run(model: Path, *, smoke: bool) -> dict[str, Any]:
         result["agreement"][precision] = float(np.min(np.sum(encoder.encode_images(images) * reference, axis=1)))
         if precision == "auto":
             result["default_precision"] = encoder.precision_used
+            result["auto_choice"] = _auto_choice(encoder)
             _preprocessing(result, encoder, model, images, batches=batches, repeats=repeats)
             text_seconds = timed(
                 lambda encoder=encoder: encoder.encode_texts(["a red car parked on a street"]), repeats=5
@@ -58,6 +59,19 @@ def run(model: Path, *, smoke: bool) -> dict[str, Any]:
     )
     result["cosine_agreement_min"] = result["agreement"][default if default in result["agreement"] else "auto"]
     return result
+
+
+def _auto_choice(encoder: ClipEncoder) -> dict[str, Any]:
+    """What "auto" measured at load and chose from it: the precision, each precision's agreement
+    with fp32, its images/s (model alone) at each batch it timed, and the CPU's index batch."""
+    measured = encoder.measurement
+    if measured is None:
+        return {"precision": encoder.precision_used}
+    return {
+        "precision": measured.precision, "agreement": measured.agreement, "agreements": measured.agreements,
+        "images_per_s": {p: {f"b{b}": v for b, v in sorted(s.items())} for p, s in measured.images_per_s.items()},
+        "index_batch": measured.index_batch,
+    }
 
 
 def _e2e_and_model_only(encoder: ClipEncoder, slow: ClipEncoder, batch: list[Any], *,

@@ -102,10 +102,33 @@ def test_list_stats_remove(indexed: Path, capsys: pytest.CaptureFixture[str], cl
     assert code == 0 and len(images) == 10
     code, out, _ = run(capsys, "stats")
     assert code == 0 and "Images:      10 in 1 collection(s)" in out and "10 for the configured model" in out
+    assert "Precision:   fp32 (CLIPBOT_PRECISION)" in out
     code, out, _ = run(capsys, "remove", str(images[0]["id"]))
     assert code == 0 and "Removed" in out and image_count(cli_env) == 9
     code, _, err = run(capsys, "remove", str(images[0]["id"]))
     assert code == 1 and err.strip() == f"clipbot: error: There is no image #{images[0]['id']}."
+
+
+def test_stats_shows_what_auto_precision_measured(cli_env: Path, tmp_path: Path, clip_dir: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from core.models.clip import resolve_device
+    from core.models.precision import Measurement, PrecisionCache
+
+    monkeypatch.setenv("CLIPBOT_PRECISION", "auto")
+    monkeypatch.setenv("CLIPBOT_CACHE_DIR", str(tmp_path / "cache"))
+    code, out, _ = run(capsys, "stats")
+    assert code == 0 and "Precision:   auto, not yet measured on this machine" in out
+    # What a load on this machine would have remembered: stats reads it without loading the model.
+    PrecisionCache.for_model(tmp_path / "cache", clip_dir, resolve_device("auto")).store(Measurement(
+        "bf16", 0.99996, agreements={"fp32": 1.0, "int8": 0.95, "bf16": 0.99996},
+        images_per_s={"fp32": {1: 20.0, 8: 25.0}, "bf16": {1: 31.3, 8: 60.9, 32: 100.0}}, index_batch=32))
+    code, out, _ = run(capsys, "stats")
+    assert code == 0
+    assert "Precision:   bf16 (auto, agrees with fp32 at cosine 1.0000)" in out
+    assert "  bf16  images/s (model alone): 31.3 at batch 1, 60.9 at batch 8, 100.0 at batch 32" in out
+    assert "  fp32  images/s (model alone): 20.0 at batch 1, 25.0 at batch 8" in out
+    assert "  disagree with fp32: int8 (0.9500)" in out and "  index batch: 32 " in out
 
 
 def _half_rocket() -> bytes:

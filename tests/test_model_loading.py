@@ -17,7 +17,7 @@ from core.errors import ModelLoadError
 from core.models.blip import BlipCaptioner
 from core.models.clip import ClipEncoder
 from core.models.hub import first_sentence, looks_like_path, model_load_error
-from core.models.precision import CACHE_FILE, PrecisionCache
+from core.models.precision import CACHE_FILE, Measurement, PrecisionCache
 
 
 @pytest.fixture
@@ -41,6 +41,8 @@ def test_auto_precision_is_measured_once_then_remembered(own_clip: Path, tmp_pat
     second.load()
     assert second.precision_from_cache
     assert (second.precision_used, second.agreement) == (first.precision_used, first.agreement)
+    # The figures and the batch they chose come back too, for `clipbot stats` and for indexing.
+    assert second.measurement == first.measurement and second.batch_size == first.batch_size
     images, texts = _images(), ["a cat", "a red car"]
     np.testing.assert_allclose(second.encode_images(images), first.encode_images(images), atol=1e-5)
     np.testing.assert_allclose(second.encode_texts(texts), first.encode_texts(texts), atol=1e-5)
@@ -84,13 +86,48 @@ def test_an_unwritable_cache_is_not_fatal(own_clip: Path, tmp_path: Path) -> Non
     assert enc.precision_used and not enc.precision_from_cache
 
 
+MEASURED = Measurement("bf16", 0.9999, agreements={"fp32": 1.0, "int8": 0.9996, "bf16": 0.9999},
+                       images_per_s={"fp32": {1: 20.0, 8: 25.0}, "int8": {1: 26.9, 8: 49.8, 16: 40.0},
+                                     "bf16": {1: 31.3, 8: 60.9, 16: 80.0, 32: 100.0, 64: 95.0}},
+                       index_batch=32)
+
+
 def test_cache_entries_for_other_keys_are_kept(tmp_path: Path) -> None:
-    PrecisionCache(tmp_path, "a").store("int8", 0.995)
-    PrecisionCache(tmp_path, "b").store("bf16", None)
-    assert PrecisionCache(tmp_path, "a").lookup() == ("int8", 0.995)
-    assert PrecisionCache(tmp_path, "b").lookup() == ("bf16", None)
+    PrecisionCache(tmp_path, "a").store(MEASURED)
+    PrecisionCache(tmp_path, "b").store(Measurement("fp16", None))
+    assert PrecisionCache(tmp_path, "a").lookup() == MEASURED  # batch sizes come back as numbers
+    assert PrecisionCache(tmp_path, "b").lookup() == Measurement("fp16", None)
     assert PrecisionCache(tmp_path, "c").lookup() is None
     assert not list(tmp_path.glob(".precision-*"))  # no temporary file left behind
+
+
+def test_an_entry_of_the_old_format_loads_and_is_measured_again(own_clip: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    old = {"precision": "int8", "agreement": 0.9995, "saved": 1.0}  # what clipbot wrote before it timed
+    (cache / CACHE_FILE).write_text(json.dumps({"entries": {"old": old}}))
+    assert PrecisionCache(cache, "old").lookup() == Measurement("int8", 0.9995, legacy=True)
+
+    # Under the key this machine uses now (as if it had matched): measured again, stored anew.
+    key = PrecisionCache.for_model(cache, own_clip, "cpu").key
+    (cache / CACHE_FILE).write_text(json.dumps({"entries": {key: old}}))
+    enc = ClipEncoder(str(own_clip), precision="auto", device="cpu", cache_dir=cache)
+    enc.load()
+    assert not enc.precision_from_cache and enc.measurement is not None and enc.measurement.images_per_s
+    stored = PrecisionCache(cache, key).lookup()
+    assert stored is not None and not stored.legacy and stored == enc.measurement
+    again = ClipEncoder(str(own_clip), precision="auto", device="cpu", cache_dir=cache)
+    again.load()
+    assert again.precision_from_cache and again.batch_size == enc.batch_size
+
+
+def test_damaged_figures_in_an_entry_are_left_out(tmp_path: Path) -> None:
+    entry = {"format": 2, "precision": "bf16", "agreement": "high", "agreements": [1],
+             "images_per_s": {"bf16": {"1": 31.3, "x": 2, "8": "fast", "16": None}, "int8": 7},
+             "index_batch": True}
+    (tmp_path / CACHE_FILE).write_text(json.dumps({"entries": {"k": entry}}))
+    assert PrecisionCache(tmp_path, "k").lookup() == Measurement("bf16", None, images_per_s={"bf16": {1: 31.3},
+                                                                                               "int8": {}})
 
 
 class _SlowClip(ClipEncoder):

@@ -1,10 +1,13 @@
-"""What ``clipbot index`` reads: files and folders walked with exclusions, and a labels CSV."""
+"""What ``clipbot index`` reads: files and folders walked with exclusions, a labels CSV, and the
+share of them one machine takes when several index one tree (``--shard K/N``)."""
 
 from __future__ import annotations
 
 import csv
 import fnmatch
+import hashlib
 import os
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +29,50 @@ class IngestItem:
     description: str | None = None
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Share ``number`` (1-based) of ``count``: the files whose :func:`share_of` is ``number``.
+
+    Machines that index one tree with the same PATH arguments, each with its own number, take
+    disjoint shares that together cover every file; nothing is coordinated between them.
+    """
+
+    number: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise InputError(f"A shard count must be at least 1, not {self.count}.")
+        if not 1 <= self.number <= self.count:
+            raise InputError(f"Shard {self.number}/{self.count}: K counts from 1 to N ({self.count}).")
+
+    def owns(self, key: str) -> bool:
+        """Whether the file at ``key`` (see :func:`share_key`) is in this share."""
+        return share_of(key, self.count) == self.number
+
+    def __str__(self) -> str:
+        return f"{self.number}/{self.count}"
+
+
+def share_of(key: str, count: int) -> int:
+    """Which of ``count`` shares (1-based) the file at ``key`` belongs to.
+
+    A hash of the key's bytes, not Python's ``hash()``: that one changes with PYTHONHASHSEED, and
+    every machine, Python version and run must agree. Keys are NFC-normalised first, since macOS
+    spells accented names decomposed and Linux as typed; a name that is not valid UTF-8 hashes
+    as the bytes on disk.
+    """
+    data = unicodedata.normalize("NFC", key).encode("utf-8", "surrogateescape")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big") % count + 1
+
+
+def share_key(path: Path, root: Path) -> str:
+    """What :func:`share_of` hashes: ``path`` relative to the PATH argument ``root`` it was found
+    under, with ``/`` separators, so machines that mount the tree in different places agree; a
+    file given as an argument itself is keyed by its name."""
+    return path.name if path == root else path.relative_to(root).as_posix()
+
+
 @dataclass
 class Collected:
     """The files a run will index, and what the walk knows for ``--prune``."""
@@ -35,6 +82,23 @@ class Collected:
     folders: list[Path] = field(default_factory=list)  # resolved folders walked
     missing: list[Path] = field(default_factory=list)  # resolved roots that are gone (only with allow_missing)
     seen: set[str] = field(default_factory=set)  # every image file found under ``folders``, resolved
+    shard: Shard | None = None  # the share taken, when the run took one
+    found: int = 0  # files the walk found, in every share (``items`` holds this run's share)
+    roots: list[Path] = field(default_factory=list)  # every root, resolved, in argument order (for shares)
+
+    def owns(self, source_path: str) -> bool:
+        """Whether an indexed file (its resolved ``source_path``) is in this run's share: keyed
+        relative to the first root it lies under, as the walk keyed it. Without a shard, all are."""
+        if self.shard is None:
+            return True
+        path = Path(source_path)
+        root = next((r for r in self.roots if path == r or path.is_relative_to(r)), None)
+        return self.shard.owns(share_key(path, root) if root is not None else path.as_posix())
+
+    def keep_other_shares(self, indexed: Iterable[str]) -> None:
+        """Count the ``indexed`` files outside this share as seen, so that ``--prune`` removes only
+        the gone files of its own share: the others are the other machines' to judge."""
+        self.seen.update(p for p in indexed if not self.owns(p))
 
 
 @dataclass(frozen=True)
@@ -109,40 +173,51 @@ def collect_items(
     labels_csv: Path | None = None,
     excludes: Sequence[str] = DEFAULT_EXCLUDES,
     allow_missing: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> Collected:
     """Expand files and folders into items.
 
     Label precedence: the CSV row, then the parent folder's name, then ``label``. A missing root
     is an error (nothing is indexed), unless ``allow_missing`` (``--prune``: a deleted folder's
-    images are to be removed).
+    images are to be removed). ``shard``: ``(K, N)`` keeps only share K of N (see :class:`Shard`);
+    a file reached through two roots is keyed under the first, as every machine does alike.
     """
     csv_labels = read_labels_csv(labels_csv) if labels_csv else CsvLabels({}, [])
-    out = Collected(skipped=list(csv_labels.problems))
-    files: list[Path] = []
+    out = Collected(skipped=list(csv_labels.problems), shard=Shard(*shard) if shard else None)
+    files: list[tuple[Path, str]] = []  # (path, share key)
+    csv_base = labels_csv.parent.resolve() if labels_csv and not paths else None
     for root in paths or list(csv_labels.rows):
+        # Shares are keyed relative to the root: the argument itself, or for files that only the
+        # CSV lists, the CSV's folder (where their paths are written from) when they lie under it.
+        base = csv_base if csv_base is not None and root.is_relative_to(csv_base) else root
         if root.is_dir():
             found, others = walk_images(root, excludes)
-            files += found
+            files += [(p, share_key(p, root)) for p in found]
             out.skipped += others
             out.folders.append(root.resolve())
             out.seen.update(str(p.resolve()) for p in found)
         elif root.is_file():
-            files.append(root)
+            files.append((root, share_key(root, base)))
         elif allow_missing:
             out.missing.append(root.absolute().resolve())
         else:  # a mistyped argument is an error, not a skip: nothing is indexed
             raise FileMissingError(f"No such file or folder: {root}")
+        if base.absolute().resolve() not in out.roots:
+            out.roots.append(base.absolute().resolve())
     seen_keys: set[Path] = set()
-    for f in files:
-        key = f.resolve()
-        if key in seen_keys:
+    for f, key in files:
+        resolved = f.resolve()
+        if resolved in seen_keys:
             continue
-        seen_keys.add(key)
+        seen_keys.add(resolved)
+        out.found += 1
+        if out.shard is not None and not out.shard.owns(key):
+            continue
         item_label, item_description = label, description
         if labels_from_folders:
-            item_label = key.parent.name
-        if key in csv_labels.rows:
-            item_label, item_description = csv_labels.rows[key][0], csv_labels.rows[key][1] or description
+            item_label = resolved.parent.name
+        if resolved in csv_labels.rows:
+            item_label, item_description = csv_labels.rows[resolved][0], csv_labels.rows[resolved][1] or description
         out.items.append(IngestItem(f, item_label, item_description))
     return out
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
 import re
 import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,8 +15,9 @@ import numpy as np
 from PIL import Image
 
 from core.errors import ModelLoadError
+from core.models.gc_pause import gc_paused
 from core.models.hub import CLIP, ModelKind, from_cache_or_hub, model_files_dir, model_load_error
-from core.models.precision import CALIBRATION_TEXTS, PrecisionCache, Prepared, calibration_images, prepare
+from core.models.precision import CALIBRATION_TEXTS, Measurement, PrecisionCache, Prepared, calibration_images, prepare
 from core.models.preprocess import REDUCING_GAP, FastClipPreprocessor
 from core.storage.vector_index import unit_rows
 
@@ -25,14 +25,14 @@ log = logging.getLogger(__name__)
 DEFAULT_CLIP_MODEL = CLIP.example
 # A load slower than this is announced, so a command that seems stuck says what it waits for.
 ANNOUNCE_AFTER_S = 1.0
-# Images per CLIP model call when none is configured. On a CPU throughput peaks at small batches
-# (int8 ViT-B/32 on 2 cores: 34 images/s at 8, 28 at 32); a GPU needs large ones to be filled.
+# Images per CLIP model call when none is configured. On a CPU, precision "auto" times batches and
+# replaces this with the fastest per image (int8 ViT-B/32 peaks at 8, bf16 gains up to 32 on 2 Zen 4
+# cores); a fixed precision keeps 8. A GPU needs large batches to be filled.
 CPU_BATCH_SIZE = 8
 GPU_BATCH_SIZE = 256
 Announce = Callable[[str], None]
 __all__ = ["ANNOUNCE_AFTER_S", "CPU_BATCH_SIZE", "DEFAULT_CLIP_MODEL", "GPU_BATCH_SIZE", "Announce", "ClipEncoder",
-           "Encoder", "ImageTextEncoder",
-           "PretrainedModel", "load_pretrained", "model_load_error", "resolve_device"]
+           "Encoder", "ImageTextEncoder", "PretrainedModel", "load_pretrained", "model_load_error", "resolve_device"]
 
 
 class Encoder(ABC):
@@ -66,7 +66,7 @@ class Encoder(ABC):
             timer.daemon = True  # never keeps a finished command alive
             timer.start()
         try:
-            with _gc_paused():
+            with gc_paused():
                 self._load()
             self._loaded = True
         finally:
@@ -113,32 +113,6 @@ class ImageTextEncoder(Encoder):
     @abstractmethod
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
         """Vectors of :meth:`preprocess` output: ``(n, dim)`` float32 unit vectors."""
-
-
-_gc_lock = threading.Lock()
-_gc_pauses = 0
-_gc_was_enabled = False
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Importing transformers and building a model create about a million long-lived objects;
-    the cycle collector rescans them again and again while they appear, a quarter of a load's
-    CPU time, and finds nothing to free. It is switched off meanwhile and put back as it was;
-    overlapping loads (CLIP and BLIP on two threads) put it back when the last one ends."""
-    global _gc_pauses, _gc_was_enabled
-    with _gc_lock:
-        if _gc_pauses == 0:
-            _gc_was_enabled = gc.isenabled()
-            gc.disable()
-        _gc_pauses += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_pauses -= 1
-            if _gc_pauses == 0 and _gc_was_enabled:
-                gc.enable()
 
 
 def resolve_device(device: str) -> str:
@@ -211,6 +185,7 @@ class ClipEncoder(PretrainedModel, ImageTextEncoder):
         self.precision_used = ""  # what "auto" chose, once loaded
         self.precision_from_cache = False  # "auto" reused an earlier start's measurement
         self.agreement: float | None = None
+        self.measurement: Measurement | None = None  # "auto"'s figures, measured or remembered
         self._input_dtype: Any = None
         self._dim = 0
         self._max_text_tokens = 77
@@ -228,29 +203,57 @@ class ClipEncoder(PretrainedModel, ImageTextEncoder):
         self._dim = int(model.config.projection_dim)
         self._max_text_tokens = int(model.config.text_config.max_position_embeddings)
 
+        calibration = self._preprocess(calibration_images())
+
         def calibrate(candidate: Prepared) -> np.ndarray:
-            images = self._run_pixels(candidate, self._preprocess(calibration_images()))
+            images = self._run_pixels(candidate, calibration)
             return np.concatenate([images, self._run_texts(candidate, CALIBRATION_TEXTS)])
 
-        prepared = prepare(model, self.precision, self._device, calibrate, cache=self._precision_cache())
+        def time_batch(candidate: Prepared, n: int) -> float:
+            pixels = calibration[np.arange(n) % len(calibration)]  # the model alone: decoding runs elsewhere
+            start = time.perf_counter()
+            self._run_pixels(candidate, pixels)
+            return time.perf_counter() - start
+
+        prepared = prepare(model, self.precision, self._device, calibrate, time_batch,
+                           cache=self._precision_cache(self._device))
         self._model, self._input_dtype = prepared.model, prepared.input_dtype
         self.precision_used, self.agreement = prepared.precision, prepared.agreement
-        self.precision_from_cache = prepared.from_cache
-        log.info("loaded CLIP %s on %s (dim %d, %s%s)", self.source, self._device, self._dim, self.precision_used,
-                 ", remembered" if prepared.from_cache else "")
+        self.precision_from_cache, self.measurement = prepared.from_cache, prepared.measurement
+        measured_batch = prepared.measurement.index_batch if prepared.measurement else None
+        if not self._batch_size_chosen and self._device == "cpu" and measured_batch:
+            self.batch_size = measured_batch  # the fastest per image at this precision, measured here
+        log.info("loaded CLIP %s on %s (dim %d, %s%s, batch %d)", self.source, self._device, self._dim,
+                 self.precision_used, ", remembered" if prepared.from_cache else "", self.batch_size)
 
-    def _precision_cache(self) -> PrecisionCache | None:
+    def _precision_cache(self, device: str) -> PrecisionCache | None:
         if self.precision != "auto" or self.cache_dir is None:
             return None
         files = model_files_dir(self.source)
         if files is None:  # loaded, yet not found on disk: nothing stable to key on
             return None
-        return PrecisionCache.for_model(self.cache_dir, files, self._device)
+        return PrecisionCache.for_model(self.cache_dir, files, device)
+
+    def precision_report(self) -> list[str]:
+        """`clipbot stats`' lines: the precision and what "auto" measured here (remembered, unloaded)."""
+        from core.models.precision import describe  # only `clipbot stats` asks
+
+        if self.precision != "auto" or self._loaded:
+            return describe(self.precision, self.measurement)
+        cache = self._precision_cache(resolve_device(self._device_setting))
+        return describe(self.precision, cache.lookup() if cache is not None else None)
 
     @property
     def dim(self) -> int:
         self.load()
         return self._dim
+
+    @property
+    def input_side(self) -> int:
+        """The short side the model's preprocessing resizes to (224 for ViT-B/32): what indexing
+        decodes a JPEG down to (core.gallery.batch_decode)."""
+        self.load()
+        return self._fast.shortest_edge if self._fast is not None else 224
 
     def preprocess(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Resize, crop and normalise: ``(n, 3, H, W)`` float32 pixels. Thread-safe, so ingest and
