@@ -77,8 +77,8 @@ async def _ingest(folder: Path, data: Path, clip: Path, blip: Path, encoder: Any
         start = time.perf_counter()
         done = await caption_pending(engine, records=waiting[:captioned], batch_size=8)
         caption_s = time.perf_counter() - start
-    assert done.captioned == min(captioned, len(items)), done
-    return {"ingest_images_per_s": len(items) / clip_s, "caption_pass_images_per_s": done.captioned / caption_s}
+    assert done.done == min(captioned, len(items)), done
+    return {"ingest_images_per_s": len(items) / clip_s, "caption_pass_images_per_s": done.done / caption_s}
 
 
 def run(clip: Path, *, smoke: bool) -> dict[str, Any]:

@@ -7,6 +7,10 @@
     python -m bench.run --only postgres  # the PostgreSQL backend at 100k vectors, against SQLite
     python -m bench.run --only captions  # BLIP-base (random weights) at batch 1/8, fp32/int8; the caption pass
     python -m bench.run --only calibration  # 256 nearest() against one nearest_many() at 50k, SQLite and PostgreSQL
+    python -m bench.run --only pipeline  # `clipbot index` with a zero-cost encoder: everything but the model
+    python -m bench.run --only ocr    # PP-OCRv4 on the generated memes, screenshots, signs and receipts
+    python -m bench.run --only ocr_search  # phrase queries' recall@1 with 50 distractors; the text pass's rate
+    python -m bench.run --only colors  # the batched palette against K-Means: speed and agreement
 """
 
 from __future__ import annotations
@@ -21,7 +25,21 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # benchmarks build their models; never the network
 
-from bench import calibration, captions, e2e, encode, ingest, postgres, search, soak, startup
+from bench import (
+    calibration,
+    captions,
+    colors,
+    e2e,
+    encode,
+    ingest,
+    ocr,
+    ocr_search,
+    pipeline,
+    postgres,
+    search,
+    soak,
+    startup,
+)
 from bench.common import model_dir
 from bench.report import write_report
 
@@ -33,15 +51,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
     parser.add_argument("--only", choices=["encode", "search", "e2e", "ingest", "captions", "soak", "startup",
-                                           "postgres", "calibration"],
+                                           "postgres", "calibration", "pipeline", "colors", "ocr", "ocr_search"],
                         action="append")
     parser.add_argument("--model", type=Path, help="a local CLIP directory to measure instead of random ViT-B/32 "
                                                   "(e.g. real weights, to check int8's agreement on them)")
     args = parser.parse_args(argv)
     import torch
 
-    sections = args.only or ["search", "encode", "e2e", "ingest", "captions", "soak", "startup", "postgres",
-                             "calibration"]
+    sections = args.only or ["search", "encode", "e2e", "pipeline", "ingest", "colors", "captions", "soak",
+                             "startup", "postgres", "calibration", "ocr", "ocr_search"]
     # Built only when a section measures it: search has no model, and the soak always uses the tiny one.
     measures_model = bool({"encode", "e2e", "ingest", "captions", "startup"} & set(sections))
     model = args.model or (model_dir(args.smoke) if measures_model else Path())
@@ -61,7 +79,11 @@ def main(argv: list[str] | None = None) -> int:
                "soak": lambda: soak.run(smoke=args.smoke),  # the bot, not the model: always the tiny CLIP
                "startup": lambda: startup.run(model, smoke=args.smoke),
                "postgres": lambda: postgres.run(smoke=args.smoke),  # vectors only: no model
-               "calibration": lambda: calibration.run(smoke=args.smoke)}  # vectors and a stand-in text encoder
+               "calibration": lambda: calibration.run(smoke=args.smoke),  # vectors and a stand-in text encoder
+               "pipeline": lambda: pipeline.run(smoke=args.smoke),  # a zero-cost encoder: no model
+               "colors": lambda: colors.run(smoke=args.smoke),  # K-Means against the batched palette
+               "ocr": lambda: ocr.run(smoke=args.smoke),  # PP-OCRv4 from the ocr extra's wheel
+               "ocr_search": lambda: ocr_search.run(smoke=args.smoke)}  # phrase recall@1 among distractors
     for name in sections:
         started = time.perf_counter()
         print(f"bench: {name} ...", file=sys.stderr, flush=True)

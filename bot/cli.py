@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import os
+import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from pathlib import Path
 from bot.commands import HANDLERS, UsageError
 from bot.composition import apply_process_settings
 from bot.logs import configure_logging
+from bot.passes import PASS_NAMES
 from bot.settings import load_settings
 from core.errors import ClipbotError, StorageUnavailableError
 from core.galleries import GLOBAL_COLLECTION
@@ -47,12 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "index":
             p.add_argument("--prune", action="store_true",
                            help="also remove entries indexed from under PATH whose file is gone")
+            p.add_argument("--shard", type=shard_spec, metavar="K/N",
+                           help="take only share K of N of the files (several machines, one job: run each "
+                                "share with the same PATHs); with --prune, prune only this share's files")
         p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
                        help="skip files and folders whose name matches (repeatable; added to the defaults: "
                             f"{' '.join(DEFAULT_EXCLUDES)})")
         p.add_argument("--no-default-excludes", action="store_true", help="walk into the default exclusions too")
-        p.add_argument("--no-captions", action="store_true",
-                       help="skip the caption pass after indexing (`clipbot caption` runs it later)")
+        _pass_switches(p, "after indexing (`clipbot enrich` runs it later)")
+
+    p = add("enrich", "Run the enrichment passes (colours, captions, text in pictures) over the images "
+                      "still waiting for them.")
+    p.add_argument("--collection", help="only this collection")
+    _pass_switches(p, "")
 
     for name, what in (("search", "Find the images most similar to a photo."),
                        ("scores", "Score every image of a collection against a photo, best first.")):
@@ -117,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _pass_switches(p: argparse.ArgumentParser, when: str) -> None:
+    for name in PASS_NAMES:
+        p.add_argument(f"--no-{name}", action="store_true", help=f"skip the {name} pass {when}".rstrip())
+
+
 def positive_int(text: str) -> int:
     """An argparse type: a whole number of at least 1 (``-k 0`` is a usage error, exit 2)."""
     try:
@@ -126,6 +140,20 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
+
+
+def shard_spec(text: str) -> tuple[int, int]:
+    """An argparse type: ``K/N``, share K (counted from 1) of N, as ``(K, N)``."""
+    # ASCII digits only: int() would also take Arabic-Indic digits or "+1", which no operator means.
+    found = re.fullmatch(r"\s*([0-9]+)\s*/\s*([0-9]+)\s*", text)
+    if found is None:
+        raise argparse.ArgumentTypeError(f"not K/N (e.g. 1/2, the first of two shares): {text!r}")
+    number, count = int(found[1]), int(found[2])
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"N, the number of shares, must be at least 1: {text!r}")
+    if not 1 <= number <= count:
+        raise argparse.ArgumentTypeError(f"K must be between 1 and {count} (shares count from 1): {text!r}")
+    return number, count
 
 
 def _results_options(p: argparse.ArgumentParser) -> None:

@@ -14,14 +14,15 @@ from typing import Any
 from bot import output
 from bot.composition import build_captioner, build_encoder, build_engine, build_gallery
 from bot.downloads import download_model
+from bot.passes import enrichments, run_passes
 from bot.settings import Settings
-from core.errors import CaptionsOffError, FileMissingError, InputError, ModelLoadError
+from core.errors import CaptionsOffError, FileMissingError, InputError
 from core.galleries import GLOBAL_COLLECTION
 from core.gallery import (
-    CAPTION_BATCH,
     DEFAULT_EXCLUDES,
+    Captions,
     Engine,
-    caption_pending,
+    Enrichment,
     collect_items,
     ingest,
     missing_roots_without_entries,
@@ -29,6 +30,7 @@ from core.gallery import (
     reindex,
     reindex_targets,
 )
+from core.models import ClipEncoder, ClipWithTextModel
 from core.render import collage_png, colors_text, palette_png, scores_png
 from core.search import SearchResult
 from core.seed import export_seed, import_seed
@@ -86,7 +88,7 @@ async def _index(args: argparse.Namespace, settings: Settings, *, prune_gone: bo
     excludes = [*([] if args.no_default_excludes else DEFAULT_EXCLUDES), *args.exclude]
     found = collect_items(
         args.paths, label=args.label, description=args.description, labels_from_folders=args.labels_from_folders,
-        labels_csv=args.labels_csv, excludes=excludes, allow_missing=prune_gone,
+        labels_csv=args.labels_csv, excludes=excludes, allow_missing=prune_gone, shard=getattr(args, "shard", None),
     )
     for path, reason in found.skipped:
         print(f"clipbot: warning: skipping {path}: {reason}", file=sys.stderr)
@@ -103,14 +105,16 @@ async def _index(args: argparse.Namespace, settings: Settings, *, prune_gone: bo
                 batch_size=settings.batch_size, added_by="cli", progress=bar.update,
             )
         if prune_gone:
+            if found.shard is not None:  # a gone file of another share is that share's run to prune
+                found.keep_other_shares(r.source_path for r in await engine.indexed_files(args.collection)
+                                        if r.source_path)
             summary.pruned = await prune(engine, found, args.collection)
+        if found.shard is not None:
+            print(f"Shard {found.shard}: {len(found.items)} of {found.found} files.")
         output.print_summary(summary, args.collection, already_warned=len(found.skipped))
-        # The images are searchable now; captions come after, and a failure there fails nothing above.
-        if not args.no_captions and engine.captioner is not None:
-            try:
-                await _caption_pass(engine, args.collection, settings)
-            except ModelLoadError as exc:
-                print(f"clipbot: warning: no captions: {exc}", file=sys.stderr)
+        # The images are searchable now; the enrichment passes come after, and a failure there
+        # fails nothing above.
+        await run_passes(engine, _chosen_passes(args), args.collection, say_unavailable=False)
     # Scripts can tell "nothing could be indexed" from success.
     return 1 if found.items and summary.added + summary.changed + summary.unchanged == 0 else 0
 
@@ -163,17 +167,9 @@ async def _print_results(args: argparse.Namespace, results: list[SearchResult],
     return 0
 
 
-async def _caption_pass(engine: Engine, collection: str | None, settings: Settings) -> None:
-    from tqdm import tqdm
-
-    targets = await engine.awaiting_captions(collection)
-    if not targets:
-        return
-    with tqdm(total=len(targets), unit="img", desc="Captioning", file=sys.stderr, disable=None) as bar:
-        done = await caption_pending(engine, records=targets, batch_size=CAPTION_BATCH, progress=bar.update)
-    print(f"Captioned {done.captioned} image(s); {len(done.skipped)} skipped.")
-    for what, reason in done.skipped:
-        print(f"  skipped {what}: {reason}")
+def _chosen_passes(args: argparse.Namespace) -> list[Enrichment]:
+    """The passes not switched off with ``--no-<name>``."""
+    return [p for p in enrichments() if not getattr(args, f"no_{p.name}", False)]
 
 
 @engine_command("caption")
@@ -181,8 +177,13 @@ async def caption(args: argparse.Namespace, settings: Settings, engine: Engine) 
     if engine.captioner is None:
         raise CaptionsOffError("Captions are turned off here (CLIPBOT_CAPTION_MODEL=none).")
     await _check_collections(engine, [args.collection])
-    await _caption_pass(engine, args.collection, settings)
-    return 0
+    return 1 if await run_passes(engine, [Captions()], args.collection, say_unavailable=True) else 0
+
+
+@engine_command("enrich")
+async def enrich(args: argparse.Namespace, settings: Settings, engine: Engine) -> int:
+    await _check_collections(engine, [args.collection])
+    return 1 if await run_passes(engine, _chosen_passes(args), args.collection, say_unavailable=True) else 0
 
 
 @engine_command("reindex")
@@ -265,6 +266,10 @@ async def stats(args: argparse.Namespace, settings: Settings, engine: Engine) ->
     print(f"Database:    {storage.database} (schema {storage.schema_version})")
     print(f"Pictures:    {storage.media_dir}")
     print(f"Model:       {settings.clip_model}")
+    encoder = build_encoder(settings)  # not loaded: "auto"'s figures come from its cache
+    clip = encoder.clip if isinstance(encoder, ClipWithTextModel) else encoder
+    if isinstance(clip, ClipEncoder):
+        print("\n".join(clip.precision_report()))
     print(f"Images:      {total} in {len(counts)} collection(s)")
     for name, n in counts.items():
         print(f"  {name:<24} {n}")

@@ -18,7 +18,9 @@ from core.models import (
     InferenceRunner,
     MicroBatcher,
     MultilingualTextEncoder,
+    TextReader,
     captioner_from_setting,
+    reader_from_setting,
 )
 from core.search import CalibrationConfig
 from core.storage import GalleryStorage, gallery_for
@@ -84,6 +86,11 @@ def build_captioner(settings: Settings) -> Captioner | None:
     return captioner_from_setting(settings.caption_model, device=settings.device, announce=announce)
 
 
+def build_reader(settings: Settings) -> TextReader | None:
+    """The OCR reader as CLIPBOT_OCR names it, or None when reading text is off."""
+    return reader_from_setting(settings.ocr, threads=settings.ocr_threads, announce=announce)
+
+
 def build_gallery(settings: Settings, *, url: str | None = None, serving: bool = False) -> GalleryStorage:
     """The gallery's storage: ``url`` or CLIPBOT_DATABASE_URL (PostgreSQL), else SQLite in the data dir.
 
@@ -127,6 +134,7 @@ def _engine(settings: Settings, runner: Encoding, captioner: Captioner | Literal
         max_bytes=settings.max_image_bytes,
         decode_workers=settings.decode_threads,
         captioner=build_captioner(settings) if captioner == "configured" else captioner,
+        reader=build_reader(settings),
         color_count=settings.color_count,
         text_limits=TextLimits(settings.max_label_chars, settings.max_description_chars),
         video_limits=VideoLimits(frames=settings.video_frames, max_bytes=settings.video_max_bytes,

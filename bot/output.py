@@ -45,7 +45,8 @@ def print_records(records: Sequence[ImageRecord], paths: Sequence[str | None], *
         rows = [
             {"id": r.id, "collection": r.collection, "label": r.label, "description": r.description,
              "path": p, "source_path": r.source_path, "width": r.width, "height": r.height,
-             "added_by": r.added_by, "created_at": r.created_at}
+             "added_by": r.added_by, "created_at": r.created_at, "caption": r.caption,
+             "colors": r.color_list}  # [] while the colour pass has not run
             for r, p in zip(records, paths, strict=True)
         ]
         json.dump({"images": rows}, out, ensure_ascii=False, indent=2)

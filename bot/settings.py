@@ -42,6 +42,10 @@ class Settings(BaseSettings):
 
     clip_model: str = Field(DEFAULT_CLIP_MODEL, min_length=1)
     caption_model: str = "Salesforce/blip-image-captioning-base"
+    # Reading the text in pictures (OCR): "auto" (PP-OCRv4 when the ocr extra is installed, else off),
+    # "rapidocr" (the same, and an error when it is missing), "none", or a folder holding the two ONNX files.
+    ocr: str = "auto"
+    ocr_threads: int = Field(1, ge=1, le=16)
     # A multilingual text encoder aligned to the CLIP model's image space (hub id or directory); unset: CLIP's own.
     text_model: str | None = None
     color_count: int = Field(5, ge=1, le=16)

@@ -110,6 +110,10 @@ class CaptionsOffError(InputError):
     """Captioning was asked for, but CLIPBOT_CAPTION_MODEL turns it off."""
 
 
+class TextReadingOffError(InputError):
+    """Reading the text in pictures was asked for, but CLIPBOT_OCR turns it off (or its extra is missing)."""
+
+
 class StorageUnavailableError(ClipbotError):
     """The disk or database refuses writes (full, read-only, failing, locked); reads still work.
 

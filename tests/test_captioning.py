@@ -76,7 +76,7 @@ async def test_images_are_searchable_before_any_caption(settings: Settings, enco
         assert all(r.caption is None for r in await engine.list_images("global")) and not passing.done()
         blocking.release.set()
         done = await passing
-        assert done.captioned == 3 and blocking.batches == [2, 1]
+        assert done.done == 3 and blocking.batches == [2, 1]
         for row in await engine.list_images("global"):
             assert row.caption == row.description == f"Picture {row.width}x{row.height}"
         assert await engine.awaiting_captions() == []
@@ -88,7 +88,7 @@ async def test_the_pass_writes_blip_captions_as_searchable_descriptions(
     async with build_engine(settings, encoder, captioner=captioner) as engine:
         await ingest(engine, items(photos, ["rocket", "astronaut"]), collection="global")
         done = await caption_pending(engine)
-        assert done.captioned == 2
+        assert done.done == 2
         for row, name in zip(await engine.list_images("global"), ["rocket", "astronaut"], strict=True):
             want = captioner.caption_images([decode_image(photos[name]).image])[0]
             assert row.caption == row.description == want
@@ -112,7 +112,7 @@ async def test_an_interrupted_pass_resumes_where_it_stopped(settings: Settings, 
     async with build_engine(settings, encoder, captioner=healthy) as engine:
         assert len(await engine.awaiting_captions()) == 3
         done = await caption_pending(engine, batch_size=2)
-        assert done.captioned == 3 and healthy.done == 3  # the first two are not captioned again
+        assert done.done == 3 and healthy.done == 3  # the first two are not captioned again
         assert all(r.caption for r in await engine.list_images("global"))
 
 
@@ -192,7 +192,7 @@ async def test_a_late_caption_is_dropped_cleanly_when_the_engine_closes(
     async with build_engine(settings, encoder, captioner=FakeCaptioner()) as again:
         rec = await again.get_image(result.record.id)
         if rec.caption is None:  # not written before the close: the next pass writes it
-            assert (await caption_pending(again)).captioned == 1
+            assert (await caption_pending(again)).done == 1
 
 
 def _rows(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:

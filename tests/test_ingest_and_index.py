@@ -22,7 +22,7 @@ from tests.fakes import RecordingEncoder
 
 async def test_decoding_overlaps_encoding(settings: Settings, encoder: ClipEncoder, photos: dict[str, Path],
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import core.gallery.engine as engine_module
+    import core.gallery.batch_decode as engine_module
 
     decode_starts: list[float] = []
     real_decode = engine_module.decode_image

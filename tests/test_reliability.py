@@ -26,7 +26,7 @@ from core.errors import StorageUnavailableError
 from core.gallery.engine import Engine
 from core.gallery.files import TMP_PREFIX, MediaStore
 from core.models.clip import ClipEncoder
-from core.records import NewImage
+from core.records import ImageRecord, NewImage
 from core.render.previews import make_preview
 from core.search.words import SearchResult
 from core.storage.sqlite import SqliteGallery
@@ -197,6 +197,14 @@ class FullDiskStore(SqliteGallery):
     """The real gallery whose inserts hit a full disk, as SQLite reports it."""
 
     async def insert_image(self, image: NewImage, vector: object, model_id: str) -> tuple[int, bool]:  # type: ignore[override]
+        await self._fail()
+        raise AssertionError("unreachable")
+
+    async def insert_images(self, images: object, vectors: object, model_id: str) -> list[tuple[ImageRecord, bool]]:  # type: ignore[override]
+        await self._fail()
+        raise AssertionError("unreachable")
+
+    async def _fail(self) -> None:
         async with self._transaction() as db:
             await db.execute("INSERT INTO collections(name, created_at) VALUES ('x', 'now')")
             raise sqlite3.OperationalError("database or disk is full")

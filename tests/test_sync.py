@@ -36,13 +36,14 @@ def listing(capsys: pytest.CaptureFixture[str], *extra: str) -> list[dict[str, o
 def test_unchanged_folder_is_not_decoded_or_encoded(cli_env: Path, folder: Path,
                                                      capsys: pytest.CaptureFixture[str],
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import core.gallery.batch_decode as batch_module
     import core.gallery.engine as engine_module
 
     assert run(capsys, "index", str(folder), "--labels-from-folders")[0] == 0
     decoded: list[object] = []
     real_decode = engine_module.decode_image
-    monkeypatch.setattr(engine_module, "decode_image",
-                        lambda src, **kw: decoded.append(src) or real_decode(src, **kw))
+    for module in (engine_module, batch_module):  # one file at a time, and indexing's batches
+        monkeypatch.setattr(module, "decode_image", lambda src, **kw: decoded.append(src) or real_decode(src, **kw))
     code, out, _ = run(capsys, "index", str(folder), "--labels-from-folders")
     assert code == 0 and "0 new, 0 changed, 4 unchanged, 0 pruned, 0 skipped" in out
     assert decoded == []  # path, size and mtime unchanged: the files were not even opened

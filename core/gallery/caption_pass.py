@@ -2,33 +2,50 @@
 
 Indexing never waits for BLIP (its autoregressive decoding is several times slower than CLIP):
 ``clipbot index`` stores images uncaptioned and searchable, then runs this pass, and
-``clipbot caption`` runs it alone. An image waits for a caption while it has none (``caption``
-NULL; ``""`` means BLIP said nothing and is not retried) and its description is empty: a
-description someone gave is never replaced. Each caption becomes the image's description too,
-which marks it as automatic (description == caption). Every batch is written as soon as it is
-captioned, so an interrupted pass loses at most one batch, and the next pass does the rest.
+``clipbot caption`` (or ``clipbot enrich``) runs it alone. An image waits for a caption while it
+has none (``caption`` NULL; ``""`` means BLIP said nothing and is not retried) and its description
+is empty: a description someone gave is never replaced. Each caption becomes the image's
+description too, which marks it as automatic (description == caption).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
-from core.errors import ClipbotError, FileMissingError
 from core.gallery.engine import Engine
+from core.gallery.enrichment import Enrichment, EnrichmentSummary, run_enrichment
 from core.media.images import DecodedImage
 from core.records import ImageRecord
 
-__all__ = ["CAPTION_BATCH", "CaptionSummary", "caption_pending"]
+__all__ = ["CAPTION_BATCH", "CAPTION_SIDE", "Captions", "caption_pending"]
 # Images per generate() call: batch 8 against batch 1 on BLIP-base, CPU (bench/captions.py, README "Captions").
 CAPTION_BATCH = 8
+# BLIP-base looks at 384x384.
+CAPTION_SIDE = 384
 
 
-@dataclass
-class CaptionSummary:
-    captioned: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (#id, reason): retried by the next pass
+class Captions(Enrichment):
+    """BLIP's caption of each image waiting for one (see the module)."""
+
+    name = "captions"
+    verb = "Captioning"
+    batch_size = CAPTION_BATCH
+    side = CAPTION_SIDE
+
+    def done_phrase(self, count: int) -> str:
+        return f"Captioned {count} image(s)"
+
+    def unavailable(self, engine: Engine) -> str | None:
+        return "captions are turned off (CLIPBOT_CAPTION_MODEL=none)" if engine.captioner is None else None
+
+    async def waiting(self, engine: Engine, collection: str | None) -> list[ImageRecord]:
+        return await engine.awaiting_captions(collection)
+
+    async def enrich(self, engine: Engine, batch: Sequence[tuple[ImageRecord, DecodedImage]]) -> int:
+        captions = await engine.caption_images([d.image for _, d in batch])
+        # False: deleted, or captioned by another process meanwhile; nothing to count.
+        return sum([await engine.set_caption(record.id, caption)
+                    for (record, _), caption in zip(batch, captions, strict=True)])
 
 
 async def caption_pending(
@@ -38,50 +55,12 @@ async def caption_pending(
     records: Sequence[ImageRecord] | None = None,
     batch_size: int = CAPTION_BATCH,
     progress: Callable[[int], None] | None = None,
-) -> CaptionSummary:
+) -> EnrichmentSummary:
     """Caption ``records`` (default: every image of ``collection`` waiting for a caption, see
     :meth:`Engine.awaiting_captions`), ``batch_size`` images per ``generate`` call.
 
-    The next batch is decoded on the decode threads while BLIP captions the current one.
     Raises :class:`CaptionsOffError` when captioning is off and :class:`ModelLoadError` when
     BLIP cannot load; the batches written before stay written.
     """
-    summary = CaptionSummary()
-    todo = list(await engine.awaiting_captions(collection) if records is None else records)
-    size = max(1, batch_size)
-    batches = [todo[i:i + size] for i in range(0, len(todo), size)]
-    if not batches:
-        return summary
-    pending = asyncio.ensure_future(_decode_all(engine, batches[0]))
-    try:
-        for n, batch in enumerate(batches):
-            decoded = await pending
-            if n + 1 < len(batches):
-                pending = asyncio.ensure_future(_decode_all(engine, batches[n + 1]))
-            ready = [(r, d) for r, d in zip(batch, decoded, strict=True) if isinstance(d, DecodedImage)]
-            summary.skipped += [(f"#{r.id}", str(d)) for r, d in zip(batch, decoded, strict=True)
-                                if isinstance(d, ClipbotError)]
-            if ready:
-                captions = await engine.caption_images([d.image for _, d in ready])
-                for (record, _), caption in zip(ready, captions, strict=True):
-                    # False: deleted, or captioned by another process meanwhile; nothing to count.
-                    summary.captioned += await engine.set_caption(record.id, caption)
-            if progress:
-                progress(len(batch))
-    finally:
-        pending.cancel()
-    return summary
-
-
-async def _decode_all(engine: Engine, records: Sequence[ImageRecord]) -> list[DecodedImage | ClipbotError]:
-    return list(await asyncio.gather(*(_decode(engine, r) for r in records)))
-
-
-async def _decode(engine: Engine, record: ImageRecord) -> DecodedImage | ClipbotError:
-    path = engine.path_of(record)
-    if path is None:
-        return FileMissingError("no stored picture (imported without its file)")
-    try:
-        return await engine.decode(path)
-    except ClipbotError as exc:
-        return exc
+    return await run_enrichment(engine, Captions(), collection=collection, records=records,
+                                batch_size=batch_size, progress=progress)

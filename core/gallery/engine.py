@@ -15,18 +15,20 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+from PIL import Image
 
 from core.errors import InputError, ModelLoadError
 from core.galleries import GLOBAL_COLLECTION
-from core.gallery.engine_captions import EngineCaptions
+from core.gallery.engine_pictures import EnginePictures
+from core.gallery.engine_text import EngineText
 from core.gallery.files import MediaStore
 from core.gallery.intake import AddResult, AddStatus, Intake
 from core.gallery.record_access import SIGHTING_RETENTION_S, GalleryRecords, StorageInfo
-from core.media.colors import DominantColor, dominant_colors
-from core.media.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, decode_image
+from core.media.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, REDUCIBLE_FORMATS, DecodedImage, decode_image
 from core.media.video import DecodedMedia, VideoLimits, decode_media, representative, still_of
 from core.models.blip import Captioner
 from core.models.inference import Encoding
+from core.models.ocr import TextReader
 from core.records import ImageRecord, SourceFile
 from core.search.calibration import CalibrationConfig, Calibrator
 from core.search.frames import match_frames
@@ -45,7 +47,7 @@ DECODE_SIDE = 448
 T = TypeVar("T")
 
 
-class Engine(GalleryRecords, EngineCaptions):
+class Engine(GalleryRecords, EnginePictures, EngineText):
     """CLIP image search over a gallery (SQLite or PostgreSQL, see core.storage).
 
     Build it with collaborators (see ``bot.composition``), then ``await engine.start()``.
@@ -62,6 +64,7 @@ class Engine(GalleryRecords, EngineCaptions):
         max_bytes: int = DEFAULT_MAX_BYTES,
         decode_workers: int = 2,
         captioner: Captioner | None = None,
+        reader: TextReader | None = None,
         color_count: int = 5,
         text_limits: TextLimits | None = None,
         video_limits: VideoLimits | None = None,
@@ -76,11 +79,13 @@ class Engine(GalleryRecords, EngineCaptions):
         # How long repost fingerprints are kept: every process's sweep (a bot's, `clipbot index`'s)
         # purges older ones; the repost watcher looks back no further.
         self.sighting_retention_s = sighting_retention_s
-        self._decode_workers = max(1, decode_workers)
+        self.decode_workers = max(1, decode_workers)  # how many decode threads it runs
         self._decode_pool: ThreadPoolExecutor | None = None  # made by start(): nothing runs before it
         self._search_ready = False
         self._ready_lock = asyncio.Lock()
         self.captioner = captioner
+        self.reader = reader  # OCR; None: off
+        self._reading = set()
         self.color_count = color_count
         self.text_limits = text_limits or TextLimits()
         self._caption_failure_logged = False
@@ -111,7 +116,7 @@ class Engine(GalleryRecords, EngineCaptions):
         """
         if self.started:
             return
-        self._decode_pool = ThreadPoolExecutor(max_workers=self._decode_workers, thread_name_prefix="clipbot-decode")
+        self._decode_pool = ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="clipbot-decode")
         try:
             await self._runner.start()
             await self._gallery.open()
@@ -141,6 +146,7 @@ class Engine(GalleryRecords, EngineCaptions):
         for closer in closers:
             await closer()
         await self._intake.drop_late_captions()
+        await self.close_reader()
         try:
             await self._gallery.close()
         finally:
@@ -217,7 +223,7 @@ class Engine(GalleryRecords, EngineCaptions):
     async def add_decoded(self, images: Sequence[DecodedImage], *, collection: str,
                           labels: Sequence[str | None], descriptions: Sequence[str | None],
                           added_by: str | None = None, sources: Sequence[SourceFile | None] | None = None,
-                          pixels: np.ndarray | None = None, defer_captions: bool = False,
+                          pixels: np.ndarray | None = None, defer_enrichment: bool = False,
                           caption_limit_s: float | None = None) -> list[AddResult]:
         """Store already decoded images, encoding only those not yet stored for this model.
 
@@ -225,31 +231,36 @@ class Engine(GalleryRecords, EngineCaptions):
         them ahead, on the decode threads). ``sources`` are the files they were read from: a
         picture already stored takes its new source (a moved file).
 
-        New images without a description get BLIP's caption as their description: inline, or with
-        ``defer_captions`` not at all (they wait for :func:`core.gallery.caption_pass.caption_pending`), or
-        with ``caption_limit_s`` inline for at most that long: a caption that comes later is
-        stored when it comes (if the engine is still open), else a later pass writes it.
+        New images get their enrichments (core.gallery.enrichment: colours, and BLIP's caption as
+        the description of those without one) inline, or with ``defer_enrichment`` not at all:
+        they wait for the passes that ``clipbot index`` runs after storing vectors. The caption
+        waits at most ``caption_limit_s``: one that comes later is stored when it comes (if the
+        engine is still open), else a later pass writes it.
         """
         await self._ready()
-        return await self._intake.add_decoded(
+        results = await self._intake.add_decoded(
             images, collection=collection, labels=labels, descriptions=descriptions, added_by=added_by,
-            sources=sources, pixels=pixels, prepare=self.prepare, defer_captions=defer_captions,
+            sources=sources, pixels=pixels, prepare=self.prepare, defer_enrichment=defer_enrichment,
             caption_limit_s=caption_limit_s,
         )
+        if not defer_enrichment:
+            await self.read_new([(r.record.id, d.image) for r, d in zip(results, images, strict=True)
+                                 if r.status == "added"], caption_limit_s)
+        return results
 
     async def replace_picture(self, record: ImageRecord, decoded: DecodedImage, *, source: SourceFile,
                               pixels: np.ndarray | None = None, label: str | None = None,
-                              description: str | None = None, defer_captions: bool = False) -> AddResult:
+                              description: str | None = None, defer_enrichment: bool = False) -> AddResult:
         """Give ``record`` the picture its source file now holds (edited in place), keeping its id,
         label and description unless new ones are given. A description that was BLIP's caption
-        of the old picture becomes the caption of the new one (with ``defer_captions``: is emptied,
-        waiting for the next caption pass).
+        of the old picture becomes the caption of the new one (with ``defer_enrichment``: is emptied,
+        waiting for the next caption pass, as the colours wait for theirs).
         """
         await self._ready()
         inputs = pixels[None] if pixels is not None else await self.prepare([decoded])
         return await self._intake.replace_picture(record, decoded, source=source, pixels=inputs, label=label,
                                                   description=description, captioning=self.captioner is not None,
-                                                  defer=defer_captions)
+                                                  defer=defer_enrichment)
 
     async def add_with_vector(self, *, collection: str, label: str, description: str, vector: np.ndarray,
                               decoded: DecodedImage | None, sha256: str, source_path: str | None,
@@ -275,6 +286,12 @@ class Engine(GalleryRecords, EngineCaptions):
         await self._runner.load()
         return max(16, self._runner.batch_size)
 
+    async def index_side(self) -> int:
+        """The shorter side, in pixels, the model looks at (224 for ViT-B/32): what indexing decodes
+        to, since captions and colours come later from the stored file (loads the model)."""
+        await self._runner.load()
+        return max(1, int(getattr(self._runner, "input_side", 224)))
+
     async def dim(self) -> int:
         """The configured model's vector dimension (loads the model)."""
         return await self._runner.load()
@@ -287,19 +304,6 @@ class Engine(GalleryRecords, EngineCaptions):
         """Store (or replace) an image's vector for the configured model (``clipbot reindex``)."""
         await self._ready()
         await self._gallery.set_vector(image_id, vector, self.model_id)
-
-    # -- captions and colours -------------------------------------------------------------------
-
-    async def describe(self, source: bytes | str | Path) -> str:
-        """BLIP's caption of an image; :class:`CaptionsOffError` when captioning is turned off."""
-        decoded = await self.decode(source)
-        [caption] = await self._caption([decoded.image])
-        return caption
-
-    async def colors(self, source: bytes | str | Path) -> list[DominantColor]:
-        """The image's dominant colours, largest share first."""
-        image = (await self.decode(source)).image
-        return await self.blocking(dominant_colors, image, self.color_count)
 
     # -- search (core.search.searcher) ------------------------------------------------------------------
 
@@ -330,8 +334,19 @@ class Engine(GalleryRecords, EngineCaptions):
         return vector
 
     async def prepare(self, images: Sequence[DecodedImage]) -> np.ndarray:
-        """Model inputs, computed on the decode threads so the inference thread only runs the model."""
-        return await self.blocking(self._runner.preprocess, [d.image for d in images])
+        """Model inputs, computed on the decode threads so the inference thread only runs the model.
+
+        The model always sees a JPEG as indexing decodes it (at a reduced scale, down to the
+        model's side): a photo sent to the chat then gets the very vector of the same file indexed
+        from a folder, and a score of 1.0, not 0.99."""
+        side = await self.index_side()
+        return await self.blocking(lambda: self._runner.preprocess([self._at_side(d, side) for d in images]))
+
+    def _at_side(self, decoded: DecodedImage, side: int) -> Image.Image:
+        if decoded.format in REDUCIBLE_FORMATS and min(decoded.image.size) > 2 * side:
+            return decode_image(decoded.data, max_pixels=self.max_pixels, max_bytes=len(decoded.data),
+                                min_side=side).image
+        return decoded.image
 
     async def search_vector(
         self, vector: np.ndarray, *, collections: Sequence[str] = (GLOBAL_COLLECTION,), k: int = 5

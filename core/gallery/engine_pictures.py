@@ -1,33 +1,59 @@
-"""BLIP captions of :class:`core.gallery.engine.Engine`: on the inference thread, or none when off.
+"""What :class:`core.gallery.engine.Engine` says about one picture: BLIP's caption (on the
+inference thread, or none when off) and its dominant colours.
 
-A mixin of the engine, as :mod:`core.gallery.record_access` is: the caption pass and ``/add``
-caption through these.
+A mixin of the engine, as :mod:`core.gallery.record_access` is: the caption pass, ``/add``,
+``/describe`` and ``/colors`` go through these.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
 
 from PIL import Image
 
 from core.errors import CaptionsOffError, ModelLoadError
+from core.media.colors import DominantColor
+from core.media.images import DecodedImage
+from core.media.palette import dominant_colors_batch
 from core.models.blip import Captioner
 from core.models.inference import Encoding
 from core.records import ImageRecord
 from core.storage import GalleryStorage
 
-__all__ = ["EngineCaptions"]
+__all__ = ["EnginePictures"]
+T = TypeVar("T")
 log = logging.getLogger("core.gallery.engine")  # the engine's records, as before this was split out
 
 
-class EngineCaptions:
-    """Captioning of :class:`core.gallery.engine.Engine` (see there)."""
+class EnginePictures:
+    """Captions and colours of :class:`core.gallery.engine.Engine` (see there)."""
 
     captioner: Captioner | None
+    color_count: int
     _runner: Encoding
     _gallery: GalleryStorage
     _caption_failure_logged: bool
+
+    async def decode(self, source: bytes | str | Path) -> DecodedImage:
+        raise NotImplementedError  # the engine's
+
+    async def blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        raise NotImplementedError  # the engine's
+
+    async def describe(self, source: bytes | str | Path) -> str:
+        """BLIP's caption of an image; :class:`CaptionsOffError` when captioning is turned off."""
+        decoded = await self.decode(source)
+        [caption] = await self._caption([decoded.image])
+        return caption
+
+    async def colors(self, source: bytes | str | Path) -> list[DominantColor]:
+        """The image's dominant colours, largest share first."""
+        image = (await self.decode(source)).image
+        # The palette the colour pass stores, so /colors agrees with what color: filters match.
+        return (await self.blocking(dominant_colors_batch, [image], self.color_count))[0]
 
     async def caption_images(self, images: Sequence[Image.Image]) -> list[str]:
         """BLIP's captions of decoded images, on the inference thread (:class:`CaptionsOffError`

@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -19,8 +19,9 @@ from PIL import Image
 
 from core.errors import ClipbotError
 from core.gallery.files import MediaStore
-from core.media.colors import DominantColor, color_families, dominant_colors
+from core.media.colors import DominantColor, color_families
 from core.media.images import DecodedImage
+from core.media.palette import dominant_colors_batch
 from core.models.inference import Encoding
 from core.records import ImageRecord, NewImage, SourceFile
 from core.storage import GalleryStorage
@@ -41,7 +42,9 @@ class AddResult:
     status: AddStatus
 
 
-def _colors_json(colors: list[DominantColor]) -> tuple[str, str]:
+def stored_colors(colors: Sequence[DominantColor]) -> tuple[str, str]:
+    """Colours as a row stores them: the JSON list, and the families as " red  blue " (each word
+    padded, so a filter finds a family with a plain substring test)."""
     return json.dumps([c.to_dict() for c in colors]), "".join(f" {f} " for f in color_families(colors))
 
 
@@ -69,36 +72,39 @@ class Intake:
                           added_by: str | None, sources: Sequence[SourceFile | None] | None,
                           pixels: np.ndarray | None,
                           prepare: Callable[[Sequence[DecodedImage]], Awaitable[np.ndarray]],
-                          defer_captions: bool = False, caption_limit_s: float | None = None) -> list[AddResult]:
+                          defer_enrichment: bool = False, caption_limit_s: float | None = None) -> list[AddResult]:
         if len({d.sha256 for d in images}) != len(images):
             raise ValueError("add_decoded() takes distinct images; drop repeated files first")
         # Checked before any work: a refused label costs no encoding and stores nothing.
         labels = [None if text is None else self._text_limits.label(text) for text in labels]
         descriptions = [None if text is None else self._text_limits.description(text) for text in descriptions]
         origins = sources or [None] * len(images)
-        existing = [await self._gallery.find_by_sha256(collection, d.sha256) for d in images]
-        need = [
-            i for i, rec in enumerate(existing)
-            if rec is None or not await self._gallery.has_vector(rec.id, self.model_id)
-        ]
+        # One query for the whole batch: which pictures the collection holds, and with a vector or not.
+        held = await self._gallery.find_many_by_sha256(collection, [d.sha256 for d in images], self.model_id)
+        existing = [held[d.sha256][0] if d.sha256 in held else None for d in images]
+        need = [i for i, d in enumerate(images) if d.sha256 not in held or not held[d.sha256][1]]
         fresh = [i for i, rec in enumerate(existing) if rec is None]
 
         async def encode_needed() -> np.ndarray | None:
             if not need:
                 return None
-            inputs = pixels[need] if pixels is not None else await prepare([images[i] for i in need])
+            if pixels is None:
+                inputs = await prepare([images[i] for i in need])
+            else:  # need is sorted: all of them means the whole array, without a copy
+                inputs = pixels if len(need) == len(pixels) else pixels[need]
             return await self._runner.encode_pixels(inputs)
 
-        # The new images' files and colours are made on the decode threads while the model encodes.
-        files_and_colors = asyncio.gather(*(self._blocking(self._file_and_colors, images[i]) for i in fresh))
+        # The new images' files (and colours, unless a pass makes them later) are made on the decode
+        # threads while the model encodes.
+        files_and_colors = self._blocking(self._files_and_colors, [images[i] for i in fresh], not defer_enrichment)
         vectors, made = await asyncio.gather(encode_needed(), files_and_colors, return_exceptions=True)
         if isinstance(vectors, BaseException) or isinstance(made, BaseException):
             await self.forget_unused_files([images[i] for i in fresh])
             raise vectors if isinstance(vectors, BaseException) else made
         vector_of = {i: vectors[n] for n, i in enumerate(need)} if vectors is not None else {}
-        file_and_colors = dict(zip(fresh, made, strict=True))
+        colors_of = dict(zip(fresh, made, strict=True))
         # New images without a description get BLIP's caption as their description (see the engine).
-        uncaptioned = [] if defer_captions else [
+        uncaptioned = [] if defer_enrichment else [
             i for i, rec in enumerate(existing) if rec is None and not descriptions[i]
         ]
         captions: dict[int, str | None] = {}
@@ -114,27 +120,40 @@ class Intake:
                 captions = dict(zip(uncaptioned, captioning.result(), strict=True))
             else:  # stored uncaptioned now; the caption is written when it comes
                 late = captioning
-        results: list[AddResult] = []
+        results: dict[int, AddResult] = {}
         try:
-            for i, decoded in enumerate(images):
-                results.append(await self._store_one(
-                    decoded, existing[i], vector_of.get(i), file_and_colors.get(i), collection=collection,
-                    label=labels[i], description=descriptions[i], caption=captions.get(i), source=origins[i],
-                    added_by=added_by,
-                ))
+            for i, rec in enumerate(existing):
+                if rec is not None:
+                    results[i] = await self._update(rec, vector_of.get(i), label=labels[i],
+                                                    description=descriptions[i], source=origins[i])
+            rows = [self._new_row(images[i], colors_of[i], collection=collection, label=labels[i],
+                                  description=descriptions[i], caption=captions.get(i), source=origins[i],
+                                  added_by=added_by) for i in fresh]
+            if rows:
+                async with self._files_lock:
+                    # Written again if a delete took one since it was made (a no-op when it is there).
+                    await self._blocking(self._media.put_many,
+                                         [(images[i].data, images[i].sha256, images[i].extension) for i in fresh])
+                    stored = await self._gallery.insert_images(rows, np.stack([vector_of[i] for i in fresh]),
+                                                               self.model_id)
+                for i, (record, created) in zip(fresh, stored, strict=True):
+                    # Not created: another process added the same picture a moment ago; it is updated.
+                    results[i] = AddResult(record, "added") if created else await self._update(
+                        record, vector_of[i], label=labels[i], description=descriptions[i], source=origins[i])
         except BaseException:
             # A row that failed (a full disk, say) must not leave its new file behind.
             await self.forget_unused_files([images[i] for i in fresh])
             if late is not None:
                 late.cancel()
             raise
+        ordered = [results[i] for i in range(len(images))]
         if late is not None:
             # Only rows made here: a picture another process added meanwhile keeps its own caption.
-            waiting = [results[i].record.id if results[i].status == "added" else None for i in uncaptioned]
+            waiting = [ordered[i].record.id if ordered[i].status == "added" else None for i in uncaptioned]
             task = asyncio.ensure_future(self._store_late(late, waiting))
             self._late.add(task)
             task.add_done_callback(self._late.discard)
-        return results
+        return ordered
 
     async def _store_late(self, captioning: asyncio.Task[list[str | None]], image_ids: list[int | None]) -> None:
         try:
@@ -154,30 +173,20 @@ class Intake:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _store_one(self, decoded: DecodedImage, rec: ImageRecord | None, vec: np.ndarray | None,
-                         file_and_colors: tuple[str, list[DominantColor]] | None, *, collection: str,
-                         label: str | None, description: str | None, caption: str | None,
-                         source: SourceFile | None, added_by: str | None) -> AddResult:
-        if rec is not None:
-            return await self._update(rec, vec, label=label, description=description, source=source)
-        assert vec is not None and file_and_colors is not None
-        relative, colors = file_and_colors
-        colors_text, families = _colors_json(colors)
-        new = NewImage(
+    @staticmethod
+    def _new_row(decoded: DecodedImage, colors: list[DominantColor] | None, *, collection: str, label: str | None,
+                 description: str | None, caption: str | None, source: SourceFile | None,
+                 added_by: str | None) -> NewImage:
+        """A new image's row; ``colors`` None: not computed yet (the colour pass makes them)."""
+        colors_text, families = stored_colors(colors) if colors is not None else ("[]", "")
+        return NewImage(
             collection=collection, label=label or "", description=description or caption or "", caption=caption,
-            sha256=decoded.sha256, width=decoded.width, height=decoded.height, file=relative,
+            sha256=decoded.sha256, width=decoded.width, height=decoded.height,
+            file=MediaStore.relative_path(decoded.sha256, decoded.extension),
             source_path=source.path if source else None, source_size=source.size if source else None,
             source_mtime_ns=source.mtime_ns if source else None, added_by=added_by,
             colors=colors_text, color_families=families,
         )
-        async with self._files_lock:
-            # Written again if a delete took it since it was made (a no-op when it is there).
-            await self._blocking(self._media.put, decoded.data, decoded.sha256, decoded.extension)
-            image_id, created = await self._gallery.insert_image(new, vec, self.model_id)
-        if not created:  # another process added the same picture a moment ago: it is updated instead
-            return await self._update(await self._gallery.get_image(image_id), vec, label=label,
-                                      description=description, source=source)
-        return AddResult(await self._gallery.get_image(image_id), "added")
 
     async def _update(self, rec: ImageRecord, vec: np.ndarray | None, *, label: str | None,
                       description: str | None, source: SourceFile | None) -> AddResult:
@@ -196,14 +205,14 @@ class Intake:
         label = record.label if label is None else self._text_limits.label(label)
         description = record.description if description is None else self._text_limits.description(description)
         made = await asyncio.gather(
-            self._runner.encode_pixels(pixels), self._blocking(self._file_and_colors, decoded),
+            self._runner.encode_pixels(pixels), self._blocking(self._files_and_colors, [decoded], not defer),
             return_exceptions=True,
         )
         try:
             for outcome in made:
                 if isinstance(outcome, BaseException):
                     raise outcome
-            vectors, (relative, colors) = made
+            vectors, [colors] = made
             caption = record.caption
             if captioning and record.description == (record.caption or ""):
                 if defer:  # the new picture waits for a caption pass, unless given a description now
@@ -211,13 +220,9 @@ class Intake:
                 else:
                     [caption] = await self._captions([decoded.image])
                     description = caption or description
-            colors_text, families = _colors_json(colors)
-            new = NewImage(
-                collection=record.collection, label=label, description=description, caption=caption,
-                sha256=decoded.sha256, width=decoded.width, height=decoded.height, file=relative,
-                source_path=source.path, source_size=source.size, source_mtime_ns=source.mtime_ns,
-                added_by=record.added_by, colors=colors_text, color_families=families,
-            )
+            new = replace(self._new_row(decoded, colors, collection=record.collection, label=label,
+                                        description=description, caption=caption, source=source,
+                                        added_by=record.added_by), description=description)
             async with self._files_lock:
                 await self._blocking(self._media.put, decoded.data, decoded.sha256, decoded.extension)
                 orphan = await self._gallery.replace_picture(record.id, new, vectors[0], self.model_id)
@@ -255,9 +260,12 @@ class Intake:
                 self._media.delete(record.file)
         return record
 
-    def _file_and_colors(self, decoded: DecodedImage) -> tuple[str, list[DominantColor]]:
-        relative = self._media.put(decoded.data, decoded.sha256, decoded.extension)
-        return relative, dominant_colors(decoded.image, self._color_count)
+    def _files_and_colors(self, images: Sequence[DecodedImage], colors: bool) -> list[list[DominantColor] | None]:
+        """Write the pictures' files (one sync for all) and, with ``colors``, their colours."""
+        self._media.put_many([(d.data, d.sha256, d.extension) for d in images])
+        if not colors:
+            return [None] * len(images)
+        return list(dominant_colors_batch([d.image for d in images], self._color_count))
 
     async def forget_unused_files(self, images: Sequence[DecodedImage]) -> None:
         """After a failed add, remove the files it wrote that no image row uses.

@@ -3,9 +3,10 @@ maintenance. A mixin of :class:`core.gallery.engine.Engine`, which owns the stor
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +60,28 @@ class GalleryRecords:
     async def find_picture(self, collection: str, sha256: str) -> ImageRecord | None:
         """The image of ``collection`` with these exact bytes, if any."""
         return await self._gallery.find_by_sha256(collection, sha256)
+
+    async def find_pictures(self, collection: str, sha256s: Sequence[str]) -> dict[str, ImageRecord]:
+        """:meth:`find_picture` for many hashes in one query; hashes not held are left out."""
+        found = await self._gallery.find_many_by_sha256(collection, sha256s, self.model_id)
+        return {sha: record for sha, (record, _) in found.items()}
+
+    @contextlib.asynccontextmanager
+    async def bulk_load(self, rows: int) -> AsyncIterator[None]:
+        """Wrap a load of about ``rows`` new images (``clipbot index``): a backend whose search
+        index slows each insert (PostgreSQL's HNSW) may set it aside and build it after."""
+        dim = await self._runner.load()
+        async with self._gallery.bulk_load(self.model_id, dim, rows):
+            yield
+
+    async def awaiting_colors(self, collection: str | None = None) -> list[ImageRecord]:
+        """The images with a stored picture whose colours are not computed yet, oldest first."""
+        return await self._gallery.awaiting_colors(collection)
+
+    async def set_colors(self, updates: Sequence[tuple[int, str, str]]) -> int:
+        """Store ``(image id, colours JSON, families)`` of images still without colours; returns
+        how many were stored (one deleted, or coloured by another process, is not)."""
+        return await self._gallery.set_colors(updates)
 
     async def vectors_for(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
         """The configured model's stored vectors of these images, bit for bit."""

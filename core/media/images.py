@@ -107,6 +107,10 @@ class DecodedImage:
         return FORMAT_EXTENSIONS[self.format]
 
 
+# Formats libjpeg can decode at 1/2, 1/4 or 1/8 scale (Image.draft).
+REDUCIBLE_FORMATS = frozenset({"JPEG", "MPO"})
+
+
 def read_image_bytes(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     """Read a file's bytes, refusing missing files, folders and files over ``max_bytes``."""
     p = Path(path)
@@ -158,7 +162,7 @@ def decode_image(
     fmt = str(img.format)
     try:
         img.seek(0)  # first frame of an animated GIF or multi-page TIFF
-        if min_side and fmt in ("JPEG", "MPO") and min(width, height) > 2 * min_side:
+        if min_side and fmt in REDUCIBLE_FORMATS and min(width, height) > 2 * min_side:
             scale = min(width, height) / min_side
             img.draft("RGB", (int(width / scale), int(height / scale)))
         decoded_size = img.size

@@ -1,4 +1,4 @@
-"""Models: CLIP, BLIP and multilingual text encoders, where their files come from, precision,
+"""Models: CLIP, BLIP, multilingual text encoders and the OCR reader, where their files come from, precision,
 preprocessing, the inference thread and micro-batching. Nothing heavy is imported until a model loads.
 
 The face of the wing: front ends and ``bot/`` import from here, never from a module inside.
@@ -21,6 +21,7 @@ from core.models.hub import (
     offline_forced,
 )
 from core.models.inference import Encoding, InferenceRunner
+from core.models.ocr import TextLine, TextReader, reader_from_setting
 from core.models.text import ClipWithTextModel, MultilingualTextEncoder
 from core.models.text_files import TEXT_MODEL, hub_text_model, read_layout
 
@@ -38,6 +39,8 @@ __all__ = [
     "MicroBatcher",
     "ModelKind",
     "MultilingualTextEncoder",
+    "TextLine",
+    "TextReader",
     "captioner_from_setting",
     "check_config",
     "check_source",
@@ -49,4 +52,5 @@ __all__ = [
     "offline_error",
     "offline_forced",
     "read_layout",
+    "reader_from_setting",
 ]

@@ -53,6 +53,10 @@ class MicroBatcher:
         return self.runner.model_id
 
     @property
+    def input_side(self) -> int:
+        return self.runner.input_side
+
+    @property
     def batch_size(self) -> int:
         return self.runner.batch_size
 

@@ -68,6 +68,11 @@ class InferenceRunner:
     def batch_size(self) -> int:
         return int(getattr(self.encoder, "batch_size", 16))
 
+    @property
+    def input_side(self) -> int:
+        """The shorter side of the model's input, in pixels (224 when the encoder does not say)."""
+        return int(getattr(self.encoder, "input_side", 224))
+
     async def start(self) -> None:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clipbot-inference")
