@@ -23,7 +23,9 @@ from core.chat.service import ChatService
 from core.chat.styles import CHAT_STYLE
 from core.chat.texts import empty_gallery_text, expired_text
 from core.gallery.engine import Engine
+from core.search import fold
 from core.text import plural
+from tests.text_pictures import needs_reader, text_picture
 
 ROOT = Path(__file__).resolve().parents[1]
 CONSOLE_EMPTY = "This gallery has no images yet. To add an image, use /add PATH | label | description."
@@ -275,3 +277,17 @@ async def test_counts_have_the_right_plural(gallery: Engine, settings: Settings,
     assert (await said(chat, out, f"/scores {photos['rocket']}")).startswith("bot> Scores against 5 images, best")
     assert [plural(n, "image") for n in (0, 1, 2)] == ["0 images", "1 image", "2 images"]
     assert plural(1, "match", "matches") == "1 match" and plural(3, "match", "matches") == "3 matches"
+
+
+async def test_read_prints_the_text_in_the_picture(engine: Engine, settings: Settings, tmp_path: Path) -> None:
+    needs_reader()
+    chat, out = console(service_for(settings, engine), tmp_path)
+    sign = tmp_path / "my photos" / "sign.jpg"  # a path with a space, as a dragged-in one may be
+    sign.parent.mkdir()
+    sign.write_bytes(text_picture(fmt="JPEG"))
+    answer = await said(chat, out, f"/read {sign}")
+    assert answer.startswith("bot> The text in this picture:\n") and "bot> SUNFLOWER42\n" in answer
+    assert fold("WIFI PASSWORD") in fold(answer)
+    assert await said(chat, out, "/read") == (
+        "bot> Give a path to an image file, for example: /read photos/cat.jpg\n")
+    assert "/read PATH" in await said(chat, out, "/help")

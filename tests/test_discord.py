@@ -14,9 +14,12 @@ from adapters.discord import DiscordPlatform
 from adapters.discord.messages import DISCORD_STYLE
 from bot.composition import build_service
 from bot.settings import Settings
+from core.chat import help_text
 from core.gallery.engine import Engine
+from core.search import fold
 from tests.conftest import recompressed
 from tests.fakes.discord import APP_ID, BOT, GUILD_ID, FakeDiscord, user
+from tests.text_pictures import needs_reader, text_picture
 
 ALICE = user("11", "alice")
 
@@ -61,8 +64,8 @@ async def test_login_syncs_slash_commands_to_the_configured_server(fake: FakeDis
                                                                    platform: DiscordPlatform) -> None:
     [sync] = fake.sent("PUT", f"/applications/{APP_ID}/guilds/{GUILD_ID}/commands")
     commands = {c["name"]: c for c in sync.entries if c.get("type", 1) == 1}
-    assert set(commands) == {"match", "find", "add", "delete", "list", "stats", "help", "describe", "colors", "scores",
-                             "watch", "results", "forget"}
+    assert set(commands) == {"match", "find", "add", "delete", "list", "stats", "help", "describe", "colors", "read",
+                             "scores", "watch", "results", "forget"}
     # The group switches offer their words as choices (left out: how it is set); /forget picks a person.
     assert [(o["name"], o["type"], o.get("required", False), [c["value"] for c in o["choices"]])
             for o in commands["watch"]["options"]] == [("setting", 3, False, ["on", "off"])]
@@ -256,3 +259,19 @@ async def test_colors_and_describe_commands(fake: FakeDiscord, platform: Discord
     dispatch(platform, "interaction_create", fake.slash(ALICE, "describe", options, resolved))
     described = (await fake.wait_for("POST", f"/webhooks/{APP_ID}/", count=2))[1]
     assert "Captions are turned off" in described.body["embeds"][0]["description"]
+
+
+async def test_read_answers_with_the_text_in_the_photo(fake: FakeDiscord, platform: DiscordPlatform) -> None:
+    needs_reader()
+    [sync] = fake.sent("PUT", f"/applications/{APP_ID}/guilds/{GUILD_ID}/commands")
+    [read] = [c for c in sync.entries if c["name"] == "read"]
+    assert read["description"] == "The text in a photo"
+    assert [(o["name"], o["type"], o.get("required", False), o["description"]) for o in read["options"]] == [
+        ("image", 11, True, "The photo")]
+    options, resolved = image_option(fake, text_picture(), "sign.png", "image/png")
+    dispatch(platform, "interaction_create", fake.slash(ALICE, "read", options, resolved))
+    [follow] = await fake.wait_for("POST", f"/webhooks/{APP_ID}/")
+    said = follow.body["embeds"][0]["description"]
+    assert said.startswith("The text in this picture:\n") and "SUNFLOWER42" in said
+    assert fold("WIFI PASSWORD") in fold(said)
+    assert "/read image" in help_text(DISCORD_STYLE, private=True)

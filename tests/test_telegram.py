@@ -16,12 +16,15 @@ import pytest
 
 from adapters.telegram import TelegramPlatform
 from adapters.telegram.messages import parse_command
-from bot.composition import build_service
+from bot.composition import build_chat_engine, build_service
 from bot.runner import SecretFilter, run_bot
 from bot.settings import Settings
 from core.gallery.engine import Engine
+from core.models.clip import ClipEncoder
+from core.search import fold
 from tests.conftest import recompressed
 from tests.fakes.telegram import BOT_USER, FakeTelegram
+from tests.text_pictures import needs_reader, text_picture
 
 TOKEN = "123456:TEST-token-for-the-fake-server"
 ALICE = {"id": 11, "is_bot": False, "first_name": "Alice"}
@@ -275,3 +278,42 @@ async def test_colors_scores_and_the_top_button(telegram: FakeTelegram, photos: 
     collage = (await telegram.wait_for("sendPhoto", count=4))[3]
     assert collage.params["caption"] == "Top 4 for cat" and collage.files["photo"][:4] == b"\x89PNG"
     await telegram.wait_for("answerCallbackQuery")
+
+
+async def test_read_answers_with_the_text_in_the_photo(telegram: FakeTelegram) -> None:
+    needs_reader()
+    assert "read" in {c["command"] for c in telegram.sent("setMyCommands")[0].params["commands"]}
+    # A photo with /read as its caption, in private.
+    telegram.push(message(private(ALICE), ALICE, photo=photo(telegram, "sign", text_picture(fmt="JPEG")),
+                          caption="/read"))
+    [read] = await telegram.wait_for("sendMessage")
+    assert read.params["text"].startswith("The text in this picture:\n")
+    assert "SUNFLOWER42" in read.params["text"] and fold("WIFI PASSWORD") in fold(read.params["text"])
+    # /read replied to someone's photo in a group.
+    original = {"message_id": 81, "date": int(time.time()), "chat": GROUP, "from": BOB,
+                "photo": photo(telegram, "sign-group", text_picture())}
+    telegram.push(command(GROUP, ALICE, "/read@clipbot_test_bot", reply_to_message=original))
+    replied = (await telegram.wait_for("sendMessage", count=2))[1]
+    assert replied.params["chat_id"] == GROUP["id"] and "SUNFLOWER42" in replied.params["text"]
+    telegram.push(command(private(ALICE), ALICE, "/help"))
+    help_text = (await telegram.wait_for("sendMessage", count=3))[2]
+    assert "/read" in help_text.params["text"]
+
+
+async def test_read_with_reading_turned_off_says_so(settings: Settings, encoder: ClipEncoder) -> None:
+    off = settings.model_copy(update={"ocr": "none", "rate_limit_per_minute": 0})  # CLIPBOT_OCR=none
+    engine = build_chat_engine(off, encoder)
+    await engine.start()
+    fake = FakeTelegram(TOKEN)
+    await fake.start()
+    platform = TelegramPlatform(build_service(off, engine), token=TOKEN, base_url=fake.base_url,
+                                base_file_url=fake.base_file_url, max_file_bytes=20 * 1024 * 1024, poll_timeout=1)
+    await platform.start()
+    try:
+        fake.push(message(private(ALICE), ALICE, photo=photo(fake, "off", text_picture()), caption="/read"))
+        [sent] = await fake.wait_for("sendMessage")
+        assert sent.params["text"] == "Reading the text in pictures is turned off here (CLIPBOT_OCR=none)."
+    finally:
+        await platform.stop()
+        await fake.stop()
+        await engine.close()

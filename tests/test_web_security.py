@@ -23,6 +23,7 @@ import pytest
 from tests.browser import clipbot_web, free_port, index_as_operator
 from tests.conftest import labelled_folder, recompressed
 from tests.test_web import pixel_bomb
+from tests.text_pictures import needs_reader, text_picture
 from tests.web_attacker import Answer, Attacker, file_data
 
 TOKEN_CANARY = "123456:TOKEN-CANARY-d41d8cd98f00b204"
@@ -157,7 +158,8 @@ def test_file_routes_refuse_everything_outside_the_apps_files(site: dict[str, st
 def test_a_gallery_add_with_foreign_paths_stores_nothing(site: dict[str, str]) -> None:
     alice = signed_in(site)
     answer = alice.call("clipbot-add-button", "click",
-                        [None, [file_data(site["media"]), file_data("/etc/passwd")], "stolen", "", "", "any colour"])
+                        [None, [file_data(site["media"]), file_data("/etc/passwd")], "stolen", "", "", "any colour",
+                         ""])
     assert_no_secret(answer.raw, alice, answer)
     assert "stolen" not in answer.text or "was not uploaded from this page" in answer.text
     assert "Added 1" not in answer.text and "Added 2" not in answer.text
@@ -176,6 +178,17 @@ def test_html_in_labels_comes_back_escaped(site: dict[str, str], photos: dict[st
     for markup in ("<img", "<form", "<a href", "<div style", "<input", "<b>"):
         assert markup not in found.raw
     alice.close()
+
+
+def test_the_text_read_in_a_photo_comes_back_escaped(site: dict[str, str], attacker: Attacker) -> None:
+    needs_reader()
+    picture = text_picture(("SUNFLOWER42", "<img src=x onerror=alert(1)>"), size=40)
+    [path] = attacker.upload("sign.png", picture).json()
+    answer = attacker.send("/read", [file_data(path)])
+    reply = answer.data[0][-1]["content"][-1]["text"]  # the bot's message, as the page gets it
+    assert reply.startswith("The text in this picture:\nSUNFLOWER42\n"), answer.raw
+    assert "&lt;img src=x onerror=alert(1)&gt;" in reply and "<img" not in answer.raw
+    assert "/read (with a photo attached)" in attacker.send("/help").data[0][-1]["content"][-1]["text"]
 
 
 # -- 3. a session is its cookie ---------------------------------------------------------------------
@@ -307,7 +320,7 @@ def test_a_guests_refused_gallery_upload_is_deleted_at_once(site: dict[str, str]
         if Path(path).is_file():
             break
         time.sleep(0.1)
-    answer = attacker.call("clipbot-add-button", "click", [None, [file_data(path)], "x", "", "", "any colour"])
+    answer = attacker.call("clipbot-add-button", "click", [None, [file_data(path)], "x", "", "", "any colour", ""])
     assert "Sign in to add" in answer.text and not Path(path).exists()
 
 
@@ -350,7 +363,7 @@ def test_an_id_in_another_gallery_answers_as_one_that_does_not_exist(site: dict[
     alice = signed_in(site)  # ids 1-3 are the shared gallery's, 4 the private Telegram image
     answers = {}
     for image_id in (4, 99_999):
-        answer = alice.call("clipbot-save", "click", [None, image_id, "x", "", "", "any colour", None])
+        answer = alice.call("clipbot-save", "click", [None, image_id, "x", "", "", "any colour", "", None])
         answers[image_id] = str(answer.data[0]).replace(str(image_id), "N")  # the edit panel's status
         assert_no_secret(answer.raw)
     assert answers[4] == answers[99_999] and "There is no image" in answers[4]

@@ -158,6 +158,9 @@ def build_blocks(web: WebApp) -> gr.Blocks:
             with gr.Tab("Gallery", id="gallery") as gallery_tab:
                 with gr.Row():
                     words = gr.Textbox(label="Filter by words", max_lines=1, scale=3, elem_id="clipbot-filter")
+                    # Only where the pictures' text is read and offered (CLIPBOT_OCR): else it filters nothing.
+                    reading = gr.Textbox(label="Filter by the text in the picture", max_lines=1, scale=2,
+                                         elem_id="clipbot-text-filter", visible=web.gallery.texts is not None)
                     color = gr.Dropdown(list(COLOR_CHOICES), value=ANY_COLOR, label="Colour", scale=1,
                                         elem_id="clipbot-color")
                 summary = gr.Markdown(elem_id="clipbot-summary")
@@ -241,8 +244,8 @@ def build_blocks(web: WebApp) -> gr.Blocks:
         chatbot.option_select(option, [visitor], [chatbot, visitor], api_visibility="private")
 
         # -- gallery ----------------------------------------------------------------------------
-        async def show(text: str, family: str, page: int) -> tuple[Any, ...]:
-            result = await web.gallery.page(text, family, page)
+        async def show(text: str, family: str, in_text: str | None, page: int) -> tuple[Any, ...]:
+            result = await web.gallery.page(text, family, page, in_text or "")
             many = result.pages > 1
             return (result.items, result.summary, result.page, result.ids,
                     gr.update(visible=many, interactive=result.page > 1),
@@ -250,22 +253,20 @@ def build_blocks(web: WebApp) -> gr.Blocks:
 
         gallery_out = [pictures, summary, page_no, shown_ids, previous_page, next_page]
 
-        async def first_page(text: str, family: str) -> tuple[Any, ...]:
-            return await show(text, family, 1)
+        async def first_page(text: str, family: str, in_text: str | None) -> tuple[Any, ...]:
+            return await show(text, family, in_text, 1)
 
-        async def turn(text: str, family: str, page: int, step: int) -> tuple[Any, ...]:
-            return await show(text, family, page + step)
+        async def earlier(text: str, family: str, in_text: str | None, page: int) -> tuple[Any, ...]:
+            return await show(text, family, in_text, page - 1)
 
-        async def earlier(text: str, family: str, page: int) -> tuple[Any, ...]:
-            return await turn(text, family, page, -1)
+        async def later(text: str, family: str, in_text: str | None, page: int) -> tuple[Any, ...]:
+            return await show(text, family, in_text, page + 1)
 
-        async def later(text: str, family: str, page: int) -> tuple[Any, ...]:
-            return await turn(text, family, page, 1)
-
-        for trigger in (gallery_tab.select, words.submit, color.change):
-            trigger(first_page, [words, color], gallery_out, api_visibility="private")
-        previous_page.click(earlier, [words, color, page_no], gallery_out, api_visibility="private")
-        next_page.click(later, [words, color, page_no], gallery_out, api_visibility="private")
+        filters = [words, color, reading]
+        for trigger in (gallery_tab.select, words.submit, color.change, reading.submit):
+            trigger(first_page, filters, gallery_out, api_visibility="private")
+        previous_page.click(earlier, [*filters, page_no], gallery_out, api_visibility="private")
+        next_page.click(later, [*filters, page_no], gallery_out, api_visibility="private")
 
         async def pick(ids: list[int], event: gr.SelectData) -> tuple[Any, ...]:
             index = event.index if isinstance(event.index, int) else -1
@@ -273,42 +274,43 @@ def build_blocks(web: WebApp) -> gr.Blocks:
                 return gr.update(), None, "", "", "", gr.update()
             try:
                 record = await web.gallery.describe(ids[index])
+                text = await web.gallery.text_of(record)
             except ClipbotError as exc:
                 return escape_markdown(str(exc)), None, "", "", "", gr.update()
-            return details(record), record.id, record.label, record.description, "", gr.update(open=True)
+            return details(record, text), record.id, record.label, record.description, "", gr.update(open=True)
 
         pictures.select(pick, [shown_ids], [selected_info, selected_id, new_label, new_description, edit_status,
                                             selected_box], api_visibility="private")
 
         async def save_edit(state: Visitor, image_id: float | None, label: str, description: str, text: str,
-                            family: str, page: int, request: gr.Request) -> tuple[Any, ...]:
+                            family: str, in_text: str | None, page: int, request: gr.Request) -> tuple[Any, ...]:
             v = web.visitor(state, request)
             if image_id is None:
-                return ("Click an image above first.", *await show(text, family, page))
+                return ("Click an image above first.", *await show(text, family, in_text, page))
             status = await web.gallery.edit(v, int(image_id), label, description)
-            return (escape_markdown(status), *await show(text, family, page))
+            return (escape_markdown(status), *await show(text, family, in_text, page))
 
-        async def delete_image(state: Visitor, image_id: float | None, text: str, family: str,
+        async def delete_image(state: Visitor, image_id: float | None, text: str, family: str, in_text: str | None,
                                page: int, request: gr.Request) -> tuple[Any, ...]:
             v = web.visitor(state, request)
             if image_id is None:
                 return ("Click an image above first.", None, gr.update(), gr.update(), gr.update(),
-                        *await show(text, family, page))
+                        *await show(text, family, in_text, page))
             status = await web.gallery.delete(v, int(image_id))
             if status.startswith("Deleted"):  # nothing is selected any more
                 cleared = (None, "Click an image above to edit or delete it.", "", "")
-                return (escape_markdown(status), *cleared, *await show(text, family, page))
+                return (escape_markdown(status), *cleared, *await show(text, family, in_text, page))
             return (escape_markdown(status), image_id, gr.update(), gr.update(), gr.update(),
-                    *await show(text, family, page))
+                    *await show(text, family, in_text, page))
 
-        save.click(save_edit, [visitor, selected_id, new_label, new_description, words, color, page_no],
+        save.click(save_edit, [visitor, selected_id, new_label, new_description, *filters, page_no],
                    [edit_status, *gallery_out], api_visibility="private")
-        recount(delete.click(delete_image, [visitor, selected_id, words, color, page_no],
+        recount(delete.click(delete_image, [visitor, selected_id, *filters, page_no],
                      [edit_status, selected_id, selected_info, new_label, new_description, *gallery_out],
                      api_visibility="private"))
 
         async def add_files(state: Visitor, paths: list[str] | None, label: str, description: str, text: str,
-                            family: str, request: gr.Request,
+                            family: str, in_text: str | None, request: gr.Request,
                             progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:  # noqa: B008
             def report(done: int, total: int, what: str) -> None:
                 progress((done, total), desc=what, unit="images")
@@ -316,12 +318,12 @@ def build_blocks(web: WebApp) -> gr.Blocks:
             v = web.visitor(state, request)
             files, foreign = web.own_files(v, paths if isinstance(paths, list) else [])
             if foreign:
-                return (escape_markdown(NOT_YOURS), gr.update(value=None), *await show(text, family, 1))
+                return (escape_markdown(NOT_YOURS), gr.update(value=None), *await show(text, family, in_text, 1))
             status = await guarded(web.gallery.add(v, files, label, description, report), OOPS)
             ok = status.startswith("Added") and not status.startswith("Added 0 ")
             return (escape_markdown(status), gr.update(value=None) if ok else gr.update(),
-                    *await show(text, family, 1))
+                    *await show(text, family, in_text, 1))
 
-        recount(add.click(add_files, [visitor, files, add_label, add_description, words, color],
+        recount(add.click(add_files, [visitor, files, add_label, add_description, *filters],
                   [add_status, files, *gallery_out], api_visibility="private"))
     return demo

@@ -145,7 +145,7 @@ class WebPlatform:
         SignIn(guard, self.users).add_routes(app)
         web = WebApp(
             conversation=WebConversation(self.service, self.access, pictures, uploads),
-            gallery=GalleryView(self.service, self.access, pictures, uploads=uploads),
+            gallery=GalleryView(self.service, self.access, pictures, uploads=uploads, texts=self.service),
             users=self.users, access=self.access, identify=guard.identify, uploads=uploads,
         )
         blocks = build_blocks(web)

@@ -115,7 +115,8 @@ SIMILAR = ChatCommand("similar", "images like one of my results", Takes.RESULT, 
 REFINE = ChatCommand("refine", "search again for a result with your words: at night, but red, -people",
                      Takes.RESULT_WORDS, usage="<words>", menu="Refine with words", gives_results=True)
 CATALOGUE: tuple[ChatCommand, ...] = (
-    ChatCommand("find", "find images by label, description or meaning", Takes.WORDS, usage="<words>",
+    ChatCommand("find", "find images by label, description, the text in them or meaning", Takes.WORDS,
+                usage="<words>",
                 gives_results=True),
     MATCH,
     SIMILAR,
@@ -123,6 +124,7 @@ CATALOGUE: tuple[ChatCommand, ...] = (
     ChatCommand("add", "add a photo to this chat's gallery", Takes.LABELLED_PHOTO, usage="label | description"),
     ChatCommand("describe", "describe a photo in words", Takes.PHOTO),
     ChatCommand("colors", "a photo's dominant colours", Takes.PHOTO, aliases=("colours",)),
+    ChatCommand("read", "the text in a photo", Takes.PHOTO),
     ChatCommand("scores", "score a photo against every image, as a chart", Takes.PHOTO),
     ChatCommand("delete", "delete an image you added", Takes.IMAGE_ID, usage="<id>"),
     ChatCommand("list", "this chat's images, newest first", Takes.NOTHING),

@@ -16,7 +16,7 @@ from core.chat.service_base import ServiceBase
 from core.errors import InputError, NotFoundError, PermissionDeniedError
 from core.galleries import GLOBAL_COLLECTION
 from core.gallery.intake import AddResult
-from core.records import ImageRecord
+from core.records import ImageRecord, PictureText
 
 __all__ = ["GalleryDesk"]
 T = TypeVar("T")
@@ -43,6 +43,12 @@ class GalleryDesk(ServiceBase):
     async def count_seen_by(self, ctx: Context) -> int:
         counts = await self.engine.collection_counts()
         return sum(counts.get(name, 0) for name in ctx.chat.searchable)
+
+    async def picture_texts(self, ctx: Context, records: Sequence[ImageRecord]) -> dict[int, PictureText]:
+        """The stored text (OCR) of those of ``records`` the chat sees, by id; a picture not read
+        yet is left out."""
+        ids = [r.id for r in records if r.collection in ctx.chat.searchable]
+        return await self.engine.texts_for(ids) if ids else {}
 
     async def image(self, ctx: Context, image_id: int) -> ImageRecord:
         """One image the chat sees; any other is "no image", exactly as an id that does not exist."""

@@ -13,7 +13,7 @@ from core.chat.groups import FORGET_PREFIX
 from core.chat.ratelimit import RateLimiter
 from core.chat.results import Dialogue
 from core.chat.styles import help_text, style_of
-from core.chat.texts import added_text, empty_gallery_text, expired_text, label_or_id, list_text
+from core.chat.texts import added_text, empty_gallery_text, expired_text, label_or_id, list_text, read_text
 from core.chat.threads import (
     LIKE_PREFIX,
     NEXT_PREFIX,
@@ -76,7 +76,11 @@ class ChatService(GalleryDesk):
                                                 weight=self.config.threads.refine_text_weight)
             results = await self.engine.search_plan(plan, collections=ctx.chat.searchable, k=self.config.top_k)
             if not results and plan.families:
-                return Reply("No image here has those colours among its dominant ones.")
+                # Pictures indexed moments ago may still wait for their colour pass: say so, not "none".
+                waiting = sum([len(await self.engine.awaiting_colors(c)) for c in ctx.chat.searchable])
+                later = (f" {waiting} picture(s) here have no colours yet; they match colour filters once "
+                         "their colour pass has run.") if waiting else ""
+                return Reply(f"No image here has those colours among its dominant ones.{later}")
             if not results and plan.phrases:
                 quoted = ", ".join(f"\u201c{p}\u201d" for p in plan.phrases)
                 return Reply(f"No image here has {quoted} in its label or description.")
@@ -128,6 +132,13 @@ class ChatService(GalleryDesk):
             colors = await self.engine.colors(await photo_bytes(image))
             png = await self.engine.blocking(palette_png, colors)
             return Reply("Dominant colours:\n" + colors_text(colors), image=png, image_name="palette.png")
+
+        return await self._guarded(ctx, work)
+
+    async def read(self, ctx: Context, image: Photo) -> Reply | None:
+        """The text in a photo (OCR), line by line."""
+        async def work() -> Reply:
+            return Reply(read_text(await self.engine.read_picture(await photo_bytes(image))))
 
         return await self._guarded(ctx, work)
 
@@ -246,6 +257,9 @@ class ChatService(GalleryDesk):
 
     async def command_colors(self, ctx: Context, a: CommandInput) -> Reply | None:
         return await self.colors(ctx, a.require_photo())
+
+    async def command_read(self, ctx: Context, a: CommandInput) -> Reply | None:
+        return await self.read(ctx, a.require_photo())
 
     async def command_scores(self, ctx: Context, a: CommandInput) -> Reply | None:
         return await self.scores(ctx, a.require_photo())

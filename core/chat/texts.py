@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 
 from core.chat.catalogue import HelpStyle
-from core.records import ImageRecord
+from core.records import ImageRecord, PictureText
 from core.search.words import SearchResult
 from core.text import clean_text, plural, shorten
 
@@ -40,6 +40,10 @@ WEAK_MATCH = "Weak match: nothing here looks much like this."
 NO_MATCH = "Nothing in this gallery looks like this. The closest anyway:"
 
 
+# The matched words a result's caption quotes, at most: a line on every platform.
+MATCHED_TEXT = 80
+
+
 def moment_text(seconds: float) -> str:
     """A time into a video as players show it: ``0:03``, ``12:40``, ``1:02:03`` from an hour on."""
     whole = int(seconds) if math.isfinite(seconds) and seconds > 0 else 0
@@ -49,15 +53,28 @@ def moment_text(seconds: float) -> str:
 
 def result_caption(result: SearchResult, index: int, total: int, *, verdict: str = "good") -> str:
     """The caption of one match: a weak or no-match warning (``verdict``), label, description,
-    the moment of a video that matched, then score and ``#id``."""
+    the words in the picture or the moment of a video that matched, then score and ``#id``."""
     head = [NO_MATCH] if verdict == "none" else [WEAK_MATCH] if verdict == "weak" else []
     tail = [f"Score: {result.score:.2f} \u00b7 #{result.id} \u00b7 match {index + 1} of {total}"]
     if result.moment is not None:
         tail.insert(0, f"Matched at {moment_text(result.moment)}.")
+    if result.matched_text:
+        # The words in the picture that matched (already cut to a line by the searcher).
+        tail.insert(0, f"Text in the picture: \u201c{shorten(clean_text(result.matched_text), MATCHED_TEXT)}\u201d")
     room = CAPTION_BUDGET - len("\n".join([*head, *tail])) - 1
     label = clean_text(result.label) or "(no label)"
     label, description = fit_pair(label, clean_text(result.description, multiline=True), room)
     return "\n".join([*head, label, *([description] if description else []), *tail])
+
+
+def read_text(text: PictureText) -> str:
+    """``/read``'s answer: the text in a photo, line by line, within one message."""
+    if not text.lines:
+        return "I can't find any text in this picture."
+    head = "The text in this picture:"
+    lines = [clean_text(line) for line, _ in text.lines]
+    body = "\n".join(line for line in lines if line)
+    return f"{head}\n{shorten(body, TEXT_BUDGET - len(head) - 1)}"
 
 
 def added_text(record: ImageRecord, verb: str) -> str:

@@ -5,6 +5,7 @@ The face of the wing: front ends and ``bot/`` import from here, never from a mod
 """
 
 from core.search.calibration import CalibrationConfig
+from core.search.ocr_text import fold
 from core.search.query import QuerySyntaxError, parse_refinement
 from core.search.words import SearchResult, matches_words, query_words, shown_path
 
@@ -12,6 +13,7 @@ __all__ = [
     "CalibrationConfig",
     "QuerySyntaxError",
     "SearchResult",
+    "fold",
     "matches_words",
     "parse_refinement",
     "query_words",

@@ -15,13 +15,16 @@ import numpy as np
 
 from core.errors import NotFoundError
 from core.models.inference import Encoding
-from core.records import ImageRecord
+from core.records import ImageRecord, PictureText
 from core.search.feedback import combine
+from core.search.ocr_text import fold, matched_snippet
 from core.search.query import ParsedQuery, parse_query
 from core.search.words import SearchResult, matches_words, query_words, word_stem, words_of
 from core.storage import GalleryStorage, Neighbours
 
 DEFAULT_WEIGHT = 0.5
+# The matched words shown under a result found by the text in its picture: a caption's line.
+MATCHED_TEXT_CHARS = 80
 QueryKind = Literal["image", "text", "mixed"]
 
 
@@ -51,6 +54,17 @@ def _phrase_in(phrase: str, label: str, description: str) -> bool:
         return True
     pattern = r"(?<![^\W_])" + r"[\W_]+".join(map(re.escape, wanted)) + r"(?![^\W_])"
     return re.search(pattern, f"{label}\n{description}".casefold()) is not None
+
+
+def _joined(a: Neighbours, b: Neighbours) -> Neighbours:
+    return Neighbours(np.concatenate([a.ids, b.ids]), np.concatenate([a.scores, b.scores]))
+
+
+def _matched(query: str, text: PictureText | None) -> str | None:
+    """The lines of a picture's text that hold the query, shortened for a caption; None: none do."""
+    if text is None or not query or not text.lines:
+        return None
+    return matched_snippet(query, [line for line, _ in text.lines], limit=MATCHED_TEXT_CHARS) or None
 
 
 class Searcher:
@@ -101,8 +115,16 @@ class Searcher:
                          title=parsed.describe(), kind=kind)
 
     async def search(self, plan: QueryPlan, *, collections: Sequence[str], k: int) -> list[SearchResult]:
-        """The ``k`` best images for ``plan``: label/description word matches first (text
-        queries), each tier by cosine; phrase, colour and exclusion filters applied."""
+        """The ``k`` best images for ``plan`` (text queries), in tiers, each by cosine:
+
+        1. pictures whose text (OCR) holds the whole query, words in order, spacing aside;
+        2. images whose label or description holds every word;
+        3. pictures whose text holds every word, in any order;
+        4. the rest, by CLIP's meaning alone.
+
+        Phrase, colour and exclusion filters apply to every tier; a quoted phrase is held by a
+        label, a description or the text in the picture.
+        """
         await self._ready()
         names = list(dict.fromkeys(collections))
         only = await self._phrase_ids(names, plan.phrases) if plan.phrases else None
@@ -110,18 +132,41 @@ class Searcher:
             return []
         exclude = set(plan.exclude) | await self._word_ids(names, plan.minus_words)
         words = query_words(plan.words)
-        first = Neighbours.empty()
+        tiers: list[list[int]] = []
+        in_picture: set[int] = set()
         if words:
-            matched = [i for i in await self._word_match_ids(names, words) if only is None or i in only]
-            matched = [i for i in matched if i not in exclude]
-            if matched:
-                first = await self._nearest(plan, names, k, only=matched, exclude=set())
-        rest = Neighbours.empty()
-        if len(first) < k:
-            rest = await self._nearest(plan, names, k - len(first), only=sorted(only) if only is not None else None,
-                                       exclude=exclude | set(first.ids.tolist()))
-        hits = Neighbours(np.concatenate([first.ids, rest.ids]), np.concatenate([first.scores, rest.scores]))
-        return await self.results(hits, text_matches=len(first))
+            whole = await self._picture_ids(names, [plan.words])
+            every = await self._picture_ids(names, words)
+            in_picture = whole | every
+            tiers = [sorted(whole), await self._word_match_ids(names, words), sorted(every)]
+        hits, taken = Neighbours.empty(), set(exclude)
+        for tier in tiers:
+            ids = [i for i in tier if i not in taken and (only is None or i in only)]
+            if ids and len(hits) < k:
+                found = await self._nearest(plan, names, k - len(hits), only=ids, exclude=set())
+                hits = _joined(hits, found)
+                taken |= set(found.ids.tolist())
+        text_matches = len(hits)
+        if len(hits) < k:
+            rest = await self._nearest(plan, names, k - len(hits), only=sorted(only) if only is not None else None,
+                                       exclude=taken)
+            hits = _joined(hits, rest)
+        return await self.results(hits, text_matches=text_matches,
+                                  read_for=plan.words if in_picture or plan.phrases else "")
+
+    async def _picture_ids(self, names: list[str], terms: Sequence[str]) -> set[int]:
+        """Pictures whose text holds every term, each folded (no case, accents, spaces or
+        punctuation); a term that folds to under two characters matches too much to count."""
+        found: set[int] | None = None
+        for term in terms:
+            folded = fold(term)
+            if len(folded) < 2:
+                continue
+            ids = set(await self._gallery.text_search(names, folded))
+            found = ids if found is None else found & ids
+            if not found:
+                return set()
+        return found or set()
 
     async def _nearest(self, plan: QueryPlan, names: list[str], k: int, *, only: Sequence[int] | None,
                        exclude: set[int]) -> Neighbours:
@@ -147,14 +192,25 @@ class Searcher:
         return found
 
     async def _phrase_ids(self, names: list[str], phrases: Sequence[str]) -> set[int]:
-        """Images holding every phrase, words in order."""
+        """Images holding every phrase, words in order, in their label or description or in the
+        text in the picture."""
         words = [w for p in phrases for w in words_of(p)]
         candidates = await self._gallery.text_candidates(names, [word_stem(w) for w in dict.fromkeys(words)])
-        return {r.id for r in candidates if all(_phrase_in(p, r.label, r.description) for p in phrases)}
+        labelled = {r.id: r for r in candidates}
+        found: set[int] | None = None
+        for phrase in phrases:
+            held = {i for i, r in labelled.items() if _phrase_in(phrase, r.label, r.description)}
+            held |= await self._picture_ids(names, [phrase])
+            found = held if found is None else found & held
+        return found or set()
 
-    async def results(self, hits: Neighbours, text_matches: int = 0) -> list[SearchResult]:
-        """Hits as results, with their records (an image deleted meanwhile is left out)."""
+    async def results(self, hits: Neighbours, text_matches: int = 0, read_for: str = "") -> list[SearchResult]:
+        """Hits as results, with their records (an image deleted meanwhile is left out).
+
+        ``read_for``: the query words; a result whose picture's text holds them shows the lines
+        that matched (``matched_text``)."""
         records = await self._gallery.get_images([int(i) for i in hits.ids])
+        texts = await self._gallery.texts_for([int(i) for i in hits.ids]) if read_for else {}
         out = []
         for n, (image_id, score) in enumerate(zip(hits.ids.tolist(), hits.scores.tolist(), strict=True)):
             rec = records.get(image_id)
@@ -163,6 +219,6 @@ class Searcher:
             out.append(SearchResult(
                 id=rec.id, label=rec.label, description=rec.description, path=self._path_of(rec),
                 score=float(np.clip(score, -1.0, 1.0)), collection=rec.collection, text_match=n < text_matches,
-                source_path=rec.source_path,
+                source_path=rec.source_path, matched_text=_matched(read_for, texts.get(image_id)),
             ))
         return out

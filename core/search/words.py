@@ -37,6 +37,7 @@ class SearchResult:
     text_match: bool = False
     source_path: str | None = None  # the operator's own file it was indexed from, when there is one
     moment: float | None = None  # a video query: seconds into it of the frame that matched best
+    matched_text: str | None = None  # the words in the picture that matched a /find query (OCR)
 
     def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -45,6 +46,8 @@ class SearchResult:
         }
         if self.moment is not None:
             out["moment"] = round(float(self.moment), 3)
+        if self.matched_text is not None:
+            out["matched_text"] = self.matched_text
         return out
 
 
