@@ -11,6 +11,7 @@
     python -m bench.run --only ocr    # PP-OCRv4 on the generated memes, screenshots, signs and receipts
     python -m bench.run --only ocr_search  # phrase queries' recall@1 with 50 distractors; the text pass's rate
     python -m bench.run --only colors  # the batched palette against K-Means: speed and agreement
+    python -m bench.run --only text_search  # the text in 100k pictures searched, SQLite and PostgreSQL
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from bench import (
     search,
     soak,
     startup,
+    text_search,
 )
 from bench.common import model_dir
 from bench.report import write_report
@@ -51,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (CI)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
     parser.add_argument("--only", choices=["encode", "search", "e2e", "ingest", "captions", "soak", "startup",
-                                           "postgres", "calibration", "pipeline", "colors", "ocr", "ocr_search"],
+                                           "postgres", "calibration", "pipeline", "colors", "ocr", "ocr_search",
+                                           "text_search"],
                         action="append")
     parser.add_argument("--model", type=Path, help="a local CLIP directory to measure instead of random ViT-B/32 "
                                                   "(e.g. real weights, to check int8's agreement on them)")
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     sections = args.only or ["search", "encode", "e2e", "pipeline", "ingest", "colors", "captions", "soak",
-                             "startup", "postgres", "calibration", "ocr", "ocr_search"]
+                             "startup", "postgres", "calibration", "ocr", "ocr_search", "text_search"]
     # Built only when a section measures it: search has no model, and the soak always uses the tiny one.
     measures_model = bool({"encode", "e2e", "ingest", "captions", "startup"} & set(sections))
     model = args.model or (model_dir(args.smoke) if measures_model else Path())
@@ -83,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                "pipeline": lambda: pipeline.run(smoke=args.smoke),  # a zero-cost encoder: no model
                "colors": lambda: colors.run(smoke=args.smoke),  # K-Means against the batched palette
                "ocr": lambda: ocr.run(smoke=args.smoke),  # PP-OCRv4 from the ocr extra's wheel
-               "ocr_search": lambda: ocr_search.run(smoke=args.smoke)}  # phrase recall@1 among distractors
+               "ocr_search": lambda: ocr_search.run(smoke=args.smoke),  # phrase recall@1 among distractors
+               "text_search": lambda: text_search.run(smoke=args.smoke)}  # folded substrings at 100k, both backends
     for name in sections:
         started = time.perf_counter()
         print(f"bench: {name} ...", file=sys.stderr, flush=True)

@@ -86,6 +86,8 @@ def print_copy_report(report: CopyReport, source: str, target: str, *, pictures_
         out.write(f"  vectors of {model}: {have} -> {now}{_mismatch(have, now)}\n")
     seen, kept = sum(a for a, _ in report.sightings.values()), sum(b for _, b in report.sightings.values())
     out.write(f"  repost records: {seen} -> {kept}{_mismatch(seen, kept)} ({report.sightings_copied} copied)\n")
+    read, held = report.texts
+    out.write(f"  text read in pictures: {read} -> {held}{_mismatch(read, held)} ({report.texts_copied} copied)\n")
     if report.without_vector:
         out.write(f"  {len(report.without_vector)} image(s) without any vector were not copied: run `clipbot reindex` "
                   "first.\n")

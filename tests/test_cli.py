@@ -324,7 +324,7 @@ def test_the_migrate_summary_says_what_was_copied_and_what_stayed_behind(capsys:
         vectors={"clip": (4, 4)}, sightings_copied=5, sightings={"telegram:-100": (5, 5)},
         state={"chat switches": StateCopied(copied=2), "inline search members": StateCopied(copied=1, kept=1),
                "inline file ids": StateCopied(copied=4, orphaned=1)},
-        left_behind={"result threads": 7, "rate-limit counters": 2},
+        left_behind={"result threads": 7, "rate-limit counters": 2}, texts_copied=2, texts=(3, 3),
     )
     print_copy_report(report, "/data/clipbot.db", "postgresql://db/clipbot", pictures_dir=Path("/data/media"),
                       thread_hours=24)
@@ -335,6 +335,7 @@ def test_the_migrate_summary_says_what_was_copied_and_what_stayed_behind(capsys:
         "  telegram:-100            2 -> 2\n"
         "  vectors of clip: 4 -> 4\n"
         "  repost records: 5 -> 5 (5 copied)\n"
+        "  text read in pictures: 3 -> 3 (2 copied)\n"
         "  chat switches: 2 copied\n"
         "  inline search members: 1 copied, 1 already there (kept)\n"
         "  inline file ids: 4 copied, 1 skipped (their image was not copied)\n"
