@@ -1089,3 +1089,13 @@ async def test_a_gallery_of_the_previous_version_gains_texts(backend: str, where
         assert await g.text_search(["global"], "nopark") == [record.id]
     finally:
         await g.close()
+
+
+async def test_image_ids_lists_the_collections_ids_in_order(gallery: GalleryStorage) -> None:
+    rng = np.random.default_rng(7)
+    first = await gallery.insert_images([image(n, "g") for n in range(3)], unit(rng, 3), MODEL)
+    other = await gallery.insert_images([image(9, "h")], unit(rng, 1), MODEL)
+    ids = [record.id for record, _ in first]
+    assert await gallery.image_ids(["g"]) == ids
+    assert await gallery.image_ids(["g", "h", "g"]) == sorted([*ids, other[0][0].id])
+    assert await gallery.image_ids([]) == [] and await gallery.image_ids(["nobody"]) == []

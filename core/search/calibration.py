@@ -143,8 +143,7 @@ async def measure(gallery: GalleryStorage, runner: TextEncoding, *, model_id: st
     count = await gallery.count_vectors(model_id, names)
     if count < 2 or sample <= 0:
         return _EMPTY, _EMPTY, count
-    records = {r.id: r for name in names for r in await gallery.list_images(name)}
-    ids = np.asarray(sorted(records), dtype=np.int64)
+    ids = np.asarray(await gallery.image_ids(names), dtype=np.int64)
     order = ids[np.lexsort((ids, _spread(ids)))]
     chosen: list[tuple[int, np.ndarray]] = []
     for start in range(0, len(order), sample):  # a few images may have no vector of this model
@@ -164,7 +163,8 @@ async def measure(gallery: GalleryStorage, runner: TextEncoding, *, model_id: st
         if others:
             best.append(float(others[0]))
     # Folder labels such as "grace_hopper" are searched for as "grace hopper".
-    labelled = [(text, vector) for image_id, vector in chosen
+    records = await gallery.get_images([image_id for image_id, _ in chosen])
+    labelled = [(text, vector) for image_id, vector in chosen if image_id in records
                 if (text := " ".join(records[image_id].label.replace("_", " ").split()))]
     own = _EMPTY
     if labelled:

@@ -176,6 +176,11 @@ class ImageRecords(ABC):
     async def collection_counts(self) -> dict[str, int]: ...
 
     @abstractmethod
+    async def image_ids(self, collections: Sequence[str]) -> list[int]:
+        """The ids of every image of ``collections``, ascending: what a sample is drawn from,
+        without reading whole rows (calibration at 50,000 images)."""
+
+    @abstractmethod
     async def text_candidates(self, collections: Iterable[str], words: Sequence[str]) -> list[ImageRecord]:
         """Images whose label or description contains every (casefolded) string given: a
         prefilter; the engine checks whole words on the rows returned."""

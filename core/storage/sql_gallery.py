@@ -230,6 +230,13 @@ class SqlGallery(SqlStore[C], ImageRecords, ImageFiles, ImageVectors):
         return await self._images(f"{sql.SELECT_IMAGES} WHERE {where} AND {clauses} ORDER BY id",
                                   [*args, *(w.casefold() for w in words)])
 
+    async def image_ids(self, collections: Sequence[str]) -> list[int]:
+        names = list(dict.fromkeys(collections))
+        if not names:
+            return []
+        where, args = self.dialect.member("collection", names)
+        return [int(row[0]) for row in await self._fetch(f"SELECT id FROM images WHERE {where} ORDER BY id", args)]
+
     async def referenced_files(self) -> set[str]:
         """Every stored picture some image row points at (paths relative to the media folder)."""
         return {str(row[0]) for row in await self._fetch(sql.REFERENCED_FILES)}
