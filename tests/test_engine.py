@@ -12,7 +12,7 @@ import pytest
 from bot.composition import build_engine
 from bot.settings import Settings
 from core.errors import CorruptImageError, ImageTooLargeError, NotAnImageError, NotFoundError, StoreError
-from core.gallery.engine import DECODE_SIDE, Engine
+from core.gallery.engine import Engine
 from core.media.images import decode_image
 from core.models.clip import ClipEncoder
 from core.storage.sqlite import SCHEMA_VERSION, SqliteGallery
@@ -101,8 +101,10 @@ async def _search_equals_brute_force(engine: Engine, encoder: ClipEncoder, photo
     query = recompressed(photos["china"])
     results = await engine.search_image(query, k=len(photos))
     records = await engine.list_images()
-    matrix = encoder.encode_images([decode_image(engine.path_of(r) or "", min_side=DECODE_SIDE).image for r in records])
-    q = encoder.encode_images([decode_image(query, min_side=DECODE_SIDE).image])[0]
+    # The model sees a JPEG decoded down to its own input side (Engine.prepare), however it came.
+    side = await engine.index_side()
+    matrix = encoder.encode_images([decode_image(engine.path_of(r) or "", min_side=side).image for r in records])
+    q = encoder.encode_images([decode_image(query, min_side=side).image])[0]
     brute = sorted(((float(v @ q), r.id) for v, r in zip(matrix, records, strict=True)), reverse=True)
     np.testing.assert_allclose([r.score for r in results], [s for s, _ in brute], atol=1e-5 if exact else 2e-3)
     if exact:

@@ -168,3 +168,42 @@ def test_fp16_storage_halves_memory_and_bulk_loads_are_exact_size() -> None:
     assert half.nbytes() == 1000 * (64 * 2 + 8) and full.nbytes() == 1000 * (64 * 4 + 8)
     with pytest.raises(ValueError, match="precision"):
         VectorIndex(64, "int4")
+
+
+async def test_an_indexed_animation_keeps_its_own_file(settings: Settings, encoder: ClipEncoder,
+                                                       photos: dict[str, Path], tmp_path: Path) -> None:
+    """`clipbot index` of an animated GIF stores the GIF itself, searchable as its representative frame."""
+    import hashlib
+    import io
+
+    from PIL import Image
+
+    from core.media.video import representative
+
+    frames = [Image.open(photos[n]).convert("RGB").resize((120, 80)) for n in ("rocket", "chelsea", "coffee")]
+    buf = io.BytesIO()  # the cat is shown most of the time: it is the representative frame
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], loop=0, duration=[200, 1600, 200])
+    folder = tmp_path / "animations"
+    folder.mkdir()
+    gif = folder / "cat.gif"
+    gif.write_bytes(buf.getvalue())
+    (folder / "same-cat.gif").write_bytes(buf.getvalue())
+    async with build_engine(settings, encoder) as engine:
+        summary = await ingest(engine, collect_items([folder]).items, collection="global")
+        assert (summary.added, [why for _, why in summary.skipped]) == (1, [f"same picture as {gif}"])
+        [record] = await engine.list_images()
+        path = engine.path_of(record)
+        assert path is not None and path.endswith(".gif") and Path(path).read_bytes() == gif.read_bytes()
+        assert record.sha256 == hashlib.sha256(gif.read_bytes()).hexdigest()
+        assert (record.width, record.height) == (120, 80)
+
+        media = await engine.decode_media(gif)
+        seen = await engine.frame_vectors(media)
+        kept = (await engine.vectors_for([record.id]))[record.id]
+        np.testing.assert_allclose(kept, seen[representative(seen)], atol=2e-3)
+        [found, *_] = await engine.search_image(photos["chelsea"], k=3)
+        assert found.id == record.id and (found.path or "").endswith(".gif")
+
+        again = await ingest(engine, collect_items([folder]).items, collection="global")
+        assert (again.added, again.changed, again.unchanged) == (0, 0, 1)
+        assert len(await engine.list_images()) == 1

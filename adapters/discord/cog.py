@@ -17,6 +17,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from adapters.discord.embeds import EmbedMedia, attachments_of, embed_media_urls, embeds_of
 from adapters.discord.groups import Read, deliver_privately, goes_privately, observe, private_for
 from adapters.discord.menus import Respond, context_menu
 from adapters.discord.messages import (
@@ -115,8 +116,9 @@ class ClipbotCog(commands.Cog):
     """Every Discord command and listener of clipbot: the catalogue's slash commands, DMs and mentions."""
 
     def __init__(self, bot: commands.Bot, service: ChatService, *, max_file_bytes: int,
-                 in_flight: InFlight) -> None:
+                 in_flight: InFlight, embed_media: EmbedMedia | None = None) -> None:
         self.bot = bot
+        self.embed_media = embed_media or EmbedMedia()  # where GIF links' media may be fetched from
         self.service = service
         self.max_file_bytes = max_file_bytes
         self.video_max_bytes = service.video_max_bytes  # a video's own limit, when smaller
@@ -190,20 +192,47 @@ class ClipbotCog(commands.Cog):
 
     async def _on_message(self, message: discord.Message) -> None:
         in_server = guild_id_of(message) is not None
-        # One download per attachment serves both its match and its repost check.
-        media = [(a, shared_read(a)) for a in message.attachments if is_media_attachment(a)]
+        # One download per attachment serves both its match and its repost check. A forwarded
+        # message's attachments count as the message's own.
+        media = [(a, shared_read(a)) for a in attachments_of(message) if is_media_attachment(a)]
         if in_server and not self._addressed(message):
-            await self._observe(message, media)
+            await self._observe(message, media, embeds_of(message))
             return
         try:
             await self._answer(message, media)
         finally:  # after the answer, so that a repost check never holds it up
             if in_server:
-                await self._observe(message, media)
+                await self._observe(message, media, embeds_of(message))
 
-    async def _observe(self, message: discord.Message, media: list[tuple[discord.Attachment, Read]]) -> None:
+    @commands.Cog.listener()
+    async def on_message_edit(self, before: discord.Message, after: discord.Message) -> None:
+        """Discord often shows a link's GIF some moments after the message came: its embeds arrive
+        in an edit. Those new since ``before`` are checked for reposts (the attachments were)."""
+        if after.author.bot or self.in_flight.closing or guild_id_of(after) is None:
+            return
+        shown = {url for embed in embeds_of(before) for url in embed_media_urls(embed)}
+        fresh = [e for e in embeds_of(after) if not shown.intersection(embed_media_urls(e))]
+        if fresh:
+            async with self.in_flight.track():
+                await self._observe(after, [], fresh)
+
+    async def _observe(self, message: discord.Message, media: list[tuple[discord.Attachment, Read]],
+                       embeds: list[discord.Embed]) -> None:
         await observe(self.service, message, media, max_bytes=self.max_file_bytes,
-                      video_max_bytes=self.video_max_bytes)
+                      video_max_bytes=self.video_max_bytes, embedded=self._embedded(message, embeds))
+
+    def _embedded(self, message: discord.Message, embeds: list[discord.Embed]) -> list[Read]:
+        """Downloads of the embeds' media, each embed's first URL on the allow-list; the others are
+        never fetched (a user chose them: see adapters/discord/embeds.py)."""
+        reads: list[Read] = []
+        for embed in embeds:
+            urls = embed_media_urls(embed)
+            allowed = [url for url in urls if self.embed_media.allows(url)]
+            if allowed:
+                reads.append(self.embed_media.reader(allowed[0], self.max_file_bytes, self.video_max_bytes))
+            elif urls:
+                log.debug("message %s: embed media %s not on the allow-list, not fetched", message.id, urls[0])
+        return reads
 
     async def _answer(self, message: discord.Message, media: list[tuple[discord.Attachment, Read]]) -> None:
         ctx = message_context(message)

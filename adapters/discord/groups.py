@@ -5,7 +5,8 @@ ephemeral from the start, so the switch is read before deferring), and a result 
 message (a mention or a reply with a photo) goes by direct message, with a one-line pointer in
 the channel, or, when the user's DMs are closed to the bot, a sentence saying how to open them.
 
-Repost alerts: every photo, GIF and video of a server message is handed to the service's
+Repost alerts: every photo, GIF and video of a server message (its own, a forwarded message's, and
+the media of its GIF links: adapters/discord/embeds.py) is handed to the service's
 ``observe``, which returns at once (the repost watcher runs after the replies under way) and
 records nothing where the channel's server does not watch. Discord has no inline search, so the
 service's ``seen`` (membership for inline search) is not called here.
@@ -75,10 +76,11 @@ async def deliver_privately(message: discord.Message, reply: Reply) -> None:
 
 
 async def observe(service: ChatService, message: discord.Message, media: Sequence[tuple[discord.Attachment, Read]],
-                  *, max_bytes: int, video_max_bytes: int | None) -> None:
+                  *, max_bytes: int, video_max_bytes: int | None, embedded: Sequence[Read] = ()) -> None:
     """Hand a server message's photos, GIFs and videos to the repost watcher (it returns at once;
-    nothing is recorded where the server does not watch). An alert replies to the message."""
-    if not media or guild_id_of(message) is None:
+    nothing is recorded where the server does not watch). An alert replies to the message.
+    ``embedded``: downloads of the GIF links' media (adapters/discord/embeds.py), already allowed."""
+    if not (media or embedded) or guild_id_of(message) is None:
         return
     ctx, link = message_context(message), jump_url(message)
 
@@ -90,9 +92,10 @@ async def observe(service: ChatService, message: discord.Message, media: Sequenc
             log.warning("could not post a repost alert under message %s in %s: %s", message.id,
                         message.channel.id, exc)
 
-    for attachment, read in media:
-        if check_attachment(attachment, max_bytes, video_max_bytes) is not None:
-            continue  # too large, or no picture: not downloaded for a fingerprint either
+    reads = [read for attachment, read in media
+             # too large, or no picture: not downloaded for a fingerprint either
+             if check_attachment(attachment, max_bytes, video_max_bytes) is None]
+    for read in [*reads, *embedded]:
         try:
             await service.observe(ctx, read, message_id=str(message.id), link=link, alert=alert)
         except Exception:  # a repost check must never cost the message's own answer

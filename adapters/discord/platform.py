@@ -14,6 +14,7 @@ from discord.http import HTTPClient, Route
 from discord.webhook.async_ import AsyncWebhookAdapter, async_context
 
 from adapters.discord.cog import ClipbotCog
+from adapters.discord.embeds import EmbedMedia
 from adapters.discord.views import ResultButton
 from core.chat import ChatService, InFlight
 from core.errors import ConfigError
@@ -70,7 +71,7 @@ class ClipBot(commands.Bot):
 
     def __init__(self, service: ChatService, *, intents: discord.Intents, guild_ids: tuple[int, ...],
                  max_file_bytes: int, api_base_url: str | None = None, gateway_url: str | None = None,
-                 sync_commands: bool = True, **options: Any) -> None:
+                 sync_commands: bool = True, embed_media: EmbedMedia | None = None, **options: Any) -> None:
         # No prefix commands: everything is slash commands or messages addressed to the bot.
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None, **options)
         self.sync_commands = sync_commands
@@ -85,10 +86,11 @@ class ClipBot(commands.Bot):
         self.service = service
         self.guild_ids = guild_ids
         self.max_file_bytes = max_file_bytes
+        self.embed_media = embed_media
 
     async def setup_hook(self) -> None:
         await self.add_cog(ClipbotCog(self, self.service, max_file_bytes=self.max_file_bytes,
-                                      in_flight=self.in_flight))
+                                      in_flight=self.in_flight, embed_media=self.embed_media))
         self.add_dynamic_items(ResultButton)
         if not self.sync_commands:
             return
@@ -153,14 +155,17 @@ class DiscordPlatform:
     def __init__(self, service: ChatService, *, token: str, guild_ids: tuple[int, ...] = (),
                  max_file_bytes: int = 25 * 1024 * 1024, message_content: bool = False,
                  api_base_url: str | None = None, gateway_url: str | None = None, stop_timeout: float = 30,
-                 shard_count: int | None = None, shard_ids: tuple[int, ...] | None = None) -> None:
+                 shard_count: int | None = None, shard_ids: tuple[int, ...] | None = None,
+                 embed_media: EmbedMedia | None = None) -> None:
+        """``embed_media``: where GIF links' media may be fetched from (default: Tenor's, Giphy's
+        and Discord's media hosts, over HTTPS); tests point it at their fake."""
         check_shards(shard_count, shard_ids)
         self._token = token
         self._stop_timeout = stop_timeout
         self.intents = make_intents(message_content)
         self.shard_count, self.shard_ids = shard_count, shard_ids
         common: dict[str, Any] = {"intents": self.intents, "guild_ids": guild_ids, "max_file_bytes": max_file_bytes,
-                                  "api_base_url": api_base_url, "gateway_url": gateway_url}
+                                  "api_base_url": api_base_url, "gateway_url": gateway_url, "embed_media": embed_media}
         if shard_count is None:
             self.bot: ClipBot = ClipBot(service, **common)
         else:

@@ -61,8 +61,8 @@ from core.media.video_reader import FRAME_MAX_SIDE, VideoReader, check_pixels, f
 # here first, and callers may import them from here.
 __all__ = [
     "FRAME_MAX_SIDE", "HEAD_BYTES", "VIDEO_CONTAINERS", "Container", "DecodedMedia", "MediaKind", "VideoLimits",
-    "decode_media", "gif_durations", "media_kind", "representative", "sample_times", "sniff", "still_of",
-    "webp_durations",
+    "decode_media", "gif_durations", "kept_animation", "media_kind", "read_media", "representative", "sample_times",
+    "sniff", "still_of", "webp_durations",
 ]
 
 # -- decoding -----------------------------------------------------------------------------------
@@ -80,7 +80,7 @@ def decode_media(source: bytes | str | Path, *, max_pixels: int = DEFAULT_MAX_PI
     """
     limits = limits or VideoLimits()
     deadline = clock() + limits.decode_seconds
-    data = source if isinstance(source, bytes) else _read(Path(source), max_bytes, limits.max_bytes)
+    data = source if isinstance(source, bytes) else read_media(Path(source), max_bytes, limits.max_bytes)
     container = sniff(data[:HEAD_BYTES])
     if container in VIDEO_CONTAINERS:
         if len(data) > limits.max_bytes:
@@ -99,8 +99,9 @@ def decode_media(source: bytes | str | Path, *, max_pixels: int = DEFAULT_MAX_PI
     return DecodedMedia("image", (still.image,), (None,), still=still)
 
 
-def _read(path: Path, max_bytes: int, video_max_bytes: int) -> bytes:
-    """A file's bytes, under the video limit when it starts like a video, else the image one."""
+def read_media(path: Path, max_bytes: int, video_max_bytes: int) -> bytes:
+    """A file's bytes, under the video limit when it starts like a video, else the image one: what
+    :func:`decode_media` reads from a path, for callers that keep the bytes too."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(HEAD_BYTES)
@@ -116,6 +117,20 @@ def still_of(frame: Image.Image) -> DecodedImage:
     data = buf.getvalue()
     return DecodedImage(image=frame, data=data, sha256=hashlib.sha256(data).hexdigest(), format="JPEG",
                         width=frame.width, height=frame.height)
+
+
+def kept_animation(data: bytes, frame: Image.Image) -> DecodedImage:
+    """An animated GIF or WebP as a picture to store: its own bytes, not a JPEG of ``frame``.
+
+    ``frame`` (its representative one) is what the model, colours and captions see; ``data``,
+    ``sha256``, format and size are the file's, so results show the animation that was indexed,
+    an unchanged file is recognised again by its hash, and the same file twice is one entry.
+    """
+    # The header only: decode_media has already read the whole file, so this cannot fail on damage.
+    with Image.open(io.BytesIO(data), formats=["GIF", "WEBP"]) as img:
+        fmt, (width, height) = str(img.format), img.size
+    return DecodedImage(image=frame, data=data, sha256=hashlib.sha256(data).hexdigest(), format=fmt,
+                        width=width, height=height)
 
 
 def representative(vectors: np.ndarray) -> int:

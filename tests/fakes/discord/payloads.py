@@ -13,6 +13,11 @@
   ``embeds`` and ``components``, as Discord blanks them.
 * Attachments of any ``content_type`` (``image/gif``, ``video/mp4``, ``video/webm``) are served at
   their ``url``; ``jump_url`` gives a message's link as Discord's client copies it.
+* ``gif_link`` builds a Tenor link's message as Discord unfurls it (an embed of type ``gifv`` with
+  a ``video`` and a ``thumbnail``), its media served at ``/embed-media/<id>/<name>`` under the
+  host name asked for (``127.0.0.1``, or ``localhost`` for a host a bot must not fetch from);
+  ``forward`` builds a forwarded message: ``message_reference`` of type 1 and the original in
+  ``message_snapshots``, the forward's own content, attachments and embeds empty.
 * The builders refuse what Discord's client never sends: pressing a button the message does not
   have, or one on an ephemeral message of another user (nobody else sees it), replying to an
   ephemeral message, a context menu that is not registered (or only for a server, used in DMs),
@@ -57,6 +62,7 @@ class PayloadBuilders:
     """Builds what users do, as Discord sends it, and keeps what it built (mixed into ``FakeDiscord``)."""
 
     attachments: dict[str, bytes]
+    embed_files: dict[str, tuple[bytes, str]]  # id -> (bytes, content type), served at /embed-media/
     port: int
     premium_tier: int
     upload_limit: int
@@ -84,22 +90,56 @@ class PayloadBuilders:
             payload["content_type"] = content_type
         return payload
 
+    def embed_media(self, data: bytes, name: str, content_type: str, *, host: str = "127.0.0.1") -> str:
+        """Serve ``data`` as an embed's media (Tenor's CDN, say); its URL under ``host``."""
+        media_id = self.next_id()
+        self.embed_files[media_id] = (data, content_type)
+        return f"http://{host}:{self.port}/embed-media/{media_id}/{name}"
+
+    def gif_link(self, author: dict[str, Any], video: bytes, thumbnail: bytes, *, host: str = "127.0.0.1",
+                 **kw: Any) -> dict[str, Any]:
+        """A message that is a Tenor link, with the ``gifv`` embed Discord makes of it: the
+        animation as an MP4 (``video``) and a still PNG (``thumbnail``), as Tenor serves them."""
+        slug = f"cat-{self.next_id()}"
+        video_url = self.embed_media(video, f"{slug}.mp4", "video/mp4", host=host)
+        still_url = self.embed_media(thumbnail, f"{slug}.png", "image/png", host=host)
+        link = f"https://tenor.com/view/{slug}"
+        embed = {"type": "gifv", "url": link, "provider": {"name": "Tenor", "url": "https://tenor.co"},
+                 "thumbnail": {"url": still_url, "proxy_url": still_url, "width": 498, "height": 280},
+                 "video": {"url": video_url, "proxy_url": video_url, "width": 498, "height": 280}}
+        return self.message(author, content=link, embeds=[embed], **kw)
+
+    def forward(self, author: dict[str, Any], original: dict[str, Any] | str, **kw: Any) -> dict[str, Any]:
+        """``author`` forwarding a message to the channel: Discord sends the original's content,
+        attachments and embeds in a snapshot, and nothing of the forward's own."""
+        target = self.messages[original if isinstance(original, str) else original["id"]]
+        snapshot = {key: target[key] for key in ("type", "content", "embeds", "attachments", "timestamp",
+                                                 "edited_timestamp", "flags", "mentions", "mention_roles",
+                                                 "components")}
+        message = self.message(author, snapshots=[{"message": snapshot}], **kw)
+        message["message_reference"] = {"type": 1, "message_id": target["id"], "channel_id": target["channel_id"],
+                                        **({"guild_id": GUILD_ID} if "guild_id" in target else {})}
+        return message
+
     def message(self, author: dict[str, Any], *, content: str = "", attachments: list[dict[str, Any]] | None = None,
                 guild: bool = True, mentions: list[dict[str, Any]] | None = None,
-                referenced: dict[str, Any] | None = None) -> dict[str, Any]:
+                referenced: dict[str, Any] | None = None, embeds: list[dict[str, Any]] | None = None,
+                snapshots: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """A user's message, as the gateway sends it (blanked without the Message Content intent
         where Discord blanks it: a server message that does not mention the bot)."""
         self.users.setdefault(author["id"], author)
         if guild and not self.message_content and author["id"] != BOT["id"] and \
                 not any(m["id"] == BOT["id"] for m in mentions or []):
-            content, attachments = "", []
+            content, attachments, embeds, snapshots = "", [], [], []
         payload: dict[str, Any] = {
             "id": self.next_id(), "channel_id": CHANNEL_ID if guild else f"dm{author['id']}", "author": author,
             "content": content, "timestamp": TIMESTAMP, "edited_timestamp": None, "tts": False,
             "mention_everyone": False, "mentions": mentions or [], "mention_roles": [],
-            "attachments": attachments or [], "embeds": [], "pinned": False, "type": 19 if referenced else 0,
+            "attachments": attachments or [], "embeds": embeds or [], "pinned": False, "type": 19 if referenced else 0,
             "flags": 0, "components": [],
         }
+        if snapshots:
+            payload["message_snapshots"] = snapshots
         if guild:
             payload["guild_id"] = GUILD_ID
             payload["member"] = {"roles": [], "joined_at": TIMESTAMP, "deaf": False, "mute": False, "flags": 0}

@@ -66,7 +66,7 @@ class Call:
 class FakeDiscord(LoopbackServer, RestRoutes, Gateway):
     """Records every REST call; serves attachments from /attachments/<id>/<name>.
 
-    Public API: ``calls``, ``attachments``, ``identified``, ``identifies``, ``gateway_closes``,
+    Public API: ``calls``, ``attachments``, ``embed_files``, ``identified``, ``identifies``, ``gateway_closes``,
     ``invalid_sessions``, ``api_base``, ``gateway_url``, ``upload_limit``, ``premium_tier``, the
     gateway's limits as attributes, ``messages``, ``interactions``, ``commands``, ``modals``;
     ``dispatch``, ``sent``, ``refused``, ``wait_for``, ``inject``, ``next_id``, ``attachment``,
@@ -80,6 +80,7 @@ class FakeDiscord(LoopbackServer, RestRoutes, Gateway):
                  message_content: bool = True) -> None:
         self.calls: list[Call] = []
         self.attachments: dict[str, bytes] = {}
+        self.embed_files: dict[str, tuple[bytes, str]] = {}
         self.premium_tier = premium_tier
         self.upload_limit = upload_limit if upload_limit is not None else TIER_UPLOAD_LIMITS[premium_tier]
         self.faults: deque[tuple[str, str]] = deque()  # (path_part, kind), matched in order
@@ -112,6 +113,7 @@ class FakeDiscord(LoopbackServer, RestRoutes, Gateway):
         # Room above upload_limit, so an oversized upload is read and refused as Discord refuses it.
         app = web.Application(client_max_size=max(64 * MiB, self.upload_limit + 16 * MiB))
         app.router.add_get("/attachments/{id}/{name}", self._attachment)
+        app.router.add_get("/embed-media/{id}/{name}", self._embed_media)
         app.router.add_get("/gateway", self._gateway)
         app.router.add_route("*", "/api/v10/{path:.*}", self._api)
         await self._serve(app)
@@ -183,6 +185,16 @@ class FakeDiscord(LoopbackServer, RestRoutes, Gateway):
         call.status = 200 if data is not None else 404
         self.calls.append(call)
         return web.Response(body=data) if data is not None else web.Response(status=404)
+
+    async def _embed_media(self, request: web.Request) -> web.Response:
+        """An embed's media, as Tenor's or Discord's CDN serves it; recorded with the host asked for."""
+        call = Call("GET", f"/embed-media/{request.match_info['id']}", {"host": request.host})
+        found = self.embed_files.get(request.match_info["id"])
+        call.status = 200 if found is not None else 404
+        self.calls.append(call)
+        if found is None:
+            return web.Response(status=404)
+        return web.Response(body=found[0], content_type=found[1])
 
     async def _api(self, request: web.Request) -> web.Response:
         path = "/" + request.match_info["path"]
