@@ -154,3 +154,12 @@ async def test_phrase_recall_among_distractors(tmp_path: Path) -> None:
     result = await _measure(tmp_path / "pictures", tmp_path / "data", samples, list(PHOTOS[:7]))
     assert result["recall_at_1"] >= 0.9, result
     assert result["matched_text_shown"] == 1.0
+
+
+async def test_chat_add_reads_the_text_at_once(ocr_settings: Settings, encoder: ClipEncoder, tmp_path: Path) -> None:
+    sign = picture("FREE COFFEE", tmp_path / "sign.jpg")
+    async with build_engine(ocr_settings, encoder, captioner=None) as engine:
+        added = await engine.add_image(sign.read_bytes(), label="sign", caption_limit_s=30)
+        texts = await engine.texts_for([added.record.id])
+        assert "FREECOFFEE" in texts[added.record.id].text.replace(" ", "")
+        assert await engine.awaiting_text() == []

@@ -223,13 +223,13 @@ class Engine(GalleryRecords, EnginePictures, EngineText):
     async def add_decoded(self, images: Sequence[DecodedImage], *, collection: str,
                           labels: Sequence[str | None], descriptions: Sequence[str | None],
                           added_by: str | None = None, sources: Sequence[SourceFile | None] | None = None,
-                          pixels: np.ndarray | None = None, defer_enrichment: bool = False,
-                          caption_limit_s: float | None = None) -> list[AddResult]:
+                          pixels: np.ndarray | None = None, vectors: np.ndarray | None = None,
+                          defer_enrichment: bool = False, caption_limit_s: float | None = None) -> list[AddResult]:
         """Store already decoded images, encoding only those not yet stored for this model.
 
-        ``pixels``, when given, are the images' model inputs from :meth:`prepare` (ingest makes
-        them ahead, on the decode threads). ``sources`` are the files they were read from: a
-        picture already stored takes its new source (a moved file).
+        ``pixels``: the images' model inputs from :meth:`prepare`; ``vectors``: their vectors
+        (ingest makes both ahead, so the model never waits for storage). ``sources``: the files
+        they were read from; a picture already stored takes its new source (a moved file).
 
         New images get their enrichments (core.gallery.enrichment: colours, and BLIP's caption as
         the description of those without one) inline, or with ``defer_enrichment`` not at all:
@@ -240,7 +240,7 @@ class Engine(GalleryRecords, EnginePictures, EngineText):
         await self._ready()
         results = await self._intake.add_decoded(
             images, collection=collection, labels=labels, descriptions=descriptions, added_by=added_by,
-            sources=sources, pixels=pixels, prepare=self.prepare, defer_enrichment=defer_enrichment,
+            sources=sources, pixels=pixels, vectors=vectors, prepare=self.prepare, defer_enrichment=defer_enrichment,
             caption_limit_s=caption_limit_s,
         )
         if not defer_enrichment:

@@ -88,7 +88,7 @@ async def ingest(
 
 async def _pipeline(engine: Engine, batches: list[list[_Pending]], side: int, collection: str,
                     added_by: str | None, summary: IngestSummary, progress: Callable[[int], None] | None) -> None:
-    """Read batch n+1 on the decode threads while batch n is encoded and stored."""
+    """Read batch n+1 on the decode threads while the model encodes batch n and batch n-1 is stored."""
     seen: dict[str, str] = {}
     reading = asyncio.ensure_future(_read(engine, batches[0], side))
     storing: asyncio.Task[None] | None = None
@@ -106,11 +106,15 @@ async def _pipeline(engine: Engine, batches: list[list[_Pending]], side: int, co
                 else:
                     seen[result[0].sha256] = str(job.item.path)
                     good.append((job, *result))
-            # Batch n is encoded and stored while batch n+1 is read; at most those two are in flight.
+            # Three stages: the model encodes batch n as soon as it is read, while batch n+1 is read
+            # and batch n-1 stored; at most those three batches are in flight.
+            encoding = asyncio.ensure_future(engine.encode_pixels(_stacked([p for _, _, p in good]))) \
+                if good else None
             if storing is not None:
                 await storing
-            storing = asyncio.ensure_future(_store(engine, good, len(batch), collection, added_by, summary,
-                                                   progress))
+            vectors = await encoding if encoding is not None else np.zeros((0, 1), np.float32)
+            storing = asyncio.ensure_future(_store(engine, [(*g, v) for g, v in zip(good, vectors, strict=True)],
+                                                   len(batch), collection, added_by, summary, progress))
         if storing is not None:
             await storing
     finally:
@@ -149,12 +153,13 @@ async def _keep(engine: Engine, record: ImageRecord, item: IngestItem, summary: 
     summary.changed += 1
 
 
-async def _store(engine: Engine, good: list[tuple[_Pending, DecodedImage, np.ndarray]], batch_size: int,
-                 collection: str, added_by: str | None, summary: IngestSummary,
+async def _store(engine: Engine, good: list[tuple[_Pending, DecodedImage, np.ndarray, np.ndarray]],
+                 batch_size: int, collection: str, added_by: str | None, summary: IngestSummary,
                  progress: Callable[[int], None] | None) -> None:
+    """Store a batch already encoded (``good``: the job, the picture, its model inputs and vector)."""
     fresh: list[tuple[_Pending, DecodedImage, np.ndarray]] = []
-    held = await engine.find_pictures(collection, [decoded.sha256 for _, decoded, _ in good])
-    for job, decoded, pixels in good:
+    held = await engine.find_pictures(collection, [decoded.sha256 for _, decoded, _, _ in good])
+    for job, decoded, pixels, vector in good:
         record = job.record
         if record is not None and decoded.sha256 == record.sha256:  # touched, not edited
             await engine.record_source(record.id, job.source)
@@ -175,12 +180,12 @@ async def _store(engine: Engine, good: list[tuple[_Pending, DecodedImage, np.nda
             if record is None:
                 summary.skipped.append((str(job.item.path), f"same picture as {other.source_path} (#{other.id})"))
             continue
-        fresh.append((job, decoded, pixels))
+        fresh.append((job, decoded, vector))
     if fresh:
         results = await engine.add_decoded(
             [d for _, d, _ in fresh], collection=collection, labels=[j.item.label for j, _, _ in fresh],
             descriptions=[j.item.description for j, _, _ in fresh], added_by=added_by,
-            sources=[j.source for j, _, _ in fresh], pixels=_stacked([p for _, _, p in fresh]),
+            sources=[j.source for j, _, _ in fresh], vectors=np.stack([v for _, _, v in fresh]),
             defer_enrichment=True,
         )
         for (job, _, _), r in zip(fresh, results, strict=True):

@@ -72,6 +72,7 @@ class Intake:
                           added_by: str | None, sources: Sequence[SourceFile | None] | None,
                           pixels: np.ndarray | None,
                           prepare: Callable[[Sequence[DecodedImage]], Awaitable[np.ndarray]],
+                          vectors: np.ndarray | None = None,
                           defer_enrichment: bool = False, caption_limit_s: float | None = None) -> list[AddResult]:
         if len({d.sha256 for d in images}) != len(images):
             raise ValueError("add_decoded() takes distinct images; drop repeated files first")
@@ -88,6 +89,8 @@ class Intake:
         async def encode_needed() -> np.ndarray | None:
             if not need:
                 return None
+            if vectors is not None:  # encoded already (ingest): need is sorted, all of them is the whole array
+                return vectors if len(need) == len(vectors) else vectors[need]
             if pixels is None:
                 inputs = await prepare([images[i] for i in need])
             else:  # need is sorted: all of them means the whole array, without a copy

@@ -173,6 +173,15 @@ class GalleryRecords:
         """The chat's fingerprints made by the configured model, posted at ``since`` or later, newest first."""
         return await self._gallery.sightings(chat, self.model_id, since)
 
+    async def matching_sightings(self, chat: str, *, since: float, phashes: Sequence[int], vectors: np.ndarray,
+                                 hash_distance: int, threshold: float, message_id: str) -> list[Sighting]:
+        """The chat's fingerprints (the configured model's, posted at ``since`` or later, newest first) that
+        may match these query frames, and those of ``message_id`` with one of ``phashes``: found by the
+        database, not read whole (see :meth:`core.storage.sightings.RepostSightings.matching_sightings`)."""
+        return await self._gallery.matching_sightings(
+            chat, self.model_id, since, phashes=phashes, vectors=vectors, hash_distance=hash_distance,
+            threshold=threshold, message_id=message_id)
+
     async def forget_sightings(self, chat: str, author: str) -> int:
         """Delete the fingerprints of what ``author`` posted in ``chat``; returns how many."""
         return await self._gallery.forget_sightings(chat, author)
