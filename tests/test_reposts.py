@@ -4,6 +4,7 @@ CLIP, a SQLite gallery in tmp_path, an injected clock; and the low-priority back
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from core.chat.reposts import Repost, RepostWatcher, alert_text
 from core.gallery.engine import Engine
@@ -382,3 +384,41 @@ async def test_the_chat_engine_reports_its_batcher_busy_and_the_watcher_waits_fo
         assert alerts.texts == ["Seen before: posted by Ann on 3 May"]
     finally:
         await watcher.aclose()
+
+
+# -- videos and animations: every sampled frame is a fingerprint ------------------------------------
+
+
+def gif(names: list[str], photos: dict[str, Path], size: tuple[int, int] = (240, 160)) -> bytes:
+    """An animated GIF showing each photo for a second."""
+    frames = [Image.open(photos[n]).convert("RGB").resize(size, Image.Resampling.LANCZOS) for n in names]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], loop=0, duration=[1000] * len(frames))
+    return buf.getvalue()
+
+
+async def test_a_clip_reposted_from_another_moment_is_caught_an_unrelated_one_is_not(
+        engine: Engine, photos: dict[str, Path]) -> None:
+    clock = Clock()
+    # The hash alone (the tiny random CLIP finds every photo alike): a frame matches the same frame.
+    watcher = RepostWatcher(engine, threshold=1.01, alert_interval_s=0, clock=clock)
+    first = gif(["astronaut", "coffee", "chelsea", "rocket"], photos)  # A-B-C-D
+    assert await post(watcher, first, "1", name="Ann") is None
+    stored = await engine.sightings(CHAT, since=0)
+    assert len(stored) >= 4 and {s.message_id for s in stored} == {"1"}  # a fingerprint per frame
+    clock.now += DAY
+    unrelated = gif(["hubble", "retina", "grace_hopper"], photos)
+    assert await post(watcher, unrelated, "2", author=BOB, name="Bob") is None
+    clock.now += DAY
+    later = gif(["chelsea", "rocket", "motorcycle"], photos)  # C-D-E: a different moment of the clip
+    repost = await post(watcher, later, "3", author=BOB, name="Bob")
+    assert repost is not None and repost.by_hash  # one answer for the message, however many frames match
+    assert (repost.earlier.message_id, repost.earlier.author_name) == ("1", "Ann")
+    assert await post(watcher, later, "3", author=BOB, name="Bob") is None  # delivered twice: not again
+    assert await post(watcher, later, "4", author=ANN, name="Ann") is not None  # reposted again: named again
+    clock.now += DAY
+    watcher.hash_distance = 0  # a still of one frame (as the GIF showed it) matches that frame
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(unrelated)).convert("RGB").save(buf, "PNG")  # the GIF's first frame, as a PNG
+    found = await post(watcher, buf.getvalue(), "5")
+    assert found is not None and found.earlier.message_id == "2"

@@ -8,6 +8,12 @@ matches an earlier one of the same chat, within the retention, when the hashes a
 is at least ``threshold`` (a near duplicate: cropped, edited, screenshotted). Of the matches the
 earliest is named: the picture's first poster, not the last one to repost it.
 
+A video or animation is fingerprinted frame by frame (the frames core.media.clips samples), one
+sighting per frame, and matches when any of its frames matches any earlier frame or picture: a
+re-post that starts at another moment of the clip is caught too. The database finds the
+candidates (:meth:`RepostEngine.matching_sightings`, searched in the backend: a busy chat's
+100,000 fingerprints are never read whole); :meth:`RepostWatcher.match` decides among them.
+
 Alerts are rate-limited per chat through the gallery's state store (shared by every process);
 a suppressed alert is logged, not sent. Checks run on one background worker
 (:meth:`RepostWatcher.submit`) that waits while the model has foreground requests pending, so a
@@ -30,6 +36,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 
 from core.errors import ImageError, StorageUnavailableError
+from core.media.clips import DecodedMedia
 from core.media.images import DecodedImage
 from core.media.phash import hash_distances, perceptual_hash
 from core.storage.base import Sighting
@@ -69,7 +76,9 @@ class RepostEngine(Protocol):
     @property
     def state(self) -> StateStore: ...
 
-    async def decode(self, source: bytes) -> DecodedImage: ...
+    async def decode_media(self, source: bytes) -> DecodedMedia: ...
+
+    async def frame_vectors(self, media: DecodedMedia) -> np.ndarray: ...
 
     async def blocking(self, fn: Callable[..., T], *args: Any) -> T: ...
 
@@ -79,9 +88,21 @@ class RepostEngine(Protocol):
 
     async def sightings(self, chat: str, *, since: float) -> list[Sighting]: ...
 
+    async def matching_sightings(self, chat: str, *, since: float, phashes: Sequence[int], vectors: np.ndarray,
+                                 hash_distance: int, threshold: float, message_id: str) -> list[Sighting]: ...
+
     async def forget_sightings(self, chat: str, author: str) -> int: ...
 
     async def purge_sightings(self, before: float) -> int: ...
+
+
+@dataclass(frozen=True)
+class Fingerprints:
+    """A posted image's fingerprint, or a video's or animation's, one per sampled frame (in time
+    order): perceptual hashes and the rows of ``vectors``."""
+
+    phashes: tuple[int, ...]
+    vectors: np.ndarray  # (frames, dim) float32
 
 
 @dataclass(frozen=True)
@@ -164,27 +185,29 @@ class RepostWatcher:
 
     async def check(self, chat: str, image: bytes, *, message_id: str, author: str, author_name: str,
                     link: str | None, posted_at: float | None = None) -> Repost | None:
-        """Fingerprint ``image``, posted in ``chat`` (at ``posted_at``, default now), record it, and
-        return the earlier sighting to alert about: None when it is new, or when the chat's alert
-        interval suppresses it. A message already recorded with this picture (delivered twice) is
-        neither recorded again nor announced.
+        """Fingerprint ``image`` (a picture, or each sampled frame of a video or animation), posted in
+        ``chat`` (at ``posted_at``, default now), record it, and return the earlier sighting to
+        alert about: None when it is new, or when the chat's alert interval suppresses it. A
+        message already recorded with this picture (delivered twice) is neither recorded again
+        nor announced. However many frames match, a message gets one answer.
 
         Image errors (not an image, too large) propagate: nothing is recorded then.
         """
         now = self.clock()
         when = now if posted_at is None else posted_at
-        decoded = await self.engine.decode(image)
-        phash = await self.engine.blocking(perceptual_hash, decoded.image)
-        vector = np.asarray(await self.engine.encode_decoded(decoded), dtype=np.float32).reshape(-1)
-        earlier = await self.engine.sightings(chat, since=now - self.retention_s)
-        if any(s.message_id == message_id and s.phash == phash for s in earlier):
+        prints = await self.fingerprints(image)
+        candidates = await self.engine.matching_sightings(
+            chat, since=now - self.retention_s, phashes=prints.phashes, vectors=prints.vectors,
+            hash_distance=self.hash_distance, threshold=self.threshold, message_id=message_id)
+        if any(s.message_id == message_id and s.phash in prints.phashes for s in candidates):
             log.debug("message %s in %s was checked already", message_id, chat)  # delivered twice
             return None
-        repost = self.match(earlier, phash, vector)
-        await self.engine.add_sighting(Sighting(
-            chat=chat, message_id=message_id, author=author, author_name=author_name, posted_at=when, phash=phash,
-            vector=vector, model_id=self.engine.model_id, link=link,
-        ))
+        repost = self.match(candidates, prints.phashes, prints.vectors)
+        for phash, vector in zip(prints.phashes, prints.vectors, strict=True):  # in time order
+            await self.engine.add_sighting(Sighting(
+                chat=chat, message_id=message_id, author=author, author_name=author_name, posted_at=when,
+                phash=phash, vector=vector, model_id=self.engine.model_id, link=link,
+            ))
         if repost is None:
             return None
         if not await self._may_alert(chat, now):
@@ -194,19 +217,40 @@ class RepostWatcher:
             return None
         return repost
 
-    def match(self, earlier: Sequence[Sighting], phash: int, vector: np.ndarray) -> Repost | None:
-        """The earliest of ``earlier`` (newest first) that the hash or the vector matches, if any."""
+    async def fingerprints(self, image: bytes) -> Fingerprints:
+        """``image``'s fingerprint: a picture's one, or one per sampled frame of a video or animation
+        (frames whose hash an earlier frame has already are left out: a still scene is one print)."""
+        media = await self.engine.decode_media(image)
+        if media.still is not None:  # as engine.decode and adding a picture see it
+            phash = await self.engine.blocking(perceptual_hash, media.still.image)
+            vector = np.asarray(await self.engine.encode_decoded(media.still), dtype=np.float32).reshape(1, -1)
+            return Fingerprints((phash,), vector)
+        vectors = np.asarray(await self.engine.frame_vectors(media), dtype=np.float32)
+        phashes = await self.engine.blocking(lambda: [perceptual_hash(frame) for frame in media.frames])
+        first = list(dict.fromkeys(phashes).keys())
+        keep = [phashes.index(p) for p in first]
+        return Fingerprints(tuple(first), vectors[keep].reshape(len(keep), -1))
+
+    def match(self, earlier: Sequence[Sighting], phash: int | Sequence[int], vector: np.ndarray) -> Repost | None:
+        """The earliest of ``earlier`` (newest first) that the hash or the vector matches, if any.
+
+        ``phash`` and ``vector`` may be a video's, one per frame (a sequence, and a row each): a
+        sighting matches when any frame does; its distance is the nearest frame's, its
+        similarity the most similar one's."""
         if not earlier:
             return None
-        query = np.asarray(vector, dtype=np.float32).reshape(-1)
-        query = query / max(float(np.linalg.norm(query)), 1e-12)
+        hashes = [phash] if isinstance(phash, int) else list(phash)
+        queries = np.asarray(vector, dtype=np.float32)
+        queries = queries.reshape(1, -1) if queries.ndim == 1 else queries
+        queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
         similarities = np.full(len(earlier), -1.0, dtype=np.float32)
-        alike = [n for n, s in enumerate(earlier) if s.vector.size == query.size]
-        if alike:
+        alike = [n for n, s in enumerate(earlier) if s.vector.size == queries.shape[1]]
+        if alike and len(queries):
             matrix = np.stack([earlier[n].vector for n in alike]).astype(np.float32, copy=False)
             norms = np.maximum(np.linalg.norm(matrix, axis=1), 1e-12)
-            similarities[alike] = (matrix @ query) / norms
-        distances = hash_distances(phash, [s.phash for s in earlier])
+            similarities[alike] = (matrix @ queries.T).max(axis=1) / norms
+        stored = [s.phash for s in earlier]
+        distances = np.min([hash_distances(h, stored) for h in hashes], axis=0)
         found = np.flatnonzero((distances <= self.hash_distance) | (similarities >= self.threshold))
         if not found.size:
             return None

@@ -46,7 +46,7 @@ from core.storage.postgres_schema import (
     open_error,
     password_of,
 )
-from core.storage.sql_sightings import SqlSightings
+from core.storage.sql_sightings import PgvectorSightings
 from core.storage.sql_texts import GramTexts
 
 __all__ = ["SCHEMA_VERSION", "PostgresGallery"]
@@ -59,7 +59,7 @@ CHECK_AFTER_IDLE_S = 1.0
 EXACT_ONLY = 1000
 
 
-class PostgresGallery(PostgresIndexes, SqlSightings[Connection], GramTexts[Connection], GalleryStorage):
+class PostgresGallery(PostgresIndexes, PgvectorSightings[Connection], GramTexts[Connection], GalleryStorage):
     """A gallery in a PostgreSQL database with pgvector; ``url`` is a libpq URL or conninfo string.
 
     ``ef_search``: how many candidates HNSW keeps per query at least (``hnsw.ef_search``; the

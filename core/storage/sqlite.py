@@ -22,10 +22,10 @@ import numpy as np
 from core.errors import DimensionMismatchError, StoreError
 from core.records import ImageRecord, NewImage
 from core.storage.base import GalleryStorage, Neighbours, query_rows
-from core.storage.sql_sightings import SqlSightings
 from core.storage.sql_texts import Fts5Texts
 from core.storage.sqlite_rows import DB_FILENAME, SqliteRows
 from core.storage.sqlite_schema import SCHEMA_VERSION
+from core.storage.sqlite_sightings import SqliteSightings
 from core.storage.vector_index import VectorIndex, index_device, top_k_order
 
 __all__ = ["DB_FILENAME", "SCHEMA_VERSION", "SqliteGallery"]
@@ -35,7 +35,7 @@ LOCK_FILENAME = "clipbot.run.lock"
 INLINE_SCAN_ROWS = 20_000
 
 
-class SqliteGallery(SqliteRows, SqlSightings[aiosqlite.Connection], Fts5Texts[aiosqlite.Connection],
+class SqliteGallery(SqliteRows, SqliteSightings, Fts5Texts[aiosqlite.Connection],
                     GalleryStorage):
     """A gallery in ``data_dir/clipbot.db``; vectors searched in memory (fp16 by default)."""
 
@@ -69,6 +69,7 @@ class SqliteGallery(SqliteRows, SqlSightings[aiosqlite.Connection], Fts5Texts[ai
             await super().close()
         finally:
             self._indexes.clear()
+            self.forget_fingerprints()
             self._unlock()
 
     def _unlock(self) -> None:
