@@ -12,6 +12,7 @@
     python -m bench.run --only ocr_search  # phrase queries' recall@1 with 50 distractors; the text pass's rate
     python -m bench.run --only colors  # the batched palette against K-Means: speed and agreement
     python -m bench.run --only text_search  # the text in 100k pictures searched, SQLite and PostgreSQL
+    python -m bench.run --only reposts  # a repost check against 100k sightings of one chat
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from bench import (
     ocr_search,
     pipeline,
     postgres,
+    reposts,
     search,
     soak,
     startup,
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder (default bench/results)")
     parser.add_argument("--only", choices=["encode", "search", "e2e", "ingest", "captions", "soak", "startup",
                                            "postgres", "calibration", "pipeline", "colors", "ocr", "ocr_search",
-                                           "text_search"],
+                                           "text_search", "reposts"],
                         action="append")
     parser.add_argument("--model", type=Path, help="a local CLIP directory to measure instead of random ViT-B/32 "
                                                   "(e.g. real weights, to check int8's agreement on them)")
@@ -62,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     sections = args.only or ["search", "encode", "e2e", "pipeline", "ingest", "colors", "captions", "soak",
-                             "startup", "postgres", "calibration", "ocr", "ocr_search", "text_search"]
+                             "startup", "postgres", "calibration", "ocr", "ocr_search", "text_search",
+                             "reposts"]
     # Built only when a section measures it: search has no model, and the soak always uses the tiny one.
     measures_model = bool({"encode", "e2e", "ingest", "captions", "startup"} & set(sections))
     model = args.model or (model_dir(args.smoke) if measures_model else Path())
@@ -87,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                "colors": lambda: colors.run(smoke=args.smoke),  # K-Means against the batched palette
                "ocr": lambda: ocr.run(smoke=args.smoke),  # PP-OCRv4 from the ocr extra's wheel
                "ocr_search": lambda: ocr_search.run(smoke=args.smoke),  # phrase recall@1 among distractors
-               "text_search": lambda: text_search.run(smoke=args.smoke)}  # folded substrings at 100k, both backends
+               "text_search": lambda: text_search.run(smoke=args.smoke),  # folded substrings at 100k, both backends
+               "reposts": lambda: reposts.run(smoke=args.smoke)}  # a repost check among 100k sightings
     for name in sections:
         started = time.perf_counter()
         print(f"bench: {name} ...", file=sys.stderr, flush=True)
