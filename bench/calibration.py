@@ -16,9 +16,7 @@ PostgreSQL (by construction, not timed).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import shutil
 import sqlite3
 import statistics
@@ -30,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.common import standalone
 from core.records import vector_to_blob
 from core.search.calibration import measure
 from core.storage.base import GalleryStorage
@@ -159,11 +158,7 @@ def run(*, smoke: bool) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="300 vectors")
-    args = parser.parse_args(argv)
-    print(json.dumps(run(smoke=args.smoke), indent=2))
-    return 0
+    return standalone(run, __doc__, argv, smoke_help="300 vectors")
 
 
 if __name__ == "__main__":

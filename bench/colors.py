@@ -11,14 +11,13 @@ inside scikit-image, matplotlib and scikit-learn.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import json
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import standalone
 from core.media.colors import color_families, dominant_colors
 from core.media.images import decode_image
 from core.media.palette import _thumbnail, dominant_colors_batch
@@ -96,11 +95,7 @@ def run(*, smoke: bool) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="one timed round")
-    args = parser.parse_args(argv)
-    print(json.dumps(run(smoke=args.smoke), indent=2))
-    return 0
+    return standalone(run, __doc__, argv, smoke_help="one timed round")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -52,3 +55,16 @@ def p50(values: list[float]) -> float:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def standalone(run: Callable[..., dict[str, Any]], doc: str | None, argv: list[str] | None, *, smoke_help: str) -> int:
+    """``python -m bench.<section> [--smoke]``: one section run alone, its result printed as JSON
+    with the seconds it took."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help=smoke_help)
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    result = run(smoke=args.smoke)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0

@@ -18,9 +18,7 @@ included) >= 1,000 rows/s.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import shutil
 import tempfile
@@ -32,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.common import standalone
 from core.records import NewImage
 from core.storage.base import GalleryStorage
 
@@ -352,14 +351,7 @@ def run(*, smoke: bool) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="2k vectors of 16 dimensions")
-    args = parser.parse_args(argv)
-    started = time.perf_counter()
-    result = run(smoke=args.smoke)
-    result["seconds"] = time.perf_counter() - started
-    print(json.dumps(result, indent=2))
-    return 0
+    return standalone(run, __doc__, argv, smoke_help="2k vectors of 16 dimensions")
 
 
 if __name__ == "__main__":

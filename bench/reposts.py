@@ -13,9 +13,7 @@ PostgreSQL is ``CLIPBOT_BENCH_DATABASE_URL`` when set, else a private pgserver (
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import shutil
 import statistics
 import tempfile
@@ -26,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.common import standalone
 from core.chat.reposts import RepostWatcher
 from core.storage import sql
 from core.storage.base import GalleryStorage
@@ -149,11 +148,7 @@ def run(*, smoke: bool) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="2,000 sightings")
-    args = parser.parse_args(argv)
-    print(json.dumps(run(smoke=args.smoke), indent=2))
-    return 0
+    return standalone(run, __doc__, argv, smoke_help="2,000 sightings")
 
 
 if __name__ == "__main__":

@@ -19,9 +19,7 @@ bench.postgres). Target (reported, not enforced): p50 <= 50 ms for every kind on
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import shutil
 import tempfile
 import time
@@ -31,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.common import standalone
 from bench.postgres import bench_database
 from core.records import NewImage, PictureText
 from core.storage.base import GalleryStorage
@@ -186,14 +185,7 @@ def run(*, smoke: bool) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="2k images")
-    args = parser.parse_args(argv)
-    started = time.perf_counter()
-    result = run(smoke=args.smoke)
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    print(json.dumps(result, indent=2, ensure_ascii=False))
-    return 0
+    return standalone(run, __doc__, argv, smoke_help="2k images")
 
 
 if __name__ == "__main__":
