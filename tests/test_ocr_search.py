@@ -84,7 +84,7 @@ async def test_words_are_found_whatever_the_spacing_case_and_accents(read_galler
 async def test_a_quoted_phrase_must_be_in_order(read_gallery: Engine) -> None:
     try:
         [hit] = await read_gallery.find_text('"sunflower42"', k=5)
-        assert hit.label == "wifi"
+        assert hit.label == "wifi" and hit.matched_text is not None and "sunflower42" in hit.matched_text
         assert await read_gallery.find_text('"password wifi"', k=5) == []  # the words, but not in that order
     finally:
         await read_gallery.close()

@@ -151,8 +151,8 @@ class Searcher:
             rest = await self._nearest(plan, names, k - len(hits), only=sorted(only) if only is not None else None,
                                        exclude=taken)
             hits = _joined(hits, rest)
-        return await self.results(hits, text_matches=text_matches,
-                                  read_for=plan.words if in_picture or plan.phrases else "")
+        shown = " ".join([plan.words, *plan.phrases]).strip() if in_picture or plan.phrases else ""
+        return await self.results(hits, text_matches=text_matches, read_for=shown)
 
     async def _picture_ids(self, names: list[str], terms: Sequence[str]) -> set[int]:
         """Pictures whose text holds every term, each folded (no case, accents, spaces or
