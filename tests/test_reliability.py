@@ -296,7 +296,10 @@ def test_killed_index_then_rerun_leaves_a_whole_gallery(cli_env: Path, tmp_path:
         name = list(photos)[n % len(photos)]
         (folder / f"{n:02d}-{name}.jpg").write_bytes(recompressed(photos[name], scale=0.5, quality=50 + n))
     cmd = [sys.executable, "-m", "bot", "index", str(folder)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Batches of two: a batch is one transaction, and indexing is fast enough now that the 40
+    # pictures would land in two or three of them, between two looks at the row count below.
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "CLIPBOT_BATCH_SIZE": "2"})
     db = cli_env / "clipbot.db"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:  # kill it once some rows are in
