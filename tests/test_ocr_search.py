@@ -21,19 +21,14 @@ from core.gallery.sources import IngestItem
 from core.models.clip import ClipEncoder
 from tests.ocr_pictures import PHOTOS, cjk_font, font, make_samples
 from tests.test_cli import run
+from tests.text_pictures import text_picture
 
 pytest.importorskip("onnxruntime", reason="the ocr extra is not installed")
 
 
-def picture(text: str, path: Path, *, face: str = "DejaVuSans-Bold.ttf", size: int = 44) -> Path:
-    """Dark words on a light card, one line per line of ``text``."""
-    lines, face_font = text.split("\n"), font(face, size)
-    width = max(int(face_font.getlength(line)) for line in lines)
-    image = Image.new("RGB", (60 + width, 40 + 70 * len(lines)), (245, 245, 240))
-    draw = ImageDraw.Draw(image)
-    for n, line in enumerate(lines):
-        draw.text((30, 20 + 70 * n), line, fill=(20, 20, 20), font=face_font)
-    image.save(path, quality=92)
+def picture(text: str, path: Path) -> Path:
+    """The lines of ``text`` drawn as tests/text_pictures.py draws them, saved as a JPEG at ``path``."""
+    path.write_bytes(text_picture(tuple(text.split("\n")), fmt="JPEG", size=44))
     return path
 
 
