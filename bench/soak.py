@@ -27,6 +27,7 @@ import re
 import statistics
 import tempfile
 import time
+import tracemalloc
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ TOKEN = "123456:SOAK-token-for-the-fake-server"
 IN_FLIGHT = 32
 PRIVATE_CHATS = 100
 WARMUP_FRACTION = 0.10
+TRACE_FRAMES = 8  # frames kept per traced allocation (--trace)
 SETTLE_S = 1.0  # quiet time before each measurement, so in-flight work and idle connections settle
 APOLOGY = "Sorry, something went wrong"
 ANSWERS = frozenset({"sendMessage", "sendPhoto", "sendDocument", "editMessageMedia", "editMessageCaption",
@@ -118,6 +120,10 @@ def _rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _fake_files_mb(fake: FakeTelegram) -> float:
+    return sum(len(data) for _, data in fake.files.values()) / 2**20
 
 
 def _fds() -> int:
@@ -443,20 +449,26 @@ class Soak:
         self._stop = True
 
 
-async def _snapshot(port: int) -> dict[str, float]:
-    """Memory, fds and tasks once the run is quiet; fds and tasks also without the bot-fake connections."""
+async def _snapshot(fake: FakeTelegram) -> dict[str, float]:
+    """Memory, fds and tasks once the run is quiet; fds and tasks also without the bot-fake connections.
+
+    ``fake_files_mb``: the files the fake holds. Like Telegram, it keeps every photo the bot
+    sends, so that its file id can be sent again; in this one process that is RSS the bot
+    does not hold, and the soak's memory target is about the bot.
+    """
     await asyncio.sleep(SETTLE_S)
     gc.collect()
     fds, tasks = _fds(), len(asyncio.all_tasks())
-    client, server = _connections(port)
+    client, server = _connections(fake.port)
     return {"rss_mb": _rss_mb(), "fds": fds, "tasks": tasks, "connections": client,
-            "fds_net": fds - client - server, "tasks_net": tasks - server}
+            "fds_net": fds - client - server, "tasks_net": tasks - server,
+            "fake_files_mb": _fake_files_mb(fake)}
 
 
 async def _run(model: Path, *, requests: int, groups: int, per_group: int, time_limit_s: float,
-               rate_limit: bool = True) -> dict[str, Any]:
+               rate_limit: bool = True, trace: bool = False) -> dict[str, Any]:
     from adapters.telegram import TelegramPlatform
-    from bot.composition import build_chat_engine, build_service
+    from bot.composition import apply_process_settings, build_chat_engine, build_service
     from bot.settings import Settings
 
     counter = _LogCounter()
@@ -469,6 +481,7 @@ async def _run(model: Path, *, requests: int, groups: int, per_group: int, time_
                 clip_model=str(model), data_dir=Path(data), caption_model="none", rate_limit_per_minute=0,
                 _env_file=None,
             )
+            apply_process_settings(settings)  # as `clipbot run` does first: glibc's arenas, torch's threads
             fake = FakeTelegram(TOKEN)
             await fake.start()
             engine = build_chat_engine(settings)
@@ -487,16 +500,19 @@ async def _run(model: Path, *, requests: int, groups: int, per_group: int, time_
             warmup = max(1, round(requests * WARMUP_FRACTION))
             try:
                 await soak.phase(warmup)
-                before = await _snapshot(fake.port)
+                before = await _snapshot(fake)
                 measured_latencies = len(soak.latencies)
-                trace = [before["rss_mb"]]
+                if trace:  # only what the measured part allocates and keeps is traced
+                    tracemalloc.start(TRACE_FRAMES)
+                rss = [before["rss_mb"]]
                 start = time.perf_counter()
                 rest = requests - warmup
                 for k in range(10):  # the measured part in tenths, RSS after each: a slope, not two points
                     await soak.phase(rest * (k + 1) // 10 - rest * k // 10)
-                    trace.append(_rss_mb())
+                    rss.append(_rss_mb() - _fake_files_mb(fake) + before["fake_files_mb"])
                 seconds = time.perf_counter() - start
-                after = await _snapshot(fake.port)
+                after = await _snapshot(fake)
+                kept = _kept_allocations() if trace else None
             finally:
                 soak.stop()
                 await dispatcher
@@ -508,6 +524,7 @@ async def _run(model: Path, *, requests: int, groups: int, per_group: int, time_
     finally:
         root.handlers = saved
     latencies = soak.latencies[measured_latencies:]
+    fake_growth = after["fake_files_mb"] - before["fake_files_mb"]
     answered = len(latencies)
     return {
         "requests": requests,
@@ -518,8 +535,11 @@ async def _run(model: Path, *, requests: int, groups: int, per_group: int, time_
         "p95_ms": 1000 * sorted(latencies)[round(0.95 * (len(latencies) - 1))] if latencies else float("nan"),
         "rss_mb_after_warmup": before["rss_mb"],
         "rss_mb_end": after["rss_mb"],
-        "rss_growth_mb": after["rss_mb"] - before["rss_mb"],
-        "rss_trace_mb": [round(v, 1) for v in trace],
+        # The bot's growth: the process's, less what the fake's store of sent files grew by.
+        "rss_growth_mb": after["rss_mb"] - before["rss_mb"] - fake_growth,
+        "process_rss_growth_mb": after["rss_mb"] - before["rss_mb"],
+        "fake_files_growth_mb": fake_growth,
+        "rss_trace_mb": [round(v, 1) for v in rss],
         # Growth without the bot's pooled connections to the fake (each one 2 fds and a server task here).
         "fd_growth": after["fds_net"] - before["fds_net"],
         "task_growth": after["tasks_net"] - before["tasks_net"],
@@ -548,7 +568,21 @@ async def _run(model: Path, *, requests: int, groups: int, per_group: int, time_
         "rate_limiter": rate_limit,
         "chats": {"private": PRIVATE_CHATS, "groups": groups},
         "model": "tiny random CLIP (the bot is measured, not the model)",
+        **({"python_growth": kept} if kept is not None else {}),
     }
+
+
+def _kept_allocations(top: int = 12) -> dict[str, Any]:
+    """What the measured part allocated and still holds, by the line of our code that allocated it."""
+    snapshot = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    stats = snapshot.statistics("traceback")
+    total = sum(s.size for s in stats)
+    lines = []
+    for stat in stats[:top]:
+        where = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in list(stat.traceback)[::-1][:TRACE_FRAMES])
+        lines.append(f"{stat.size / 2**20:6.2f} MB {stat.count:7d} blocks  {where}")
+    return {"mb": round(total / 2**20, 2), "blocks": sum(s.count for s in stats), "top": lines}
 
 
 def run(*, smoke: bool) -> dict[str, Any]:
@@ -569,3 +603,24 @@ def run(*, smoke: bool) -> dict[str, Any]:
         "unanswered", "apologies", "unexpected_answers", "unexpected_examples", "stray_answers", "refused_calls",
         "refused_examples", "log_records", "log_examples")}
     return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.soak [--requests N] [--no-limiter] [--trace]``: one soak run alone, as JSON."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=2000, help="requests in all, the first 10%% a warm-up")
+    parser.add_argument("--no-limiter", action="store_true", help="without the Telegram flood limiter")
+    parser.add_argument("--trace", action="store_true",
+                        help="tracemalloc over the measured part: what it allocated and still holds, by line")
+    args = parser.parse_args(argv)
+    result = asyncio.run(_run(model_dir(True), requests=args.requests, groups=8, per_group=10,
+                              time_limit_s=3600, rate_limit=not args.no_limiter, trace=args.trace))
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from bot.allocator import tune_malloc
 from bot.settings import Settings, load_settings
 from core.chat import ChatService, RateLimiter, ServiceConfig, ThreadConfig, Threads
 from core.gallery import Engine, MediaStore
@@ -41,10 +42,13 @@ class Platform(Protocol):
 
 
 def apply_process_settings(settings: Settings) -> None:
-    """Settings that belong to the whole process rather than to one object: torch's CPU threads.
+    """Settings that belong to the whole process rather than to one object: glibc's malloc
+    arenas, torch's CPU threads.
 
-    Called once by the entry point, like logging's configuration; libraries never set them.
+    Called once by the entry point, like logging's configuration, before any thread starts;
+    libraries never set them.
     """
+    tune_malloc(settings.malloc_arenas)
     if settings.torch_threads > 0:
         import torch
 

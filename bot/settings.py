@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"
     torch_threads: int = Field(0, ge=0)
+    # glibc malloc arenas for the whole process, and a fixed mmap threshold (bot/allocator.py);
+    # 0 leaves glibc's defaults.
+    malloc_arenas: int = Field(2, ge=0, le=64)
     # Unset: 8 per model call on a CPU, 256 on a GPU (the encoder decides when it loads).
     batch_size: int | None = Field(None, ge=1, le=1024)
     decode_workers: int | None = Field(None, ge=1, le=64)  # unset: one per CPU core, at most 16

@@ -9,7 +9,10 @@ their threads. The text pass, ``/add`` and ``/read`` go through these methods.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,9 +26,27 @@ from core.records import ImageRecord, PictureText
 from core.search.ocr_text import fold
 from core.storage import GalleryStorage
 
-__all__ = ["EngineText", "picture_text"]
+__all__ = ["EngineText", "picture_text", "yield_to_chats"]
 log = logging.getLogger("core.gallery.engine")
 OFF = "Reading the text in pictures is turned off here (CLIPBOT_OCR=none)."
+
+
+READER_NICENESS = 10
+
+
+def yield_to_chats() -> None:
+    """Run the calling thread, and the threads it starts, at a lower CPU priority (Linux).
+
+    Reading a picture's text costs about 0.3 s of CPU, ten times a chat answer: on a busy
+    2-core box, new pictures read at full priority took the cores from everyone's searches
+    (bench/soak.py). At niceness 10 the reader still gets every idle cycle, and onnxruntime's
+    threads, started on this thread when the models load, inherit it. Elsewhere a no-op.
+    """
+    if not hasattr(os, "setpriority"):
+        return
+    with contextlib.suppress(OSError):  # a container may forbid it: the reader runs as before
+        thread = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, thread, max(os.getpriority(os.PRIO_PROCESS, thread), READER_NICENESS))
 
 
 def picture_text(lines: Sequence[TextLine], model_id: str) -> PictureText:
@@ -52,7 +73,8 @@ class EngineText:
         if reader is None:
             raise TextReadingOffError(OFF)
         if self._reader_pool is None:
-            self._reader_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clipbot-ocr")
+            self._reader_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clipbot-ocr",
+                                                   initializer=yield_to_chats)
         lines = await asyncio.get_running_loop().run_in_executor(
             self._reader_pool, lambda: [reader.read(image) for image in images])
         return [picture_text(found, reader.model_id) for found in lines]

@@ -128,8 +128,9 @@ def figure_png(fig: Figure) -> bytes:
     canvas.draw()  # type: ignore[no-untyped-call]  # matplotlib's backend_agg.py has no annotations
     rgba = np.asarray(canvas.buffer_rgba())  # type: ignore[no-untyped-call]  # likewise unannotated
     buf = io.BytesIO()
-    # Pillow's encoder writes no timestamp, so equal pixels give equal bytes.
-    Image.fromarray(np.ascontiguousarray(rgba[..., :3])).save(buf, "PNG")
+    # Pillow's encoder writes no timestamp, so equal pixels give equal bytes. zlib's fastest
+    # level: a photo collage took 120 ms at the default (6) and takes 40 at 1, for 8% more bytes.
+    Image.fromarray(np.ascontiguousarray(rgba[..., :3])).save(buf, "PNG", compress_level=1)
     return buf.getvalue()
 
 

@@ -14,24 +14,33 @@ from PIL import Image
 from core.errors import ImageError
 from core.media.colors import DominantColor
 from core.media.images import decode_image
+from core.render.file_cache import FileCache
 from core.search.words import SearchResult
 
 if TYPE_CHECKING:  # matplotlib loads with the first card, not with every `clipbot` command
     from core.render.cards import Tile
 
-THUMB_SIDE = 400  # tiles are 200 px; twice that keeps them sharp without decoding full size twice
+THUMB_SIDE = 400  # decoded at least this large, twice the tile, so the scaled tile stays sharp
+TILE_SIDE = 200  # what a collage tile shows at most (cards.render_collage's tile_px)
 _NOTE_CHARS = 40  # a file name longer than this is shortened anyway by the tile's width
+# Tiles of stored pictures, kept: "Top N" shows the pictures the results just previewed. A
+# 200 px tile is 120 KB, so about 50 tiles.
+_TILES: FileCache[Image.Image] = FileCache(6 * 2**20, lambda img: img.width * img.height * len(img.getbands()))
 
 
-def _thumbnail(source: str | bytes | None) -> Image.Image:
-    if source:
-        try:
-            img = decode_image(source, max_pixels=10**9, min_side=THUMB_SIDE).image
-            img.thumbnail((THUMB_SIDE, THUMB_SIDE))
-            return img
-        except ImageError:
-            pass
-    return Image.new("RGB", (THUMB_SIDE, THUMB_SIDE), (230, 230, 230))  # the file is gone: a grey tile
+def _thumbnail(source: str | None) -> Image.Image:
+    tile = _TILES.get(source, TILE_SIDE, lambda: _decode_tile(source)) if source else None
+    # The file is gone: a grey tile.
+    return tile if tile is not None else Image.new("RGB", (TILE_SIDE, TILE_SIDE), (230, 230, 230))
+
+
+def _decode_tile(path: str) -> Image.Image | None:
+    try:
+        img = decode_image(path, max_pixels=10**9, min_side=THUMB_SIDE).image.convert("RGB")
+    except ImageError:
+        return None
+    img.thumbnail((TILE_SIDE, TILE_SIDE))
+    return img
 
 
 def bar_label(result: SearchResult) -> str:
