@@ -37,11 +37,13 @@ TARGETS: list[tuple[str, str, str, Any]] = [
     ("captions", "int8_speedup_b8", "(reported)", None),
     ("soak", "unanswered", "== 0", lambda v: v == 0),
     ("soak", "rss_growth_mb", "< 50 MB", lambda v: v < 50),
+    ("soak", "rss_growth_second_half_mb", "< 10 MB", lambda v: v < 10),
     ("soak", "fd_growth", "<= 5", lambda v: v <= 5),
     ("soak", "task_growth", "<= 5", lambda v: v <= 5),
     ("soak", "apologies", "(reported)", None),
     ("soak", "rps", "(reported)", None),
     ("soak", "rps_no_rate_limiter", "(reported)", None),
+    ("soak", "rps_no_rate_limiter_without_ocr", ">= 50 req/s (2 cores)", lambda v: v >= 50),
     ("startup", "search_first_s", "(reported)", None),
     ("startup", "search_second_s", "< 3 s", lambda v: v < 3),
     ("startup", "precision_remembered", "yes", lambda v: v is True),
@@ -131,8 +133,14 @@ def details(results: dict[str, Any]) -> str:
                    f"{k['in_flight']} in flight, {k['model']}. With the flood limiter: {k['rps']:.1f} requests/s, "
                    f"p50/p95 {k['p50_ms']:.0f}/{k['p95_ms']:.0f} ms; without it "
                    f"({k['no_rate_limiter']['requests']} requests): {k['no_rate_limiter']['rps']:.1f} requests/s, "
-                   f"p50/p95 {k['no_rate_limiter']['p50_ms']:.0f}/{k['no_rate_limiter']['p95_ms']:.0f} ms.")
-        out.append(f"RSS {k['rss_mb_after_warmup']:.0f} -> {k['rss_mb_end']:.0f} MB (tenths: "
+                   f"p50/p95 {k['no_rate_limiter']['p50_ms']:.0f}/{k['no_rate_limiter']['p95_ms']:.0f} ms; "
+                   f"without it and without OCR: {k['no_rate_limiter_without_ocr']['rps']:.1f} requests/s.")
+        out.append("CPU ms per request by thread, without the limiter: "
+                   + "; with OCR " + ", ".join(f"{t} {v}" for t, v in k["no_rate_limiter"]["cpu_ms_per_request"].items())
+                   + "; without " + ", ".join(f"{t} {v}" for t, v in
+                                              k["no_rate_limiter_without_ocr"]["cpu_ms_per_request"].items()) + ".")
+        out.append(f"RSS {k['rss_mb_after_warmup']:.0f} -> {k['rss_mb_end']:.0f} MB, of which the fake's store of "
+                   f"sent photos {k['fake_files_growth_mb']:.0f} MB (tenths, less that store: "
                    + ", ".join(f"{v:.0f}" for v in k["rss_trace_mb"]) + "); "
                    f"fds {k['fds_after_warmup']} -> {k['fds_end']} and tasks {k['tasks_after_warmup']} -> "
                    f"{k['tasks_end']}, of which pooled bot-fake connections {k['connections_after_warmup']} -> "

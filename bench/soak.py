@@ -26,6 +26,7 @@ import random
 import re
 import statistics
 import tempfile
+import threading
 import time
 import tracemalloc
 from collections import Counter
@@ -41,6 +42,8 @@ from tests.fakes.telegram import BOT_USER, Call, FakeTelegram
 
 TOKEN = "123456:SOAK-token-for-the-fake-server"
 IN_FLIGHT = 32
+LONG_RUN = 10_000  # requests of the run with the flood limiter: memory must be flat over its second half
+SHORT_RUN = 1000  # requests of each run without it: throughput
 PRIVATE_CHATS = 100
 WARMUP_FRACTION = 0.10
 TRACE_FRAMES = 8  # frames kept per traced allocation (--trace)
@@ -124,6 +127,21 @@ def _rss_mb() -> float:
 
 def _fake_files_mb(fake: FakeTelegram) -> float:
     return sum(len(data) for _, data in fake.files.values()) / 2**20
+
+
+def _cpu_by_thread() -> Counter[str]:
+    """CPU seconds so far of this process's live threads, by name ("clipbot-decode_0" counts as
+    "clipbot-decode"): where a request's CPU goes, as the kernel counted it."""
+    tick = os.sysconf("SC_CLK_TCK")
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: Counter[str] = Counter()
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # Threads Python did not start (torch's, onnxruntime's) go by their kernel name.
+            name = names.get(int(tid)) or Path(f"/proc/self/task/{tid}/comm").read_text().strip()
+            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[re.sub(r"[_-]?\d+$", "", name)] += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return out
 
 
 def _fds() -> int:
@@ -217,6 +235,7 @@ class Soak:
         self.pending_callback: dict[str, Pending] = {}
         self.ids = itertools.count(1)
         self.latencies: list[float] = []
+        self.kind_latencies: list[tuple[str, float]] = []
         self.kinds: Counter[str] = Counter()
         self.methods: Counter[str] = Counter()
         self.unanswered = 0
@@ -426,6 +445,7 @@ class Soak:
             self.retired_chats += 1  # a late answer must not be taken for the next request's: retire the chat
             return
         self.latencies.append(time.perf_counter() - start)
+        self.kind_latencies.append((kind, self.latencies[-1]))
         self._check(kind, state, p)
         await pool.give(state)
 
@@ -466,7 +486,7 @@ async def _snapshot(fake: FakeTelegram) -> dict[str, float]:
 
 
 async def _run(model: Path, *, requests: int, groups: int, per_group: int, time_limit_s: float,
-               rate_limit: bool = True, trace: bool = False) -> dict[str, Any]:
+               rate_limit: bool = True, trace: bool = False, ocr: str = "auto") -> dict[str, Any]:
     from adapters.telegram import TelegramPlatform
     from bot.composition import apply_process_settings, build_chat_engine, build_service
     from bot.settings import Settings
@@ -478,7 +498,7 @@ async def _run(model: Path, *, requests: int, groups: int, per_group: int, time_
     try:
         with tempfile.TemporaryDirectory() as data:
             settings = Settings(  # type: ignore[call-arg]
-                clip_model=str(model), data_dir=Path(data), caption_model="none", rate_limit_per_minute=0,
+                clip_model=str(model), data_dir=Path(data), caption_model="none", rate_limit_per_minute=0, ocr=ocr,
                 _env_file=None,
             )
             apply_process_settings(settings)  # as `clipbot run` does first: glibc's arenas, torch's threads
@@ -502,15 +522,19 @@ async def _run(model: Path, *, requests: int, groups: int, per_group: int, time_
                 await soak.phase(warmup)
                 before = await _snapshot(fake)
                 measured_latencies = len(soak.latencies)
+                measured_kinds = len(soak.kind_latencies)
                 if trace:  # only what the measured part allocates and keeps is traced
                     tracemalloc.start(TRACE_FRAMES)
                 rss = [before["rss_mb"]]
+                cpu_before = _cpu_by_thread()
                 start = time.perf_counter()
                 rest = requests - warmup
                 for k in range(10):  # the measured part in tenths, RSS after each: a slope, not two points
                     await soak.phase(rest * (k + 1) // 10 - rest * k // 10)
                     rss.append(_rss_mb() - _fake_files_mb(fake) + before["fake_files_mb"])
                 seconds = time.perf_counter() - start
+                cpu = _cpu_by_thread()
+                cpu.subtract(cpu_before)
                 after = await _snapshot(fake)
                 kept = _kept_allocations() if trace else None
             finally:
@@ -533,6 +557,7 @@ async def _run(model: Path, *, requests: int, groups: int, per_group: int, time_
         "rps": answered / seconds if seconds else 0.0,
         "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
         "p95_ms": 1000 * sorted(latencies)[round(0.95 * (len(latencies) - 1))] if latencies else float("nan"),
+        "p50_ms_by_kind": _medians_ms(soak.kind_latencies[measured_kinds:]),
         "rss_mb_after_warmup": before["rss_mb"],
         "rss_mb_end": after["rss_mb"],
         # The bot's growth: the process's, less what the fake's store of sent files grew by.
@@ -540,6 +565,11 @@ async def _run(model: Path, *, requests: int, groups: int, per_group: int, time_
         "process_rss_growth_mb": after["rss_mb"] - before["rss_mb"],
         "fake_files_growth_mb": fake_growth,
         "rss_trace_mb": [round(v, 1) for v in rss],
+        "rss_growth_second_half_mb": rss[-1] - rss[len(rss) // 2],
+        # CPU ms per answered request over the measured part, by thread (the fake's share is in
+        # MainThread: its HTTP handlers run on the bot's event loop).
+        "cpu_ms_per_request": {name: round(1000 * sec / max(1, len(latencies)), 1)
+                               for name, sec in cpu.most_common() if sec > 0},
         # Growth without the bot's pooled connections to the fake (each one 2 fds and a server task here).
         "fd_growth": after["fds_net"] - before["fds_net"],
         "task_growth": after["tasks_net"] - before["tasks_net"],
@@ -572,6 +602,13 @@ async def _run(model: Path, *, requests: int, groups: int, per_group: int, time_
     }
 
 
+def _medians_ms(timed: list[tuple[str, float]]) -> dict[str, float]:
+    by_kind: dict[str, list[float]] = {}
+    for kind, seconds in timed:
+        by_kind.setdefault(kind, []).append(seconds)
+    return {kind: round(1000 * statistics.median(v), 1) for kind, v in sorted(by_kind.items())}
+
+
 def _kept_allocations(top: int = 12) -> dict[str, Any]:
     """What the measured part allocated and still holds, by the line of our code that allocated it."""
     snapshot = tracemalloc.take_snapshot()
@@ -586,22 +623,27 @@ def _kept_allocations(top: int = 12) -> dict[str, Any]:
 
 
 def run(*, smoke: bool) -> dict[str, Any]:
-    """The soak as ``clipbot run`` serves (its flood limiter on), then a shorter one without the limiter.
+    """The soak as ``clipbot run`` serves (its flood limiter on), then two shorter ones without it.
 
     The Telegram flood limiter (python-telegram-bot's AIORateLimiter) lets at most 30 messages a
     second out, the limit Telegram sets for a bot: that, not the bot, bounds the first run's rate.
-    The second run shows what the bot itself could answer.
+    The second run shows what the bot itself can answer; the third the same with reading the
+    text of added pictures (OCR, about 0.1 s of CPU each) turned off, the bot of the last round.
     """
     model = model_dir(True)
-    n, groups, per_group = (60, 2, 3) if smoke else (2000, 8, 10)
-    result = asyncio.run(_run(model, requests=n, groups=groups, per_group=per_group, time_limit_s=60 if smoke else 900))
-    free = asyncio.run(_run(model, requests=n // 2, groups=groups, per_group=per_group,
-                            time_limit_s=60 if smoke else 600, rate_limit=False))
-    result["rps_no_rate_limiter"] = free["rps"]
-    result["no_rate_limiter"] = {k: free[k] for k in (
-        "requests", "seconds", "rps", "p50_ms", "p95_ms", "rss_growth_mb", "rss_trace_mb", "fd_growth", "task_growth",
-        "unanswered", "apologies", "unexpected_answers", "unexpected_examples", "stray_answers", "refused_calls",
-        "refused_examples", "log_records", "log_examples")}
+    n, groups, per_group = (60, 2, 3) if smoke else (LONG_RUN, 8, 10)
+    result = asyncio.run(_run(model, requests=n, groups=groups, per_group=per_group,
+                              time_limit_s=60 if smoke else 1800))
+    short = 30 if smoke else SHORT_RUN
+    for key, ocr in (("no_rate_limiter", "auto"), ("no_rate_limiter_without_ocr", "none")):
+        free = asyncio.run(_run(model, requests=short, groups=groups, per_group=per_group,
+                                time_limit_s=60 if smoke else 600, rate_limit=False, ocr=ocr))
+        result[f"rps_{key}"] = free["rps"]
+        result[key] = {k: free[k] for k in (
+            "requests", "seconds", "rps", "p50_ms", "p95_ms", "p50_ms_by_kind", "cpu_ms_per_request", "rss_growth_mb",
+            "rss_trace_mb", "fd_growth", "task_growth", "unanswered", "apologies", "unexpected_answers",
+            "unexpected_examples", "stray_answers", "refused_calls", "refused_examples", "log_records",
+            "log_examples")}
     return result
 
 
@@ -613,11 +655,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000, help="requests in all, the first 10%% a warm-up")
     parser.add_argument("--no-limiter", action="store_true", help="without the Telegram flood limiter")
+    parser.add_argument("--ocr", default="auto", help="CLIPBOT_OCR for the bot (default auto, as `clipbot run`)")
     parser.add_argument("--trace", action="store_true",
                         help="tracemalloc over the measured part: what it allocated and still holds, by line")
     args = parser.parse_args(argv)
     result = asyncio.run(_run(model_dir(True), requests=args.requests, groups=8, per_group=10,
-                              time_limit_s=3600, rate_limit=not args.no_limiter, trace=args.trace))
+                              time_limit_s=3600, rate_limit=not args.no_limiter, trace=args.trace, ocr=args.ocr))
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -154,14 +155,31 @@ def text_style(text: str, weight: str = "normal") -> tuple[list[str], str]:
 
 
 def text_width_px(fig: Figure, s: str, font_px: float, *, weight: str = "normal") -> float:
-    """How wide ``s`` is drawn on ``fig``, in pixels, measured by the renderer that will draw it."""
-    canvas = fig.canvas
-    assert isinstance(canvas, FigureCanvasAgg), "figures here are built by new_figure"
-    renderer = canvas.get_renderer()  # type: ignore[no-untyped-call]  # backend_agg.py is unannotated
-    family, weight = text_style(s, weight)
-    prop = font_manager.FontProperties(family=family, size=points(font_px, int(fig.dpi)), weight=weight)
-    width, _height, _descent = renderer.get_text_width_height_descent(s, prop, ismath=False)
-    return float(width)
+    """How wide ``s`` is drawn on ``fig``, in pixels, measured by the renderer that will draw it.
+
+    Remembered by text, size, weight and dpi, all the width depends on: a collage's labels and
+    their shortened forms come back card after card, and measuring was a fifth of drawing one.
+    """
+    key = (s, float(font_px), int(fig.dpi), weight)
+    with _WIDTHS_LOCK:
+        width = _WIDTHS.get(key)
+    if width is None:
+        canvas = fig.canvas
+        assert isinstance(canvas, FigureCanvasAgg), "figures here are built by new_figure"
+        renderer = canvas.get_renderer()  # type: ignore[no-untyped-call]  # backend_agg.py is unannotated
+        family, style = text_style(s, weight)
+        prop = font_manager.FontProperties(family=family, size=points(font_px, int(fig.dpi)), weight=style)
+        width = float(renderer.get_text_width_height_descent(s, prop, ismath=False)[0])
+        with _WIDTHS_LOCK:
+            if len(_WIDTHS) >= _WIDTHS_KEPT:
+                _WIDTHS.clear()
+            _WIDTHS[key] = width
+    return width
+
+
+_WIDTHS: dict[tuple[str, float, int, str], float] = {}
+_WIDTHS_KEPT = 20_000  # about 2 MB; then it starts again rather than keeping every label ever drawn
+_WIDTHS_LOCK = threading.Lock()
 
 
 def fit_text(fig: Figure, text: str, width_px: float, font_px: float, *, weight: str = "normal") -> str:

@@ -3,8 +3,9 @@
 Chats show the same pictures again and again: a result's preview, then "Next match" back to it,
 then "Top N", whose collage tiles are the pictures just previewed; a popular picture is the
 best match in many chats. Decoding and scaling it each time was a tenth of the bot's CPU in
-the soak (bench/soak.py). Entries are keyed by the file's path *and* its size and mtime, so a
-file edited in place (a gallery indexed where it lies) is rendered again, never served stale.
+the soak (bench/soak.py). Entries are keyed by the file's path *and* its size, mtime and inode,
+so a file edited in place or replaced (a gallery indexed where it lies; rsync writes a new file
+and renames it over the old, even when it keeps the mtime) is rendered again, never served stale.
 
 The budget is in bytes and the oldest entry goes first, so a gallery of millions of pictures
 costs no more memory than one of ten. Safe to use from several threads (the decode pool).
@@ -22,7 +23,7 @@ from typing import Generic, TypeVar
 __all__ = ["FileCache"]
 
 T = TypeVar("T")
-_Key = tuple[str, int, int, Hashable]
+_Key = tuple[str, int, int, int, Hashable]
 
 
 class FileCache(Generic[T]):
@@ -54,7 +55,7 @@ class FileCache(Generic[T]):
             st = os.stat(path)
         except OSError:
             return make()
-        key: _Key = (os.fspath(path), st.st_size, st.st_mtime_ns, variant)
+        key: _Key = (os.fspath(path), st.st_size, st.st_mtime_ns, st.st_ino, variant)
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None:
