@@ -135,10 +135,10 @@ def details(results: dict[str, Any]) -> str:
                    f"({k['no_rate_limiter']['requests']} requests): {k['no_rate_limiter']['rps']:.1f} requests/s, "
                    f"p50/p95 {k['no_rate_limiter']['p50_ms']:.0f}/{k['no_rate_limiter']['p95_ms']:.0f} ms; "
                    f"without it and without OCR: {k['no_rate_limiter_without_ocr']['rps']:.1f} requests/s.")
-        out.append("CPU ms per request by thread, without the limiter: "
-                   + "; with OCR " + ", ".join(f"{t} {v}" for t, v in k["no_rate_limiter"]["cpu_ms_per_request"].items())
-                   + "; without " + ", ".join(f"{t} {v}" for t, v in
-                                              k["no_rate_limiter_without_ocr"]["cpu_ms_per_request"].items()) + ".")
+        cpu = {run: ", ".join(f"{t} {v}" for t, v in k[run]["cpu_ms_per_request"].items())
+               for run in ("no_rate_limiter", "no_rate_limiter_without_ocr")}
+        out.append(f"CPU ms per request by thread, without the limiter: with OCR {cpu['no_rate_limiter']}; "
+                   f"without {cpu['no_rate_limiter_without_ocr']}.")
         out.append(f"RSS {k['rss_mb_after_warmup']:.0f} -> {k['rss_mb_end']:.0f} MB, of which the fake's store of "
                    f"sent photos {k['fake_files_growth_mb']:.0f} MB (tenths, less that store: "
                    + ", ".join(f"{v:.0f}" for v in k["rss_trace_mb"]) + "); "
