@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -171,6 +172,59 @@ def test_on_a_terminal_keys_edit_cancel_recall_and_quit(clip_dir: Path, tmp_path
     assert "Traceback" not in shown and "^[[A" not in shown
     assert shown.count("no images yet") == 1, shown  # "red car" was never searched
     assert history.read_text(encoding="utf-8").splitlines() == ["/stats", "/find rocket"]
+
+
+def _tgkill() -> Any:
+    """glibc's tgkill(2): a signal to one thread of another process (what the kernel may do to a Ctrl+C)."""
+    import ctypes
+
+    fn = getattr(ctypes.CDLL(None, use_errno=True), "tgkill", None)
+    if fn is None:
+        pytest.skip("no tgkill in this C library")
+    return fn
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="threads as /proc tasks, tgkill: Linux")
+def test_ctrl_c_handed_to_a_worker_thread_still_cancels_the_line_once(clip_dir: Path, tmp_path: Path) -> None:
+    """The kernel gives a terminal's SIGINT to any thread; one given to a worker left input() asleep
+    until the next key (the flake of the test above). Now the line is cancelled, and only once."""
+    import pty
+
+    tgkill = _tgkill()
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(ROOT)
+        os.execve(sys.executable, [sys.executable, "-c", CHILD, str(clip_dir), str(tmp_path / "data"),
+                                   str(tmp_path / "history")], {**os.environ, "TERM": "xterm"})
+    term = Terminal(fd)
+    try:
+        term.expect(b"you> ", timeout=180)
+        term.send(b"/stats\r")  # the engine's threads are running now
+        term.expect(b"bot> This chat's gallery: 0 images.")
+        term.expect(b"you> ")
+        workers = [int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid]
+        assert workers, "the console runs threads besides the main one"
+        for attempt in range(2):  # twice: the forwarder is set up again for every line
+            term.send(b"red car")
+            term.expect(b"red car")
+            assert tgkill(pid, workers[attempt % len(workers)], signal.SIGINT) == 0
+            term.expect(b"you> ", timeout=30)
+        term.send(b"/find rocket\r")  # not cancelled by a second, late interrupt
+        term.expect(CONSOLE_EMPTY.encode())
+        term.expect(b"you> ")
+        term.send(b"\x04")
+        term.drain()
+        _, status = os.waitpid(pid, 0)
+        pid = 0
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+    shown = term.seen.decode(errors="replace")
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, shown
+    assert "Traceback" not in shown and "KeyboardInterrupt" not in shown, shown
+    assert shown.count("no images yet") == 1, shown  # "red car" was never searched
 
 
 # -- what a line means -----------------------------------------------------------------------------

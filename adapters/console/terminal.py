@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Protocol, TextIO
+
+from adapters.console.interrupts import InterruptForwarder
 
 log = logging.getLogger(__name__)
 HISTORY_LENGTH = 1000
@@ -90,15 +91,13 @@ class TerminalReader:
 
     async def read(self, prompt: str) -> str | None:
         # asyncio.run's own SIGINT handler cancels the whole chat (the main task) once the line
-        # is entered; while reading, Ctrl+C must instead interrupt input() at once.
-        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        # is entered; while reading, Ctrl+C must instead interrupt input() at once, whichever
+        # thread the kernel gave it to (adapters/console/interrupts.py).
         try:
-            return input(prompt)  # noqa: ASYNC250 -- on the loop's thread on purpose: see the class
+            with InterruptForwarder():
+                return input(prompt)  # noqa: ASYNC250 -- on the loop's thread on purpose: see the class
         except EOFError:
             return None
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
 
     def close(self) -> None:
         if self._readline is None or self._history_file is None:
