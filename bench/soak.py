@@ -126,13 +126,12 @@ def _rss_mb() -> float:
 
 
 def _fake_files_mb(fake: FakeTelegram) -> float:
-    return sum(len(data) for _, data in fake.files.values()) / 2**20
+    return fake.files.memory_bytes / 2**20
 
 
 def _cpu_by_thread() -> Counter[str]:
-    """CPU seconds so far of this process's live threads, by name ("clipbot-decode_0" counts as
+    """CPU clock ticks so far of this process's live threads, by name ("clipbot-decode_0" counts as
     "clipbot-decode"): where a request's CPU goes, as the kernel counted it."""
-    tick = os.sysconf("SC_CLK_TCK")
     names = {t.native_id: t.name for t in threading.enumerate()}
     out: Counter[str] = Counter()
     for tid in os.listdir("/proc/self/task"):
@@ -140,7 +139,7 @@ def _cpu_by_thread() -> Counter[str]:
             # Threads Python did not start (torch's, onnxruntime's) go by their kernel name.
             name = names.get(int(tid)) or Path(f"/proc/self/task/{tid}/comm").read_text().strip()
             fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
-            out[re.sub(r"[_-]?\d+$", "", name)] += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            out[re.sub(r"[_-]?\d+$", "", name)] += int(fields[11]) + int(fields[12])  # utime, stime
     return out
 
 
@@ -472,9 +471,9 @@ class Soak:
 async def _snapshot(fake: FakeTelegram) -> dict[str, float]:
     """Memory, fds and tasks once the run is quiet; fds and tasks also without the bot-fake connections.
 
-    ``fake_files_mb``: the files the fake holds. Like Telegram, it keeps every photo the bot
-    sends, so that its file id can be sent again; in this one process that is RSS the bot
-    does not hold, and the soak's memory target is about the bot.
+    ``fake_files_mb``: the files the fake holds in memory. Like Telegram, it keeps every photo the
+    bot sends, so that its file id can be sent again; the soak has it keep them on disk, and any
+    it held in memory would be RSS the bot does not hold: the memory target is about the bot.
     """
     await asyncio.sleep(SETTLE_S)
     gc.collect()
@@ -502,7 +501,8 @@ async def _run(model: Path, *, requests: int, groups: int, per_group: int, time_
                 _env_file=None,
             )
             apply_process_settings(settings)  # as `clipbot run` does first: glibc's arenas, torch's threads
-            fake = FakeTelegram(TOKEN)
+            # Its files on disk, as Telegram keeps them on its servers: not in this process's RSS.
+            fake = FakeTelegram(TOKEN, files_dir=Path(data) / "telegram-servers")
             await fake.start()
             engine = build_chat_engine(settings)
             await engine.start()
@@ -568,8 +568,8 @@ async def _run(model: Path, *, requests: int, groups: int, per_group: int, time_
         "rss_growth_second_half_mb": rss[-1] - rss[len(rss) // 2],
         # CPU ms per answered request over the measured part, by thread (the fake's share is in
         # MainThread: its HTTP handlers run on the bot's event loop).
-        "cpu_ms_per_request": {name: round(1000 * sec / max(1, len(latencies)), 1)
-                               for name, sec in cpu.most_common() if sec > 0},
+        "cpu_ms_per_request": {name: round(1000 * ticks / os.sysconf("SC_CLK_TCK") / max(1, len(latencies)), 1)
+                               for name, ticks in cpu.most_common() if ticks > 0},
         # Growth without the bot's pooled connections to the fake (each one 2 fds and a server task here).
         "fd_growth": after["fds_net"] - before["fds_net"],
         "task_growth": after["tasks_net"] - before["tasks_net"],

@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 from PIL import Image
 
+from tests.fakes.telegram.file_store import FileStore
 from tests.fakes.telegram.rules import plain_text
 
 BOT_USER = {"id": 999, "is_bot": True, "first_name": "clipbot", "username": "clipbot_test_bot"}
@@ -26,7 +27,7 @@ BOT_USER = {"id": 999, "is_bot": True, "first_name": "clipbot", "username": "cli
 class MethodAnswers:
     """The ``_m_<method>`` answers and the payloads they build (mixed into ``FakeTelegram``)."""
 
-    files: dict[str, tuple[str, bytes]]
+    files: FileStore
     photo_ids: set[str]
     member_status: dict[tuple[int, int], str]
     _message_ids: itertools.count[int]

@@ -21,12 +21,14 @@ import itertools
 import json
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from tests.fakes.recorder import LoopbackServer, check_fault, hang, html_error, wait_until
+from tests.fakes.telegram.file_store import FileStore
 from tests.fakes.telegram.methods import MethodAnswers
 from tests.fakes.telegram.private_chats import PrivateChats
 from tests.fakes.telegram.rules import DOCUMENT_LIMIT, PHOTO_LIMIT, SEND_METHODS, MessageRules, Refusal
@@ -65,10 +67,10 @@ class FakeTelegram(LoopbackServer, UpdateDelivery, MethodAnswers, MessageRules):
     def __init__(self, token: str, *, group_limit: int = 20, group_window: float = 60.0, private_limit: int = 1,
                  private_window: float = 1.0, photo_limit: int = PHOTO_LIMIT,
                  document_limit: int = DOCUMENT_LIMIT, local_mode: bool = False,
-                 webhook_retry_interval: float = 0.5) -> None:
+                 webhook_retry_interval: float = 0.5, files_dir: Path | None = None) -> None:
         self.token = token
         self.calls: list[Call] = []
-        self.files: dict[str, tuple[str, bytes]] = {}  # file_id -> (file_path, bytes)
+        self.files = FileStore(files_dir)  # file_id -> (file_path, bytes); on disk under files_dir if given
         self.member_status: dict[tuple[int, int], str] = {}
         self.private = PrivateChats()  # who opened a chat with the bot; inline queries awaiting answers
         self.photo_ids: set[str] = set()  # photos the server holds: what a cached inline result may name
@@ -200,11 +202,12 @@ class FakeTelegram(LoopbackServer, UpdateDelivery, MethodAnswers, MessageRules):
             return await self._fault(Call("download", {"path": request.match_info["path"]}), fault)
         if self.fail_downloads:
             return web.Response(status=500, text="Internal Server Error")
-        for path, data in self.files.values():
-            if path == request.match_info["path"] and request.match_info["token"] == self.token:
-                self.calls.append(Call("download", {"path": path}))
-                return web.Response(body=data)
-        return web.Response(status=404)
+        path = request.match_info["path"]
+        data = self.files.at_path(path) if request.match_info["token"] == self.token else None
+        if data is None:
+            return web.Response(status=404)
+        self.calls.append(Call("download", {"path": path}))
+        return web.Response(body=data)
 
     @staticmethod
     async def _params(request: web.Request) -> tuple[dict[str, Any], dict[str, bytes]]:
