@@ -125,6 +125,10 @@ def _rss_mb() -> float:
     return float("nan")
 
 
+def _bot_rss(snapshot: dict[str, float]) -> float:
+    return snapshot["rss_mb"] - snapshot["fake_files_mb"]
+
+
 def _fake_files_mb(fake: FakeTelegram) -> float:
     return fake.files.memory_bytes / 2**20
 
@@ -532,6 +536,10 @@ async def _run(model: Path, *, requests: int, groups: int, per_group: int, time_
                 for k in range(10):  # the measured part in tenths, RSS after each: a slope, not two points
                     await soak.phase(rest * (k + 1) // 10 - rest * k // 10)
                     rss.append(_rss_mb() - _fake_files_mb(fake) + before["fake_files_mb"])
+                    if k == 4:  # halfway: memory once quiet, as at both ends, so growth is not a passing peak
+                        paused = time.perf_counter()
+                        middle = await _snapshot(fake)
+                        start += time.perf_counter() - paused  # the quiet second is no one's request
                 seconds = time.perf_counter() - start
                 cpu = _cpu_by_thread()
                 cpu.subtract(cpu_before)
@@ -565,7 +573,7 @@ async def _run(model: Path, *, requests: int, groups: int, per_group: int, time_
         "process_rss_growth_mb": after["rss_mb"] - before["rss_mb"],
         "fake_files_growth_mb": fake_growth,
         "rss_trace_mb": [round(v, 1) for v in rss],
-        "rss_growth_second_half_mb": rss[-1] - rss[len(rss) // 2],
+        "rss_growth_second_half_mb": _bot_rss(after) - _bot_rss(middle),
         # CPU ms per answered request over the measured part, by thread (the fake's share is in
         # MainThread: its HTTP handlers run on the bot's event loop).
         "cpu_ms_per_request": {name: round(1000 * ticks / os.sysconf("SC_CLK_TCK") / max(1, len(latencies)), 1)
