@@ -130,20 +130,45 @@ class Terminal:
         return bool(chunk)
 
 
+class ConsoleOnATerminal:
+    """The console chat in a child process on a pseudo-terminal (``CHILD``), killed if a test fails."""
+
+    def __init__(self, clip_dir: Path, data: Path, history: Path) -> None:
+        import pty
+
+        self.pid, fd = pty.fork()
+        if self.pid == 0:  # the child: the console on the terminal's other side
+            os.chdir(ROOT)
+            os.execve(sys.executable, [sys.executable, "-c", CHILD, str(clip_dir), str(data), str(history)],
+                      {**os.environ, "TERM": "xterm", "HF_HUB_OFFLINE": "1"})
+        self.term = Terminal(fd)
+        self._running = True
+
+    def leave(self) -> str:
+        """Ctrl+D at an empty prompt; what the terminal showed, once the console exited with 0."""
+        self.term.send(b"\x04")
+        self.term.drain()
+        _, status = os.waitpid(self.pid, 0)
+        self._running = False
+        shown = self.term.seen.decode(errors="replace")
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, shown
+        return shown
+
+    def close(self) -> None:
+        if self._running:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self._running = False
+        os.close(self.term.fd)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
 def test_on_a_terminal_keys_edit_cancel_recall_and_quit(clip_dir: Path, tmp_path: Path) -> None:
-    import pty
-
     history = tmp_path / "state" / "console_history"
     history.parent.mkdir()
     history.write_text("/stats\n", encoding="utf-8")  # a line from an earlier chat
-    env = {**os.environ, "TERM": "xterm", "HF_HUB_OFFLINE": "1"}
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: the console on the terminal's other side
-        os.chdir(ROOT)
-        os.execve(sys.executable, [sys.executable, "-c", CHILD, str(clip_dir), str(tmp_path / "data"), str(history)],
-                  env)
-    term = Terminal(fd)
+    console = ConsoleOnATerminal(clip_dir, tmp_path / "data", history)
+    term = console.term
     try:
         term.expect(b"you> ", timeout=180)  # the model loads first
         term.send(b"\x1b[A")  # Up: the earlier chat's line, from the history file
@@ -158,17 +183,9 @@ def test_on_a_terminal_keys_edit_cancel_recall_and_quit(clip_dir: Path, tmp_path
         term.send(b"/find rocket\r")
         term.expect(CONSOLE_EMPTY.encode())
         term.expect(b"you> ")
-        term.send(b"\x04")  # Ctrl+D at an empty prompt: leave
-        term.drain()
-        _, status = os.waitpid(pid, 0)
-        pid = 0
+        shown = console.leave()
     finally:
-        if pid:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        os.close(fd)
-    shown = term.seen.decode(errors="replace")
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, shown
+        console.close()
     assert "Traceback" not in shown and "^[[A" not in shown
     assert shown.count("no images yet") == 1, shown  # "red car" was never searched
     assert history.read_text(encoding="utf-8").splitlines() == ["/stats", "/find rocket"]
@@ -188,15 +205,9 @@ def _tgkill() -> Any:
 def test_ctrl_c_handed_to_a_worker_thread_still_cancels_the_line_once(clip_dir: Path, tmp_path: Path) -> None:
     """The kernel gives a terminal's SIGINT to any thread; one given to a worker left input() asleep
     until the next key (the flake of the test above). Now the line is cancelled, and only once."""
-    import pty
-
     tgkill = _tgkill()
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.chdir(ROOT)
-        os.execve(sys.executable, [sys.executable, "-c", CHILD, str(clip_dir), str(tmp_path / "data"),
-                                   str(tmp_path / "history")], {**os.environ, "TERM": "xterm"})
-    term = Terminal(fd)
+    console = ConsoleOnATerminal(clip_dir, tmp_path / "data", tmp_path / "history")
+    term, pid = console.term, console.pid
     try:
         term.expect(b"you> ", timeout=180)
         term.send(b"/stats\r")  # the engine's threads are running now
@@ -212,17 +223,9 @@ def test_ctrl_c_handed_to_a_worker_thread_still_cancels_the_line_once(clip_dir: 
         term.send(b"/find rocket\r")  # not cancelled by a second, late interrupt
         term.expect(CONSOLE_EMPTY.encode())
         term.expect(b"you> ")
-        term.send(b"\x04")
-        term.drain()
-        _, status = os.waitpid(pid, 0)
-        pid = 0
+        shown = console.leave()
     finally:
-        if pid:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        os.close(fd)
-    shown = term.seen.decode(errors="replace")
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, shown
+        console.close()
     assert "Traceback" not in shown and "KeyboardInterrupt" not in shown, shown
     assert shown.count("no images yet") == 1, shown  # "red car" was never searched
 
