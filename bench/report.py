@@ -139,8 +139,7 @@ def details(results: dict[str, Any]) -> str:
                for run in ("no_rate_limiter", "no_rate_limiter_without_ocr")}
         out.append(f"CPU ms per request by thread, without the limiter: with OCR {cpu['no_rate_limiter']}; "
                    f"without {cpu['no_rate_limiter_without_ocr']}.")
-        out.append(f"RSS {k['rss_mb_after_warmup']:.0f} -> {k['rss_mb_end']:.0f} MB, of which the fake's store of "
-                   f"sent photos {k['fake_files_growth_mb']:.0f} MB (tenths, less that store: "
+        out.append(f"RSS {k['rss_mb_after_warmup']:.0f} -> {k['rss_mb_end']:.0f} MB (tenths: "
                    + ", ".join(f"{v:.0f}" for v in k["rss_trace_mb"]) + "); "
                    f"fds {k['fds_after_warmup']} -> {k['fds_end']} and tasks {k['tasks_after_warmup']} -> "
                    f"{k['tasks_end']}, of which pooled bot-fake connections {k['connections_after_warmup']} -> "

@@ -50,14 +50,6 @@ def _rss_mb() -> float:
     return float("nan")
 
 
-def _bot_rss(snapshot: dict[str, float]) -> float:
-    return snapshot["rss_mb"] - snapshot["fake_files_mb"]
-
-
-def _fake_files_mb(fake: FakeTelegram) -> float:
-    return fake.files.memory_bytes / 2**20
-
-
 def _cpu_by_thread() -> Counter[str]:
     """CPU clock ticks so far of this process's live threads, by name ("clipbot-decode_0" counts as
     "clipbot-decode"): where a request's CPU goes, as the kernel counted it."""
@@ -126,19 +118,13 @@ class _LogCounter(logging.Handler):
 
 
 async def _snapshot(fake: FakeTelegram) -> dict[str, float]:
-    """Memory, fds and tasks once the run is quiet; fds and tasks also without the bot-fake connections.
-
-    ``fake_files_mb``: the files the fake holds in memory. Like Telegram, it keeps every photo the
-    bot sends, so that its file id can be sent again; the soak has it keep them on disk, and any
-    it held in memory would be RSS the bot does not hold: the memory target is about the bot.
-    """
+    """Memory, fds and tasks once the run is quiet; fds and tasks also without the bot-fake connections."""
     await asyncio.sleep(SETTLE_S)
     gc.collect()
     fds, tasks = _fds(), len(asyncio.all_tasks())
     client, server = _connections(fake.port)
     return {"rss_mb": _rss_mb(), "fds": fds, "tasks": tasks, "connections": client,
-            "fds_net": fds - client - server, "tasks_net": tasks - server,
-            "fake_files_mb": _fake_files_mb(fake)}
+            "fds_net": fds - client - server, "tasks_net": tasks - server}
 
 
 async def _run(model: Path, *, requests: int, groups: int, per_group: int, time_limit_s: float,
@@ -178,8 +164,7 @@ async def _run(model: Path, *, requests: int, groups: int, per_group: int, time_
             try:
                 await soak.phase(warmup)
                 before = await _snapshot(fake)
-                measured_latencies = len(soak.latencies)
-                measured_kinds = len(soak.kind_latencies)
+                measured = len(soak.latencies)
                 if trace:  # only what the measured part allocates and keeps is traced
                     tracemalloc.start(TRACE_FRAMES)
                 rss = [before["rss_mb"]]
@@ -188,7 +173,7 @@ async def _run(model: Path, *, requests: int, groups: int, per_group: int, time_
                 rest = requests - warmup
                 for k in range(10):  # the measured part in tenths, RSS after each: a slope, not two points
                     await soak.phase(rest * (k + 1) // 10 - rest * k // 10)
-                    rss.append(_rss_mb() - _fake_files_mb(fake) + before["fake_files_mb"])
+                    rss.append(_rss_mb())
                     if k == 4:  # halfway: memory once quiet, as at both ends, so growth is not a passing peak
                         paused = time.perf_counter()
                         middle = await _snapshot(fake)
@@ -208,8 +193,8 @@ async def _run(model: Path, *, requests: int, groups: int, per_group: int, time_
             leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     finally:
         root.handlers = saved
-    latencies = soak.latencies[measured_latencies:]
-    fake_growth = after["fake_files_mb"] - before["fake_files_mb"]
+    timed = soak.latencies[measured:]
+    latencies = [seconds for _, seconds in timed]
     answered = len(latencies)
     return {
         "requests": requests,
@@ -218,15 +203,14 @@ async def _run(model: Path, *, requests: int, groups: int, per_group: int, time_
         "rps": answered / seconds if seconds else 0.0,
         "p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
         "p95_ms": 1000 * sorted(latencies)[round(0.95 * (len(latencies) - 1))] if latencies else float("nan"),
-        "p50_ms_by_kind": _medians_ms(soak.kind_latencies[measured_kinds:]),
+        "p50_ms_by_kind": _medians_ms(timed),
         "rss_mb_after_warmup": before["rss_mb"],
         "rss_mb_end": after["rss_mb"],
-        # The bot's growth: the process's, less what the fake's store of sent files grew by.
-        "rss_growth_mb": after["rss_mb"] - before["rss_mb"] - fake_growth,
-        "process_rss_growth_mb": after["rss_mb"] - before["rss_mb"],
-        "fake_files_growth_mb": fake_growth,
+        # The fake keeps the files it serves on disk (as Telegram keeps them on its servers), so
+        # the process's growth is the bot's.
+        "rss_growth_mb": after["rss_mb"] - before["rss_mb"],
         "rss_trace_mb": [round(v, 1) for v in rss],
-        "rss_growth_second_half_mb": _bot_rss(after) - _bot_rss(middle),
+        "rss_growth_second_half_mb": after["rss_mb"] - middle["rss_mb"],
         # CPU ms per answered request over the measured part, by thread (the fake's share is in
         # MainThread: its HTTP handlers run on the bot's event loop).
         "cpu_ms_per_request": {name: round(1000 * ticks / os.sysconf("SC_CLK_TCK") / max(1, len(latencies)), 1)

@@ -138,8 +138,7 @@ class Soak:
         self.pending_chat: dict[int, Pending] = {}
         self.pending_callback: dict[str, Pending] = {}
         self.ids = itertools.count(1)
-        self.latencies: list[float] = []
-        self.kind_latencies: list[tuple[str, float]] = []
+        self.latencies: list[tuple[str, float]] = []  # (kind, seconds) of each answered request
         self.kinds: Counter[str] = Counter()
         self.methods: Counter[str] = Counter()
         self.unanswered = 0
@@ -348,8 +347,7 @@ class Soak:
                 self.timed_out.append(f"{kind} in chat {p.chat_id}: calls {[c.method for c in p.calls]}")
             self.retired_chats += 1  # a late answer must not be taken for the next request's: retire the chat
             return
-        self.latencies.append(time.perf_counter() - start)
-        self.kind_latencies.append((kind, self.latencies[-1]))
+        self.latencies.append((kind, time.perf_counter() - start))
         self._check(kind, state, p)
         await pool.give(state)
 

@@ -23,11 +23,6 @@ class FileStore(MutableMapping[str, tuple[str, bytes]]):
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
 
-    @property
-    def memory_bytes(self) -> int:
-        """Bytes of the files held in memory (none with a folder)."""
-        return sum(len(data) for _, data in self._entries.values() if isinstance(data, bytes))
-
     def __getitem__(self, file_id: str) -> tuple[str, bytes]:
         path, data = self._entries[file_id]
         return path, data if isinstance(data, bytes) else data.read_bytes()
